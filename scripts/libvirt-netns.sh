@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Run libvirt inside a network namespace with one isolated network, so the
+# real end-to-end test's VMs can reach each other and the host-side test only
+# through that namespace, and never the outside world.
+#
+# Usage: scripts/libvirt-netns.sh up NS     create NS, start virtlogd + libvirtd in it, start network
+#        scripts/libvirt-netns.sh down NS   remove every domain and the network, stop the daemons, delete NS
+# Environment (defaults): CCSBX_NET=ccsbx CCSBX_BRIDGE=ccsbx0 CCSBX_SUBNET=10.77.0 (a /24)
+#
+# How it stays closed:
+# - libvirtd and virtlogd are started with `ip netns exec NS`, so the bridge,
+#   libvirt's dnsmasq and every QEMU process live in NS. virsh outside NS still
+#   reaches the daemon through its unix socket (qemu:///system).
+# - NS has only lo and the bridge, ip_forward=0, and the network has no
+#   <forward> element: there is no route out.
+# - PID 1 is not systemd on the CI machine, so the daemons are started by hand;
+#   the script refuses to run if a libvirtd is already running outside NS.
+#
+# Facts found booting a VM this way (libvirt 9.0, virtinst 4.1, QEMU 7.2, TCG):
+# - osinfo-db has no debian12: use --osinfo debian11.
+# - No KVM: --virt-type qemu. Boot to SSH takes about a minute, see build-image.sh.
+# - The guest address is read with `virsh domifaddr DOMAIN --source lease`.
+# - libvirt chowns disk images (and their backing files) to libvirt-qemu.
+set -euo pipefail
+
+log() { printf 'libvirt-netns: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+readonly NET=${CCSBX_NET:-ccsbx}
+readonly BRIDGE=${CCSBX_BRIDGE:-ccsbx0}
+readonly SUBNET=${CCSBX_SUBNET:-10.77.0}
+readonly URI=qemu:///system
+readonly LIBVIRTD_PIDFILE=/run/libvirtd.pid
+readonly VIRTLOGD_PIDFILE=/run/virtlogd.pid
+readonly LOG_DIR=/var/log/libvirt
+readonly STATE_DIR=/run/ccsbx-libvirt-netns
+
+usage() { die "usage: $0 up|down NS"; }
+
+virsh_() { virsh --quiet -c "$URI" "$@"; }
+
+# Prints the pid in PIDFILE if that process is alive.
+live_pid() {
+  local pid
+  [[ -f $1 ]] || return 1
+  pid=$(<"$1")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  printf '%s\n' "$pid"
+}
+
+in_ns() { # pid ns
+  [[ $(stat -Lc %i "/proc/$1/ns/net") == "$(stat -Lc %i "/run/netns/$2")" ]]
+}
+
+wait_for_daemon() {
+  for _ in $(seq 1 60); do
+    virsh_ version >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  die "libvirtd did not answer on $URI within 30 s (see $LOG_DIR/libvirtd.log)"
+}
+
+network_xml() {
+  cat <<EOF
+<network>
+  <name>$NET</name>
+  <bridge name='$BRIDGE' stp='off' delay='0'/>
+  <ip address='$SUBNET.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='$SUBNET.100' end='$SUBNET.199'/>
+    </dhcp>
+  </ip>
+</network>
+EOF
+}
+
+start_daemon() { # name pidfile args...
+  local name=$1 pidfile=$2 pid
+  shift 2
+  if pid=$(live_pid "$pidfile"); then
+    in_ns "$pid" "$ns" || die "$name (pid $pid) is already running outside $ns; stop it first"
+    log "$name already running in $ns (pid $pid)"
+    return 0
+  fi
+  log "starting $name in $ns"
+  ip netns exec "$ns" "$@"
+}
+
+up() {
+  if [[ ! -e /run/netns/$ns ]]; then
+    log "creating namespace $ns"
+    ip netns add "$ns"
+  fi
+  ip -n "$ns" link set lo up
+  ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
+
+  mkdir -p "$LOG_DIR"
+  start_daemon virtlogd "$VIRTLOGD_PIDFILE" virtlogd -d -p "$VIRTLOGD_PIDFILE"
+  # libvirtd logs to syslog by default; there is none here.
+  start_daemon libvirtd "$LIBVIRTD_PIDFILE" \
+    env LIBVIRT_LOG_OUTPUTS="3:file:$LOG_DIR/libvirtd.log" libvirtd -d -p "$LIBVIRTD_PIDFILE"
+  wait_for_daemon
+  # Remember what existed before, so down removes only what came after.
+  mkdir -p "$STATE_DIR"
+  if [[ ! -f $STATE_DIR/$ns.before ]]; then
+    { virsh_ list --all --name | sed 's/^/domain /'
+      virsh_ pool-list --all --name | sed 's/^/pool /'
+    } >"$STATE_DIR/$ns.before"
+  fi
+
+  if ! virsh_ net-info "$NET" >/dev/null 2>&1; then
+    log "defining network $NET ($SUBNET.0/24 on $BRIDGE, no forwarding)"
+    virsh_ net-define <(network_xml) >/dev/null
+  fi
+  if [[ $(virsh_ net-info "$NET" | awk '$1 == "Active:" {print $2}') != yes ]]; then
+    virsh_ net-start "$NET" >/dev/null
+  fi
+  local pid
+  pid=$(live_pid "$LIBVIRTD_PIDFILE")
+  in_ns "$pid" "$ns" || die "libvirtd (pid $pid) is not in $ns"
+  ip -n "$ns" -br addr show "$BRIDGE" >&2
+  log "up: network $NET, gateway $SUBNET.1, DHCP $SUBNET.100-199"
+}
+
+existed_before() { # kind name
+  grep -qxF "$1 $2" "$STATE_DIR/$ns.before" 2>/dev/null
+}
+
+down() {
+  local pid dom pool
+  if virsh_ version >/dev/null 2>&1; then
+    pid=$(live_pid "$LIBVIRTD_PIDFILE") || true
+    if [[ -n ${pid:-} && -e /run/netns/$ns ]] && ! in_ns "$pid" "$ns"; then
+      die "libvirtd (pid $pid) is not in $ns; not touching it"
+    fi
+    while read -r dom; do
+      if [[ -z $dom ]] || existed_before domain "$dom"; then continue; fi
+      log "removing domain $dom"
+      virsh_ destroy "$dom" >/dev/null 2>&1 || true
+      virsh_ undefine "$dom" --remove-all-storage >/dev/null 2>&1 ||
+        virsh_ undefine "$dom" >/dev/null
+    done < <(virsh_ list --all --name)
+    if virsh_ net-info "$NET" >/dev/null 2>&1; then
+      log "removing network $NET"
+      virsh_ net-destroy "$NET" >/dev/null 2>&1 || true
+      virsh_ net-undefine "$NET" >/dev/null
+    fi
+    # virt-install registers pools for the directories it touches.
+    while read -r pool; do
+      if [[ -z $pool ]] || existed_before pool "$pool"; then continue; fi
+      log "removing pool definition $pool (files are kept)"
+      virsh_ pool-destroy "$pool" >/dev/null 2>&1 || true
+      virsh_ pool-undefine "$pool" >/dev/null 2>&1 || true
+    done < <(virsh_ pool-list --all --name)
+  fi
+
+  stop_pidfile libvirtd "$LIBVIRTD_PIDFILE"
+  stop_pidfile virtlogd "$VIRTLOGD_PIDFILE"
+  # libvirt leaves the network's runtime files behind when its daemon stops.
+  rm -f "/run/libvirt/network/$NET".* "/var/lib/libvirt/dnsmasq/$NET".* "/var/lib/libvirt/dnsmasq/$BRIDGE".*
+
+  if [[ -e /run/netns/$ns ]]; then
+    # Anything still in the namespace was started by the daemons above.
+    for pid in $(ip netns pids "$ns"); do
+      log "stopping leftover pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo gone))"
+      kill "$pid" 2>/dev/null || true
+    done
+    sleep 1
+    for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns del "$ns"
+    log "deleted namespace $ns"
+  fi
+  rm -f "$STATE_DIR/$ns.before"
+}
+
+stop_pidfile() { # name pidfile
+  local pid
+  pid=$(live_pid "$2") || return 0
+  if [[ -e /run/netns/$ns ]] && ! in_ns "$pid" "$ns"; then
+    die "$1 (pid $pid) is not in $ns; not stopping it"
+  fi
+  log "stopping $1 (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+[[ $# -eq 2 ]] || usage
+readonly action=$1 ns=$2
+[[ $ns =~ ^[A-Za-z0-9_-]{1,32}$ ]] || die "bad namespace name: $ns"
+[[ $SUBNET =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || die "CCSBX_SUBNET must be three octets, got $SUBNET"
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+for tool in ip virsh libvirtd virtlogd dnsmasq iptables; do
+  command -v "$tool" >/dev/null || die "missing $tool (apt-get install libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients dnsmasq-base)"
+done
+
+case $action in
+  up) up ;;
+  down) down ;;
+  *) usage ;;
+esac

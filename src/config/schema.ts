@@ -1,0 +1,259 @@
+/**
+ * The JSON Schema of a stack's `cc-sandbox:` config and the formats it uses. Every string that
+ * reaches a shell, a config file or a CLI argument is held to a format here, so nothing later has
+ * to guess whether a value is safe.
+ */
+import { presetNames } from "./presets";
+
+const label = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+// At least two labels, a TLD that starts with a letter (so an IP address is never a DNS name).
+const dnsName = new RegExp(`^(?=.{1,253}$)(?:${label}\\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$`);
+
+export const sshKeyTypes = [
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ssh-dss",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/** A single-line OpenSSH public key whose base64 blob names the same type as its first field. */
+export function isSshPublicKey(value: string): boolean {
+    const m = /^(\S+) ([A-Za-z0-9+/]+={0,2})(?: [\x20-\x7e]*)?$/.exec(value);
+    if (!m) return false;
+    const type = m[1];
+    const base = type.replace(/-cert-v01@openssh\.com$/, "");
+    if (!sshKeyTypes.includes(base)) return false;
+    const blob = Buffer.from(m[2], "base64");
+    if (blob.length < 4) return false;
+    const len = blob.readUInt32BE(0);
+    return blob.length >= 4 + len && blob.subarray(4, 4 + len).toString("latin1") === type;
+}
+
+export function isIpv4Cidr(value: string): boolean {
+    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(value);
+    if (!m) return false;
+    const octets = m.slice(1, 5).map(Number);
+    const prefix = Number(m[5]);
+    if (octets.some((o, i) => o > 255 || String(o) !== m[i + 1])) return false;
+    if (prefix < 8 || prefix > 32) return false;
+    const addr = ((octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]) >>> 0;
+    const hostMask = prefix === 32 ? 0 : (0xffffffff >>> prefix) >>> 0;
+    return (addr & hostMask) === 0;
+}
+
+/** Formats and the phrase an error uses for each ("must be <phrase>"). */
+export const formats: Record<string, { test: (v: string) => boolean; phrase: string }> = {
+    "dns-name": {
+        test: (v) => dnsName.test(v),
+        phrase: "a lowercase DNS name such as example.org",
+    },
+    "domain-pattern": {
+        test: (v) => dnsName.test(v.startsWith("*.") ? v.slice(2) : v),
+        phrase: "a lowercase DNS name such as example.org, or a wildcard such as *.example.org",
+    },
+    "ipv4-cidr": {
+        test: isIpv4Cidr,
+        phrase: "an IPv4 network such as 192.0.2.0/24 (prefix 8 to 32, host bits zero)",
+    },
+    "ssh-public-key": {
+        test: isSshPublicKey,
+        phrase: `a single-line OpenSSH public key (${sshKeyTypes.join(", ")}, or their certificates)`,
+    },
+    size: {
+        test: (v) => /^[1-9][0-9]{0,6}[KMGT](?:i?B)?$/.test(v),
+        phrase: "a size such as 8G, 512M or 1T",
+    },
+    "vm-name": {
+        test: (v) => /^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$/.test(v),
+        phrase: "a VM name: lowercase letters, digits and hyphens, starting with a letter, at most 40 characters",
+    },
+    "guest-path": {
+        test: (v) => /^\/[A-Za-z0-9._/-]*$/.test(v) && !v.split("/").includes("..") && v !== "/",
+        phrase: "an absolute guest path made of letters, digits, '.', '_', '-' and '/', without '..'",
+    },
+    "host-path": {
+        test: (v) => /^(?:~|~\/[^\0\n\r]*|\/[^\0\n\r]*)$/.test(v),
+        phrase: "an absolute host path or one starting with ~/",
+    },
+    "image-source": {
+        test: (v) => /^(?:https?:\/\/[^\s'"\\]+|\/[^\0\n\r]+)$/.test(v),
+        phrase: "an absolute path or an http(s) URL",
+    },
+    "libvirt-uri": {
+        test: (v) => /^[a-z][a-z0-9+]*:\/\/[^\s'"\\]*$/.test(v),
+        phrase: "a libvirt URI such as qemu:///system or qemu+ssh://user@host/system",
+    },
+    "simple-name": {
+        test: (v) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(v),
+        phrase: "a name of letters, digits, '.', '_' and '-'",
+    },
+    "one-line": {
+        test: (v) => /^[^\x00-\x1f\x7f]{1,200}$/.test(v),
+        phrase: "one line of text without control characters (at most 200 characters)",
+    },
+    email: {
+        test: (v) => /^[^\s@<>"'\\]+@[^\s@<>"'\\]+\.[^\s@<>"'\\]+$/.test(v),
+        phrase: "an email address",
+    },
+    semver: {
+        test: (v) => /^\d{1,4}\.\d{1,4}\.\d{1,6}$/.test(v),
+        phrase: "an exact version such as 2.1.0",
+    },
+};
+
+const str = (format: string, description: string) => ({ type: "string", format, description });
+const ports = {
+    type: "array",
+    description: "TCP ports the entry may be reached on (default [443])",
+    items: { type: "integer", minimum: 1, maximum: 65535 },
+    minItems: 1,
+    maxItems: 16,
+    uniqueItems: true,
+};
+const bool = (description: string) => ({ type: "boolean", description });
+
+/** The schema of the raw config: the `cc-sandbox:` namespace with the prefix taken off. */
+export const configSchema = {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+        hypervisor: {
+            type: "string",
+            enum: ["multipass", "libvirt"],
+            description: "Which hypervisor creates the VM (default multipass)",
+        },
+        vm: {
+            type: "object",
+            additionalProperties: false,
+            description: "The VM's name and size",
+            properties: {
+                name: str("vm-name", "VM name (default cc-<stack>)"),
+                cpus: { type: "integer", minimum: 1, maximum: 64, description: "vCPUs (default 4)" },
+                memory: str("size", "Memory (default 8G)"),
+                disk: str("size", "Disk size (default 50G)"),
+                image: str("simple-name", "Multipass image (default 24.04)"),
+                timeout: {
+                    type: "integer",
+                    minimum: 60,
+                    maximum: 14400,
+                    description: "Seconds to wait for launch and cloud-init (default 1800)",
+                },
+            },
+        },
+        libvirt: {
+            type: "object",
+            additionalProperties: false,
+            description: "libvirt driver options",
+            properties: {
+                uri: str("libvirt-uri", "Connection URI (default qemu:///system)"),
+                image: str("image-source", "Ubuntu 24.04 cloud image: path or URL"),
+                network: str("simple-name", "libvirt network (default default)"),
+                osVariant: str("simple-name", "osinfo name (default ubuntu24.04)"),
+                filesystem: { type: "string", enum: ["virtiofs", "9p"], description: "Host folder sharing (default virtiofs)" },
+                storageDir: str("guest-path", "Directory for disks and seeds on the libvirt host"),
+                machine: { type: "string", enum: ["pc", "q35"], description: "Machine type (default q35)" },
+                virtType: { type: "string", enum: ["kvm", "qemu"], description: "kvm, or qemu for software emulation" },
+            },
+        },
+        mounts: {
+            type: "array",
+            description: "Host folders mounted read-write in the guest (default ~/code at the agent's ~/code)",
+            maxItems: 8,
+            items: {
+                type: "object",
+                additionalProperties: false,
+                required: ["host", "guest"],
+                properties: {
+                    host: str("host-path", "Host folder"),
+                    guest: str("guest-path", "Guest folder"),
+                    readOnly: bool("Mount read-only (default false)"),
+                },
+            },
+        },
+        ssh: {
+            type: "object",
+            additionalProperties: false,
+            description: "The SSH key that logs in to the VM",
+            properties: {
+                publicKey: str("ssh-public-key", "Public key, inline"),
+                publicKeyPath: str("host-path", "Public key file (default ~/.ssh/id_ed25519.pub)"),
+                privateKeyPath: str("host-path", "Private key for the ssh outputs (default: the public key path without .pub)"),
+            },
+        },
+        git: {
+            type: "object",
+            additionalProperties: false,
+            description: "git identity in the guest",
+            properties: {
+                name: str("one-line", "user.name"),
+                email: str("email", "user.email"),
+            },
+        },
+        allowlist: {
+            type: "object",
+            additionalProperties: false,
+            description: "Where the guest may connect",
+            properties: {
+                presets: {
+                    type: "array",
+                    description: `Named sets of domains: ${presetNames.join(", ")} (default anthropic, github, npm)`,
+                    items: { type: "string", enum: presetNames },
+                    uniqueItems: true,
+                },
+                domains: {
+                    type: "array",
+                    maxItems: 5000,
+                    description: "Extra DNS names: example.org, *.example.org, or {name, ports}",
+                    items: {
+                        if: { type: "string" },
+                        then: { format: "domain-pattern" },
+                        else: {
+                            type: "object",
+                            additionalProperties: false,
+                            required: ["name"],
+                            properties: { name: str("domain-pattern", "DNS name or wildcard"), ports },
+                        },
+                    },
+                },
+                cidrs: {
+                    type: "array",
+                    maxItems: 5000,
+                    description: "IPv4 networks: 192.0.2.0/24 or {cidr, ports}",
+                    items: {
+                        if: { type: "string" },
+                        then: { format: "ipv4-cidr" },
+                        else: {
+                            type: "object",
+                            additionalProperties: false,
+                            required: ["cidr"],
+                            properties: { cidr: str("ipv4-cidr", "IPv4 network"), ports },
+                        },
+                    },
+                },
+            },
+        },
+        firewall: {
+            type: "object",
+            additionalProperties: false,
+            description: "Egress firewall options",
+            properties: {
+                enabled: bool("Default-deny egress firewall (default true)"),
+                githubMeta: bool("Allow GitHub's published CIDRs from api.github.com/meta (default false)"),
+                logDenied: bool("Log denied connections, rate limited (default true)"),
+            },
+        },
+        claude: {
+            type: "object",
+            additionalProperties: false,
+            description: "Claude Code in the guest",
+            properties: {
+                install: bool("Install Claude Code (default true)"),
+                version: str("semver", "Pinned @anthropic-ai/claude-code version"),
+            },
+        },
+    },
+} as const;

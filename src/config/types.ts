@@ -1,0 +1,104 @@
+/**
+ * The typed, validated and defaulted configuration of one sandbox. Only `loadConfig` builds it from
+ * raw stack config; everything after that point (rendering, drivers, the component) reads this.
+ */
+
+export type Hypervisor = "multipass" | "libvirt";
+
+/** One allowlisted DNS name. `wildcard` entries (`*.example.com`) cover subdomains, not the apex. */
+export interface AllowedDomain {
+    readonly name: string;
+    readonly wildcard: boolean;
+    readonly ports: readonly number[];
+    /** Where the entry came from: a preset name, or `domains` for the stack's own entries. */
+    readonly source: string;
+}
+
+/** One allowlisted IPv4 network. */
+export interface AllowedCidr {
+    readonly cidr: string;
+    readonly ports: readonly number[];
+    readonly source: string;
+}
+
+export interface Allowlist {
+    readonly presets: readonly string[];
+    /** Presets expanded, stack entries merged, duplicates folded (ports united), sorted by name. */
+    readonly domains: readonly AllowedDomain[];
+    readonly cidrs: readonly AllowedCidr[];
+}
+
+export interface FirewallOptions {
+    readonly enabled: boolean;
+    /** Load GitHub's published CIDRs (api.github.com/meta) into the allowlist in the guest. */
+    readonly githubMeta: boolean;
+    readonly logDenied: boolean;
+}
+
+export interface Mount {
+    /** Absolute host path, `~` already expanded. */
+    readonly host: string;
+    /** Absolute guest path. */
+    readonly guest: string;
+    readonly readOnly: boolean;
+    /** A short identifier used as the 9p/virtiofs tag and in resource names. */
+    readonly tag: string;
+}
+
+export interface VmOptions {
+    readonly name: string;
+    readonly cpus: number;
+    /** Memory in MiB. */
+    readonly memoryMiB: number;
+    /** Disk size in GiB. */
+    readonly diskGiB: number;
+    /** Multipass image (e.g. `24.04`). */
+    readonly image: string;
+    /** Seconds to wait for the VM to launch and cloud-init to finish. */
+    readonly timeoutSeconds: number;
+}
+
+export interface LibvirtOptions {
+    readonly uri: string;
+    /** Base cloud image: a local path or an http(s) URL. */
+    readonly image: string;
+    readonly network: string;
+    readonly osVariant: string;
+    readonly filesystem: "virtiofs" | "9p";
+    /** Storage directory for per-VM disks and seeds on the libvirt host. */
+    readonly storageDir: string;
+    /** Machine type passed to virt-install (`pc` or `q35`). */
+    readonly machine: string;
+    /** `kvm`, or `qemu` for software emulation. */
+    readonly virtType: "kvm" | "qemu";
+}
+
+export interface GuestUsers {
+    /** The unprivileged user the agent and the developer's sessions run as. */
+    readonly agent: string;
+    /** The admin user kept for the human and for Multipass (passwordless sudo). */
+    readonly admin: string;
+}
+
+export interface ClaudeOptions {
+    readonly install: boolean;
+    /** npm version of @anthropic-ai/claude-code to install, pinned. */
+    readonly version: string;
+}
+
+export interface SandboxConfig {
+    readonly stack: string;
+    readonly hypervisor: Hypervisor;
+    readonly vm: VmOptions;
+    readonly libvirt: LibvirtOptions;
+    readonly mounts: readonly Mount[];
+    /** OpenSSH public keys installed for the agent and admin users. */
+    readonly sshAuthorizedKeys: readonly string[];
+    /** Private key path matching the public key, used in the `ssh` command outputs. */
+    readonly sshPrivateKeyPath: string;
+    readonly git: { readonly name: string; readonly email: string };
+    readonly users: GuestUsers;
+    readonly allowlist: Allowlist;
+    readonly firewall: FirewallOptions;
+    readonly claude: ClaudeOptions;
+}
