@@ -210,7 +210,7 @@ export const configSchema = {
                     description: "Extra DNS names: example.org, *.example.org, or {name, ports}",
                     items: {
                         if: { type: "string" },
-                        then: { format: "domain-pattern" },
+                        then: { type: "string", format: "domain-pattern" },
                         else: {
                             type: "object",
                             additionalProperties: false,
@@ -225,7 +225,7 @@ export const configSchema = {
                     description: "IPv4 networks: 192.0.2.0/24 or {cidr, ports}",
                     items: {
                         if: { type: "string" },
-                        then: { format: "ipv4-cidr" },
+                        then: { type: "string", format: "ipv4-cidr" },
                         else: {
                             type: "object",
                             additionalProperties: false,

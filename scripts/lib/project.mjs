@@ -1,0 +1,26 @@
+// Lets zx scripts use the program's TypeScript modules (config loading, rendering) directly.
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const require = createRequire(import.meta.url)
+let registered = false
+
+export function requireSrc(module) {
+  if (!registered) {
+    require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') })
+    registered = true
+  }
+  return require(path.join(root, 'src', module))
+}
+
+// Prints a config error's lines (each names the key path and value) and sets a failing exit code.
+export function reportError(err) {
+  if (err && err.name === 'ConfigError') {
+    console.error(err.message)
+  } else {
+    console.error(`error: ${err && err.message ? err.message : err}`)
+  }
+  process.exitCode = 1
+}

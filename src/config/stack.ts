@@ -1,0 +1,27 @@
+/** Loading a stack's config from its file (used where Pulumi is not running: render, tests). */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { HostContext, loadConfig, rawConfigFromStackFile } from "./load";
+import { SandboxConfig } from "./types";
+
+export const stacksDir = path.resolve(__dirname, "../../stacks");
+
+export function hostContext(): HostContext {
+    return { home: os.homedir(), readFile: (file) => fs.readFileSync(file, "utf8") };
+}
+
+export function stackFile(stack: string): string {
+    return path.join(stacksDir, `Pulumi.${stack}.yaml`);
+}
+
+/** The stack name a file is for: `Pulumi.alice.yaml` -> `alice`; any other name -> its base name. */
+export function stackNameOf(file: string): string {
+    const base = path.basename(file);
+    const m = /^Pulumi\.(.+)\.ya?ml$/.exec(base);
+    return m ? m[1] : base.replace(/\.ya?ml$/, "");
+}
+
+export function loadStackConfig(file: string, stack = stackNameOf(file), host = hostContext()): SandboxConfig {
+    return loadConfig(stack, rawConfigFromStackFile(fs.readFileSync(file, "utf8"), file), host);
+}

@@ -1,0 +1,109 @@
+/**
+ * SandboxConfig + guest templates -> the guest file tree and the cloud-init documents that carry it.
+ * Pure and deterministic: the same config and templates always give byte-identical output.
+ */
+import { createHash } from "crypto";
+import Handlebars from "handlebars";
+import { stringify } from "yaml";
+import { SandboxConfig } from "../config/types";
+import { TemplateSet } from "./templates";
+import { guestView } from "./view";
+
+export interface GuestFile {
+    readonly path: string;
+    readonly content: string;
+    readonly mode: string;
+    readonly owner: string;
+}
+
+export interface RenderedGuest {
+    readonly files: readonly GuestFile[];
+    /** The `#cloud-config` document. */
+    readonly userData: string;
+    readonly metaData: string;
+    /** The allowlist file's content: what an in-place allowlist update pushes. */
+    readonly allowlist: string;
+    /**
+     * Hash of everything first boot installs except the allowlist. A change here needs a new VM;
+     * an allowlist change alone is applied in place.
+     */
+    readonly firstBootHash: string;
+}
+
+export const allowlistPath = "/etc/cc-sandbox/allowlist";
+export const bootRunner = "/usr/local/lib/cc-sandbox/boot";
+
+const hbs = Handlebars.create();
+hbs.registerHelper("json", (v: unknown) => JSON.stringify(v));
+hbs.registerHelper("shq", (v: unknown) => `'${String(v).replace(/'/g, `'\\''`)}'`);
+hbs.registerHelper("joinMounts", (mounts: { guest: string }[]) => mounts.map((m) => m.guest).join(" "));
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+export function renderFiles(config: SandboxConfig, templates: TemplateSet): GuestFile[] {
+    const view = guestView(config);
+    return templates.files
+        .map((t) => ({
+            path: t.guestPath,
+            content: t.isTemplate ? hbs.compile(t.source, { noEscape: true, strict: true })(view) : t.source,
+            mode: t.mode,
+            owner: t.owner,
+        }))
+        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** cloud-init `mounts` lines for drivers that share folders through virtio (libvirt). */
+function guestMounts(config: SandboxConfig): string[][] {
+    if (config.hypervisor !== "libvirt") return [];
+    return config.mounts.map((m) => {
+        const ro = m.readOnly ? ",ro" : "";
+        return config.libvirt.filesystem === "virtiofs"
+            ? [m.tag, m.guest, "virtiofs", `defaults,nofail${ro}`, "0", "0"]
+            : [m.tag, m.guest, "9p", `trans=virtio,version=9p2000.L,msize=262144,nofail${ro}`, "0", "0"];
+    });
+}
+
+export function renderGuest(config: SandboxConfig, templates: TemplateSet): RenderedGuest {
+    const files = renderFiles(config, templates);
+    const allowlist = files.find((f) => f.path === allowlistPath)?.content;
+    if (allowlist === undefined) throw new Error(`the guest templates have no ${allowlistPath}`);
+    const { agent, admin } = config.users;
+    const keys = [...config.sshAuthorizedKeys];
+
+    const cloudConfig = (allowlistContent: string) => ({
+        hostname: config.vm.name,
+        locale: "C.UTF-8",
+        // The admin user is the image's default user (Multipass reaches the VM through it).
+        system_info: { default_user: { name: admin } },
+        users: [
+            "default",
+            {
+                name: agent,
+                uid: 1001,
+                gecos: "Claude Code agent",
+                shell: "/bin/bash",
+                lock_passwd: true,
+                ssh_authorized_keys: keys,
+            },
+        ],
+        ssh_authorized_keys: keys,
+        ssh_pwauth: false,
+        disable_root: true,
+        write_files: files.map((f) => ({
+            path: f.path,
+            content: f.path === allowlistPath ? allowlistContent : f.content,
+            owner: f.owner,
+            permissions: f.mode,
+            // Files owned by the agent wait until cloud-init has created the user.
+            ...(f.owner.startsWith("root:") ? {} : { defer: true }),
+        })),
+        ...(guestMounts(config).length > 0 ? { mounts: guestMounts(config) } : {}),
+        runcmd: [[bootRunner]],
+    });
+
+    const render = (doc: object) => "#cloud-config\n" + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });
+    const userData = render(cloudConfig(allowlist));
+    const firstBootHash = sha256(render(cloudConfig("")));
+    const metaData = stringify({ "instance-id": `${config.vm.name}-${firstBootHash.slice(0, 12)}`, "local-hostname": config.vm.name });
+    return { files, userData, metaData, allowlist, firstBootHash };
+}

@@ -1,0 +1,38 @@
+/** The data guest templates see. Built from the validated config only. */
+import { SandboxConfig } from "../config/types";
+
+export interface GuestView {
+    readonly stack: string;
+    readonly vmName: string;
+    readonly users: { readonly agent: string; readonly admin: string };
+    readonly allowlist: {
+        readonly domains: readonly { pattern: string; name: string; wildcard: boolean; ports: readonly number[]; portsCsv: string }[];
+        readonly cidrs: readonly { cidr: string; ports: readonly number[]; portsCsv: string }[];
+    };
+    readonly firewall: { readonly enabled: boolean; readonly githubMeta: boolean; readonly logDenied: boolean };
+    readonly claude: { readonly install: boolean; readonly version: string };
+    readonly git: { readonly name: string; readonly email: string };
+    readonly mounts: readonly { guest: string; readOnly: boolean }[];
+}
+
+export function guestView(c: SandboxConfig): GuestView {
+    return {
+        stack: c.stack,
+        vmName: c.vm.name,
+        users: { agent: c.users.agent, admin: c.users.admin },
+        allowlist: {
+            domains: c.allowlist.domains.map((d) => ({
+                pattern: d.wildcard ? `*.${d.name}` : d.name,
+                name: d.name,
+                wildcard: d.wildcard,
+                ports: d.ports,
+                portsCsv: d.ports.join(","),
+            })),
+            cidrs: c.allowlist.cidrs.map((x) => ({ cidr: x.cidr, ports: x.ports, portsCsv: x.ports.join(",") })),
+        },
+        firewall: { ...c.firewall },
+        claude: { ...c.claude },
+        git: { ...c.git },
+        mounts: c.mounts.map((m) => ({ guest: m.guest, readOnly: m.readOnly })),
+    };
+}
