@@ -202,7 +202,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
         }
         throw new ConfigError(dedupe(issues));
     }
-    const r = raw as Record<string, Record<string, unknown> | undefined> & Raw;
+    const r = raw as Raw;
     const vm = (r.vm ?? {}) as Record<string, unknown>;
     const lv = (r.libvirt ?? {}) as Record<string, unknown>;
     const al = (r.allowlist ?? {}) as { presets?: string[]; domains?: (string | DomainEntry)[]; cidrs?: (string | CidrEntry)[] };
@@ -225,6 +225,17 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
         readOnly: m.readOnly ?? false,
         tag: `m${i}-${path.posix.basename(m.guest).replace(/[^a-z0-9]/gi, "").toLowerCase()}`.slice(0, 31),
     }));
+    if ((r.hypervisor ?? "multipass") === "multipass") {
+        rawMounts.forEach((m, i) => {
+            if (m.readOnly) {
+                issues.push({
+                    path: keyPath(["mounts", i, "readOnly"]),
+                    value: true,
+                    message: "is not supported by Multipass mounts; use hypervisor libvirt or drop readOnly",
+                });
+            }
+        });
+    }
     const seen = new Map<string, number>();
     mounts.forEach((m, i) => {
         const j = seen.get(m.guest);

@@ -1,0 +1,92 @@
+/** libvirt: argument lists for `virt-install` and `virsh`, for any libvirt URI. */
+import * as path from "path";
+import { SandboxConfig } from "../../config/types";
+import { Driver, VmPlan } from "../types";
+
+/** Where a base image given as a URL is downloaded to on this host. */
+export function localImagePath(c: SandboxConfig): string {
+    return /^https?:\/\//.test(c.libvirt.image)
+        ? path.posix.join(c.libvirt.storageDir, path.posix.basename(new URL(c.libvirt.image).pathname))
+        : c.libvirt.image;
+}
+
+/** `qemu+ssh://user@host/system` -> `user@host`: guests of a remote host are reached through it. */
+export function jumpHost(uri: string): string | undefined {
+    const m = /^[a-z0-9]+\+ssh:\/\/([^/?]+)/.exec(uri);
+    return m ? m[1] : undefined;
+}
+
+export function knownHostsFile(c: SandboxConfig, home: string): string {
+    return path.posix.join(home, ".ssh", `known_hosts.cc-sandbox.${c.vm.name}`);
+}
+
+/** ssh options shared by the program's own guest commands and the `sshCommand` output. */
+export function sshOptions(c: SandboxConfig, home: string): string[] {
+    const jump = jumpHost(c.libvirt.uri);
+    return [
+        "-i", c.sshPrivateKeyPath,
+        "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=accept-new",
+        "-o", `UserKnownHostsFile=${knownHostsFile(c, home)}`,
+        ...(jump ? ["-J", jump] : []),
+    ];
+}
+
+export function virtInstallArgs(c: SandboxConfig): string[] {
+    const lv = c.libvirt;
+    const disk = path.posix.join(lv.storageDir, `${c.vm.name}.qcow2`);
+    const shares = c.mounts.flatMap((m) =>
+        lv.filesystem === "virtiofs"
+            ? ["--filesystem", `source=${m.host},target=${m.tag},driver.type=virtiofs${m.readOnly ? ",readonly=on" : ""}`]
+            : ["--filesystem", `source=${m.host},target=${m.tag},accessmode=mapped${m.readOnly ? ",readonly=on" : ""}`],
+    );
+    return [
+        "virt-install",
+        "--connect", lv.uri,
+        "--name", c.vm.name,
+        "--memory", String(c.vm.memoryMiB),
+        "--vcpus", String(c.vm.cpus),
+        "--import",
+        "--disk", `path=${disk},size=${c.vm.diskGiB},backing_store=${localImagePath(c)},backing_format=qcow2,format=qcow2,bus=virtio`,
+        "--cloud-init", "user-data={userDataFile},meta-data={metaDataFile}",
+        "--osinfo", lv.osVariant,
+        "--network", `network=${lv.network},model=virtio`,
+        "--virt-type", lv.virtType,
+        "--machine", lv.machine,
+        "--graphics", "none",
+        "--console", "pty,target_type=serial",
+        "--noautoconsole",
+        ...(lv.filesystem === "virtiofs" && shares.length > 0 ? ["--memorybacking", "source.type=memfd,access.mode=shared"] : []),
+        ...shares,
+    ];
+}
+
+export function libvirtDriver(home: string): Driver {
+    return {
+        vmPlan(c: SandboxConfig, metaData: string): VmPlan {
+            const virsh = ["virsh", "--connect", c.libvirt.uri];
+            const image = localImagePath(c);
+            return {
+                name: c.vm.name,
+                format: "virsh",
+                state: [...virsh, "domstate", c.vm.name],
+                address: [...virsh, "domifaddr", c.vm.name, "--source", "lease"],
+                start: [...virsh, "start", c.vm.name],
+                prepare:
+                    image === c.libvirt.image
+                        ? []
+                        : [["sh", "-c", 'test -s "$1" || curl -fL --create-dirs -o "$1" "$2"', "fetch-image", image, c.libvirt.image]],
+                launch: virtInstallArgs(c),
+                launchStdin: false,
+                metaData,
+                delete: [
+                    [...virsh, "destroy", c.vm.name],
+                    [...virsh, "undefine", c.vm.name, "--remove-all-storage"],
+                    ["rm", "-f", knownHostsFile(c, home)],
+                ],
+                guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", `${c.users.admin}@{ip}`, "--"],
+                timeoutSeconds: c.vm.timeoutSeconds,
+            };
+        },
+    };
+}

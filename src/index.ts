@@ -1,0 +1,48 @@
+/**
+ * The cc-sandbox Pulumi program: stack config -> validated config -> rendered guest -> one VM.
+ * Nothing is declared unless the whole config is valid.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as os from "os";
+import { ConfigError, loadConfig, rawConfigFromPulumi } from "./config/load";
+import { hostContext } from "./config/stack";
+import { SandboxConfig } from "./config/types";
+import { libvirtDriver } from "./drivers/libvirt";
+import { multipass } from "./drivers/multipass";
+import { Driver } from "./drivers/types";
+import { renderGuest } from "./render";
+import { loadTemplates } from "./render/templates";
+import { Sandbox } from "./sandbox";
+
+function load(): SandboxConfig {
+    try {
+        return loadConfig(pulumi.getStack(), rawConfigFromPulumi(pulumi.runtime.allConfig()), hostContext());
+    } catch (err) {
+        // A RunError is shown without a stack trace: the message already names every bad key.
+        if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
+        throw err;
+    }
+}
+
+const config = load();
+const home = os.homedir();
+const driver: Driver = config.hypervisor === "multipass" ? multipass : libvirtDriver(home);
+const { uid, gid } = os.userInfo();
+const sandbox = new Sandbox(config.vm.name, {
+    config,
+    rendered: renderGuest(config, loadTemplates()),
+    driver,
+    host: { uid, gid, home },
+});
+
+export const name = config.vm.name;
+export const hypervisor = config.hypervisor;
+export const ip = sandbox.ip;
+export const state = sandbox.state;
+export const sshUser = config.users.agent;
+export const adminUser = config.users.admin;
+export const sshCommand = sandbox.sshCommand;
+export const sshConfig = sandbox.sshConfig;
+export const codeMount = config.mounts.length > 0 ? `${config.mounts[0].host} -> ${config.mounts[0].guest}` : "";
+export const mounts = config.mounts.map((m) => ({ host: m.host, guest: m.guest, readOnly: m.readOnly }));
+export const allowlist = config.allowlist.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name));

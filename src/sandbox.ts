@@ -1,0 +1,133 @@
+/**
+ * The Sandbox component: one VM, its mounts, and the allowlist pushed into it, wired to
+ * @pulumi/command through the lifecycle runner. Decisions live in the drivers and the renderer;
+ * this file only connects them.
+ */
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import * as fs from "fs";
+import * as path from "path";
+import { SandboxConfig } from "./config/types";
+import { RenderedGuest } from "./render";
+import { Driver, HostIdentity, VmPlan } from "./drivers/types";
+import { sshOptions } from "./drivers/libvirt";
+import { shellQuote } from "./shell";
+
+export interface SandboxArgs {
+    readonly config: SandboxConfig;
+    readonly rendered: RenderedGuest;
+    readonly driver: Driver;
+    readonly host: HostIdentity & { readonly home: string };
+}
+
+const runnerSource = fs.readFileSync(path.join(__dirname, "drivers", "runner.js"), "utf8");
+const step = (name: string) => `${runnerSource}\nrunStep(${JSON.stringify(name)});\n`;
+const node = ["node", "-e"];
+
+/** What forces a new VM: anything first boot installs, and the VM's shape. The allowlist is not here. */
+export function replaceTriggers(c: SandboxConfig, firstBootHash: string): unknown[] {
+    const base = [firstBootHash, c.hypervisor, c.vm.name, c.vm.cpus, c.vm.memoryMiB, c.vm.diskGiB];
+    if (c.hypervisor === "multipass") return [...base, c.vm.image];
+    const lv = c.libvirt;
+    // libvirt carries the shared folders in the domain definition itself.
+    return [...base, lv.uri, lv.image, lv.network, lv.osVariant, lv.filesystem, lv.machine, lv.virtType, lv.storageDir,
+        c.mounts.map((m) => [m.host, m.guest, m.readOnly])];
+}
+
+export function sshArgs(c: SandboxConfig, home: string, ip: string): string[] {
+    const opts = c.hypervisor === "libvirt" ? sshOptions(c, home) : ["-i", c.sshPrivateKeyPath, "-o", "IdentitiesOnly=yes"];
+    return ["ssh", ...opts, `${c.users.agent}@${ip}`];
+}
+
+export function sshConfigBlock(c: SandboxConfig, home: string, ip: string): string {
+    const args = sshArgs(c, home, ip).slice(1, -1);
+    const lines = [`Host ${c.vm.name}`, `  HostName ${ip}`, `  User ${c.users.agent}`];
+    for (let i = 0; i < args.length; i += 2) {
+        const [flag, value] = [args[i], args[i + 1]];
+        if (flag === "-i") lines.push(`  IdentityFile "${value}"`);
+        else if (flag === "-J") lines.push(`  ProxyJump ${value}`);
+        else if (flag === "-o") lines.push(`  ${value.replace("=", " ")}`);
+    }
+    return lines.join("\n") + "\n";
+}
+
+export class Sandbox extends pulumi.ComponentResource {
+    public readonly vm: command.local.Command;
+    public readonly ip: pulumi.Output<string>;
+    public readonly state: pulumi.Output<string>;
+    public readonly sshCommand: pulumi.Output<string>;
+    public readonly sshConfig: pulumi.Output<string>;
+    public readonly allowlist: command.local.Command;
+    public readonly mounts: command.local.Command[];
+
+    constructor(name: string, args: SandboxArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("cc-sandbox:index:Sandbox", name, {}, opts);
+        const { config: c, rendered, driver, host } = args;
+        const plan: VmPlan = driver.vmPlan(c, rendered.metaData);
+        const mountPlans = driver.mountPlan ? c.mounts.map((m) => driver.mountPlan!(c, m, host)) : [];
+
+        this.vm = new command.local.Command(
+            `${name}-vm`,
+            {
+                interpreter: node,
+                create: step("create"),
+                delete: step("delete"),
+                stdin: rendered.userData,
+                environment: { CC_PLAN: JSON.stringify(plan) },
+                triggers: replaceTriggers(c, rendered.firstBootHash),
+            },
+            // A VM name can exist only once: the old VM goes before the new one is made.
+            { parent: this, deleteBeforeReplace: true },
+        );
+
+        this.mounts = mountPlans.map(
+            (mp, i) =>
+                new command.local.Command(
+                    `${name}-mount-${c.mounts[i].tag}`,
+                    {
+                        interpreter: node,
+                        create: step("run"),
+                        delete: step("undo"),
+                        environment: { CC_PLAN: JSON.stringify({ steps: mp.create, undo: mp.delete }) },
+                        triggers: [this.vm.stdout],
+                    },
+                    { parent: this, dependsOn: [this.vm], deleteBeforeReplace: true },
+                ),
+        );
+        const info = command.local.runOutput(
+            {
+                interpreter: node,
+                command: step("info"),
+                stdin: rendered.userData,
+                environment: {
+                    CC_PLAN: JSON.stringify({ ...plan, mounts: mountPlans.flatMap((mp) => mp.create) }),
+                    CC_DRY_RUN: pulumi.runtime.isDryRun() ? "1" : "0",
+                    // Only to order this after the VM exists.
+                    CC_VM: this.vm.stdout,
+                },
+            },
+            { parent: this },
+        );
+        const parsed = info.stdout.apply((s) => JSON.parse(s) as { state: string; ip: string });
+        this.ip = parsed.apply((p) => p.ip);
+        this.state = parsed.apply((p) => p.state);
+
+        this.allowlist = new command.local.Command(
+            `${name}-allowlist`,
+            {
+                interpreter: node,
+                create: step("guest"),
+                stdin: rendered.allowlist,
+                environment: {
+                    CC_PLAN: JSON.stringify({ ...plan, command: ["sudo", "/usr/local/sbin/cc-sandbox-firewall", "apply", "-"] }),
+                },
+                triggers: [this.vm.stdout],
+            },
+            { parent: this, dependsOn: [this.vm, ...this.mounts] },
+        );
+
+        this.sshCommand = this.ip.apply((ip) => sshArgs(c, host.home, ip).map(shellQuote).join(" "));
+        this.sshConfig = this.ip.apply((ip) => sshConfigBlock(c, host.home, ip));
+        this.registerOutputs({ ip: this.ip, state: this.state, sshCommand: this.sshCommand, sshConfig: this.sshConfig });
+    }
+}

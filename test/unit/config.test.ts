@@ -1,0 +1,169 @@
+import { execFile } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { promisify } from "util";
+import { ConfigError, loadConfig, rawConfigFromPulumi, rawConfigFromStackFile } from "../../src/config/load";
+import { isIpv4Cidr, isSshPublicKey } from "../../src/config/schema";
+import { loadStackConfig, stacksDir } from "../../src/config/stack";
+import { hostFor, root, tempHome } from "../helpers";
+
+const run = promisify(execFile);
+const home = tempHome();
+const host = hostFor(home);
+const pub = fs.readFileSync(path.join(home, ".ssh", "id_ed25519.pub"), "utf8").trim();
+const badDir = path.join(root, "test", "fixtures", "bad-stacks");
+const badFiles = fs.readdirSync(badDir).filter((f) => f.endsWith(".yaml")).sort();
+
+function expected(file: string): string[] {
+    return [...fs.readFileSync(path.join(badDir, file), "utf8").matchAll(/^# expect: (\S+)$/gm)].map((m) => m[1]);
+}
+
+function errorOf(fn: () => unknown): ConfigError {
+    try {
+        fn();
+    } catch (err) {
+        if (err instanceof ConfigError) return err;
+        throw err;
+    }
+    throw new Error("no ConfigError thrown");
+}
+
+describe("shipped stacks", () => {
+    const stacks = fs.readdirSync(stacksDir).filter((f) => /^Pulumi\..+\.yaml$/.test(f));
+
+    test("alice, bob and ci are shipped", () => {
+        expect(stacks).toEqual(expect.arrayContaining(["Pulumi.alice.yaml", "Pulumi.bob.yaml", "Pulumi.ci.yaml"]));
+    });
+
+    test.each(stacks)("%s is valid", (file) => {
+        const c = loadStackConfig(path.join(stacksDir, file), undefined, host);
+        expect(c.sshAuthorizedKeys).toEqual([pub]);
+        expect(c.allowlist.domains.length).toBeGreaterThan(0);
+    });
+
+    test("alice and bob allow different places", () => {
+        const names = (s: string) =>
+            loadStackConfig(path.join(stacksDir, `Pulumi.${s}.yaml`), undefined, host).allowlist.domains.map((d) => d.name);
+        expect(names("alice")).toContain("registry.npmjs.org");
+        expect(names("alice")).not.toContain("pypi.org");
+        expect(names("bob")).toContain("pypi.org");
+        expect(names("bob")).not.toContain("registry.npmjs.org");
+    });
+});
+
+describe("malformed stacks", () => {
+    test("the corpus has at least 30 files", () => {
+        expect(badFiles.length).toBeGreaterThanOrEqual(30);
+    });
+
+    test.each(badFiles)("%s is rejected at its key path, naming the value", (file) => {
+        const text = fs.readFileSync(path.join(badDir, file), "utf8");
+        const err = errorOf(() => loadConfig("bad", rawConfigFromStackFile(text, file), host));
+        const paths = err.issues.map((i) => i.path);
+        for (const p of expected(file)) {
+            expect(paths).toContain(p);
+            expect(err.message).toContain(`${p}: `);
+        }
+        expect(err.message).toMatch(/\(got .+\)/);
+    });
+
+    test("npm run render rejects each with exit 1, the key path on stderr and nothing written", async () => {
+        const out = fs.mkdtempSync(path.join(os.tmpdir(), "cc-render-bad-"));
+        const zx = path.join(root, "node_modules", "zx", "build", "cli.js");
+        const check = async (file: string) => {
+            const dir = path.join(out, file);
+            const r = await run(process.execPath, [zx, "scripts/render.mjs", "--config", path.join(badDir, file), "--out", dir], {
+                cwd: root,
+                env: { ...process.env, HOME: home },
+            }).then(
+                () => ({ code: 0, stderr: "" }),
+                (e: { code: number; stderr: string }) => e,
+            );
+            expect({ file, code: r.code }).toEqual({ file, code: 1 });
+            for (const p of expected(file)) expect(r.stderr).toContain(p);
+            expect(fs.existsSync(dir)).toBe(false);
+        };
+        const queue = [...badFiles];
+        await Promise.all([0, 1, 2].map(async () => {
+            for (let f = queue.shift(); f; f = queue.shift()) await check(f);
+        }));
+    }, 300000);
+});
+
+describe("values", () => {
+    test("every OpenSSH key type is accepted, including hardware-backed keys", () => {
+        const blob = (type: string) => {
+            const t = Buffer.from(type);
+            const len = Buffer.alloc(4);
+            len.writeUInt32BE(t.length);
+            return Buffer.concat([len, t, Buffer.alloc(32, 7)]).toString("base64");
+        };
+        for (const type of [
+            "ssh-ed25519",
+            "ssh-rsa",
+            "ecdsa-sha2-nistp256",
+            "ecdsa-sha2-nistp384",
+            "ecdsa-sha2-nistp521",
+            "sk-ssh-ed25519@openssh.com",
+            "sk-ecdsa-sha2-nistp256@openssh.com",
+            "ssh-ed25519-cert-v01@openssh.com",
+        ]) {
+            expect(isSshPublicKey(`${type} ${blob(type)} someone@laptop`)).toBe(true);
+        }
+        expect(isSshPublicKey(`ssh-ed25519 ${blob("ssh-rsa")}`)).toBe(false);
+        expect(isSshPublicKey(pub)).toBe(true);
+    });
+
+    test("a generated key of each common type is accepted from a path", () => {
+        for (const t of ["rsa", "ecdsa", "ed25519"]) {
+            const f = path.join(home, `k_${t}`);
+            require("child_process").execFileSync("ssh-keygen", ["-q", "-t", t, "-N", "", "-f", f]);
+            const c = loadConfig("k", { ssh: { publicKeyPath: `~/k_${t}.pub` } }, host);
+            expect(c.sshAuthorizedKeys[0]).toMatch(/^(ssh-rsa|ecdsa-sha2-nistp256|ssh-ed25519) /);
+            expect(c.sshPrivateKeyPath).toBe(f);
+        }
+    });
+
+    test("CIDRs need host bits zero and a prefix of 8 or more", () => {
+        expect(isIpv4Cidr("192.0.2.0/24")).toBe(true);
+        expect(isIpv4Cidr("10.0.0.0/8")).toBe(true);
+        expect(isIpv4Cidr("192.0.2.7/32")).toBe(true);
+        expect(isIpv4Cidr("192.0.2.7/24")).toBe(false);
+        expect(isIpv4Cidr("01.0.0.0/8")).toBe(false);
+        expect(isIpv4Cidr("0.0.0.0/0")).toBe(false);
+    });
+
+    test("defaults fill an empty config", () => {
+        const c = loadConfig("dev", {}, host);
+        expect(c.hypervisor).toBe("multipass");
+        expect(c.vm).toMatchObject({ name: "cc-dev", cpus: 4, memoryMiB: 8192, diskGiB: 50, image: "24.04" });
+        expect(c.mounts).toEqual([{ host: path.join(home, "code"), guest: "/home/agent/code", readOnly: false, tag: "m0-code" }]);
+        expect(c.allowlist.presets).toEqual(["anthropic", "github", "npm"]);
+        expect(c.firewall).toEqual({ enabled: true, githubMeta: false, logDenied: true });
+    });
+
+    test("values set with `pulumi config set --path` arrive as strings and are coerced", () => {
+        const raw = rawConfigFromPulumi({
+            "cc-sandbox:vm": JSON.stringify({ cpus: "6", memory: "4G" }),
+            "cc-sandbox:allowlist": JSON.stringify({ domains: ["example.org"] }),
+            "cc-sandbox:hypervisor": "libvirt",
+            "other:key": "ignored",
+        });
+        const c = loadConfig("dev", raw, host);
+        expect(c.vm.cpus).toBe(6);
+        expect(c.hypervisor).toBe("libvirt");
+        expect(c.allowlist.domains.map((d) => d.name)).toContain("example.org");
+    });
+
+    test("duplicate entries merge and their ports unite", () => {
+        const c = loadConfig(
+            "dev",
+            { allowlist: { presets: ["github"], domains: [{ name: "github.com", ports: [8443] }, "*.example.org", "example.org"] } },
+            host,
+        );
+        expect(c.allowlist.domains.find((d) => d.name === "github.com")?.ports).toEqual([22, 443, 8443]);
+        const ex = c.allowlist.domains.filter((d) => d.name === "example.org");
+        expect(ex.map((d) => d.wildcard)).toEqual([false, true]);
+    });
+});

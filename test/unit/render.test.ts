@@ -1,0 +1,129 @@
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse } from "yaml";
+import { loadConfig } from "../../src/config/load";
+import { loadStackConfig, stackFile } from "../../src/config/stack";
+import { SandboxConfig } from "../../src/config/types";
+import { allowlistPath, renderGuest } from "../../src/render";
+import { loadTemplates } from "../../src/render/templates";
+import { hostFor, root, tempHome } from "../helpers";
+
+const home = tempHome();
+const host = hostFor(home);
+const templates = loadTemplates();
+const stack = (name: string) => loadStackConfig(stackFile(name), name, host);
+
+function withAllowlist(c: SandboxConfig, domains: string[]): SandboxConfig {
+    return loadConfig(c.stack, { allowlist: { presets: [], domains } }, host);
+}
+
+describe("rendering", () => {
+    test("is deterministic: the same config gives byte-identical output", () => {
+        const a = renderGuest(stack("alice"), loadTemplates());
+        const b = renderGuest(stack("alice"), loadTemplates());
+        expect(a.userData).toBe(b.userData);
+        expect(a.metaData).toBe(b.metaData);
+        expect(a.firstBootHash).toBe(b.firstBootHash);
+    });
+
+    test("alice and bob get different user-data and allowlists", () => {
+        const a = renderGuest(stack("alice"), templates);
+        const b = renderGuest(stack("bob"), templates);
+        expect(a.userData).not.toBe(b.userData);
+        expect(a.allowlist).toContain("registry.npmjs.org 443");
+        expect(b.allowlist).toContain("registry.corp.example.com 443,8443");
+        expect(b.allowlist).toContain("198.51.100.0/24 443");
+        expect(a.allowlist).not.toContain("pypi.org");
+    });
+
+    test("the user-data is a #cloud-config that carries every guest file", () => {
+        const r = renderGuest(stack("alice"), templates);
+        expect(r.userData.startsWith("#cloud-config\n")).toBe(true);
+        const doc = parse(r.userData);
+        const paths = doc.write_files.map((f: { path: string }) => f.path);
+        expect(paths).toEqual(r.files.map((f) => f.path));
+        expect(paths).toContain(allowlistPath);
+        expect(doc.users[0]).toBe("default");
+        expect(doc.users[1]).toMatchObject({ name: "agent", lock_passwd: true });
+        expect(doc.users[1].sudo).toBeUndefined();
+        expect(doc.ssh_pwauth).toBe(false);
+        expect(doc.runcmd).toEqual([["/usr/local/lib/cc-sandbox/boot"]]);
+        const agentFile = doc.write_files.find((f: { path: string }) => f.path === "/home/agent/.gitconfig");
+        expect(agentFile).toMatchObject({ owner: "agent:agent", defer: true });
+        expect(agentFile.content).toContain("name = Alice Example");
+    });
+
+    test("libvirt stacks mount their shares from cloud-init; Multipass mounts from the host", () => {
+        const bob = parse(renderGuest(stack("bob"), templates).userData);
+        expect(bob.mounts).toEqual([
+            ["m0-code", "/home/agent/code", "virtiofs", "defaults,nofail", "0", "0"],
+            ["m1-datasets", "/home/agent/datasets", "virtiofs", "defaults,nofail,ro", "0", "0"],
+        ]);
+        const ci = parse(renderGuest(stack("ci"), templates).userData);
+        expect(ci.mounts[0][2]).toBe("9p");
+        expect(parse(renderGuest(stack("alice"), templates).userData).mounts).toBeUndefined();
+    });
+
+    test("an allowlist-only change keeps the first-boot hash; any other change moves it", () => {
+        const base = stack("alice");
+        const a = renderGuest(withAllowlist(base, ["one.example.org"]), templates);
+        const b = renderGuest(withAllowlist(base, ["two.example.org", "*.three.example.org"]), templates);
+        expect(a.allowlist).not.toBe(b.allowlist);
+        expect(a.firstBootHash).toBe(b.firstBootHash);
+        const renamed = loadConfig(base.stack, { allowlist: { presets: [], domains: ["one.example.org"] }, git: { name: "Someone Else" } }, host);
+        expect(renderGuest(renamed, templates).firstBootHash).not.toBe(a.firstBootHash);
+    });
+
+    test("the allowlist file lists exactly the configured entries (property check)", () => {
+        let seed = 7;
+        const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+        const label = () => Array.from({ length: 1 + rand(10) }, () => "abcdefghijklmnopqrstuvwxyz0123456789"[rand(36)]).join("");
+        for (let round = 0; round < 50; round++) {
+            const domains = Array.from({ length: rand(20) }, () => `${rand(3) === 0 ? "*." : ""}${"x" + label()}.${label()}.example`);
+            const r = renderGuest(withAllowlist(stack("alice"), domains), templates);
+            const lines = r.allowlist.split("\n").filter((l) => l && !l.startsWith("#"));
+            expect(new Set(lines)).toEqual(new Set([...new Set(domains)].map((d) => `${d} 443`)));
+        }
+    });
+
+    test("guest scripts keep their executable bit, data files do not", () => {
+        const r = renderGuest(stack("alice"), templates);
+        expect(r.files.find((f) => f.path === "/usr/local/lib/cc-sandbox/boot")?.mode).toBe("0755");
+        expect(r.files.find((f) => f.path === "/etc/cc-sandbox/sandbox.env")?.mode).toBe("0644");
+    });
+
+    test("npm run render --out writes user-data, meta-data and the file tree", () => {
+        const out = fs.mkdtempSync(path.join(os.tmpdir(), "cc-render-"));
+        execFileSync(process.execPath, [path.join(root, "node_modules/zx/build/cli.js"), "scripts/render.mjs", "--stack", "bob", "--out", out], {
+            cwd: root,
+            env: { ...process.env, HOME: home },
+        });
+        const r = renderGuest(stack("bob"), templates);
+        expect(fs.readFileSync(path.join(out, "user-data"), "utf8")).toBe(r.userData);
+        expect(fs.readFileSync(path.join(out, "meta-data"), "utf8")).toBe(r.metaData);
+        for (const f of r.files) {
+            const p = path.join(out, "files", f.path);
+            expect(fs.readFileSync(p, "utf8")).toBe(f.content);
+            expect((fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0")).toBe(f.mode);
+        }
+    });
+});
+
+describe("cloud-init schema", () => {
+    test.each(["alice", "bob", "ci"])("the %s user-data passes `cloud-init schema`", (name) => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-schema-"));
+        const file = path.join(dir, "user-data");
+        fs.writeFileSync(file, renderGuest(stack(name), templates).userData);
+        const out = execFileSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" });
+        expect(out).toMatch(/Valid (cloud-config|schema)/i);
+    });
+
+    test("`cloud-init schema` catches a wrong type (so the check above can fail)", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-schema-"));
+        const file = path.join(dir, "user-data");
+        fs.writeFileSync(file, "#cloud-config\nssh_pwauth: [1, 2]\nruncmd: 7\n");
+        expect(() => execFileSync("cloud-init", ["schema", "--config-file", file], { stdio: "pipe" })).toThrow();
+    });
+});
