@@ -1,0 +1,47 @@
+#!/bin/bash
+# Installs Claude Code at the version the stack pins (CC_CLAUDE_VERSION) when CC_CLAUDE_INSTALL=1.
+# Node and npm come from Ubuntu's archive through the cloud-config's packages, installed before
+# the firewall closes; the npm package itself comes from registry.npmjs.org, which the allowlist
+# must hold (the npm preset). The package is a native binary: Node is only needed to install it.
+set -euo pipefail
+
+# shellcheck source=/dev/null
+. /etc/cc-sandbox/sandbox.env
+
+readonly package=@anthropic-ai/claude-code
+
+log() { printf '50-claude-code: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+if [[ ${CC_CLAUDE_INSTALL:-0} != 1 ]]; then
+  log "Claude Code not installed (claude.install is false)"
+  exit 0
+fi
+[[ $CC_CLAUDE_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
+  die "CC_CLAUDE_VERSION '$CC_CLAUDE_VERSION' is not a version"
+
+missing=()
+for tool in node npm bwrap socat; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+((${#missing[@]} == 0)) ||
+  die "missing ${missing[*]}: the cloud-config's packages must include nodejs, npm, bubblewrap and socat" \
+    "(Claude Code's sandbox needs bubblewrap and socat, and fails closed without them)"
+
+installed=$(claude --version 2>/dev/null || true)
+if [[ $installed == "$CC_CLAUDE_VERSION "* ]]; then
+  log "Claude Code $CC_CLAUDE_VERSION already installed"
+  exit 0
+fi
+
+# Ubuntu 24.04's Node is older than the package's engines field asks for; that field only guards
+# the install script, which runs on any Node >= 12, so it is a warning, not an error.
+if ! timeout 600 npm install --global --no-fund --no-audit --loglevel=error --engine-strict=false \
+  "$package@$CC_CLAUDE_VERSION"; then
+  die "npm could not install $package@$CC_CLAUDE_VERSION: is registry.npmjs.org on the allowlist" \
+    "(preset npm)? See cc-sandbox-firewall denied"
+fi
+installed=$(claude --version 2>&1) ||
+  die "claude does not run after installing (its native package may be missing): $installed"
+[[ $installed == "$CC_CLAUDE_VERSION "* ]] || die "claude --version says '$installed', wanted $CC_CLAUDE_VERSION"
+log "installed Claude Code $installed"
