@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as os from "os";
 import { ConfigError, loadConfig, rawConfigFromPulumi } from "./config/load";
-import { hostContext } from "./config/stack";
+import { homeDir, hostContext } from "./config/stack";
 import { SandboxConfig } from "./config/types";
 import { libvirtDriver } from "./drivers/libvirt";
 import { multipass } from "./drivers/multipass";
@@ -25,7 +25,7 @@ function load(): SandboxConfig {
 }
 
 const config = load();
-const home = os.homedir();
+const home = homeDir();
 const driver: Driver = config.hypervisor === "multipass" ? multipass : libvirtDriver(home);
 const { uid, gid } = os.userInfo();
 const sandbox = new Sandbox(config.vm.name, {

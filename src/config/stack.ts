@@ -7,8 +7,13 @@ import { SandboxConfig } from "./types";
 
 export const stacksDir = path.resolve(__dirname, "../../stacks");
 
+/** The user's home: $HOME when set (as ssh and the shell read it), else the password database's. */
+export function homeDir(): string {
+    return process.env.HOME || os.homedir();
+}
+
 export function hostContext(): HostContext {
-    return { home: os.homedir(), readFile: (file) => fs.readFileSync(file, "utf8") };
+    return { home: homeDir(), readFile: (file) => fs.readFileSync(file, "utf8") };
 }
 
 export function stackFile(stack: string): string {

@@ -68,6 +68,7 @@ function must(argv, opts) {
 }
 
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+const pollMs = Number(process.env.CC_POLL_MS) || 3000;
 
 function status(plan) {
     const r = run(plan.state);
@@ -83,7 +84,7 @@ function waitForAddress(plan, deadline) {
         const s = status(plan);
         if (s.state === "running" && s.ip) return s;
         if (Date.now() > deadline) throw new Error(`${plan.name} has no IPv4 address after ${plan.timeoutSeconds}s (state ${s.state})`);
-        sleep(3000);
+        sleep(pollMs);
     }
 }
 
@@ -100,7 +101,7 @@ function waitForCloudInit(plan, ip, deadline) {
         // 255: ssh could not connect yet (sshd still starting); anything else is cloud-init's verdict.
         if (r.code === 255 || r.code === -1) {
             if (Date.now() > deadline) throw new Error(`cannot reach ${plan.name} over SSH: ${r.stderr.trim()}`);
-            sleep(3000);
+            sleep(pollMs);
             continue;
         }
         const tail = guest(plan, ip, ["sudo", "tail", "-n", "40", "/var/log/cloud-init-output.log", "/var/log/cc-sandbox-boot.log"]);

@@ -1,0 +1,213 @@
+/**
+ * The Pulumi program under Pulumi's own mocks: the resource graph, the outputs, and which changes
+ * replace the VM (pulumi-command replaces a Command when its `triggers` change).
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { parse } from "yaml";
+import { root, tempHome } from "../helpers";
+
+interface Registered {
+    type: string;
+    name: string;
+    inputs: Record<string, any>;
+}
+
+interface Run {
+    resources: Registered[];
+    calls: { token: string; inputs: Record<string, any> }[];
+    outputs: Record<string, unknown>;
+}
+
+const home = tempHome();
+const ip = "10.11.12.13";
+
+function stackConfig(stack: string): Record<string, unknown> {
+    return parse(fs.readFileSync(path.join(root, "stacks", `Pulumi.${stack}.yaml`), "utf8")).config;
+}
+
+/** Runs the program once in a fresh module registry with the given config. */
+async function runProgram(stack: string, config: Record<string, unknown>): Promise<Run> {
+    const run: Run = { resources: [], calls: [], outputs: {} };
+    process.env.HOME = home;
+    let pulumi: typeof import("@pulumi/pulumi") | undefined;
+    let program: Record<string, unknown> | undefined;
+    let failure: unknown;
+    await new Promise<void>((resolve) => {
+        jest.isolateModules(() => {
+            pulumi = require("@pulumi/pulumi");
+            resolve();
+        });
+    });
+    const p = pulumi!;
+    const flat: Record<string, string> = {};
+    for (const [k, v] of Object.entries(config)) flat[k] = typeof v === "string" ? v : JSON.stringify(v);
+    p.runtime.setAllConfig(flat);
+    await p.runtime.setMocks(
+        {
+            newResource(args) {
+                run.resources.push({ type: args.type, name: args.name, inputs: args.inputs });
+                const state = { ...args.inputs, stdout: JSON.stringify({ name: args.name, ip }), stderr: "" };
+                return { id: `${args.name}-id`, state };
+            },
+            call(args) {
+                run.calls.push({ token: args.token, inputs: args.inputs });
+                return { stdout: JSON.stringify({ state: "running", ip }), stderr: "" };
+            },
+        },
+        "cc-sandbox",
+        stack,
+        false,
+    );
+    jest.isolateModules(() => {
+        jest.doMock("@pulumi/pulumi", () => p);
+        try {
+            program = require("../../src/index");
+        } catch (err) {
+            failure = err;
+        }
+    });
+    if (failure) throw failure;
+    for (const [k, v] of Object.entries(program!)) {
+        run.outputs[k] = p.Output.isInstance(v) ? await new Promise((r) => (v as any).apply(r)) : v;
+    }
+    // let pending registrations settle
+    await new Promise((r) => setTimeout(r, 50));
+    return run;
+}
+
+const byName = (run: Run, suffix: string) => run.resources.find((r) => r.name.endsWith(suffix))!;
+
+function withAllowlist(stack: string, domains: string[]) {
+    const c = stackConfig(stack);
+    return { ...c, "cc-sandbox:allowlist": { presets: ["anthropic"], domains } };
+}
+
+describe("multipass stack (alice)", () => {
+    let run: Run;
+    beforeAll(async () => {
+        run = await runProgram("alice", stackConfig("alice"));
+    });
+
+    test("declares the component, the VM, one mount and the allowlist push", () => {
+        expect(run.resources.map((r) => `${r.type} ${r.name}`).sort()).toEqual(
+            [
+                "cc-sandbox:index:Sandbox cc-alice",
+                "command:local:Command cc-alice-allowlist",
+                "command:local:Command cc-alice-mount-m0-code",
+                "command:local:Command cc-alice-vm",
+            ].sort(),
+        );
+    });
+
+    test("the VM is launched from the rendered user-data on stdin with Multipass's arguments", () => {
+        const vm = byName(run, "-vm");
+        expect(vm.inputs.stdin).toMatch(/^#cloud-config\n/);
+        const plan = JSON.parse(vm.inputs.environment.CC_PLAN);
+        expect(plan.launch).toEqual(expect.arrayContaining(["multipass", "launch", "24.04", "--name", "cc-alice", "--cloud-init", "-"]));
+        expect(plan.delete).toEqual([["multipass", "delete", "--purge", "cc-alice"]]);
+        expect(vm.inputs.interpreter).toEqual(["node", "-e"]);
+        expect(vm.inputs.create).toContain('runStep("create")');
+        expect(vm.inputs.delete).toContain('runStep("delete")');
+    });
+
+    test("the mount maps the host user to the agent and unmounts on delete", () => {
+        const plan = JSON.parse(byName(run, "-mount-m0-code").inputs.environment.CC_PLAN);
+        expect(plan.steps[0]).toEqual(expect.arrayContaining(["multipass", "mount", `${home}/code`, "cc-alice:/home/agent/code"]));
+        expect(plan.undo).toEqual([["multipass", "umount", "cc-alice:/home/agent/code"]]);
+    });
+
+    test("the allowlist is pushed with cc-sandbox-firewall apply", () => {
+        const a = byName(run, "-allowlist");
+        expect(a.inputs.stdin).toContain("registry.npmjs.org 443");
+        expect(JSON.parse(a.inputs.environment.CC_PLAN).command).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-firewall", "apply", "-"]);
+    });
+
+    test("IP and state are re-read on every run", () => {
+        expect(run.calls.map((c) => c.token)).toContain("command:local:run");
+        expect(run.calls[0].inputs.command).toContain('runStep("info")');
+    });
+
+    test("exports the outputs a developer needs", () => {
+        expect(run.outputs).toMatchObject({
+            name: "cc-alice",
+            hypervisor: "multipass",
+            ip,
+            sshUser: "agent",
+            codeMount: `${home}/code -> /home/agent/code`,
+        });
+        expect(run.outputs.sshCommand).toBe(`ssh -i ${home}/.ssh/id_ed25519 -o IdentitiesOnly=yes agent@${ip}`);
+        expect(run.outputs.sshConfig).toContain(`Host cc-alice\n  HostName ${ip}\n  User agent\n`);
+    });
+});
+
+describe("libvirt stack (bob)", () => {
+    let run: Run;
+    beforeAll(async () => {
+        run = await runProgram("bob", stackConfig("bob"));
+    });
+
+    test("has no separate mount resources: the domain carries its shares", () => {
+        expect(run.resources.filter((r) => r.name.includes("-mount-"))).toEqual([]);
+        const plan = JSON.parse(byName(run, "-vm").inputs.environment.CC_PLAN);
+        expect(plan.launch).toEqual(
+            expect.arrayContaining([
+                "virt-install",
+                "--import",
+                "--filesystem",
+                `source=${home}/datasets,target=m1-datasets,driver.type=virtiofs,readonly=on`,
+            ]),
+        );
+        expect(plan.delete[1]).toEqual(["virsh", "--connect", "qemu:///system", "undefine", "cc-bob", "--remove-all-storage"]);
+    });
+
+    test("its ssh command pins a per-VM known_hosts file", () => {
+        expect(run.outputs.sshCommand).toContain(`UserKnownHostsFile=${home}/.ssh/known_hosts.cc-sandbox.cc-bob`);
+        expect(run.outputs.hypervisor).toBe("libvirt");
+    });
+});
+
+describe("what replaces the VM", () => {
+    const vmOf = async (config: Record<string, unknown>) => byName(await runProgram("alice", config), "-vm").inputs;
+    const allowlistOf = async (config: Record<string, unknown>) => byName(await runProgram("alice", config), "-allowlist").inputs;
+
+    test("an allowlist-only change does not: same triggers, only the pushed allowlist differs", async () => {
+        const a = withAllowlist("alice", ["one.example.org"]);
+        const b = withAllowlist("alice", ["two.example.org"]);
+        const [vmA, vmB] = [await vmOf(a), await vmOf(b)];
+        expect(vmA.triggers).toEqual(vmB.triggers);
+        const [alA, alB] = [await allowlistOf(a), await allowlistOf(b)];
+        expect(alA.stdin).toContain("one.example.org");
+        expect(alB.stdin).toContain("two.example.org");
+        expect(alA.triggers).toEqual(alB.triggers);
+    });
+
+    test("a change to what cloud-init installs does", async () => {
+        const base = stackConfig("alice");
+        const other = { ...base, "cc-sandbox:git": { name: "Someone Else", email: "else@example.org" } };
+        expect((await vmOf(base)).triggers).not.toEqual((await vmOf(other)).triggers);
+    });
+
+    test("a change of size does", async () => {
+        const base = stackConfig("alice");
+        const bigger = { ...base, "cc-sandbox:vm": { ...(base["cc-sandbox:vm"] as object), cpus: 8 } };
+        expect((await vmOf(base)).triggers).not.toEqual((await vmOf(bigger)).triggers);
+    });
+
+    test("a mount change does not replace a Multipass VM", async () => {
+        const base = stackConfig("alice");
+        const moved = { ...base, "cc-sandbox:mounts": [{ host: "~/src", guest: "/home/agent/code" }] };
+        expect((await vmOf(base)).triggers).toEqual((await vmOf(moved)).triggers);
+    });
+});
+
+describe("invalid config", () => {
+    test("declares nothing and names the bad key and value", async () => {
+        const bad = { ...stackConfig("alice"), "cc-sandbox:vm": { cpus: 0 }, "cc-sandbox:allowlist": { domains: ["bad name"] } };
+        const resources: Registered[] = [];
+        await expect(
+            runProgram("alice", bad).then((r) => resources.push(...r.resources)),
+        ).rejects.toThrow(/cc-sandbox:vm\.cpus: must be >= 1 \(got 0\)[\s\S]*cc-sandbox:allowlist\.domains\[0\]: .*\(got "bad name"\)/);
+        expect(resources).toEqual([]);
+    });
+});
