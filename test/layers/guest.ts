@@ -1,0 +1,62 @@
+/**
+ * Running guest files for real on this machine without touching it: the CI stack's guest tree is
+ * rendered once per test file, and commands run in guest-ns.sh's private mount namespace (overlays
+ * over /etc, /home, /usr/local, /var, /root and /run, the users cloud-init creates). Run as root.
+ */
+import { spawnSync, SpawnSyncReturns } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { writeRendered } from "../../src/cli/render";
+import { loadStackConfig, stackFile } from "../../src/config/stack";
+import { renderGuest } from "../../src/render";
+import { loadTemplates } from "../../src/render/templates";
+import { hostFor, root, tempHome } from "../helpers";
+
+export const guestDir = path.join(root, "templates", "guest");
+export const guestNs = path.join(__dirname, "guest-ns.sh");
+
+let rendered: string | undefined;
+
+/** The CI stack's rendered guest tree: a directory laid out like the guest's /. */
+export function renderedFiles(): string {
+    if (rendered === undefined) {
+        const config = loadStackConfig(stackFile("ci"), "ci", hostFor(tempHome()));
+        const out = fs.mkdtempSync(path.join(os.tmpdir(), "cc-layers-render-"));
+        writeRendered(renderGuest(config, loadTemplates()), out);
+        rendered = path.join(out, "files");
+    }
+    return rendered;
+}
+
+export interface Run {
+    readonly status: number | null;
+    readonly stdout: string;
+    readonly stderr: string;
+}
+
+function result(r: SpawnSyncReturns<string>): Run {
+    if (r.error) throw r.error;
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs a bash script as root inside a fresh guest namespace. */
+export function inGuest(script: string, input?: string): Run {
+    return result(
+        spawnSync(guestNs, [renderedFiles(), "--", "bash", "-euo", "pipefail", "-c", script], {
+            encoding: "utf8",
+            input,
+            timeout: 120_000,
+        }),
+    );
+}
+
+/** Runs a command on the host (tools such as shellcheck, sshd -t on temporary files). */
+export function run(cmd: string, args: readonly string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Run {
+    return result(spawnSync(cmd, args, { encoding: "utf8", timeout: 120_000, ...opts }));
+}
+
+/** A shell snippet that runs the rest of its line as the agent, the way a login would. */
+export const asAgent = "setpriv --reuid=agent --regid=agent --init-groups --reset-env --";
+/** The same under the no-new-privs wrapper's flag. */
+export const boot = (step: string) => `bash /usr/local/lib/cc-sandbox/boot.d/${step}`;
