@@ -30,7 +30,7 @@ export function replaceTriggers(c: SandboxConfig, firstBootHash: string): unknow
     if (c.hypervisor === "multipass") return [...base, c.vm.image];
     const lv = c.libvirt;
     // libvirt carries the shared folders in the domain definition itself.
-    return [...base, lv.uri, lv.image, lv.network, lv.osVariant, lv.filesystem, lv.machine, lv.virtType, lv.storageDir,
+    return [...base, lv.uri, lv.image, lv.network, lv.osVariant, lv.filesystem, lv.machine, lv.virtType, lv.storageDir, lv.boot ?? null,
         c.mounts.map((m) => [m.host, m.guest, m.readOnly])];
 }
 

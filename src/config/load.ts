@@ -277,6 +277,9 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
             storageDir: (lv.storageDir as string) ?? "/var/lib/libvirt/images",
             machine: (lv.machine as string) ?? "q35",
             virtType: (lv.virtType as "kvm" | "qemu") ?? "kvm",
+            ...(lv.kernel
+                ? { boot: { kernel: lv.kernel as string, initrd: lv.initrd as string, args: lv.kernelArgs as string } }
+                : {}),
         },
         mounts,
         sshAuthorizedKeys: keys,

@@ -91,6 +91,10 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
         test: (v) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(v),
         phrase: "a name of letters, digits, '.', '_' and '-'",
     },
+    "kernel-args": {
+        test: (v) => /^[A-Za-z0-9=_.,:/ -]{1,512}$/.test(v),
+        phrase: "kernel arguments made of letters, digits, spaces and = _ . , : / -",
+    },
     "one-line": {
         test: (v) => /^[^\x00-\x1f\x7f]{1,200}$/.test(v),
         phrase: "one line of text without control characters (at most 200 characters)",
@@ -157,7 +161,11 @@ export const configSchema = {
                 storageDir: str("guest-path", "Directory for disks and seeds on the libvirt host"),
                 machine: { type: "string", enum: ["pc", "q35"], description: "Machine type (default q35)" },
                 virtType: { type: "string", enum: ["kvm", "qemu"], description: "kvm, or qemu for software emulation" },
+                kernel: str("guest-path", "Boot this kernel directly (images without a bootloader)"),
+                initrd: str("guest-path", "initrd for the direct kernel boot"),
+                kernelArgs: str("kernel-args", "Kernel command line for the direct kernel boot"),
             },
+            dependencies: { kernel: ["initrd", "kernelArgs"], initrd: ["kernel"], kernelArgs: ["kernel"] },
         },
         mounts: {
             type: "array",

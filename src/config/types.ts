@@ -71,6 +71,8 @@ export interface LibvirtOptions {
     readonly machine: string;
     /** `kvm`, or `qemu` for software emulation. */
     readonly virtType: "kvm" | "qemu";
+    /** Direct kernel boot, for images without a bootloader. */
+    readonly boot?: { readonly kernel: string; readonly initrd: string; readonly args: string };
 }
 
 export interface GuestUsers {

@@ -56,6 +56,7 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
         "--graphics", "none",
         "--console", "pty,target_type=serial",
         "--noautoconsole",
+        ...(lv.boot ? ["--boot", `kernel=${lv.boot.kernel},initrd=${lv.boot.initrd},kernel_args="${lv.boot.args}"`] : []),
         ...(lv.filesystem === "virtiofs" && shares.length > 0 ? ["--memorybacking", "source.type=memfd,access.mode=shared"] : []),
         ...shares,
     ];
