@@ -1,0 +1,122 @@
+# Shared by the secure-ops dispatcher (run as the secrets owner) and cc-sandbox-secure-ops (run as
+# root): where the bridge lives, how its allowlist is parsed, and when a script may be trusted.
+# Sourced, never executed; callers set `set -euo pipefail` and LC_ALL=C.
+# shellcheck shell=bash disable=SC2034
+
+readonly SECURE_OPS_USER=ccsecrets
+readonly SECURE_OPS_PORT=2222
+readonly SECURE_OPS_HOME=/var/lib/cc-sandbox/secure-ops
+readonly SECURE_OPS_SECRETS=$SECURE_OPS_HOME/secrets
+readonly SECURE_OPS_SSH_DIR=$SECURE_OPS_HOME/ssh
+readonly SECURE_OPS_CONF=/etc/cc-sandbox/secure-ops.conf
+readonly SECURE_OPS_SSHD_CONFIG=/etc/cc-sandbox/secure-ops-sshd_config
+readonly SECURE_OPS_KNOWN_HOSTS=/etc/cc-sandbox/secure-ops.known_hosts
+readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops.log
+readonly SECURE_OPS_DISPATCH=/usr/local/lib/cc-sandbox/secure-ops-dispatch
+readonly SECURE_OPS_KEY_NAME=cc-sandbox-secure-ops
+
+# Characters a script path may contain; `..` and `//` are refused separately.
+readonly SECURE_OPS_PATH_RE='^(/[A-Za-z0-9_.+@,=:%-]+)+$'
+readonly SECURE_OPS_SECRET_NAME_RE='^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+
+# Parsed allowlist: parallel arrays, filled by secure_ops_parse_conf.
+SECURE_OPS_PATHS=()
+SECURE_OPS_PATTERNS=()
+# Set by secure_ops_check_trust.
+SECURE_OPS_UNTRUSTED=
+
+secure_ops_valid_path() {
+  local p=$1
+  [[ $p =~ $SECURE_OPS_PATH_RE ]] && [[ $p != *..* ]] && [[ $p != *//* ]]
+}
+
+# Returns 0 if PATTERN is a valid extended regex for [[ =~ ]], 1 otherwise.
+secure_ops_valid_pattern() {
+  local re="^(${1})\$" rc
+  [[ $1 =~ ^[^[:space:][:cntrl:]]+$ ]] || return 1
+  [[ "" =~ $re ]] && return 0
+  # [[ =~ ]] returns 2, not 1, when the pattern does not compile.
+  # shellcheck disable=SC2319
+  rc=$?
+  [ "$rc" -ne 2 ]
+}
+
+# Parses an allowlist file (`PATH [ARG_PATTERN]` per line, `#` comments) into SECURE_OPS_PATHS and
+# SECURE_OPS_PATTERNS. Prints every bad line to stderr and returns 1 if there was any.
+secure_ops_parse_conf() {
+  local file=$1 line path pattern extra n=0 bad=0
+  SECURE_OPS_PATHS=()
+  SECURE_OPS_PATTERNS=()
+  while IFS= read -r line || [ -n "$line" ]; do
+    n=$((n + 1))
+    [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
+    if [[ ${line//$'\t'/ } =~ [[:cntrl:]] ]]; then
+      printf '%s:%d: control character in line\n' "$file" "$n" >&2
+      bad=1
+      continue
+    fi
+    read -r path pattern extra <<<"$line"
+    if [ -n "$extra" ]; then
+      printf '%s:%d: expected PATH [ARG_PATTERN], got more fields\n' "$file" "$n" >&2
+      bad=1
+    elif ! secure_ops_valid_path "$path"; then
+      printf '%s:%d: not an absolute, plain script path: %q\n' "$file" "$n" "$path" >&2
+      bad=1
+    elif [ -n "$pattern" ] && ! secure_ops_valid_pattern "$pattern"; then
+      printf '%s:%d: not a valid argument pattern (POSIX ERE): %q\n' "$file" "$n" "$pattern" >&2
+      bad=1
+    else
+      SECURE_OPS_PATHS+=("$path")
+      SECURE_OPS_PATTERNS+=("$pattern")
+    fi
+  done <"$file"
+  return "$bad"
+}
+
+# Checks that each PATH can be trusted, given as pairs: PATH OTHER_BITS. The file and every
+# directory above it must be root-owned, not writable by group or others, and not symlinks, so only
+# root can swap or edit it (group/other write bits also reflect any ACL mask). The file must be a
+# regular file granting others the octal permission bits OTHER_BITS: 5 (read + execute) for a
+# script, 4 for a data file. Returns 1 with the first problem in SECURE_OPS_UNTRUSTED, else 0.
+# One stat call for everything: this runs on every request.
+secure_ops_check_trust() {
+  local -A need=()
+  local -a chain=() one
+  local p line uid mode kind name out
+  SECURE_OPS_UNTRUSTED=
+  while [ "$#" -ge 2 ]; do
+    need[$1]=$2
+    one=()
+    p=$1
+    while [ -n "$p" ]; do
+      one=("$p" "${one[@]}")
+      p=${p%/*}
+    done
+    chain+=(/ "${one[@]}")
+    shift 2
+  done
+  if ! out=$(stat -c '%u %a %F|%n' -- "${chain[@]}" 2>&1); then
+    SECURE_OPS_UNTRUSTED="cannot stat: ${out##*stat: }"
+    return 1
+  fi
+  while IFS= read -r line; do
+    name=${line#*|}
+    read -r uid mode kind <<<"${line%%|*}"
+    if [ "$kind" = "symbolic link" ]; then
+      SECURE_OPS_UNTRUSTED="$name is a symlink"
+    elif [ "$uid" != 0 ]; then
+      SECURE_OPS_UNTRUSTED="$name is not owned by root"
+    elif (((8#$mode & 8#022) != 0)); then
+      SECURE_OPS_UNTRUSTED="$name is writable by group or others (mode $mode)"
+    elif [ -n "${need[$name]-}" ]; then
+      if [ "$kind" != "regular file" ] && [ "$kind" != "regular empty file" ]; then
+        SECURE_OPS_UNTRUSTED="$name is not a regular file"
+      elif (((8#$mode & ${need[$name]}) != ${need[$name]})); then
+        SECURE_OPS_UNTRUSTED="$name does not grant others permission ${need[$name]} (mode $mode)"
+      fi
+    elif [ "$kind" != directory ]; then
+      SECURE_OPS_UNTRUSTED="$name is not a directory"
+    fi
+    [ -z "$SECURE_OPS_UNTRUSTED" ] || return 1
+  done <<<"$out"
+}
