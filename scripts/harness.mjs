@@ -1,0 +1,56 @@
+#!/usr/bin/env zx
+// Runs a command in a rendered guest inside network and mount namespaces, as the agent user, with
+// the firewall up. See test/README.md for the --records format.
+//   npm run harness -- (--stack NAME | --config FILE) --records FILE [--user agent|root] [--no-up] -- COMMAND...
+import { $, fs, minimist } from 'zx'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { root } from './lib/project.mjs'
+
+const usage = 'usage: npm run harness -- (--stack NAME | --config FILE) --records FILE [--user agent] [--no-up] -- COMMAND...'
+
+async function main() {
+  // Everything after the first `--` is the command, left exactly as given.
+  const args = process.argv.slice(2)
+  const split = args.indexOf('--')
+  const command = split < 0 ? [] : args.slice(split + 1)
+  const flags = minimist(split < 0 ? args : args.slice(0, split), {
+    string: ['stack', 'config', 'records', 'user'],
+    boolean: ['up'],
+    default: { up: true, user: 'agent' },
+  })
+  const { stack, config, records, user, up } = flags
+  if (!stack === !config || typeof records !== 'string' || command.length === 0) {
+    console.error(usage)
+    process.exitCode = 1
+    return
+  }
+  if ((await $`id -u`.quiet()).stdout.trim() !== '0') throw new Error('the harness needs root (network namespaces, mounts)')
+
+  const require = createRequire(import.meta.url)
+  require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') })
+  const { Harness } = require(path.join(root, 'test/harness/lib.ts'))
+
+  const harness = await Harness.start({
+    stack,
+    config: config && path.resolve(config),
+    records: await fs.readFile(records, 'utf8'),
+    bringUp: up,
+  })
+  try {
+    const quoted = command.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+    const result = await harness.exec(quoted, { user, timeoutMs: 3600_000 })
+    process.stdout.write(result.stdout)
+    process.stderr.write(result.stderr)
+    process.exitCode = result.code
+  } finally {
+    await harness.stop()
+  }
+}
+
+try {
+  await main()
+} catch (err) {
+  console.error(`error: ${err && err.message ? err.message : err}`)
+  process.exitCode = 1
+}

@@ -1,0 +1,362 @@
+/**
+ * The namespace harness: a rendered guest in a private mount namespace inside a "guest" network
+ * namespace, joined by a veth pair to an "internet" namespace that holds a test DNS server (records
+ * from a file) and test TCP/UDP servers on every record's address. Nothing is written to the host's
+ * /etc, /usr, /var or /home: the guest sees overlays of them whose upper layers live in a tmpfs of
+ * its own mount namespace. Traffic goes only between the two namespaces.
+ *
+ * Used by `npm run harness` (scripts/harness.mjs) and by the jest suites in test/harness, which
+ * start one harness per file and run many commands in it. Needs root.
+ */
+import { spawn, spawnSync, ChildProcess } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+export const repoRoot = path.resolve(__dirname, "../..");
+
+export interface HarnessOptions {
+    /** A stack under stacks/ (rendered with `npm run render -- --stack NAME`). */
+    readonly stack?: string;
+    /** Any stack file (rendered with `npm run render -- --config FILE`). */
+    readonly config?: string;
+    /** A guest tree rendered already (DIR/files/<guest path>): skips rendering. */
+    readonly rendered?: string;
+    /** The records the internet's DNS server serves, in the --records format (test/README.md). */
+    readonly records: string;
+    /** HOME for rendering (its .ssh/id_ed25519.pub is the VM's key); a throw-away one by default. */
+    readonly home?: string;
+    /** Run `cc-sandbox-firewall up` and start the watcher (default true). */
+    readonly bringUp?: boolean;
+}
+
+export interface RunResult {
+    readonly code: number;
+    readonly stdout: string;
+    readonly stderr: string;
+}
+
+export interface RunOptions {
+    /** `agent` (default) or `root`, or any user that exists in the guest. */
+    readonly user?: string;
+    readonly input?: string;
+    readonly timeoutMs?: number;
+}
+
+export interface DnsRecord {
+    readonly name: string;
+    readonly type: "A" | "AAAA" | "CNAME";
+    readonly value: string;
+}
+
+const ipv4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const ipv6 = /^[0-9a-f:]+$/i;
+const dnsName = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** `NAME TYPE VALUE` lines, `#` comments: A (IPv4), AAAA (IPv6) or CNAME (a name with its own A). */
+export function parseRecords(text: string): DnsRecord[] {
+    const records: DnsRecord[] = [];
+    const errors: string[] = [];
+    text.split("\n").forEach((raw, i) => {
+        const line = raw.replace(/#.*/, "").trim();
+        if (!line) return;
+        const [name, type, value, ...rest] = line.split(/\s+/);
+        const bad = (why: string) => errors.push(`records line ${i + 1}: ${why}: '${raw}'`);
+        if (rest.length || value === undefined) return bad("expected NAME TYPE VALUE");
+        if (!dnsName.test(name)) return bad("NAME must be a lowercase DNS name");
+        if (type === "A" && ipv4.test(value)) records.push({ name, type, value });
+        else if (type === "AAAA" && ipv6.test(value) && value.includes(":")) records.push({ name, type, value: value.toLowerCase() });
+        else if (type === "CNAME" && dnsName.test(value)) records.push({ name, type, value });
+        else bad("TYPE must be A (IPv4), AAAA (IPv6) or CNAME (name)");
+    });
+    if (errors.length) throw new Error(errors.join("\n"));
+    return records;
+}
+
+function hostsFile(records: readonly DnsRecord[]): string {
+    return records.filter((r) => r.type !== "CNAME").map((r) => `${r.value} ${r.name}\n`).join("");
+}
+
+/** Runs a command on the host, throwing with its output when it fails. */
+function sh(cmd: string, args: string[], input?: string): string {
+    const r = spawnSync(cmd, args, { input, encoding: "utf8" });
+    if (r.status !== 0) {
+        throw new Error(`${cmd} ${args.join(" ")} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`);
+    }
+    return r.stdout;
+}
+
+function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+    return new Promise((resolve, reject) => {
+        const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 60000);
+        child.stdout.on("data", (d) => (stdout += d));
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("error", reject);
+        child.on("close", (code, signal) => {
+            clearTimeout(timer);
+            resolve({ code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1), stdout, stderr });
+        });
+        child.stdin.on("error", () => {});
+        child.stdin.end(opts.input ?? "");
+    });
+}
+
+/** A throw-away HOME holding a fresh .ssh/id_ed25519 key pair, for rendering. */
+export function makeTestHome(): string {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccfw-home-"));
+    fs.mkdirSync(path.join(home, ".ssh"), { mode: 0o700 });
+    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "harness", "-f", path.join(home, ".ssh", "id_ed25519")]);
+    return home;
+}
+
+/** Renders a stack's guest tree into DIR with the project's own `render` command. */
+export function renderGuestTree(opts: { stack?: string; config?: string; home: string }, dir: string): void {
+    const which = opts.config ? ["--config", opts.config] : ["--stack", opts.stack ?? ""];
+    const r = spawnSync(path.join(repoRoot, "node_modules/.bin/zx"), ["scripts/render.mjs", ...which, "--out", dir], {
+        cwd: repoRoot,
+        env: { ...process.env, HOME: opts.home },
+        encoding: "utf8",
+    });
+    if (r.status !== 0) throw new Error(`render failed: ${r.stderr || r.stdout}`);
+}
+
+let counter = 0;
+// Harnesses still running: torn down if the process exits without stopping them.
+const live = new Set<Harness>();
+process.once("exit", () => live.forEach((h) => h.stopSync()));
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+        live.forEach((h) => h.stopSync());
+        process.exit(128 + os.constants.signals[signal]);
+    });
+}
+const pathEnv = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const guestTopDirs = ["etc", "usr", "var", "home", "opt", "srv"];
+
+export class Harness {
+    /** The DNS server in the internet namespace: the guest's upstream resolver. */
+    readonly dnsAddress = "192.0.2.53";
+    readonly guestAddress: string;
+    readonly gatewayAddress: string;
+    readonly guestAddress6 = "fd00:ccf0::2";
+    readonly internetAddress6 = "fd00:ccf0::1";
+    readonly guestNs: string;
+    readonly internetNs: string;
+    private holder?: ChildProcess;
+    private servers?: ChildProcess;
+    private records: DnsRecord[] = [];
+    private stopped = false;
+
+    private constructor(readonly dir: string, readonly id: string) {
+        this.guestNs = `ccfw-${id}-g`;
+        this.internetNs = `ccfw-${id}-i`;
+        // A /30 of 100.64.0.0/10 per harness, so kernel log lines (shared by all namespaces) can be
+        // told apart by source address.
+        const k = (process.pid * 8 + counter) & 0xfffff;
+        const base = `100.${64 + ((k >> 14) & 63)}.${(k >> 6) & 255}`;
+        this.gatewayAddress = `${base}.${(k & 63) * 4 + 1}`;
+        this.guestAddress = `${base}.${(k & 63) * 4 + 2}`;
+    }
+
+    static async start(opts: HarnessOptions): Promise<Harness> {
+        const id = `${process.pid}-${counter++}`;
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ccfw-"));
+        fs.chmodSync(dir, 0o755); // the test DNS server reads its hosts file as user dnsmasq
+        const h = new Harness(dir, id);
+        live.add(h);
+        try {
+            await h.setUp(opts);
+        } catch (err) {
+            await h.stop();
+            throw err;
+        }
+        return h;
+    }
+
+    private get vethGuest(): string {
+        return `cf${this.id.replace("-", "x")}g`.slice(0, 15);
+    }
+
+    private get vethInternet(): string {
+        return `cf${this.id.replace("-", "x")}i`.slice(0, 15);
+    }
+
+    private async setUp(opts: HarnessOptions): Promise<void> {
+        this.records = parseRecords(opts.records);
+        let tree = opts.rendered;
+        if (!tree) {
+            tree = path.join(this.dir, "render");
+            const home = opts.home ?? makeTestHome();
+            renderGuestTree({ stack: opts.stack, config: opts.config, home }, tree);
+        }
+        const files = path.join(tree, "files");
+        for (const top of fs.readdirSync(files)) {
+            if (!guestTopDirs.includes(top)) throw new Error(`rendered tree has /${top}, which the harness does not overlay`);
+        }
+
+        // The kernel log is shared; let the guest namespace's LOG rules reach it (`denied` reads it).
+        fs.writeFileSync("/proc/sys/net/netfilter/nf_log_all_netns", "1");
+
+        const [g, i] = [this.guestNs, this.internetNs];
+        sh("ip", ["netns", "add", g]);
+        sh("ip", ["netns", "add", i]);
+        sh("ip", ["link", "add", this.vethGuest, "netns", g, "type", "veth", "peer", "name", this.vethInternet, "netns", i]);
+        const ipn = (ns: string, ...args: string[]) => sh("ip", ["-n", ns, ...args]);
+        ipn(g, "link", "set", "lo", "up");
+        ipn(i, "link", "set", "lo", "up");
+        ipn(g, "addr", "add", `${this.guestAddress}/30`, "dev", this.vethGuest);
+        ipn(i, "addr", "add", `${this.gatewayAddress}/30`, "dev", this.vethInternet);
+        ipn(g, "addr", "add", `${this.guestAddress6}/64`, "dev", this.vethGuest, "nodad");
+        ipn(i, "addr", "add", `${this.internetAddress6}/64`, "dev", this.vethInternet, "nodad");
+        ipn(g, "link", "set", this.vethGuest, "up");
+        ipn(i, "link", "set", this.vethInternet, "up");
+        ipn(g, "route", "add", "default", "via", this.gatewayAddress);
+        ipn(g, "-6", "route", "add", "default", "via", this.internetAddress6);
+        ipn(i, "addr", "add", `${this.dnsAddress}/32`, "dev", "lo");
+        this.addRecordAddresses();
+        // Ubuntu (systemd) lets every group use ICMP echo sockets; ping needs no privilege there.
+        sh("ip", ["netns", "exec", g, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"]);
+
+        fs.writeFileSync(path.join(this.dir, "hosts"), hostsFile(this.records));
+        const cnames = this.records.filter((r) => r.type === "CNAME").map((r) => `--cname=${r.name},${r.value}`);
+        sh("ip", ["netns", "exec", i, "dnsmasq", "--no-resolv", "--no-hosts", `--addn-hosts=${this.dir}/hosts`,
+            `--listen-address=${this.dnsAddress}`, "--bind-interfaces", "--log-queries", `--log-facility=${this.dir}/upstream.log`,
+            `--pid-file=${this.dir}/upstream.pid`, "--local-ttl=0", ...cnames]);
+
+        this.servers = spawn("ip", ["netns", "exec", i, process.execPath, path.join(__dirname, "servers.js")], { stdio: ["ignore", "pipe", "inherit"] });
+        await new Promise<void>((resolve, reject) => {
+            this.servers!.stdout!.once("data", () => resolve());
+            this.servers!.once("exit", (c) => reject(new Error(`test servers exited (${c})`)));
+        });
+
+        // The guest: a process holding a private mount namespace inside the guest netns.
+        this.holder = spawn("ip", ["netns", "exec", g, "unshare", "--mount", "--propagation", "private", "sleep", "infinity"], { stdio: "ignore" });
+        await new Promise((r) => setTimeout(r, 50));
+        for (let n = 0; n < 100 && !this.holderReady(); n++) await new Promise((r) => setTimeout(r, 20));
+        if (!this.holderReady()) throw new Error("the guest namespace holder did not start");
+
+        const mnt = path.join(this.dir, "mnt");
+        fs.mkdirSync(mnt);
+        const setup = `
+set -euo pipefail
+mount -t tmpfs -o mode=0755 ccfw-guest ${mnt}
+for d in ${guestTopDirs.join(" ")}; do
+  [ -d /$d ] || continue
+  mkdir -p ${mnt}/$d.up ${mnt}/$d.work
+  mount -t overlay overlay -o lowerdir=/$d,upperdir=${mnt}/$d.up,workdir=${mnt}/$d.work /$d
+done
+cp -a ${files}/. /
+rm -f /etc/resolv.conf
+printf 'nameserver %s\\n' ${this.dnsAddress} >/etc/resolv.conf
+if ! id agent >/dev/null 2>&1; then
+  if getent passwd 1001 >/dev/null; then useradd -m -U -s /bin/bash agent; else useradd -m -U -u 1001 -s /bin/bash agent; fi
+fi
+[ ! -d /home/agent ] || chown -R agent: /home/agent
+mount -t tmpfs -o mode=0755 ccfw-run /run
+mkdir -p /run/lock
+mount -t tmpfs -o mode=1777 ccfw-tmp /tmp
+`;
+        const r = await this.root(setup);
+        if (r.code !== 0) throw new Error(`guest setup failed: ${r.stderr}`);
+
+        if (opts.bringUp ?? true) {
+            const up = await this.root("cc-sandbox-firewall up");
+            if (up.code !== 0) throw new Error(`cc-sandbox-firewall up failed (${up.code}): ${up.stderr}`);
+            await this.startWatcher();
+        }
+    }
+
+    private holderReady(): boolean {
+        const pid = this.holder?.pid;
+        if (!pid) return false;
+        try {
+            return fs.readlinkSync(`/proc/${pid}/ns/mnt`) !== fs.readlinkSync("/proc/self/ns/mnt") && fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "sleep";
+        } catch {
+            return false;
+        }
+    }
+
+    private addRecordAddresses(): void {
+        const have = sh("ip", ["-n", this.internetNs, "-o", "addr", "show", "dev", "lo"]);
+        for (const r of this.records) {
+            if (r.type === "CNAME") continue;
+            const prefix = r.type === "A" ? "32" : "128";
+            if (have.includes(` ${r.value}/${prefix} `)) continue;
+            sh("ip", ["-n", this.internetNs, "addr", "add", `${r.value}/${prefix}`, "dev", "lo", ...(r.type === "AAAA" ? ["nodad"] : [])]);
+        }
+    }
+
+    /** Starts the state watcher the way its systemd unit does (`cc-sandbox-firewall watch`). */
+    async startWatcher(): Promise<void> {
+        const r = await this.root("setsid -f cc-sandbox-firewall watch </dev/null >>/run/ccfw-harness-watch.log 2>&1");
+        if (r.code !== 0) throw new Error(`starting the watcher failed: ${r.stderr}`);
+    }
+
+    /** Runs a bash command in the guest as `user` (default `agent`), with a login-like environment. */
+    exec(command: string, opts: RunOptions = {}): Promise<RunResult> {
+        const user = opts.user ?? "agent";
+        const pid = String(this.holder?.pid);
+        const enter = ["-t", pid, "-m", "-n", "--"];
+        if (user === "root") {
+            return run("nsenter", [...enter, "env", "-i", "HOME=/root", "USER=root", "LOGNAME=root", `PATH=${pathEnv}`, "LANG=C.UTF-8",
+                "bash", "-c", `cd / && ${command}`], opts);
+        }
+        return run("nsenter", [...enter, "setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--",
+            "env", "-i", `HOME=/home/${user}`, `USER=${user}`, `LOGNAME=${user}`, `PATH=${pathEnv}`, "SHELL=/bin/bash", "LANG=C.UTF-8",
+            "bash", "-c", `cd ~ 2>/dev/null || cd /; ${command}`], opts);
+    }
+
+    root(command: string, opts: Omit<RunOptions, "user"> = {}): Promise<RunResult> {
+        return this.exec(command, { ...opts, user: "root" });
+    }
+
+    /** Runs a bash command as root in the internet namespace (e.g. connecting in to the guest). */
+    internet(command: string, opts: Omit<RunOptions, "user"> = {}): Promise<RunResult> {
+        return run("ip", ["netns", "exec", this.internetNs, "bash", "-c", command], opts);
+    }
+
+    /** Replaces the DNS records (A/AAAA changes take effect at once; CNAMEs are fixed at start). */
+    setRecords(text: string): void {
+        this.records = parseRecords(text);
+        this.addRecordAddresses();
+        fs.writeFileSync(path.join(this.dir, "hosts"), hostsFile(this.records));
+        const pid = Number(fs.readFileSync(path.join(this.dir, "upstream.pid"), "utf8").trim());
+        process.kill(pid, "SIGHUP");
+    }
+
+    /** Every name the internet's DNS server was asked, in order. */
+    upstreamQueries(): string[] {
+        const log = fs.existsSync(path.join(this.dir, "upstream.log")) ? fs.readFileSync(path.join(this.dir, "upstream.log"), "utf8") : "";
+        return [...log.matchAll(/query\[[A-Z0-9]+\] (\S+) from/g)].map((m) => m[1]);
+    }
+
+    /** Kills every process in both namespaces, deletes them (and with them veths and sets). */
+    async stop(): Promise<void> {
+        this.stopSync();
+    }
+
+    /** The same, synchronously: safe in a process 'exit' handler. */
+    stopSync(): void {
+        if (this.stopped) return;
+        this.stopped = true;
+        live.delete(this);
+        for (const ns of [this.guestNs, this.internetNs]) {
+            const pids = spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).stdout?.split(/\s+/).filter(Boolean) ?? [];
+            for (const p of pids) {
+                try {
+                    process.kill(Number(p), "SIGKILL");
+                } catch {
+                    /* already gone */
+                }
+            }
+        }
+        this.holder?.kill("SIGKILL");
+        this.servers?.kill("SIGKILL");
+        spawnSync("sleep", ["0.1"]);
+        for (const ns of [this.guestNs, this.internetNs]) spawnSync("ip", ["netns", "del", ns]);
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
