@@ -112,9 +112,12 @@ EOF
 
 # Only NoCloud (seed ISO labelled cidata) is probed: no waiting on metadata
 # services that do not exist offline.
+# An RSA host key takes about 40 s to generate under TCG; user-data may still
+# ask for it with its own ssh_genkeytypes.
 cat >"$rootfs/etc/cloud/cloud.cfg.d/90_ccsbx.cfg" <<'EOF'
 datasource_list: [ NoCloud, None ]
 locale: C.UTF-8
+ssh_genkeytypes: [ ed25519, ecdsa ]
 EOF
 
 systemctl --root="$rootfs" disable dnsmasq.service >&2

@@ -16,11 +16,39 @@
 # - PID 1 is not systemd on the CI machine, so the daemons are started by hand;
 #   the script refuses to run if a libvirtd is already running outside NS.
 #
-# Facts found booting a VM this way (libvirt 9.0, virtinst 4.1, QEMU 7.2, TCG):
-# - osinfo-db has no debian12: use --osinfo debian11.
-# - No KVM: --virt-type qemu. Boot to SSH takes about a minute, see build-image.sh.
-# - The guest address is read with `virsh domifaddr DOMAIN --source lease`.
-# - libvirt chowns disk images (and their backing files) to libvirt-qemu.
+# Booting a guest from scripts/build-image.sh in it (libvirt 9.0, virtinst
+# 4.1, QEMU 7.2, TCG; these are the flags that worked):
+#   qemu-img create -f qcow2 -F qcow2 -b IMG/disk.qcow2 /var/lib/libvirt/images/VM.qcow2 20G
+#   cloud-localds /var/lib/libvirt/images/VM-seed.iso user-data meta-data
+#   virt-install --connect qemu:///system --import --name VM --memory 2048 --vcpus 2 \
+#     --disk path=/var/lib/libvirt/images/VM.qcow2,format=qcow2,bus=virtio \
+#     --disk path=/var/lib/libvirt/images/VM-seed.iso,device=cdrom \
+#     --boot kernel=IMG/vmlinuz,initrd=IMG/initrd.img,kernel_args="$(cat IMG/cmdline)" \
+#     --network network=ccsbx,model=virtio \
+#     --memorybacking source.type=memfd,access.mode=shared \
+#     --filesystem type=mount,source.dir=HOSTDIR,target.dir=code,driver.type=virtiofs \
+#     --osinfo debian11 --virt-type qemu --graphics none --noautoconsole
+#   address: virsh domifaddr VM --source lease   (filter on the VM's MAC; leases
+#            of removed VMs stay listed until they expire or the network stops)
+#   remove:  virsh destroy VM; virsh undefine VM --remove-all-storage (the seed
+#            too, as it is one of the VM's disks); the backing image is kept.
+# - The machine type defaults to q35 (pc-q35-7.2); cdroms are SATA there, which
+#   the image's kernel reads.
+# - `--cloud-init user-data=F,meta-data=F` works as well, but virt-install
+#   leaves that seed out of the persistent definition: once the domain is shut
+#   down and started again, the guest has no datasource. A seed attached as a
+#   disk stays.
+# - virtiofs: libvirt runs QEMU's /usr/lib/qemu/virtiofsd (qemu-system-common)
+#   as root; files the guest creates get the guest user's uid/gid on the host.
+#   Guest: mount -t virtiofs code /path. 9p also works
+#   (--filesystem source=DIR,target=code,accessmode=mapped; guest: mount -t 9p
+#   -o trans=virtio,version=9p2000.L code /path), but QEMU writes as
+#   libvirt-qemu, so the host sees guest-created files as libvirt-qemu 0600 and
+#   DIR must be writable by libvirt-qemu.
+# - osinfo-db has no debian12: --osinfo debian11. No KVM: --virt-type qemu.
+# - libvirt chowns the backing image to libvirt-qemu and leaves it so.
+# - virt-install registers the pools "images" and "boot" for the directories it
+#   uses; down removes those definitions (the files stay).
 set -euo pipefail
 
 log() { printf 'libvirt-netns: %s\n' "$*" >&2; }
@@ -94,14 +122,28 @@ up() {
   ip -n "$ns" link set lo up
   ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
 
-  mkdir -p "$LOG_DIR"
+  mkdir -p "$LOG_DIR" "$STATE_DIR"
+  # Without udev, /dev/kvm stays root-only 0600. libvirt then probes QEMU with
+  # KVM as root, finds the device unusable for libvirt-qemu when checking the
+  # cached result, and re-probes on every API call, so virt-install never gets
+  # past "Starting install". Give libvirtd (only: `ip netns exec` runs it in its
+  # own mount namespace) a node with the permissions udev would set. Guests
+  # still run under TCG (--virt-type qemu).
+  local -a kvm_node_fix=()
+  if [[ -c /dev/kvm ]] && ! runuser -u libvirt-qemu -- test -r /dev/kvm -a -w /dev/kvm; then
+    local node=$STATE_DIR/$ns.kvm
+    rm -f "$node"
+    mknod -m 0660 "$node" c "$((16#$(stat -c %t /dev/kvm)))" "$((16#$(stat -c %T /dev/kvm)))"
+    chgrp kvm "$node"
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    kvm_node_fix=(sh -c 'mount --bind "$0" /dev/kvm && exec "$@"' "$node")
+  fi
   start_daemon virtlogd "$VIRTLOGD_PIDFILE" virtlogd -d -p "$VIRTLOGD_PIDFILE"
   # libvirtd logs to syslog by default; there is none here.
-  start_daemon libvirtd "$LIBVIRTD_PIDFILE" \
+  start_daemon libvirtd "$LIBVIRTD_PIDFILE" "${kvm_node_fix[@]}" \
     env LIBVIRT_LOG_OUTPUTS="3:file:$LOG_DIR/libvirtd.log" libvirtd -d -p "$LIBVIRTD_PIDFILE"
   wait_for_daemon
   # Remember what existed before, so down removes only what came after.
-  mkdir -p "$STATE_DIR"
   if [[ ! -f $STATE_DIR/$ns.before ]]; then
     { virsh_ list --all --name | sed 's/^/domain /'
       virsh_ pool-list --all --name | sed 's/^/pool /'
@@ -138,7 +180,7 @@ down() {
       log "removing domain $dom"
       virsh_ destroy "$dom" >/dev/null 2>&1 || true
       virsh_ undefine "$dom" --remove-all-storage >/dev/null 2>&1 ||
-        virsh_ undefine "$dom" >/dev/null
+        virsh_ undefine "$dom" >/dev/null 2>&1 || true
     done < <(virsh_ list --all --name)
     if virsh_ net-info "$NET" >/dev/null 2>&1; then
       log "removing network $NET"
@@ -170,7 +212,7 @@ down() {
     ip netns del "$ns"
     log "deleted namespace $ns"
   fi
-  rm -f "$STATE_DIR/$ns.before"
+  rm -f "$STATE_DIR/$ns.before" "$STATE_DIR/$ns.kvm"
 }
 
 stop_pidfile() { # name pidfile
