@@ -1,0 +1,99 @@
+/**
+ * The layers through the namespace harness: the CI stack's guest with its firewall up against the
+ * harness's test internet, the users made as cloud-init makes them and hardened by the boot steps,
+ * then cc-sandbox-verify from inside and the status line following the live firewall.
+ */
+import { Harness } from "../harness/lib";
+
+const records = `
+allowed.test.example   A     198.51.100.10
+allowed.test.example   AAAA  fd00:ccf1::10
+blocked.test.example   A     198.51.100.66
+`;
+// Targets that answer if reached: a server listens on every record's address, and the upstream
+// DNS server (the resolver the VM was given) answers anyone who asks it directly.
+const targets = "--allowed allowed.test.example:443 --blocked blocked.test.example --blocked-ip 198.51.100.66 --blocked-ip6 fd00:ccf1::10";
+
+let h: Harness;
+const json = '{"model":{"display_name":"Opus 4.6"},"context_window":{"used_percentage":45}}';
+
+beforeAll(async () => {
+    h = await Harness.start({ stack: "ci", records });
+    const r = await h.root(`
+        set -euo pipefail
+        groupadd -f lxd
+        useradd --create-home --shell /bin/bash --groups sudo,adm,lxd ubuntu
+        printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\\n' > /etc/sudoers.d/90-cloud-init-users
+        chmod 0440 /etc/sudoers.d/90-cloud-init-users /etc/sudoers.d/cc-sandbox
+        passwd -l agent >/dev/null
+        for step in 10-users.sh 30-apparmor.sh 40-ssh.sh; do bash /usr/local/lib/cc-sandbox/boot.d/$step; done
+    `);
+    if (r.code !== 0) throw new Error(`boot steps failed: ${r.stderr}`);
+}, 180_000);
+
+afterAll(async () => {
+    await h?.stop();
+});
+
+const lines = (out: string, prefix: string) => out.split("\n").filter((l) => l.startsWith(prefix)).map((l) => l.split(/[\s:]+/)[1]);
+
+test("cc-sandbox-verify as root: every check ok, the resolver the VM was given included", async () => {
+    const r = await h.root(`cc-sandbox-verify ${targets} --resolver ${h.dnsAddress}`, { timeoutMs: 120_000 });
+    expect(lines(r.stdout, "FAIL")).toEqual([]);
+    expect(lines(r.stdout, "ok ")).toEqual(
+        expect.arrayContaining([
+            "firewall-state",
+            "firewall-blocks-address",
+            "firewall-allows",
+            "dns-local-resolver",
+            "dns-blocks-name",
+            "dns-foreign-resolver",
+            "ipv6-blocked",
+            "agent-sudo",
+            "nnp-wrapper",
+            "nnp-sudo",
+            "bwrap",
+            "ssh",
+            "statusline",
+        ]),
+    );
+    expect(r.code).toBe(0);
+}, 120_000);
+
+test("cc-sandbox-verify as the agent: the same, less the root-only checks", async () => {
+    const r = await h.exec(`cc-sandbox-verify ${targets} --resolver ${h.dnsAddress}`, { timeoutMs: 120_000 });
+    expect(lines(r.stdout, "FAIL")).toEqual([]);
+    expect(lines(r.stdout, "skip")).toEqual(["ssh", "claude"]);
+    expect(r.code).toBe(0);
+}, 120_000);
+
+test("the status line, as the agent: FW:ON with the firewall up, NNP under the wrapper's flag", async () => {
+    const plain = await h.exec(`cc-sandbox-statusline <<<'${json}'`);
+    expect(plain.stdout).toBe("[Opus 4.6] 45% | FW:ON | NNP:OFF\n");
+    const nnp = await h.exec(`setpriv --no-new-privs cc-sandbox-statusline <<<'${json}'`);
+    expect(nnp.stdout).toBe("[Opus 4.6] 45% | FW:ON | NNP\n");
+});
+
+test("attack: the agent cannot stop the firewall, and its status line still says ON", async () => {
+    const down = await h.exec("cc-sandbox-firewall down; iptables -F OUTPUT; sudo -n cc-sandbox-firewall down");
+    expect(down.code).not.toBe(0);
+    const line = await h.exec(`cc-sandbox-statusline <<<'${json}'`);
+    expect(line.stdout).toMatch(/FW:ON/);
+});
+
+test("attack: rules flushed (by root) -> FW:OFF within seconds, and verify fails", async () => {
+    const flush = await h.root("iptables -P OUTPUT ACCEPT && iptables -F OUTPUT");
+    expect(flush.code).toBe(0);
+    let line = "";
+    const start = Date.now();
+    while (Date.now() - start < 15_000) {
+        line = (await h.exec(`cc-sandbox-statusline <<<'${json}'`)).stdout;
+        if (line.includes("FW:OFF")) break;
+        await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(line).toBe("[Opus 4.6] 45% | FW:OFF | NNP:OFF\n");
+    expect(Date.now() - start).toBeLessThan(15_000);
+    const v = await h.root(`cc-sandbox-verify --only firewall ${targets}`, { timeoutMs: 60_000 });
+    expect(lines(v.stdout, "FAIL")).toContain("firewall-state");
+    expect(v.code).toBe(1);
+}, 60_000);
