@@ -96,6 +96,31 @@ describe("the allowed path", () => {
         expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest}`);
     });
 
+    test("secrets are installed from stdin only, owner-only, and names are checked", () => {
+        const ok = bridge.run("root", "cc-sandbox-secure-ops install-secret db-url && stat -c '%U %a' " + `${secrets}/db-url`, "postgres://x\n");
+        expect(ok.status).toBe(0);
+        expect(ok.stdout).toBe("ccsecrets 400\n");
+        expect(bridge.run("root", `stat -c '%U %a' ${secrets}`).stdout).toBe("ccsecrets 700\n");
+        for (const bad of ["../evil", ".hidden", "a/b", "x$(id)"]) {
+            const r = bridge.run("root", `cc-sandbox-secure-ops install-secret '${bad}'`, "v");
+            expect(r.status).toBe(1);
+            expect(r.stderr).toContain("secret name must match");
+        }
+        expect(bridge.run("root", "cc-sandbox-secure-ops install-secret empty", "").status).toBe(1);
+        expect(bridge.run("root", `cc-sandbox-secure-ops remove-secret db-url && ls ${secrets}`).stdout).toBe("deploy-token\n");
+        // The agent cannot use the admin tool.
+        expect(attempt("/usr/local/sbin/cc-sandbox-secure-ops status").stderr).toContain("run as root");
+    });
+
+    test("the first-boot step can run again: keys kept, the bridge still answers", () => {
+        const keys = () => bridge.run("root", "cat /etc/cc-sandbox/secure-ops.known_hosts /home/agent/.ssh/cc-sandbox-secure-ops.pub").stdout;
+        const before = keys();
+        const r = bridge.run("root", "/usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh");
+        expect(r.status).toBe(0);
+        expect(keys()).toBe(before);
+        expect(attempt("SECURE_RUN_MUX=0 secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest}`);
+    });
+
     test("status shows the bridge, each script's trust and the secret names, never their values", () => {
         const r = bridge.run("root", "cc-sandbox-secure-ops status");
         expect(r.status).toBe(0);
