@@ -44,10 +44,17 @@ secure_ops_valid_pattern() {
 # Parses an allowlist file (`PATH [ARG_PATTERN]` per line, `#` comments) into SECURE_OPS_PATHS and
 # SECURE_OPS_PATTERNS. Prints every bad line to stderr and returns 1 if there was any.
 secure_ops_parse_conf() {
-  local file=$1 line path pattern extra n=0 bad=0
+  # Fields are split with word splitting, which must never glob a pattern's * or [.
+  local - IFS=$' \t' file=$1 line n=0 bad=0
+  local -a lines fields
+  set -f
   SECURE_OPS_PATHS=()
   SECURE_OPS_PATTERNS=()
-  while IFS= read -r line || [ -n "$line" ]; do
+  if ! mapfile -t lines <"$file"; then
+    printf '%s: cannot read\n' "$file" >&2
+    return 1
+  fi
+  for line in "${lines[@]}"; do
     n=$((n + 1))
     [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
     if [[ ${line//$'\t'/ } =~ [[:cntrl:]] ]]; then
@@ -55,21 +62,22 @@ secure_ops_parse_conf() {
       bad=1
       continue
     fi
-    read -r path pattern extra <<<"$line"
-    if [ -n "$extra" ]; then
+    # shellcheck disable=SC2206 # split on blanks on purpose; globbing is off
+    fields=($line)
+    if [ "${#fields[@]}" -gt 2 ]; then
       printf '%s:%d: expected PATH [ARG_PATTERN], got more fields\n' "$file" "$n" >&2
       bad=1
-    elif ! secure_ops_valid_path "$path"; then
-      printf '%s:%d: not an absolute, plain script path: %q\n' "$file" "$n" "$path" >&2
+    elif ! secure_ops_valid_path "${fields[0]}"; then
+      printf '%s:%d: not an absolute, plain script path: %q\n' "$file" "$n" "${fields[0]}" >&2
       bad=1
-    elif [ -n "$pattern" ] && ! secure_ops_valid_pattern "$pattern"; then
-      printf '%s:%d: not a valid argument pattern (POSIX ERE): %q\n' "$file" "$n" "$pattern" >&2
+    elif [ -n "${fields[1]-}" ] && ! secure_ops_valid_pattern "${fields[1]}"; then
+      printf '%s:%d: not a valid argument pattern (POSIX ERE): %q\n' "$file" "$n" "${fields[1]}" >&2
       bad=1
     else
-      SECURE_OPS_PATHS+=("$path")
-      SECURE_OPS_PATTERNS+=("$pattern")
+      SECURE_OPS_PATHS+=("${fields[0]}")
+      SECURE_OPS_PATTERNS+=("${fields[1]-}")
     fi
-  done <"$file"
+  done
   return "$bad"
 }
 
@@ -82,7 +90,7 @@ secure_ops_parse_conf() {
 secure_ops_check_trust() {
   local -A need=()
   local -a chain=() one
-  local p line uid mode kind name out
+  local p line uid mode kind name out rest
   SECURE_OPS_UNTRUSTED=
   while [ "$#" -ge 2 ]; do
     need[$1]=$2
@@ -99,9 +107,18 @@ secure_ops_check_trust() {
     SECURE_OPS_UNTRUSTED="cannot stat: ${out##*stat: }"
     return 1
   fi
-  while IFS= read -r line; do
-    name=${line#*|}
-    read -r uid mode kind <<<"${line%%|*}"
+  # Split with parameter expansion, not read: this runs on every request, and read on a pipe costs
+  # a system call per character. Names are plain paths (no space, | or newline).
+  out+=$'\n'
+  while [ -n "$out" ]; do
+    line=${out%%$'\n'*}
+    out=${out#*$'\n'}
+    uid=${line%% *}
+    rest=${line#* }
+    mode=${rest%% *}
+    rest=${rest#* }
+    kind=${rest%%|*}
+    name=${rest#*|}
     if [ "$kind" = "symbolic link" ]; then
       SECURE_OPS_UNTRUSTED="$name is a symlink"
     elif [ "$uid" != 0 ]; then
@@ -118,5 +135,5 @@ secure_ops_check_trust() {
       SECURE_OPS_UNTRUSTED="$name is not a directory"
     fi
     [ -z "$SECURE_OPS_UNTRUSTED" ] || return 1
-  done <<<"$out"
+  done
 }
