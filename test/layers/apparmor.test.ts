@@ -60,7 +60,7 @@ describe("profile", () => {
  * 30-apparmor.sh against a stand-in kernel: securityfs and the userns sysctl on tmpfs, and an
  * apparmor_parser stub (first on root's PATH) that records its arguments and "loads" the profile.
  */
-function apparmorBoot(opts: { restricted: boolean; parserFails?: boolean; otherProfile?: boolean; noApparmor?: boolean }): {
+function apparmorBoot(opts: { restricted: boolean; parserFails?: boolean; otherProfile?: boolean; runsBwrap?: boolean; noApparmor?: boolean }): {
     status: number | null;
     calls: string;
     profiles: string;
@@ -85,6 +85,11 @@ STUB
         ${
             opts.otherProfile
                 ? "printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile bwrap /usr/bin/bwrap flags=(attach_disconnected) {\\n  allow userns,\\n}\\n' > /etc/apparmor.d/bwrap-userns-restrict"
+                : ""
+        }
+        ${
+            opts.runsBwrap
+                ? "printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile some-app /usr/bin/some-app {\\n  /usr/bin/bwrap rix,\\n  /usr/bin/bwrap {\\n}\\n}\\n' > /etc/apparmor.d/some-app"
                 : ""
         }
         rc=0; PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin ${boot("30-apparmor.sh")} 2>/tmp/boot.log || rc=$?
@@ -121,6 +126,13 @@ describe("boot.d/30-apparmor.sh", () => {
         expect(r.profiles).not.toContain("cc-sandbox-bwrap");
         expect(r.disabled).toBe(true);
         expect(r.log).toMatch(/bwrap-userns-restrict already confines \/usr\/bin\/bwrap/);
+    });
+
+    test("is not put off by a profile that only runs bwrap (a rule or a child profile naming it)", () => {
+        const r = apparmorBoot({ restricted: true, runsBwrap: true });
+        expect(r.status).toBe(0);
+        expect(r.calls).toBe("-r -W /etc/apparmor.d/cc-sandbox-bwrap;");
+        expect(r.disabled).toBe(false);
     });
 
     test("fails the boot when the profile cannot load and user namespaces are restricted", () => {

@@ -40,7 +40,10 @@ other_bwrap_profile() {
     base=${file##*/}
     [[ $base != "$name" ]] || continue
     [[ ! -e $profiles_dir/disable/$base ]] || continue
-    if grep -Eq '^[[:space:]]*(profile[[:space:]]+[^[:space:]]+[[:space:]]+)?/usr/bin/bwrap([[:space:]]|\{|$)' "$file"; then
+    # A top-level profile header (`[profile NAME] /usr/bin/bwrap [flags=(...)] {` at the start of
+    # a line), not a rule that merely runs bwrap (`  /usr/bin/bwrap rix,`) nor an indented child
+    # profile, which applies only inside its parent.
+    if grep -Eq '^(profile[[:space:]]+[^[:space:]]+[[:space:]]+)?/usr/bin/bwrap([[:space:]]+flags=\([^)]*\))?[[:space:]]*\{' "$file"; then
       printf '%s\n' "$file"
       return 0
     fi
