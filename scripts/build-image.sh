@@ -9,6 +9,10 @@
 #   .cache/image/<hash>/initrd.img
 #   .cache/image/<hash>/cmdline      kernel arguments to pass with the kernel
 #   .cache/image/<hash>/packages.txt installed packages and versions
+# Boot it with a qcow2 overlay on disk.qcow2 and `virt-install --boot
+# kernel=vmlinuz,initrd=initrd.img,kernel_args="$(cat cmdline)"`; the full
+# working command line is in scripts/libvirt-netns.sh. Old <hash> directories
+# are not pruned: an overlay may still use one as its backing file.
 #
 # Facts this image is shaped by:
 # - linux-image-amd64 (not -cloud-amd64): its initramfs and modules can read a
@@ -23,6 +27,9 @@
 #   keys and a machine-id: all three are emptied so every VM gets its own.
 # - dnsmasq is installed for the guest's filtering resolver but disabled, so it
 #   does not take port 53 before the firewall layer configures it.
+# - Differences from Ubuntu 24.04 that tests may meet: cloud-init 22.4 (not
+#   24.x), default user "debian", ifupdown instead of netplan, kernel 6.1 with
+#   AppArmor enabled but Debian's older parser (abi 3.0).
 set -euo pipefail
 
 log() { printf 'build-image: %s\n' "$*" >&2; }

@@ -4,7 +4,8 @@
 # through that namespace, and never the outside world.
 #
 # Usage: scripts/libvirt-netns.sh up NS     create NS, start virtlogd + libvirtd in it, start network
-#        scripts/libvirt-netns.sh down NS   remove every domain and the network, stop the daemons, delete NS
+#        scripts/libvirt-netns.sh down NS   remove the domains, pools and network made since up,
+#                                           stop the daemons, delete NS
 # Environment (defaults): CCSBX_NET=ccsbx CCSBX_BRIDGE=ccsbx0 CCSBX_SUBNET=10.77.0 (a /24)
 #
 # How it stays closed:
@@ -123,9 +124,10 @@ up() {
   ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
 
   mkdir -p "$LOG_DIR" "$STATE_DIR"
-  # Without udev, /dev/kvm stays root-only 0600. libvirt then probes QEMU with
-  # KVM as root, finds the device unusable for libvirt-qemu when checking the
-  # cached result, and re-probes on every API call, so virt-install never gets
+  # Without udev, /dev/kvm stays root-only 0600. libvirt's probe of QEMU then
+  # reports KVM enabled while its cache check finds /dev/kvm unusable for
+  # libvirt-qemu ("KVM was enabled when probing ..., but it is not available
+  # now"), so it re-probes QEMU on every API call and virt-install never gets
   # past "Starting install". Give libvirtd (only: `ip netns exec` runs it in its
   # own mount namespace) a node with the permissions udev would set. Guests
   # still run under TCG (--virt-type qemu).
@@ -157,9 +159,13 @@ up() {
   if [[ $(virsh_ net-info "$NET" | awk '$1 == "Active:" {print $2}') != yes ]]; then
     virsh_ net-start "$NET" >/dev/null
   fi
+  # Self-check: the daemon is in NS and NS has no way out.
   local pid
   pid=$(live_pid "$LIBVIRTD_PIDFILE")
   in_ns "$pid" "$ns" || die "libvirtd (pid $pid) is not in $ns"
+  [[ -z $(ip -n "$ns" route show default) ]] || die "$ns has a default route"
+  [[ $(ip netns exec "$ns" sysctl -n net.ipv4.ip_forward) == 0 ]] || die "$ns forwards IPv4"
+  if virsh_ net-dumpxml "$NET" | grep -q '<forward'; then die "network $NET forwards"; fi
   ip -n "$ns" -br addr show "$BRIDGE" >&2
   log "up: network $NET, gateway $SUBNET.1, DHCP $SUBNET.100-199"
 }
@@ -170,9 +176,13 @@ existed_before() { # kind name
 
 down() {
   local pid dom pool
+  if [[ ! -e /run/netns/$ns ]]; then
+    log "no namespace $ns: nothing to take down"
+    return 0
+  fi
   if virsh_ version >/dev/null 2>&1; then
     pid=$(live_pid "$LIBVIRTD_PIDFILE") || true
-    if [[ -n ${pid:-} && -e /run/netns/$ns ]] && ! in_ns "$pid" "$ns"; then
+    if [[ -n ${pid:-} ]] && ! in_ns "$pid" "$ns"; then
       die "libvirtd (pid $pid) is not in $ns; not touching it"
     fi
     while read -r dom; do
@@ -199,26 +209,25 @@ down() {
   stop_pidfile libvirtd "$LIBVIRTD_PIDFILE"
   stop_pidfile virtlogd "$VIRTLOGD_PIDFILE"
   # libvirt leaves the network's runtime files behind when its daemon stops.
-  rm -f "/run/libvirt/network/$NET".* "/var/lib/libvirt/dnsmasq/$NET".* "/var/lib/libvirt/dnsmasq/$BRIDGE".*
+  rm -rf "/run/libvirt/network/$NET" "/run/libvirt/network/$NET".* \
+    "/var/lib/libvirt/dnsmasq/$NET".* "/var/lib/libvirt/dnsmasq/$BRIDGE".*
 
-  if [[ -e /run/netns/$ns ]]; then
-    # Anything still in the namespace was started by the daemons above.
-    for pid in $(ip netns pids "$ns"); do
-      log "stopping leftover pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo gone))"
-      kill "$pid" 2>/dev/null || true
-    done
-    sleep 1
-    for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$ns"
-    log "deleted namespace $ns"
-  fi
+  # Anything still in the namespace was started by the daemons above.
+  for pid in $(ip netns pids "$ns"); do
+    log "stopping leftover pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo gone))"
+    kill "$pid" 2>/dev/null || true
+  done
+  sleep 1
+  for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
+  ip netns del "$ns"
+  log "deleted namespace $ns"
   rm -f "$STATE_DIR/$ns.before" "$STATE_DIR/$ns.kvm"
 }
 
 stop_pidfile() { # name pidfile
   local pid
   pid=$(live_pid "$2") || return 0
-  if [[ -e /run/netns/$ns ]] && ! in_ns "$pid" "$ns"; then
+  if ! in_ns "$pid" "$ns"; then
     die "$1 (pid $pid) is not in $ns; not stopping it"
   fi
   log "stopping $1 (pid $pid)"
