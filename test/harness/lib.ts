@@ -28,6 +28,9 @@ export interface HarnessOptions {
     readonly home?: string;
     /** Run `cc-sandbox-firewall up` and start the watcher (default true). */
     readonly bringUp?: boolean;
+    /** Give the internet namespace every record's address, so the test servers answer on it
+     *  (default true; a benchmark that only resolves names can skip it). */
+    readonly assignAddresses?: boolean;
 }
 
 export interface RunResult {
@@ -149,6 +152,7 @@ export class Harness {
     private servers?: ChildProcess;
     private records: DnsRecord[] = [];
     private stopped = false;
+    private assignAddresses = true;
 
     private constructor(readonly dir: string, readonly id: string) {
         this.guestNs = `ccfw-${id}-g`;
@@ -216,6 +220,7 @@ export class Harness {
         ipn(g, "route", "add", "default", "via", this.gatewayAddress);
         ipn(g, "-6", "route", "add", "default", "via", this.internetAddress6);
         ipn(i, "addr", "add", `${this.dnsAddress}/32`, "dev", "lo");
+        this.assignAddresses = opts.assignAddresses ?? true;
         this.addRecordAddresses();
         // Ubuntu (systemd) lets every group use ICMP echo sockets; ping needs no privilege there.
         sh("ip", ["netns", "exec", g, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647"]);
@@ -280,6 +285,7 @@ mount -t tmpfs -o mode=1777 ccfw-tmp /tmp
     }
 
     private addRecordAddresses(): void {
+        if (!this.assignAddresses) return;
         const have = sh("ip", ["-n", this.internetNs, "-o", "addr", "show", "dev", "lo"]);
         for (const r of this.records) {
             if (r.type === "CNAME") continue;

@@ -1,0 +1,121 @@
+#!/usr/bin/env zx
+// Benchmarks the guest firewall in the namespace harness, side by side in one run with the
+// resolve-once approach (one `dig` and one `ipset add` per name, as container firewalls do):
+//   - `cc-sandbox-firewall up` with 50 and 500 allowlisted names
+//   - resolve-once for the same names against the same DNS server
+//   - `apply` of a changed allowlist (10% of names swapped) with the sets populated
+// Writes bench/results/firewall.json and prints a table. Needs root.
+//   npm run bench -- [--sizes 50,500] [--repeat 5] [--out bench/results/firewall.json]
+import { $, fs, minimist } from 'zx'
+import { createRequire } from 'node:module'
+import os from 'node:os'
+import path from 'node:path'
+import { stringify } from 'yaml'
+import { root } from './lib/project.mjs'
+
+const flags = minimist(process.argv.slice(2), {
+  string: ['sizes', 'out'],
+  default: { sizes: '50,500', repeat: 5, out: path.join(root, 'bench/results/firewall.json') },
+})
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+const names = (n, from = 0) => Array.from({ length: n }, (_, i) => `n${i + from}.bench.example`)
+const address = (i) => `198.18.${i >> 8}.${(i & 255) || 1}`
+
+function stackFile(dir, domains) {
+  const doc = {
+    config: {
+      'cc-sandbox:hypervisor': 'multipass',
+      'cc-sandbox:vm': { name: 'cc-bench' },
+      'cc-sandbox:git': { name: 'Bench', email: 'bench@example.org' },
+      'cc-sandbox:allowlist': { presets: [], domains },
+      'cc-sandbox:firewall': { enabled: true, githubMeta: false, logDenied: true },
+      'cc-sandbox:claude': { install: false },
+    },
+  }
+  const file = path.join(dir, 'Pulumi.bench.yaml')
+  fs.writeFileSync(file, stringify(doc))
+  return file
+}
+
+// Runs a bash snippet as root in the guest and returns the seconds it took, timed inside the guest.
+async function timed(h, snippet) {
+  const r = await h.root(`s=$EPOCHREALTIME; { ${snippet}; } >/dev/null 2>&1; rc=$?; e=$EPOCHREALTIME; echo "$rc $s $e"`, { timeoutMs: 600_000 })
+  const [rc, s, e] = r.stdout.trim().split(' ')
+  if (rc !== '0') throw new Error(`benchmark step failed (${rc}): ${snippet}\n${r.stderr}`)
+  return Number(e) - Number(s)
+}
+
+async function benchSize(Harness, makeTestHome, n, repeat) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccfw-bench-'))
+  const all = names(Math.ceil(n * 1.1))
+  const records = all.map((name, i) => `${name} A ${address(i)}`).join('\n')
+  const first = all.slice(0, n)
+  const changed = [...all.slice(Math.floor(n * 0.1), n), ...all.slice(n)] // 10% out, 10% in
+  const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home: makeTestHome(), assignAddresses: false })
+  try {
+    await h.root(`printf '%s\\n' ${first.join(' ')} >/root/names; printf '%s 443\\n' ${changed.join(' ')} >/root/changed; cp /etc/cc-sandbox/allowlist /root/first`)
+    const up = []
+    for (let i = 0; i < repeat; i++) {
+      await h.root('cc-sandbox-firewall down')
+      up.push(await timed(h, 'cc-sandbox-firewall up'))
+    }
+    // Every name through the filtering resolver in one dig process: each answer enters the set.
+    const lookups = await timed(h, 'dig +short +tries=1 -f <(sed "s/$/ A/" /root/names)')
+    const inSet = (await h.root('ipset list ccfw-d-443 | grep -c "^198\\.18\\."')).stdout.trim()
+    const apply = []
+    for (let i = 0; i < repeat; i++) {
+      apply.push(await timed(h, `cc-sandbox-firewall apply /root/${i % 2 ? 'first' : 'changed'}`))
+    }
+    // The resolve-once approach, network open, same DNS server, same names.
+    await h.root('cc-sandbox-firewall down')
+    const once = await timed(h, 'ipset create bench-once hash:net; while read -r name; do for ip in $(dig +short A "$name"); do ipset add -exist bench-once "$ip"; done; done </root/names')
+    const onceCount = (await h.root('ipset list bench-once | grep -c "^198\\.18\\."')).stdout.trim()
+    return { names: n, upSeconds: median(up), upRuns: up, resolveOnceSeconds: once, resolveOnceAddresses: Number(onceCount),
+      lookupsThroughResolverSeconds: lookups, addressesInSetAfterLookups: Number(inSet), applySeconds: median(apply), applyRuns: apply }
+  } finally {
+    await h.stop()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function main() {
+  if ((await $`id -u`.quiet()).stdout.trim() !== '0') throw new Error('the benchmark needs root (network namespaces)')
+  const require = createRequire(import.meta.url)
+  require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') })
+  const { Harness, makeTestHome } = require(path.join(root, 'test/harness/lib.ts'))
+  const sizes = String(flags.sizes).split(',').map(Number)
+  const results = []
+  for (const n of sizes) {
+    console.error(`benchmarking ${n} names...`)
+    results.push(await benchSize(Harness, makeTestHome, n, Number(flags.repeat)))
+  }
+  const small = results[0]
+  const large = results[results.length - 1]
+  const summary = {
+    upVsResolveOnceAt: { names: small.names, ratio: small.upSeconds / small.resolveOnceSeconds, target: 0.05 },
+    upGrowth: { from: small.names, to: large.names, ratio: large.upSeconds / small.upSeconds },
+    applyMaxSeconds: { value: Math.max(...results.map((r) => r.applySeconds)), target: 1 },
+  }
+  const report = { measuredAt: new Date().toISOString(), host: { cpus: os.cpus().length, load: os.loadavg() }, results, summary }
+  fs.mkdirSync(path.dirname(flags.out), { recursive: true })
+  fs.writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n')
+
+  const f = (s) => `${(s * 1000).toFixed(0)} ms`
+  console.log('names | up (median) | resolve-once | up / resolve-once | apply (median) | all names looked up via resolver')
+  for (const r of results) {
+    console.log(`${r.names} | ${f(r.upSeconds)} | ${f(r.resolveOnceSeconds)} | ${(r.upSeconds / r.resolveOnceSeconds).toFixed(3)} | ${f(r.applySeconds)} | ${f(r.lookupsThroughResolverSeconds)} (${r.addressesInSetAfterLookups} in set)`)
+  }
+  console.log(`up at ${large.names} names / up at ${small.names} names: ${summary.upGrowth.ratio.toFixed(2)}; written to ${path.relative(root, flags.out)}`)
+}
+
+try {
+  await main()
+} catch (err) {
+  console.error(`error: ${err && err.message ? err.message : err}`)
+  process.exitCode = 1
+}

@@ -1,0 +1,41 @@
+#!/bin/bash
+# First boot: the egress firewall. Installs what it needs while the network is still open, keeps
+# other resolvers off port 53, then enables and starts the firewall and its watcher. Later boots
+# bring it up from systemd before the network.
+set -euo pipefail
+
+log() { printf '20-firewall: %s\n' "$*" >&2; }
+
+# shellcheck source=/dev/null
+. /etc/cc-sandbox/sandbox.env
+if [[ ${CC_FIREWALL_ENABLED:-1} != 1 ]]; then
+  log "CC_FIREWALL_ENABLED=0: the firewall is not enabled"
+  exit 0
+fi
+
+missing=()
+command -v iptables-restore >/dev/null || missing+=(iptables)
+command -v ipset >/dev/null || missing+=(ipset)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+if ((${#missing[@]} > 0)); then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=300 update -q
+  apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
+fi
+id dnsmasq >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dnsmasq
+
+# Only our resolver may own port 53: a distro dnsmasq service would bind every interface.
+if systemctl list-unit-files dnsmasq.service >/dev/null 2>&1; then
+  systemctl disable --now dnsmasq.service 2>/dev/null || true
+fi
+# resolved reads its drop-in (no stub listener) only when restarted.
+if systemctl is-active --quiet systemd-resolved.service; then
+  systemctl restart systemd-resolved.service
+fi
+
+systemctl daemon-reload
+systemctl enable cc-sandbox-firewall.service cc-sandbox-firewall-watch.service
+systemctl start cc-sandbox-firewall.service
+systemctl start cc-sandbox-firewall-watch.service
+cc-sandbox-firewall status
