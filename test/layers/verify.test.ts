@@ -87,10 +87,14 @@ test.each([
     ["nnp-wrapper", "the wrapper lost setpriv", `printf '#!/bin/bash\\nexec claude "$@"\\n' > /usr/local/bin/claude-noprivs`, ""],
     ["ssh", "the SSH hardening is gone", "rm /etc/ssh/sshd_config.d/10-cc-sandbox.conf", ""],
     ["statusline", "the status line is missing", "rm /usr/local/bin/cc-sandbox-statusline", ""],
+    ["agent-su", "su is no longer restricted to group sudo", "sed -i '/pam_wheel/d' /etc/pam.d/su", ""],
+    ["admin-user", "the admin user is gone", "userdel --remove ubuntu 2>/dev/null", ""],
 ])("FAIL %s when %s", (check, _why, breakIt, args) => {
     const r = verify(breakIt, { args });
     expect(names(r.lines, "FAIL")).toContain(check);
     expect(r.exit).toBe(1);
+    // The other checks still ran: the last one always prints a line.
+    expect(r.lines[r.lines.length - 1]).toMatch(/ claude: /);
 });
 
 test("as the agent: the root-only checks are skipped, the rest still run", () => {
