@@ -56,7 +56,7 @@ export function run(cmd: string, args: readonly string[], opts: { input?: string
     return result(spawnSync(cmd, args, { encoding: "utf8", timeout: 120_000, ...opts }));
 }
 
-/** A shell snippet that runs the rest of its line as the agent, the way a login would. */
+/** A shell prefix that runs the rest of its line as the agent, with the agent's groups and environment. */
 export const asAgent = "setpriv --reuid=agent --regid=agent --init-groups --reset-env --";
-/** The same under the no-new-privs wrapper's flag. */
+/** A shell command that runs one boot.d step the way the first-boot runner does. */
 export const boot = (step: string) => `bash /usr/local/lib/cc-sandbox/boot.d/${step}`;
