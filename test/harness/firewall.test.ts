@@ -317,6 +317,8 @@ describe("the agent against the firewall itself", () => {
 
     test("the agent can read the state: the firewall is ON", async () => {
         expect(await state()).toBe("ON");
+        const status = await h.exec("cc-sandbox-firewall status");
+        expect([status.code, status.stdout]).toEqual([0, expect.stringMatching(/^ON /)]);
     });
 });
 
