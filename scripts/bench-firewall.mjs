@@ -56,7 +56,7 @@ async function benchSize(Harness, makeTestHome, n, repeat) {
   const records = all.map((name, i) => `${name} A ${address(i)}`).join('\n')
   const first = all.slice(0, n)
   const changed = [...all.slice(Math.floor(n * 0.1), n), ...all.slice(n)] // 10% out, 10% in
-  const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home: makeTestHome(), assignAddresses: false })
+  const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home: makeTestHome(dir), assignAddresses: false })
   try {
     await h.root(`printf '%s\\n' ${first.join(' ')} >/root/names; printf '%s 443\\n' ${changed.join(' ')} >/root/changed; cp /etc/cc-sandbox/allowlist /root/first`)
     const up = []

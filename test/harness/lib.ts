@@ -107,9 +107,9 @@ function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: nu
     });
 }
 
-/** A throw-away HOME holding a fresh .ssh/id_ed25519 key pair, for rendering. */
-export function makeTestHome(): string {
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), "ccfw-home-"));
+/** A throw-away HOME holding a fresh .ssh/id_ed25519 key pair, for rendering (the caller removes it). */
+export function makeTestHome(parent = os.tmpdir()): string {
+    const home = fs.mkdtempSync(path.join(parent, "ccfw-home-"));
     fs.mkdirSync(path.join(home, ".ssh"), { mode: 0o700 });
     sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "harness", "-f", path.join(home, ".ssh", "id_ed25519")]);
     return home;
@@ -193,7 +193,7 @@ export class Harness {
         let tree = opts.rendered;
         if (!tree) {
             tree = path.join(this.dir, "render");
-            const home = opts.home ?? makeTestHome();
+            const home = opts.home ?? makeTestHome(this.dir);
             renderGuestTree({ stack: opts.stack, config: opts.config, home }, tree);
         }
         const files = path.join(tree, "files");
