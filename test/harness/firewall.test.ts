@@ -121,10 +121,11 @@ describe("IPv4 hosts outside the allowlist", () => {
     });
 
     test("attack: ICMP echo to a host outside the allowlist (and to an allowlisted one) fails", async () => {
+        // ping's own failure (1: no reply, 2: send refused), not a missing ping (127).
         const out = await h.exec("ping -c1 -W1 198.51.100.66");
-        expect(out.code).not.toBe(0);
+        expect([1, 2]).toContain(out.code);
         const allowed = await h.exec("ping -c1 -W1 198.51.100.10");
-        expect(allowed.code).not.toBe(0);
+        expect([1, 2]).toContain(allowed.code);
     });
 
     test("allowed: ICMP on loopback works", async () => {

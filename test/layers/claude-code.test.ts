@@ -71,7 +71,8 @@ STUB
         # The system's programs, less the hidden ones.
         mkdir -p /tmp/path
         for f in /usr/sbin/* /usr/bin/*; do ln -sf "$f" /tmp/path/; done
-        rm -f ${(opts.hide ?? []).map((t) => `/tmp/path/${t}`).join(" ")}
+        # A claude the host may have must not pass for the one the step installs.
+        rm -f /tmp/path/claude ${(opts.hide ?? []).map((t) => `/tmp/path/${t}`).join(" ")}
         rc=0; PATH=/tmp/stubs:/tmp/path ${boot("50-claude-code.sh")} || rc=$?
         echo "rc=$rc"
         echo "npm=$(cat /tmp/npm.args 2>/dev/null || true)"
