@@ -62,7 +62,7 @@ hash=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
 image_dir=$cache_root/$hash
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (mmdebstrap root mode, mkfs -d keeps ownership)"
-for tool in mmdebstrap mkfs.ext4 qemu-img systemctl flock; do
+for tool in mmdebstrap mkfs.ext4 qemu-img systemctl flock findmnt; do
   command -v "$tool" >/dev/null || die "missing $tool (apt-get install mmdebstrap qemu-utils e2fsprogs)"
 done
 
@@ -76,8 +76,16 @@ if [[ -f $image_dir/.complete ]]; then
   exit 0
 fi
 
+# Tools run in the rootfs (systemctl --root, through update-rc.d) may leave /proc mounted there:
+# unmount everything below a directory, deepest first, before it is copied or removed.
+unmount_below() {
+  findmnt -rn -o TARGET | awk -v d="$1/" 'index($0, d) == 1' | sort -r | while read -r m; do
+    umount -l "$m"
+  done
+}
+
 work=$(mktemp -d "$cache_root/.build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'unmount_below "$work"; rm -rf --one-file-system "$work"' EXIT
 rootfs=$work/rootfs
 out=$work/out
 mkdir -p "$out"
@@ -131,6 +139,8 @@ systemctl --root="$rootfs" disable dnsmasq.service >&2
 # The serial console is where boot progress is read under TCG.
 systemctl --root="$rootfs" enable serial-getty@ttyS0.service >&2
 
+unmount_below "$rootfs"
+
 kernel=$(find "$rootfs/boot" -maxdepth 1 -name 'vmlinuz-*' | sort | tail -n1)
 initrd=$(find "$rootfs/boot" -maxdepth 1 -name 'initrd.img-*' | sort | tail -n1)
 [[ -n $kernel && -n $initrd ]] || die "no kernel or initrd in $rootfs/boot"
@@ -139,6 +149,7 @@ cp "$initrd" "$out/initrd.img"
 echo "$CMDLINE" >"$out/cmdline"
 # shellcheck disable=SC2016 # dpkg-query's own format, not shell
 chroot "$rootfs" dpkg-query -W -f '${Package} ${Version}\n' >"$out/packages.txt"
+unmount_below "$rootfs"
 
 log "making the ext4 filesystem ($DISK_SIZE, label $ROOT_LABEL)"
 truncate -s "$DISK_SIZE" "$work/root.raw"

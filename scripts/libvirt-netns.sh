@@ -6,7 +6,9 @@
 # Usage: scripts/libvirt-netns.sh up NS     create NS, start virtlogd + libvirtd in it, start network
 #        scripts/libvirt-netns.sh down NS   remove the domains, pools and network made since up,
 #                                           stop the daemons, delete NS
-# Environment (defaults): CCSBX_NET=ccsbx CCSBX_BRIDGE=ccsbx0 CCSBX_SUBNET=10.77.0 (a /24)
+# Environment (defaults): CCSBX_NET=ccsbx CCSBX_BRIDGE=ccsbx0 CCSBX_SUBNET=198.18.0 (a /24 of the
+# benchmarking range, which no real network uses) CCSBX_SUBNET6=fd00:ccf2:: (a /64 announced to guests,
+# so that their IPv6 is real and the guest firewall has something to block)
 #
 # How it stays closed:
 # - libvirtd and virtlogd are started with `ip netns exec NS`, so the bridge,
@@ -14,6 +16,10 @@
 #   reaches the daemon through its unix socket (qemu:///system).
 # - NS has only lo and the bridge, ip_forward=0, and the network has no
 #   <forward> element: there is no route out.
+# - Names: libvirt's dnsmasq answers only the records added to the network
+#   (`virsh net-update NET add dns-host ...`); NS gets a resolv.conf of its own
+#   (/etc/netns/NS/resolv.conf, naming NS's loopback, where nothing listens) so
+#   it never forwards a query to the host's resolvers.
 # - PID 1 is not systemd on the CI machine, so the daemons are started by hand;
 #   the script refuses to run if a libvirtd is already running outside NS.
 #
@@ -57,7 +63,8 @@ die() { log "error: $*"; exit 1; }
 
 readonly NET=${CCSBX_NET:-ccsbx}
 readonly BRIDGE=${CCSBX_BRIDGE:-ccsbx0}
-readonly SUBNET=${CCSBX_SUBNET:-10.77.0}
+readonly SUBNET=${CCSBX_SUBNET:-198.18.0}
+readonly SUBNET6=${CCSBX_SUBNET6:-fd00:ccf2::}
 readonly URI=qemu:///system
 readonly LIBVIRTD_PIDFILE=/run/libvirtd.pid
 readonly VIRTLOGD_PIDFILE=/run/virtlogd.pid
@@ -99,6 +106,7 @@ network_xml() {
       <range start='$SUBNET.100' end='$SUBNET.199'/>
     </dhcp>
   </ip>
+  <ip family='ipv6' address='${SUBNET6}1' prefix='64'/>
 </network>
 EOF
 }
@@ -121,6 +129,9 @@ up() {
     ip netns add "$ns"
   fi
   ip -n "$ns" link set lo up
+  # Read by `ip netns exec` in place of /etc/resolv.conf, so before the daemons start.
+  mkdir -p "/etc/netns/$ns"
+  printf 'nameserver 127.0.0.1\n' >"/etc/netns/$ns/resolv.conf"
   ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
 
   mkdir -p "$LOG_DIR" "$STATE_DIR"
@@ -220,6 +231,7 @@ down() {
   sleep 1
   for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns del "$ns"
+  rm -rf "/etc/netns/$ns"
   log "deleted namespace $ns"
   rm -f "$STATE_DIR/$ns.before" "$STATE_DIR/$ns.kvm"
 }
@@ -243,6 +255,7 @@ stop_pidfile() { # name pidfile
 readonly action=$1 ns=$2
 [[ $ns =~ ^[A-Za-z0-9_-]{1,32}$ ]] || die "bad namespace name: $ns"
 [[ $SUBNET =~ ^([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})$ ]] || die "CCSBX_SUBNET must be three octets, got $SUBNET"
+[[ $SUBNET6 =~ ^[0-9a-f:]+::$ ]] || die "CCSBX_SUBNET6 must be a /64 prefix ending in ::, got $SUBNET6"
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 for tool in ip virsh libvirtd virtlogd dnsmasq iptables; do
   command -v "$tool" >/dev/null || die "missing $tool (apt-get install libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients dnsmasq-base)"

@@ -76,7 +76,10 @@ describe("argument lists", () => {
         expect(jumpHost(c.libvirt.uri)).toBe("ops@kvm1.example.org");
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.guestExec).toEqual(expect.arrayContaining(["-J", "ops@kvm1.example.org", "ubuntu@{ip}"]));
-        expect(plan.prepare).toHaveLength(1);
+        expect(plan.prepare).toEqual([
+            ["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`],
+            expect.arrayContaining(["fetch-image", "/var/lib/libvirt/images/ubuntu-24.04-server-cloudimg-amd64.img"]),
+        ]);
         expect(jumpHost("qemu:///system")).toBeUndefined();
     });
 });

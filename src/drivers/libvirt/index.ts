@@ -73,10 +73,14 @@ export function libvirtDriver(home: string): Driver {
                 state: [...virsh, "domstate", c.vm.name],
                 address: [...virsh, "domifaddr", c.vm.name, "--source", "lease"],
                 start: [...virsh, "start", c.vm.name],
-                prepare:
-                    image === c.libvirt.image
+                prepare: [
+                    // A new VM has new host keys: the ones of a VM removed behind Pulumi's back must
+                    // not make every SSH call fail as a changed host key.
+                    ["rm", "-f", knownHostsFile(c, home)],
+                    ...(image === c.libvirt.image
                         ? []
-                        : [["sh", "-c", 'test -s "$1" || curl -fL --create-dirs -o "$1" "$2"', "fetch-image", image, c.libvirt.image]],
+                        : [["sh", "-c", 'test -s "$1" || curl -fL --create-dirs -o "$1" "$2"', "fetch-image", image, c.libvirt.image]]),
+                ],
                 launch: virtInstallArgs(c),
                 launchStdin: false,
                 metaData,
