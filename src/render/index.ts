@@ -72,6 +72,8 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
 
     const cloudConfig = (allowlistContent: string) => ({
         hostname: config.vm.name,
+        // The filtering resolver answers no name of the VM's own: /etc/hosts does (sudo looks it up).
+        manage_etc_hosts: "localhost",
         locale: "C.UTF-8",
         // The admin user is the image's default user (Multipass reaches the VM through it).
         system_info: { default_user: { name: admin } },

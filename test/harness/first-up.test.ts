@@ -1,0 +1,57 @@
+/**
+ * The firewall's first `up` in a guest that is already running, as on cloud-init's first boot: the
+ * SSH session the host opened before it (the program waits for cloud-init through one) keeps
+ * working, even when the guest speaks first, while port 22 still opens no way out.
+ * Needs root (see test/README.md).
+ */
+import { Harness } from "./lib";
+
+const records = `
+allowed.test.example   A   198.51.100.10
+blocked.test.example   A   198.51.100.66
+`;
+let h: Harness;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+    h = await Harness.start({ stack: "ci", records, bringUp: false });
+}, 120000);
+
+afterAll(async () => {
+    await h?.stop();
+});
+
+test("a session open before the first up keeps flowing when the guest writes first", async () => {
+    // A stand-in for sshd on port 22 that writes a line every 200 ms, as `cloud-init status --wait`
+    // prints its dots: after `up` the first packet conntrack sees of this session is the guest's.
+    const server =
+        'require("net").createServer((s) => { s.on("error", () => {}); let n = 0; ' +
+        'const t = setInterval(() => s.write("tick " + n++ + "\\n"), 200); s.on("close", () => clearInterval(t)); }).listen(22)';
+    await h.root(`setsid -f ${process.execPath} -e '${server}' </dev/null >/dev/null 2>&1`);
+    for (let i = 0; i < 50 && (await h.root("ss -ltn | grep -c ':22 '")).stdout.trim() !== "1"; i++) await sleep(100);
+
+    const session = h.internet(`timeout 6 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22; cat <&3'`);
+    await sleep(1500);
+    const up = await h.root("cc-sandbox-firewall up");
+    expect(up.code).toBe(0);
+    const ticks = (await session).stdout.split("\n").filter((l) => l.startsWith("tick"));
+    // About 30 in 6 s; a session the firewall cut stops at the 7 or so it had before `up`.
+    expect(ticks.length).toBeGreaterThan(20);
+});
+
+test("attack: the agent cannot send from port 22 (binding it needs root)", async () => {
+    const r = await h.exec("socat -u - TCP:198.51.100.66:443,sourceport=22,connect-timeout=3 </dev/null; echo rc=$?");
+    expect(r.stdout + r.stderr).toMatch(/Permission denied/);
+    expect(r.stdout).not.toMatch(/rc=0/);
+});
+
+test("attack: even root cannot open a new connection out from port 22", async () => {
+    const r = await h.root("timeout 5 socat -u TCP:198.51.100.66:443,sourceport=22,connect-timeout=3 - ; echo rc=$?");
+    expect(r.stdout).not.toMatch(/^ok /m);
+    expect(r.stdout).not.toMatch(/rc=0/);
+});
+
+test("allowed: a new connection from the host to port 22 after up still answers", async () => {
+    const r = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
+    expect(r.stdout).toMatch(/^tick 0$/m);
+});
