@@ -27,6 +27,7 @@
 #   keys and a machine-id: all three are emptied so every VM gets its own.
 # - dnsmasq is installed for the guest's filtering resolver but disabled, so it
 #   does not take port 53 before the firewall layer configures it.
+# - Every package the rendered cloud-config's `packages` names is preinstalled.
 # - Differences from Ubuntu 24.04 that tests may meet: cloud-init 22.4 (not
 #   24.x), default user "debian", ifupdown instead of netplan, kernel 6.1 with
 #   AppArmor enabled but Debian's older parser (abi 3.0).
@@ -49,7 +50,7 @@ readonly PACKAGES=(
   openssh-server
   ifupdown isc-dhcp-client iproute2 netbase
   iptables ipset dnsmasq
-  sudo bubblewrap util-linux apparmor
+  sudo bubblewrap socat util-linux apparmor
   curl netcat-openbsd iputils-ping ca-certificates
   git jq e2fsprogs procps less
 )
@@ -109,6 +110,10 @@ mmdebstrap --variant=minbase --mode=root \
 log "mmdebstrap done in $((SECONDS - start)) s"
 
 log "configuring the guest"
+# The guest is offline: no apt sources, so cloud-init's package step (everything it names is
+# preinstalled) has nothing to fetch and succeeds.
+: >"$rootfs/etc/apt/sources.list"
+rm -f "$rootfs"/etc/apt/sources.list.d/*
 : >"$rootfs/etc/resolv.conf"
 : >"$rootfs/etc/machine-id"
 rm -f "$rootfs/var/lib/dbus/machine-id" "$rootfs"/etc/ssh/ssh_host_*

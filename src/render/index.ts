@@ -63,6 +63,15 @@ function guestMounts(config: SandboxConfig): string[][] {
     });
 }
 
+export function guestPackages(config: SandboxConfig): string[] {
+    return [
+        ...(config.firewall.enabled ? ["iptables", "ipset", "dnsmasq-base"] : []),
+        "bubblewrap",
+        "socat",
+        ...(config.claude.install ? ["nodejs", "npm"] : []),
+    ];
+}
+
 export function renderGuest(config: SandboxConfig, templates: TemplateSet): RenderedGuest {
     const files = renderFiles(config, templates);
     const allowlist = files.find((f) => f.path === allowlistPath)?.content;
@@ -99,6 +108,9 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
             // Files owned by the agent wait until cloud-init has created the user.
             ...(f.owner.startsWith("root:") ? {} : { defer: true }),
         })),
+        // From the distribution's archive before the firewall closes (runcmd runs after packages):
+        // the firewall's tools, Claude Code's sandbox (bwrap, socat), and Node to install Claude Code.
+        packages: guestPackages(config),
         ...(guestMounts(config).length > 0 ? { mounts: guestMounts(config) } : {}),
         runcmd: [[bootRunner]],
     });

@@ -28,6 +28,14 @@ describe("rendering", () => {
         expect(a.firstBootHash).toBe(b.firstBootHash);
     });
 
+    test("installs what the boot steps need from the archive, Node only where Claude Code is installed", () => {
+        const packages = (c: SandboxConfig) => parse(renderGuest(c, templates).userData).packages;
+        expect(packages(stack("alice"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat", "nodejs", "npm"]);
+        expect(packages(stack("ci"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat"]);
+        const open = loadConfig("alice", { firewall: { enabled: false }, claude: { install: false } }, host);
+        expect(packages(open)).toEqual(["bubblewrap", "socat"]);
+    });
+
     test("alice and bob get different user-data and allowlists", () => {
         const a = renderGuest(stack("alice"), templates);
         const b = renderGuest(stack("bob"), templates);
