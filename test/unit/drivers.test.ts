@@ -77,6 +77,7 @@ describe("argument lists", () => {
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.guestExec).toEqual(expect.arrayContaining(["-J", "ops@kvm1.example.org", "ubuntu@{ip}"]));
         expect(plan.prepare).toEqual([
+            ["mkdir", "-p", "/var/lib/libvirt/images"],
             ["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`],
             expect.arrayContaining(["fetch-image", "/var/lib/libvirt/images/ubuntu-24.04-server-cloudimg-amd64.img"]),
         ]);
