@@ -77,11 +77,12 @@ describe("argument lists", () => {
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.guestExec).toEqual(expect.arrayContaining(["-J", "ops@kvm1.example.org", "ubuntu@{ip}"]));
         expect(plan.prepare).toEqual([
-            ["mkdir", "-p", "/var/lib/libvirt/images"],
             ["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`],
             expect.arrayContaining(["fetch-image", "/var/lib/libvirt/images/ubuntu-24.04-server-cloudimg-amd64.img"]),
         ]);
         expect(jumpHost("qemu:///system")).toBeUndefined();
+        const local = libvirtDriver(home).vmPlan(loadConfig("bob", { hypervisor: "libvirt" }, host), "");
+        expect(local.prepare[0]).toEqual(["mkdir", "-p", "/var/lib/libvirt/images"]);
     });
 });
 

@@ -74,7 +74,8 @@ export function libvirtDriver(home: string): Driver {
                 address: [...virsh, "domifaddr", c.vm.name, "--source", "lease"],
                 start: [...virsh, "start", c.vm.name],
                 prepare: [
-                    ["mkdir", "-p", c.libvirt.storageDir],
+                    // On this host only: a remote libvirt host's directories are its own.
+                    ...(jumpHost(c.libvirt.uri) ? [] : [["mkdir", "-p", c.libvirt.storageDir]]),
                     // A new VM has new host keys: the ones of a VM removed behind Pulumi's back must
                     // not make every SSH call fail as a changed host key.
                     ["rm", "-f", knownHostsFile(c, home)],
