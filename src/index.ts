@@ -33,6 +33,7 @@ const sandbox = new Sandbox(config.vm.name, {
     rendered: renderGuest(config, loadTemplates()),
     driver,
     host: { uid, gid, home },
+    secrets: config.secretNames.length > 0 ? new pulumi.Config("cc-sandbox").requireSecretObject<Record<string, string>>("secrets") : undefined,
 });
 
 export const name = config.vm.name;

@@ -18,11 +18,14 @@ export interface SandboxArgs {
     readonly rendered: RenderedGuest;
     readonly driver: Driver;
     readonly host: HostIdentity & { readonly home: string };
+    /** Values of the secrets `config.secretNames` lists (a secret output: encrypted in state). */
+    readonly secrets?: pulumi.Input<Record<string, string>>;
 }
 
 const runnerSource = fs.readFileSync(path.join(__dirname, "drivers", "runner.js"), "utf8");
 const step = (name: string) => `${runnerSource}\nrunStep(${JSON.stringify(name)});\n`;
 const node = ["node", "-e"];
+const secureOpsTool = "/usr/local/sbin/cc-sandbox-secure-ops";
 
 /** What forces a new VM: anything first boot installs, and the VM's shape. The allowlist is not here. */
 export function replaceTriggers(c: SandboxConfig, firstBootHash: string): unknown[] {
@@ -59,6 +62,8 @@ export class Sandbox extends pulumi.ComponentResource {
     public readonly sshConfig: pulumi.Output<string>;
     public readonly allowlist: command.local.Command;
     public readonly mounts: command.local.Command[];
+    public readonly secureOps: command.local.Command;
+    public readonly secrets: command.local.Command[];
 
     constructor(name: string, args: SandboxArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cc-sandbox:index:Sandbox", name, {}, opts);
@@ -71,6 +76,9 @@ export class Sandbox extends pulumi.ComponentResource {
             {
                 interpreter: node,
                 create: step("create"),
+                // Only an in-place file (allowlist, bridge scripts) can change the user-data without
+                // changing the triggers; their own resources push them, the VM is left alone.
+                update: step("keep"),
                 delete: step("delete"),
                 stdin: rendered.userData,
                 environment: { CC_PLAN: JSON.stringify(plan) },
@@ -112,18 +120,32 @@ export class Sandbox extends pulumi.ComponentResource {
         this.ip = parsed.apply((p) => p.ip);
         this.state = parsed.apply((p) => p.state);
 
-        this.allowlist = new command.local.Command(
-            `${name}-allowlist`,
-            {
-                interpreter: node,
-                create: step("guest"),
-                stdin: rendered.allowlist,
-                environment: {
-                    CC_PLAN: JSON.stringify({ ...plan, command: ["sudo", "/usr/local/sbin/cc-sandbox-firewall", "apply", "-"] }),
+        // What changes in place on the running guest: each runs again with its new stdin, and on a
+        // new VM (triggers).
+        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[]) =>
+            new command.local.Command(
+                `${name}-${suffix}`,
+                {
+                    interpreter: node,
+                    create: step("guest"),
+                    ...(undo ? { delete: step("guest-undo") } : {}),
+                    stdin,
+                    environment: { CC_PLAN: JSON.stringify({ ...plan, command: ["sudo", ...argv], undo: undo ? ["sudo", ...undo] : undefined }) },
+                    triggers: [this.vm.stdout],
                 },
-                triggers: [this.vm.stdout],
-            },
-            { parent: this, dependsOn: [this.vm, ...this.mounts] },
+                { parent: this, dependsOn: [this.vm, ...this.mounts] },
+            );
+        this.allowlist = inGuest("allowlist", rendered.allowlist, ["/usr/local/sbin/cc-sandbox-firewall", "apply", "-"]);
+        this.secureOps = inGuest("secure-ops", rendered.secureOps, [secureOpsTool, "apply", "-"]);
+        // A secret's value travels only on stdin, as a secret: never in argv, the seed or a log.
+        const values = pulumi.secret(pulumi.output(args.secrets ?? {}));
+        this.secrets = c.secretNames.map((secret) =>
+            inGuest(
+                `secret-${secret}`,
+                values.apply((v) => v[secret] ?? ""),
+                [secureOpsTool, "install-secret", secret],
+                [secureOpsTool, "remove-secret", secret],
+            ),
         );
 
         this.sshCommand = this.ip.apply((ip) => sshArgs(c, host.home, ip).map(shellQuote).join(" "));

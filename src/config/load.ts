@@ -17,13 +17,15 @@ export interface ConfigIssue {
     readonly path: string;
     readonly value: unknown;
     readonly message: string;
+    /** The value is a secret's: the message names the key, never the value. */
+    readonly secret?: boolean;
 }
 
 export class ConfigError extends Error {
     constructor(readonly issues: readonly ConfigIssue[], readonly source = "stack config") {
         super(
             `invalid ${source}:\n` +
-                issues.map((i) => `  ${i.path}: ${i.message} (got ${showValue(i.value)})`).join("\n"),
+                issues.map((i) => `  ${i.path}: ${i.message} (got ${i.secret ? "a secret value, not shown" : showValue(i.value)})`).join("\n"),
         );
         this.name = "ConfigError";
     }
@@ -78,6 +80,17 @@ function valueAt(raw: unknown, segments: readonly (string | number)[]): unknown 
 
 function issueOf(raw: Raw, e: ErrorObject): ConfigIssue | undefined {
     const segments = segmentsOf(e.instancePath);
+    if (e.keyword === "propertyNames") return undefined; // the name's own error says which
+    if (e.propertyName !== undefined) {
+        // A key that breaks a rule for names (secrets): the name is shown, the value under it is not.
+        const f = formats[(e.params as { format?: string }).format ?? ""];
+        return { path: keyPath([...segments, e.propertyName]), value: e.propertyName, message: `must be ${f ? f.phrase : "a valid name"}` };
+    }
+    const issue = plainIssueOf(raw, e, segments);
+    return issue && segments[0] === "secrets" ? { ...issue, secret: true } : issue;
+}
+
+function plainIssueOf(raw: Raw, e: ErrorObject, segments: (string | number)[]): ConfigIssue | undefined {
     switch (e.keyword) {
         case "if":
             return undefined; // the failing branch reports the real problem
@@ -209,6 +222,13 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
     const fw = (r.firewall ?? {}) as Record<string, boolean | undefined>;
     const cl = (r.claude ?? {}) as { install?: boolean; version?: string };
     const git = (r.git ?? {}) as { name?: string; email?: string };
+    const so = (r.secureOps ?? {}) as { scripts?: { path: string; args?: string }[] };
+    const scriptSeen = new Map<string, number>();
+    (so.scripts ?? []).forEach((x, i) => {
+        const j = scriptSeen.get(x.path);
+        if (j !== undefined) issues.push({ path: keyPath(["secureOps", "scripts", i, "path"]), value: x.path, message: `is already listed as secureOps.scripts[${j}]` });
+        scriptSeen.set(x.path, i);
+    });
 
     const memoryMiB = sizeMiB((vm.memory as string) ?? "8G");
     const diskMiB = sizeMiB((vm.disk as string) ?? "50G");
@@ -297,6 +317,8 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
             logDenied: fw.logDenied ?? true,
         },
         claude: { install: cl.install ?? true, version: cl.version ?? "2.1.331" },
+        secureOps: { scripts: (so.scripts ?? []).map((x) => (x.args === undefined ? { path: x.path } : { path: x.path, args: x.args })) },
+        secretNames: Object.keys((r.secrets ?? {}) as Raw).sort(),
     };
 }
 

@@ -45,6 +45,15 @@ export function isIpv4Cidr(value: string): boolean {
     return (addr & hostMask) === 0;
 }
 
+function compiles(pattern: string): boolean {
+    try {
+        new RegExp(pattern);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
 /** Formats and the phrase an error uses for each ("must be <phrase>"). */
 export const formats: Record<string, { test: (v: string) => boolean; phrase: string }> = {
     "dns-name": {
@@ -54,6 +63,19 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
     "domain-pattern": {
         test: (v) => dnsName.test(v.startsWith("*.") ? v.slice(2) : v),
         phrase: "a lowercase DNS name such as example.org, or a wildcard such as *.example.org",
+    },
+    "script-path": {
+        // The guest's bridge takes the same characters (secure-ops-common.sh) and refuses .. and //.
+        test: (v) => /^(\/[A-Za-z0-9_.+@,=:%-]+)+$/.test(v) && !v.includes("..") && !v.split("/").includes("."),
+        phrase: "an absolute path of letters, digits and _.+@,=:%-, with no .. and no . segment",
+    },
+    "arg-pattern": {
+        test: (v) => /^[\x21-\x7e](?:[\x20-\x7e]{0,198}[\x21-\x7e])?$/.test(v) && compiles(v),
+        phrase: "an extended regular expression on one line (printable ASCII, at most 200 characters)",
+    },
+    "secret-name": {
+        test: (v) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v),
+        phrase: "a name of letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)",
     },
     "ipv4-cidr": {
         test: isIpv4Cidr,
@@ -253,6 +275,33 @@ export const configSchema = {
                 githubMeta: bool("Allow GitHub's published CIDRs from api.github.com/meta (default false)"),
                 logDenied: bool("Log denied connections, rate limited (default true)"),
             },
+        },
+        secureOps: {
+            type: "object",
+            additionalProperties: false,
+            description: "Scripts the agent may run with secure_run as the secrets owner",
+            properties: {
+                scripts: {
+                    type: "array",
+                    maxItems: 200,
+                    items: {
+                        type: "object",
+                        additionalProperties: false,
+                        required: ["path"],
+                        properties: {
+                            path: str("script-path", "Absolute path of the script in the guest"),
+                            args: str("arg-pattern", "Extended regex each argument must match in full (default: no arguments)"),
+                        },
+                    },
+                },
+            },
+        },
+        secrets: {
+            type: "object",
+            description: "Secret files for the secrets owner, by name (pulumi config set --secret --path 'cc-sandbox:secrets.NAME')",
+            maxProperties: 100,
+            propertyNames: { format: "secret-name" },
+            additionalProperties: { type: "string", minLength: 1, maxLength: 1048576 },
         },
         claude: {
             type: "object",

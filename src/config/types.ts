@@ -88,6 +88,13 @@ export interface ClaudeOptions {
     readonly version: string;
 }
 
+/** One script the agent may ask the credential bridge to run. */
+export interface SecureOpsScript {
+    readonly path: string;
+    /** Extended regex each argument must match in full; undefined: the script takes no arguments. */
+    readonly args?: string;
+}
+
 export interface SandboxConfig {
     readonly stack: string;
     readonly hypervisor: Hypervisor;
@@ -103,4 +110,7 @@ export interface SandboxConfig {
     readonly allowlist: Allowlist;
     readonly firewall: FirewallOptions;
     readonly claude: ClaudeOptions;
+    readonly secureOps: { readonly scripts: readonly SecureOpsScript[] };
+    /** Names of the secrets placed for the secrets owner; their values never enter this config. */
+    readonly secretNames: readonly string[];
 }

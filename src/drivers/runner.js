@@ -183,6 +183,13 @@ function main(step) {
         case "create":
             process.stdout.write(JSON.stringify(create(plan, stdin())) + "\n");
             break;
+        case "keep": {
+            // An update that leaves the VM as it is: the same output as before (the command provider
+            // passes it in PULUMI_COMMAND_STDOUT), so nothing that depends on the VM runs again.
+            const previous = process.env.PULUMI_COMMAND_STDOUT || "";
+            process.stdout.write(previous ? `${previous}\n` : JSON.stringify(create(plan, stdin())) + "\n");
+            break;
+        }
         case "delete":
             destroy(plan);
             break;
@@ -208,6 +215,18 @@ function main(step) {
             process.stdout.write(r.stdout);
             process.stderr.write(r.stderr);
             if (r.code !== 0) throw new Error(`${plan.command.join(" ")} failed in ${plan.name} (exit ${r.code})`);
+            break;
+        }
+        case "guest-undo": {
+            // Undoes a "guest" step; nothing to undo in a VM that is gone or stopped.
+            const s = status(plan);
+            if (s.state !== "running" || !s.ip) {
+                log(`${plan.name} is ${s.state}; nothing to undo in it`);
+                break;
+            }
+            const r = guest(plan, s.ip, plan.undo);
+            process.stderr.write(r.stderr);
+            if (r.code !== 0) throw new Error(`${plan.undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);
             break;
         }
         case "run":

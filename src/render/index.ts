@@ -23,14 +23,17 @@ export interface RenderedGuest {
     readonly metaData: string;
     /** The allowlist file's content: what an in-place allowlist update pushes. */
     readonly allowlist: string;
+    /** The credential bridge's script list: pushed in place like the allowlist. */
+    readonly secureOps: string;
     /**
-     * Hash of everything first boot installs except the allowlist. A change here needs a new VM;
-     * an allowlist change alone is applied in place.
+     * Hash of everything first boot installs except the allowlist and the bridge's script list. A
+     * change here needs a new VM; a change to those two alone is applied in place.
      */
     readonly firstBootHash: string;
 }
 
 export const allowlistPath = "/etc/cc-sandbox/allowlist";
+export const secureOpsPath = "/etc/cc-sandbox/secure-ops.conf";
 export const bootRunner = "/usr/local/lib/cc-sandbox/boot";
 
 const hbs = Handlebars.create();
@@ -74,12 +77,19 @@ export function guestPackages(config: SandboxConfig): string[] {
 
 export function renderGuest(config: SandboxConfig, templates: TemplateSet): RenderedGuest {
     const files = renderFiles(config, templates);
-    const allowlist = files.find((f) => f.path === allowlistPath)?.content;
-    if (allowlist === undefined) throw new Error(`the guest templates have no ${allowlistPath}`);
+    const content = (p: string) => {
+        const f = files.find((x) => x.path === p);
+        if (f === undefined) throw new Error(`the guest templates have no ${p}`);
+        return f.content;
+    };
+    const allowlist = content(allowlistPath);
+    const secureOps = content(secureOpsPath);
+    // Files changed in place on a running guest; first boot writes them, the hash leaves them out.
+    const inPlace = (f: GuestFile) => f.path === allowlistPath || f.path === secureOpsPath;
     const { agent, admin } = config.users;
     const keys = [...config.sshAuthorizedKeys];
 
-    const cloudConfig = (allowlistContent: string) => ({
+    const cloudConfig = (withInPlaceFiles: boolean) => ({
         hostname: config.vm.name,
         // The filtering resolver answers no name of the VM's own: /etc/hosts does (sudo looks it up).
         manage_etc_hosts: "localhost",
@@ -102,7 +112,7 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
         disable_root: true,
         write_files: files.map((f) => ({
             path: f.path,
-            content: f.path === allowlistPath ? allowlistContent : f.content,
+            content: withInPlaceFiles || !inPlace(f) ? f.content : "",
             owner: f.owner,
             permissions: f.mode,
             // Files owned by the agent wait until cloud-init has created the user.
@@ -116,8 +126,8 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
     });
 
     const render = (doc: object) => "#cloud-config\n" + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });
-    const userData = render(cloudConfig(allowlist));
-    const firstBootHash = sha256(render(cloudConfig("")));
+    const userData = render(cloudConfig(true));
+    const firstBootHash = sha256(render(cloudConfig(false)));
     const metaData = stringify({ "instance-id": `${config.vm.name}-${firstBootHash.slice(0, 12)}`, "local-hostname": config.vm.name });
-    return { files, userData, metaData, allowlist, firstBootHash };
+    return { files, userData, metaData, allowlist, secureOps, firstBootHash };
 }

@@ -13,6 +13,7 @@ export interface GuestView {
     readonly claude: { readonly install: boolean; readonly version: string };
     readonly git: { readonly name: string; readonly email: string };
     readonly mounts: readonly { guest: string; readOnly: boolean }[];
+    readonly secureOps: { readonly scripts: readonly { path: string; args?: string }[] };
 }
 
 export function guestView(c: SandboxConfig): GuestView {
@@ -34,5 +35,6 @@ export function guestView(c: SandboxConfig): GuestView {
         claude: { ...c.claude },
         git: { ...c.git },
         mounts: c.mounts.map((m) => ({ guest: m.guest, readOnly: m.readOnly })),
+        secureOps: { scripts: c.secureOps.scripts.map((x) => ({ ...x })) },
     };
 }

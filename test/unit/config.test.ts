@@ -52,6 +52,26 @@ describe("shipped stacks", () => {
     });
 });
 
+describe("the credential bridge's config", () => {
+    test("scripts and secret names are typed; secret values never enter the config", () => {
+        const c = loadConfig("dev", { secureOps: { scripts: [{ path: "/opt/deploy/release.sh", args: "v[0-9]+" }, { path: "/opt/deploy/status.sh" }] }, secrets: { DB_URL: "postgres://x", API_TOKEN: "t" } }, host);
+        expect(c.secureOps.scripts).toEqual([{ path: "/opt/deploy/release.sh", args: "v[0-9]+" }, { path: "/opt/deploy/status.sh" }]);
+        expect(c.secretNames).toEqual(["API_TOKEN", "DB_URL"]);
+        expect(JSON.stringify(c)).not.toContain("postgres://x");
+    });
+
+    test("an error about a secret names its key but never shows its value", () => {
+        const err = errorOf(() => loadConfig("dev", { secrets: { DB_URL: { nested: "hunter2-secret" } } }, host));
+        expect(err.message).toContain("cc-sandbox:secrets.DB_URL: must be string (got a secret value, not shown)");
+        expect(err.message).not.toContain("hunter2");
+    });
+
+    test("a script listed twice is named", () => {
+        const err = errorOf(() => loadConfig("dev", { secureOps: { scripts: [{ path: "/opt/a.sh" }, { path: "/opt/a.sh" }] } }, host));
+        expect(err.message).toContain('cc-sandbox:secureOps.scripts[1].path: is already listed as secureOps.scripts[0] (got "/opt/a.sh")');
+    });
+});
+
 describe("malformed stacks", () => {
     test("the corpus has at least 30 files", () => {
         expect(badFiles.length).toBeGreaterThanOrEqual(30);

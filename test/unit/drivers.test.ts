@@ -225,6 +225,30 @@ describe("lifecycle runner against a fake multipass", () => {
         expect(fs.readFileSync(path.join(dir, "applied"), "utf8")).toBe("example.org 443\n");
     });
 
+    test("keep (the VM's update) touches nothing and repeats the previous output", () => {
+        fs.writeFileSync(path.join(dir, "state"), "Running\n");
+        const previous = JSON.stringify({ name: "cc-fake", ip: "10.1.2.3" });
+        const r = step("keep", { input: "#cloud-config\nchanged: allowlist\n", env: { PULUMI_COMMAND_STDOUT: previous } });
+        expect(r.code).toBe(0);
+        expect(r.stdout).toBe(`${previous}\n`);
+        expect(fs.existsSync(path.join(dir, "calls"))).toBe(false);
+    });
+
+    test("guest-undo runs the undo command in a running VM, and skips a VM that is gone", () => {
+        const undoPlan = { ...plan, undo: ["sudo", "/usr/local/sbin/cc-sandbox-firewall", "apply", "-"] };
+        const gone = step("guest-undo", { plan: undoPlan });
+        expect(gone.code).toBe(0);
+        expect(gone.stderr).toContain("nothing to undo");
+        fs.writeFileSync(path.join(dir, "state"), "Running\n");
+        fs.writeFileSync(path.join(dir, "info-count"), "1");
+        const running = step("guest-undo", { plan: undoPlan });
+        expect(running.code).toBe(0);
+        expect(calls()).toContain("exec cc-fake -- sudo /usr/local/sbin/cc-sandbox-firewall apply -");
+        const failing = step("guest-undo", { plan: { ...plan, undo: ["sudo", "false"] } });
+        expect(failing.code).toBe(1);
+        expect(failing.stderr).toContain("sudo false failed in cc-fake");
+    });
+
     test("a missing CLI is named with a hint", () => {
         const r = spawnSync(process.execPath, ["-e", `${source}\nrunStep("create");`], {
             input: "",

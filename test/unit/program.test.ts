@@ -95,6 +95,7 @@ describe("multipass stack (alice)", () => {
                 "cc-sandbox:index:Sandbox cc-alice",
                 "command:local:Command cc-alice-allowlist",
                 "command:local:Command cc-alice-mount-m0-code",
+                "command:local:Command cc-alice-secure-ops",
                 "command:local:Command cc-alice-vm",
             ].sort(),
         );
@@ -109,6 +110,7 @@ describe("multipass stack (alice)", () => {
         expect(vm.inputs.interpreter).toEqual(["node", "-e"]);
         expect(vm.inputs.create).toContain('runStep("create")');
         expect(vm.inputs.delete).toContain('runStep("delete")');
+        expect(vm.inputs.update).toContain('runStep("keep")');
     });
 
     test("the mount maps the host user to the agent and unmounts on delete", () => {
@@ -198,6 +200,45 @@ describe("what replaces the VM", () => {
         const base = stackConfig("alice");
         const moved = { ...base, "cc-sandbox:mounts": [{ host: "~/src", guest: "/home/agent/code" }] };
         expect((await vmOf(base)).triggers).toEqual((await vmOf(moved)).triggers);
+    });
+});
+
+describe("credential bridge", () => {
+    const secret = "s3cr3t-token-value";
+    const withBridge = (scripts: unknown[]) => ({
+        ...stackConfig("alice"),
+        "cc-sandbox:secureOps": { scripts },
+        "cc-sandbox:secrets": { DEPLOY_TOKEN: secret },
+    });
+    let run: Run;
+    beforeAll(async () => {
+        run = await runProgram("alice", withBridge([{ path: "/opt/deploy/release.sh", args: "v[0-9]+" }]));
+    });
+
+    test("pushes the script list with cc-sandbox-secure-ops apply", () => {
+        const ops = byName(run, "-secure-ops");
+        expect(ops.inputs.stdin).toMatch(/^\/opt\/deploy\/release\.sh v\[0-9\]\+$/m);
+        expect(JSON.parse(ops.inputs.environment.CC_PLAN).command).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-secure-ops", "apply", "-"]);
+    });
+
+    test("installs each secret from stdin, removes it on delete, and nowhere else holds its value", () => {
+        const s = byName(run, "-secret-DEPLOY_TOKEN");
+        const plan = JSON.parse(s.inputs.environment.CC_PLAN);
+        expect(plan.command).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-secure-ops", "install-secret", "DEPLOY_TOKEN"]);
+        expect(plan.undo).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-secure-ops", "remove-secret", "DEPLOY_TOKEN"]);
+        expect(s.inputs.delete).toContain('runStep("guest-undo")');
+        // Pulumi's secret signature: the value is encrypted in state and kept out of logs.
+        expect(s.inputs.stdin).toEqual({ "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: secret });
+        const elsewhere = run.resources.filter((r) => r !== s).map((r) => JSON.stringify(r.inputs));
+        expect(elsewhere.join("\n")).not.toContain(secret);
+        expect(JSON.stringify(run.outputs)).not.toContain(secret);
+        expect(JSON.stringify(run.calls)).not.toContain(secret);
+    });
+
+    test("a change to the script list is applied in place: the VM's triggers stay", async () => {
+        const other = await runProgram("alice", withBridge([{ path: "/opt/deploy/other.sh" }]));
+        expect(byName(other, "-vm").inputs.triggers).toEqual(byName(run, "-vm").inputs.triggers);
+        expect(byName(other, "-secure-ops").inputs.stdin).toMatch(/^\/opt\/deploy\/other\.sh$/m);
     });
 });
 

@@ -84,6 +84,16 @@ describe("rendering", () => {
         expect(renderGuest(renamed, templates).firstBootHash).not.toBe(a.firstBootHash);
     });
 
+    test("the bridge's script list is rendered for the guest and, like the allowlist, kept out of the first-boot hash", () => {
+        const withScripts = (scripts: object[]) => loadConfig("alice", { secureOps: { scripts } }, host);
+        const a = renderGuest(withScripts([{ path: "/opt/deploy/release.sh", args: "v[0-9]+(\\.[0-9]+)*" }, { path: "/opt/deploy/status.sh" }]), templates);
+        const b = renderGuest(withScripts([]), templates);
+        expect(a.secureOps.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual(["/opt/deploy/release.sh v[0-9]+(\\.[0-9]+)*", "/opt/deploy/status.sh"]);
+        expect(b.secureOps.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([]);
+        expect(a.firstBootHash).toBe(b.firstBootHash);
+        expect(parse(a.userData).write_files.find((f: { path: string }) => f.path === "/etc/cc-sandbox/secure-ops.conf").content).toBe(a.secureOps);
+    });
+
     test("the allowlist file lists exactly the configured entries (property check)", () => {
         let seed = 7;
         const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
