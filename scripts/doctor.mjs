@@ -39,9 +39,9 @@ async function main() {
     const mp = await version('multipass', ['version'])
     check(!!mp, `multipass ${mp ?? 'not found'}`, 'install Multipass: sudo snap install multipass (Linux) or brew install --cask multipass (macOS)')
   } else {
-    for (const tool of ['virsh', 'virt-install', 'qemu-img']) {
+    for (const tool of ['virsh', 'virt-install', 'qemu-img', 'genisoimage']) {
       const found = await which(tool, { nothrow: true })
-      check(!!found, `${tool} ${found ? 'found' : 'not found'}`, 'sudo apt-get install libvirt-clients virtinst qemu-utils (and libvirt-daemon-system on the VM host)')
+      check(!!found, `${tool} ${found ? 'found' : 'not found'}`, 'sudo apt-get install libvirt-clients virtinst qemu-utils genisoimage (and libvirt-daemon-system on the VM host)')
     }
   }
   check(fs.existsSync(keyPath), `SSH public key ${keyPath}`, `ssh-keygen -t ed25519 -f ${keyPath.replace(/\.pub$/, '')}`)

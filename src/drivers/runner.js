@@ -140,6 +140,7 @@ function create(plan, userData) {
         for (const step of plan.prepare || []) must(step);
         log(`creating ${plan.name}`);
         withSeed(userData, plan.metaData, (files) => {
+            if (plan.seed) must(fill(plan.seed, files));
             const r = run(fill(plan.launch, files), { input: plan.launchStdin ? userData : undefined, timeoutMs: plan.timeoutSeconds * 1000 });
             // A launch that timed out may have left a VM that is still booting: adopt it below.
             if (r.code !== 0 && status(plan).state === "absent") {

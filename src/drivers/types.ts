@@ -10,6 +10,8 @@ export interface VmPlan {
     readonly start: readonly string[];
     /** Run before launch when the VM does not exist yet (e.g. fetch the base image). */
     readonly prepare: readonly (readonly string[])[];
+    /** Makes the seed before launch (`{userDataFile}`, `{metaDataFile}` as in launch). */
+    readonly seed?: readonly string[];
     /** `{userDataFile}` and `{metaDataFile}` are replaced by temp files holding the seed. */
     readonly launch: readonly string[];
     /** Pipe the user-data to launch's stdin (Multipass's `--cloud-init -`). */

@@ -63,7 +63,12 @@ describe("argument lists", () => {
         expect(args[args.indexOf("--disk") + 1]).toBe(
             "path=/var/lib/libvirt/images/cc-bob.qcow2,size=50,backing_store=/img/base.qcow2,backing_format=qcow2,format=qcow2,bus=virtio",
         );
-        expect(args[args.indexOf("--cloud-init") + 1]).toBe("user-data={userDataFile},meta-data={metaDataFile}");
+        // The seed is a disk of the VM's own (it survives reboots), made by the plan's seed step.
+        expect(args).not.toContain("--cloud-init");
+        expect(args).toEqual(expect.arrayContaining(["--disk", "path=/var/lib/libvirt/images/cc-bob-seed.iso,device=cdrom,readonly=on"]));
+        const plan = libvirtDriver(home).vmPlan(c, "");
+        expect(plan.seed).toEqual(expect.arrayContaining(["genisoimage", "-output", "/var/lib/libvirt/images/cc-bob-seed.iso", "-volid", "cidata", "{userDataFile}", "{metaDataFile}"]));
+        expect(plan.delete).toContainEqual(["rm", "-f", "/var/lib/libvirt/images/cc-bob-seed.iso"]);
         expect(args).toContain(`source=${home}/code,target=m0-code,accessmode=mapped`);
         expect(args).not.toContain("--memorybacking");
         const vf = virtInstallArgs(loadConfig("bob", { hypervisor: "libvirt" }, host));
@@ -76,6 +81,9 @@ describe("argument lists", () => {
         expect(jumpHost(c.libvirt.uri)).toBe("ops@kvm1.example.org");
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.guestExec).toEqual(expect.arrayContaining(["-J", "ops@kvm1.example.org", "ubuntu@{ip}"]));
+        // virt-install uploads a --cloud-init seed to the remote host itself.
+        expect(plan.seed).toBeUndefined();
+        expect(plan.launch[plan.launch.indexOf("--cloud-init") + 1]).toBe("user-data={userDataFile},meta-data={metaDataFile}");
         expect(plan.prepare).toEqual([
             ["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`],
             expect.arrayContaining(["fetch-image", "/var/lib/libvirt/images/ubuntu-24.04-server-cloudimg-amd64.img"]),

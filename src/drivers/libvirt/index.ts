@@ -32,9 +32,21 @@ export function sshOptions(c: SandboxConfig, home: string): string[] {
     ];
 }
 
+/**
+ * The NoCloud seed as a disk of the VM's own, on this host. virt-install's `--cloud-init` treats
+ * its seed as install media: the first guest reboot shuts the VM off and later boots have no seed,
+ * so cloud-init takes the VM for a new instance. A seed that is one of the VM's disks stays, and
+ * `undefine --remove-all-storage` removes it. A remote libvirt host gets `--cloud-init` (virt-install
+ * uploads its seed there).
+ */
+export function seedPath(c: SandboxConfig): string | undefined {
+    return jumpHost(c.libvirt.uri) ? undefined : path.posix.join(c.libvirt.storageDir, `${c.vm.name}-seed.iso`);
+}
+
 export function virtInstallArgs(c: SandboxConfig): string[] {
     const lv = c.libvirt;
     const disk = path.posix.join(lv.storageDir, `${c.vm.name}.qcow2`);
+    const seed = seedPath(c);
     const shares = c.mounts.flatMap((m) =>
         lv.filesystem === "virtiofs"
             ? ["--filesystem", `source=${m.host},target=${m.tag},driver.type=virtiofs${m.readOnly ? ",readonly=on" : ""}`]
@@ -48,7 +60,7 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
         "--vcpus", String(c.vm.cpus),
         "--import",
         "--disk", `path=${disk},size=${c.vm.diskGiB},backing_store=${localImagePath(c)},backing_format=qcow2,format=qcow2,bus=virtio`,
-        "--cloud-init", "user-data={userDataFile},meta-data={metaDataFile}",
+        ...(seed ? ["--disk", `path=${seed},device=cdrom,readonly=on`] : ["--cloud-init", "user-data={userDataFile},meta-data={metaDataFile}"]),
         "--osinfo", lv.osVariant,
         "--network", `network=${lv.network},model=virtio`,
         "--virt-type", lv.virtType,
@@ -83,12 +95,16 @@ export function libvirtDriver(home: string): Driver {
                         ? []
                         : [["sh", "-c", 'test -s "$1" || curl -fL --create-dirs -o "$1" "$2"', "fetch-image", image, c.libvirt.image]]),
                 ],
+                // genisoimage, as cloud-localds uses: an ISO labelled cidata holding user-data and meta-data.
+                seed: seedPath(c) ? ["genisoimage", "-quiet", "-output", seedPath(c)!, "-volid", "cidata", "-joliet", "-rock", "{userDataFile}", "{metaDataFile}"] : undefined,
                 launch: virtInstallArgs(c),
                 launchStdin: false,
                 metaData,
                 delete: [
                     [...virsh, "destroy", c.vm.name],
                     [...virsh, "undefine", c.vm.name, "--remove-all-storage"],
+                    // Gone with the storage above, unless a create failed before the VM was defined.
+                    ...(seedPath(c) ? [["rm", "-f", seedPath(c)!]] : []),
                     ["rm", "-f", knownHostsFile(c, home)],
                 ],
                 guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", `${c.users.admin}@{ip}`, "--"],
