@@ -55,3 +55,19 @@ test("allowed: a new connection from the host to port 22 after up still answers"
     const r = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
     expect(r.stdout).toMatch(/^tick 0$/m);
 });
+
+test("a DHCP client rewriting /etc/resolv.conf (no systemd-resolved) is undone within seconds", async () => {
+    await h.startWatcher();
+    // As ifupdown's dhclient does at every lease: the VM's server, written over ours.
+    await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
+    let first = "";
+    for (let i = 0; i < 40 && !first.startsWith("# cc-sandbox-firewall:"); i++) {
+        await sleep(250);
+        first = (await h.root("head -n 1 /etc/resolv.conf")).stdout;
+    }
+    expect(first).toMatch(/^# cc-sandbox-firewall:/);
+    expect((await h.exec("getent ahostsv4 allowed.test.example | head -n 1")).stdout).toMatch(/^198\.51\.100\.10 /);
+    // Attack: the name off the allowlist still resolves nowhere, and the rewritten server is no way out.
+    expect((await h.exec("getent ahostsv4 blocked.test.example; echo rc=$?")).stdout).toMatch(/rc=2/);
+    expect((await h.exec(`dig +time=2 +tries=1 @${h.dnsAddress} blocked.test.example; echo rc=$?`)).stdout).not.toMatch(/status: NOERROR/);
+});
