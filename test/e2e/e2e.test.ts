@@ -1,0 +1,276 @@
+/**
+ * The real thing, end to end: the Pulumi CLI built from its Go modules runs the program on the ci
+ * stack; the command provider runs the libvirt driver's virt-install and virsh; a Debian 12 guest
+ * (standing in for Ubuntu 24.04, see the README) boots under QEMU's software emulation, inside a
+ * network namespace with no route out; cloud-init installs the layers; the guest's own
+ * cc-sandbox-verify passes. Then an in-place allowlist change, a no-op update, a reboot, destroy,
+ * and two faults: a `pulumi up` killed while creating, and the VM deleted behind Pulumi's back.
+ *
+ * The steps build on each other and run in order; each one's duration is printed and written to
+ * $CC_E2E_RESULTS (default .cache/e2e/steps.json). Needs root, libvirt, QEMU, mmdebstrap and Go.
+ */
+import { createHash, randomBytes } from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import { shellQuote } from "../../src/shell";
+import { root } from "../helpers";
+import { host6, hosts, Run, subnet, vmName, World } from "./world";
+
+jest.setTimeout(60 * 60_000);
+
+const world = new World();
+const token = `e2e-${randomBytes(12).toString("hex")}`;
+const digestScript = "/usr/local/lib/cc-e2e/token-digest";
+const durations: { step: string; seconds: number }[] = [];
+let outputs: Record<string, unknown> = {};
+let sshCommand = "";
+
+// The steps build on each other: after one fails, the rest fail at once instead of waiting on a VM
+// that is not there.
+let broken = "";
+function step(name: string, fn: () => Promise<void>): void {
+    test(name, async () => {
+        if (broken) throw new Error(`not run: step "${broken}" failed`);
+        try {
+            await fn();
+        } catch (err) {
+            broken = name;
+            throw err;
+        }
+    });
+}
+
+async function timed<T>(step: string, fn: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    try {
+        return await fn();
+    } finally {
+        const seconds = Math.round((Date.now() - started) / 100) / 10;
+        durations.push({ step, seconds });
+        process.stdout.write(`e2e: ${step}: ${seconds} s\n`);
+    }
+}
+
+function ok(r: Run, what: string): Run {
+    if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${tail(r.stdout)}\n${tail(r.stderr)}`);
+    return r;
+}
+
+const tail = (s: string, n = 60) => s.split("\n").slice(-n).join("\n");
+
+async function up(what: string, extra: string[] = []): Promise<Run> {
+    return ok(await world.pulumi(["up", "--yes", "--skip-preview", "-s", "ci", ...extra]), what);
+}
+
+async function readOutputs(): Promise<void> {
+    const r = ok(await world.pulumi(["stack", "output", "--json", "--show-secrets", "-s", "ci"]), "stack output");
+    outputs = JSON.parse(r.stdout);
+    sshCommand = String(outputs.sshCommand);
+}
+
+/** A command in the guest over the stack's own sshCommand (as the agent), or as the admin. */
+function inGuest(command: string, opts: { admin?: boolean; input?: string; timeoutMs?: number } = {}): Promise<Run> {
+    // The destination is sshCommand's last word; options go before it.
+    const words = sshCommand.split(" ");
+    const destination = words.pop()!;
+    const user = opts.admin ? destination.replace(/^agent@/, `${outputs.adminUser}@`) : destination;
+    return world.shell([...words, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", user, "--", shellQuote(command)].join(" "), opts);
+}
+
+/** What the first line of a test server's banner says, as the agent sees it ("" when unreachable). */
+async function banner(target: string, port = 443): Promise<string> {
+    const r = await inGuest(`timeout 6 bash -c 'exec 3<>/dev/tcp/${target}/${port} && head -n1 <&3' 2>&1 || true`);
+    return r.stdout.trim();
+}
+
+/** "Resources:" summary of a pulumi run, e.g. "~ 1 updated, 4 unchanged". */
+const summary = (r: Run) => r.stdout.slice(r.stdout.lastIndexOf("Resources:"));
+
+const verifyTargets = [
+    "--allowed", "allowed.test.example:443",
+    "--blocked", "blocked.test.example",
+    "--blocked-ip", hosts["blocked.test.example"],
+    "--blocked-ip6", host6,
+    "--resolver", `${subnet}.1`,
+].join(" ");
+
+beforeAll(async () => {
+    await timed("prepare engine and image", async () => {
+        const t = world.prepareTools();
+        process.stdout.write(`e2e: engine ${t.engine} s, image ${t.image} s\n`);
+    });
+    await timed("start libvirt in the namespace", () => world.start());
+    ok(await world.pulumi(["stack", "init", "ci", "--secrets-provider", "passphrase"]), "stack init");
+    // The credential bridge, configured the way the README says: a secret and a script that uses it.
+    ok(await world.pulumi(["config", "set", "--secret", "--path", "cc-sandbox:secrets.E2E_TOKEN", token, "-s", "ci"]), "config set --secret");
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:secureOps.scripts[0].path", digestScript, "-s", "ci"]), "config set --path");
+});
+
+afterAll(() => {
+    const file = process.env.CC_E2E_RESULTS ?? path.join(root, ".cache", "e2e", "steps.json");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), steps: durations }, null, 2) + "\n");
+    process.stdout.write(`e2e: durations in ${file}; log in ${world.log}\n`);
+    world.stop();
+});
+
+step("1. pulumi up creates the VM and waits for cloud-init", async () => {
+    const r = await timed("pulumi up (create, boot, cloud-init)", () => up("pulumi up"));
+    // The stack, the component, the VM, the allowlist, the bridge's script list and one secret.
+    expect(summary(r)).toMatch(/\+ 6 created/);
+    await readOutputs();
+    expect(outputs).toMatchObject({ name: vmName, hypervisor: "libvirt", sshUser: "agent", state: "running" });
+    expect(String(outputs.ip)).toMatch(new RegExp(`^${subnet.replace(/\./g, "\\.")}\\.1\\d\\d$`));
+    expect(sshCommand).toContain(`agent@${outputs.ip}`);
+});
+
+step("2. the stack's sshCommand logs in, and ~/code is the host's folder both ways", async () => {
+    fs.writeFileSync(path.join(world.code, "from-host.txt"), "written on the host\n");
+    const r = await timed("ssh and the shared folder", async () => {
+        const seen = ok(await inGuest("cat ~/code/from-host.txt && echo written in the guest > ~/code/from-guest.txt && id -un"), "ssh");
+        return seen;
+    });
+    expect(r.stdout).toBe("written on the host\nagent\n");
+    expect(fs.readFileSync(path.join(world.code, "from-guest.txt"), "utf8")).toBe("written in the guest\n");
+});
+
+step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others do not", async () => {
+    const asRoot = await timed("cc-sandbox-verify", () => inGuest(`sudo cc-sandbox-verify ${verifyTargets}`, { admin: true }));
+    expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
+    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "nnp-wrapper", "bwrap", "ssh"]) {
+        expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
+    }
+    expect(asRoot.code).toBe(0);
+    const asAgent = await inGuest(`cc-sandbox-verify ${verifyTargets}`);
+    expect(asAgent.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
+    expect(asAgent.code).toBe(0);
+
+    expect(await banner("allowed.test.example")).toBe(`ok ${hosts["allowed.test.example"]} 443`);
+    expect(await banner("a.wild.test.example")).toBe(`ok ${hosts["a.wild.test.example"]} 443`);
+    expect(await banner("git.test.example", 22)).toBe(`ok ${hosts["git.test.example"]} 22`);
+    // Attacks: a name off the allowlist, its address directly, an allowlisted host on another port.
+    expect(await banner("blocked.test.example")).not.toMatch(/^ok /);
+    expect(await banner(hosts["blocked.test.example"])).not.toMatch(/^ok /);
+    expect(await banner("allowed.test.example", 8080)).not.toMatch(/^ok /);
+});
+
+step("3b. the agent runs the listed script that uses a secret it cannot read", async () => {
+    const script = '#!/bin/sh\nset -eu\nprintf "digest %s\\n" "$(sha256sum <"$CC_SECRETS_DIR/E2E_TOKEN" | cut -c1-16)"\n';
+    ok(await inGuest(`sudo install -D -m 0755 -o root -g root /dev/stdin ${digestScript}`, { admin: true, input: script }), "install the script");
+    const digest = createHash("sha256").update(token).digest("hex").slice(0, 16);
+    const r = await timed("secure_run", () => inGuest(`secure_run ${digestScript}`));
+    expect(r.stdout).toBe(`digest ${digest}\n`);
+    expect(r.code).toBe(0);
+    // Attacks: the secret file itself, and another command through the bridge.
+    const direct = await inGuest("cat /var/lib/cc-sandbox/secure-ops/secrets/E2E_TOKEN; echo rc=$?");
+    expect(direct.stdout).toMatch(/rc=1/);
+    expect(direct.stdout + direct.stderr).not.toContain(token);
+    const other = await inGuest("secure_run /bin/cat /var/lib/cc-sandbox/secure-ops/secrets/E2E_TOKEN; echo rc=$?");
+    expect(other.stdout + other.stderr).not.toContain(token);
+    expect(other.stdout).not.toMatch(/rc=0/);
+    // Nowhere else: not in cloud-init's files or logs, not in the stack's state.
+    // (The token goes on stdin: on grep's command line, sudo would log it.)
+    const leaks = await inGuest("sudo grep -rlF -f /dev/stdin /var/lib/cloud /var/log /etc /home; echo rc=$?", { admin: true, input: `${token}\n` });
+    expect(leaks.stdout.trim()).toBe("rc=1");
+    const stateFiles = fs.readdirSync(world.state, { recursive: true }).map(String).filter((f) => fs.statSync(path.join(world.state, f)).isFile());
+    for (const f of stateFiles) expect(fs.readFileSync(path.join(world.state, f), "utf8")).not.toContain(token);
+});
+
+step("4. an allowlist change is applied in the running guest, with no replacement", async () => {
+    const stack = fs.readFileSync(world.stackFile, "utf8");
+    expect(stack).toContain("      - allowed.test.example\n");
+    fs.writeFileSync(world.stackFile, stack.replace("      - allowed.test.example\n", "      - new.test.example\n"));
+    const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
+
+    const r = await timed("pulumi up (allowlist only)", () => up("pulumi up (allowlist)"));
+    // The allowlist is pushed; the VM records its new seed and is left alone (no create, no adopt).
+    expect(summary(r)).toMatch(/~ 2 updated/);
+    expect(summary(r)).not.toMatch(/replaced|created|deleted/);
+    expect(r.stdout + r.stderr).not.toMatch(/adopting it|creating cc-ci/);
+    expect((await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout).toBe(bootId);
+    expect(await banner("new.test.example")).toBe(`ok ${hosts["new.test.example"]} 443`);
+    expect(await banner("allowed.test.example")).not.toMatch(/^ok /);
+    expect(await banner(hosts["allowed.test.example"])).not.toMatch(/^ok /);
+});
+
+step("5. a second pulumi up with nothing changed changes nothing", async () => {
+    const r = await timed("pulumi up (no change)", () => up("pulumi up (no change)", ["--expect-no-changes"]));
+    expect(summary(r)).toMatch(/\d+ unchanged/);
+    expect(summary(r)).not.toMatch(/updated|replaced|created|deleted/);
+});
+
+step("6. after a reboot the firewall is up before the network and SSH", async () => {
+    const before = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
+    await inGuest("sudo systemctl reboot", { admin: true, timeoutMs: 30_000 });
+    const back = await timed("reboot until SSH answers", async () => {
+        for (let i = 0; i < 100; i++) {
+            await new Promise((res) => setTimeout(res, 5000));
+            const r = await inGuest("cat /proc/sys/kernel/random/boot_id", { timeoutMs: 20_000 });
+            if (r.code === 0 && r.stdout !== before) return r;
+        }
+        throw new Error("the guest did not come back within 500 s");
+    });
+    expect(back.stdout).not.toBe(before);
+    const units = "cc-sandbox-firewall.service networking.service ssh.service";
+    const r = ok(await inGuest(`systemctl show -p Id -p ActiveEnterTimestampMonotonic -p InactiveExitTimestampMonotonic ${units}`, { admin: true }), "systemctl show");
+    const at = Object.fromEntries(
+        r.stdout.trim().split("\n\n").map((block) => {
+            const kv = Object.fromEntries(block.split("\n").map((l) => l.split("=", 2) as [string, string]));
+            return [kv.Id, { up: Number(kv.ActiveEnterTimestampMonotonic), starting: Number(kv.InactiveExitTimestampMonotonic) }];
+        }),
+    );
+    const firewall = at["cc-sandbox-firewall.service"];
+    expect(firewall.up).toBeGreaterThan(0);
+    expect(firewall.up).toBeLessThanOrEqual(at["networking.service"].starting);
+    expect(firewall.up).toBeLessThanOrEqual(at["ssh.service"].starting);
+    const v = await inGuest(`sudo cc-sandbox-verify --only firewall,dns ${verifyTargets.replace("allowed.test.example", "new.test.example")}`, { admin: true });
+    expect(v.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
+    expect(v.code).toBe(0);
+});
+
+step("7. pulumi destroy leaves no domain, disk, seed, known_hosts or state", async () => {
+    await timed("pulumi destroy", async () => ok(await world.pulumi(["destroy", "--yes", "--skip-preview", "-s", "ci"]), "pulumi destroy"));
+    expect(world.leftovers()).toEqual([]);
+    expect(await world.stateResources()).toEqual([]);
+});
+
+step("8a. a pulumi up killed while creating converges when run again", async () => {
+    const child = world.pulumiDetached(["up", "--yes", "--skip-preview", "-s", "ci"]);
+    await timed("pulumi up killed during create", async () => {
+        for (let i = 0; i < 600 && world.virsh("dominfo", vmName).code !== 0; i++) await new Promise((res) => setTimeout(res, 500));
+        expect(world.virsh("dominfo", vmName).code).toBe(0);
+        await new Promise((res) => setTimeout(res, 5000));
+        process.kill(-child.pid!, "SIGKILL");
+    });
+    // A killed CLI leaves its lock on the local state: `pulumi cancel` releases it (README).
+    const cancel = await world.pulumi(["cancel", "--yes", "-s", "ci"]);
+    process.stdout.write(`e2e: pulumi cancel after the kill: exit ${cancel.code}\n`);
+    const r = await timed("pulumi up after the kill (adopts the VM)", () => world.pulumi(["up", "--yes", "--skip-preview", "-s", "ci"]));
+    ok(r, "pulumi up after a killed one");
+    expect(r.stdout + r.stderr).toMatch(/already exists .*adopting it/);
+    await readOutputs();
+    expect(outputs.state).toBe("running");
+    expect((await inGuest("id -un")).stdout).toBe("agent\n");
+    // The killed run's create is still recorded as pending; refresh drops it (README).
+    ok(await world.pulumi(["refresh", "--yes", "--skip-preview", "--clear-pending-creates", "-s", "ci"]), "pulumi refresh --clear-pending-creates");
+    const again = ok(await world.pulumi(["up", "--yes", "--skip-preview", "--expect-no-changes", "-s", "ci"]), "pulumi up after converging");
+    expect(again.stdout + again.stderr).not.toMatch(/pending operations/);
+});
+
+step("8b. a VM deleted behind Pulumi's back is created again, and destroy still succeeds", async () => {
+    const before = world.virsh("domuuid", vmName).stdout.trim();
+    expect(before).not.toBe("");
+    expect(world.virsh("destroy", vmName).code).toBe(0);
+    expect(world.virsh("undefine", vmName, "--remove-all-storage").code).toBe(0);
+    await timed("pulumi up (VM deleted outside Pulumi)", () => up("pulumi up (recreate)"));
+    // A new domain, with new host keys: the stack's ssh command still works (known_hosts renewed).
+    const after = world.virsh("domuuid", vmName).stdout.trim();
+    expect(after).not.toBe("");
+    expect(after).not.toBe(before);
+    expect(world.virsh("domstate", vmName).stdout.trim()).toBe("running");
+    await readOutputs();
+    expect((await inGuest("cat ~/code/from-host.txt")).stdout).toBe("written on the host\n");
+    await timed("pulumi destroy (after the fault)", async () => ok(await world.pulumi(["destroy", "--yes", "--skip-preview", "-s", "ci"]), "pulumi destroy"));
+    expect(world.leftovers()).toEqual([]);
+    expect(await world.stateResources()).toEqual([]);
+});

@@ -1,0 +1,239 @@
+/**
+ * The world the end-to-end test deploys into: the Pulumi engine built from Go modules, the Debian
+ * stand-in image, libvirtd inside a network namespace with no route out (scripts/libvirt-netns.sh),
+ * the test's "internet" on that namespace's bridge (libvirt's DNS records and banner servers), a
+ * throw-away HOME with a fresh key and a code folder, and a copy of the project whose stack file
+ * the test may edit. Everything the VM, the CLI and ssh do happens inside the namespace.
+ */
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { root, tempHome } from "../helpers";
+
+export const ns = "ccsbx-e2e";
+export const subnet = "198.18.0";
+export const subnet6 = "fd00:ccf2::";
+/** An IPv6 test host: the guest gets an address on the network, so blocking IPv6 is not vacuous. */
+export const host6 = `${subnet6}12`;
+export const network = "ccsbx";
+export const bridge = "ccsbx0";
+/** The libvirt host's paths the ci stack names (stacks/Pulumi.ci.yaml). */
+export const imageLink = "/var/lib/cc-sandbox/ci-image";
+export const storageDir = "/var/lib/cc-sandbox/vms";
+export const vmName = "cc-ci";
+
+/** Test hosts on the bridge: every one runs the banner servers (test/harness/servers.js). */
+export const hosts = {
+    "allowed.test.example": `${subnet}.10`,
+    "new.test.example": `${subnet}.11`,
+    "blocked.test.example": `${subnet}.12`,
+    "a.wild.test.example": `${subnet}.13`,
+    "git.test.example": `${subnet}.14`,
+} as const;
+
+export interface Run {
+    readonly code: number | null;
+    readonly stdout: string;
+    readonly stderr: string;
+    readonly seconds: number;
+}
+
+function sh(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): string {
+    const r = spawnSync(cmd, args, { encoding: "utf8", env: opts.env ?? process.env, input: opts.input, maxBuffer: 64 << 20 });
+    if (r.error) throw r.error;
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stderr}${r.stdout}`);
+    return r.stdout;
+}
+
+/** Runs a command to its end, without blocking the event loop, killing it after timeoutMs. */
+export function runAsync(argv: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number; log?: string } = {}): Promise<Run> {
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+        const child = spawn(argv[0], argv.slice(1), { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        const log = opts.log ? fs.createWriteStream(opts.log, { flags: "a" }) : undefined;
+        log?.write(`\n$ ${argv.join(" ")}\n`);
+        child.stdout.on("data", (d) => {
+            stdout += d;
+            log?.write(d);
+        });
+        child.stderr.on("data", (d) => {
+            stderr += d;
+            log?.write(d);
+        });
+        const timer = opts.timeoutMs ? setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs) : undefined;
+        child.on("error", reject);
+        child.on("close", (code) => {
+            if (timer) clearTimeout(timer);
+            log?.end();
+            resolve({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 });
+        });
+        child.stdin.end(opts.input ?? "");
+    });
+}
+
+export class World {
+    readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-e2e-"));
+    readonly project = path.join(this.dir, "project");
+    readonly state = path.join(this.dir, "state");
+    readonly log = path.join(this.dir, "e2e.log");
+    readonly home: string;
+    readonly code: string;
+    engineBin = "";
+    private servers?: ChildProcess;
+    private previousImageLink?: string;
+
+    constructor() {
+        this.home = tempHome("cc-e2e-home-");
+        this.code = path.join(this.home, "code");
+    }
+
+    /** The stack file the CLI reads, in the project copy. */
+    get stackFile(): string {
+        return path.join(this.project, "stacks", "Pulumi.ci.yaml");
+    }
+
+    /** Builds (or reuses) the engine and the image; each prints its own progress. */
+    prepareTools(): { engine: number; image: number } {
+        let t = Date.now();
+        this.engineBin = sh(path.join(root, "scripts/build-engine.sh"), []).trim();
+        const engine = (Date.now() - t) / 1000;
+        t = Date.now();
+        const image = sh(path.join(root, "scripts/build-image.sh"), []).trim();
+        fs.mkdirSync(path.dirname(imageLink), { recursive: true });
+        if (fs.existsSync(imageLink) || isSymlink(imageLink)) this.previousImageLink = fs.readlinkSync(imageLink);
+        fs.rmSync(imageLink, { force: true });
+        fs.symlinkSync(image, imageLink);
+        return { engine, image: (Date.now() - t) / 1000 };
+    }
+
+    /** libvirt in the namespace, the test internet on its bridge, the HOME and the project copy. */
+    async start(): Promise<void> {
+        // QEMU (9p) runs as libvirt-qemu: it must reach and write the shared folder, as the agent must.
+        fs.chmodSync(this.home, 0o755);
+        fs.mkdirSync(this.code, { mode: 0o777 });
+        fs.chmodSync(this.code, 0o777);
+        fs.mkdirSync(this.state);
+        fs.mkdirSync(this.project);
+        for (const f of ["Pulumi.yaml", "package.json", "tsconfig.json", "src", "templates"]) {
+            fs.cpSync(path.join(root, f), path.join(this.project, f), { recursive: true });
+        }
+        fs.mkdirSync(path.join(this.project, "stacks"));
+        fs.copyFileSync(path.join(root, "stacks", "Pulumi.ci.yaml"), this.stackFile);
+        fs.symlinkSync(path.join(root, "node_modules"), path.join(this.project, "node_modules"));
+
+        sh(path.join(root, "scripts/libvirt-netns.sh"), ["up", ns], { env: { ...process.env, CCSBX_SUBNET: subnet, CCSBX_SUBNET6: subnet6 } });
+        for (const [name, ip] of Object.entries(hosts)) {
+            sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", bridge]);
+            sh("virsh", ["-q", "-c", "qemu:///system", "net-update", network, "add", "dns-host", `<host ip='${ip}'><hostname>${name}</hostname></host>`, "--live"]);
+        }
+        sh("ip", ["-n", ns, "addr", "add", `${host6}/64`, "dev", bridge, "nodad"]);
+        this.servers = spawn("ip", ["netns", "exec", ns, process.execPath, path.join(root, "test/harness/servers.js")], { stdio: ["ignore", "pipe", "inherit"] });
+        await new Promise<void>((resolve, reject) => {
+            this.servers!.stdout!.once("data", () => resolve());
+            this.servers!.once("exit", (c) => reject(new Error(`test servers exited (${c})`)));
+        });
+    }
+
+    /** The environment of every pulumi call: the built engine, local state, no service. */
+    private pulumiEnv(): NodeJS.ProcessEnv {
+        return {
+            PATH: `${this.engineBin}:${process.env.PATH}`,
+            HOME: this.home,
+            PULUMI_HOME: path.join(path.dirname(this.engineBin), "home"),
+            PULUMI_SKIP_UPDATE_CHECK: "1",
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+            PULUMI_BACKEND_URL: `file://${this.state}`,
+            PULUMI_CONFIG_PASSPHRASE: "cc-sandbox-e2e",
+            PULUMI_EXPERIMENTAL: "",
+            CI: "true",
+        };
+    }
+
+    /** `pulumi ARGS` in the project copy, inside the namespace. */
+    pulumi(args: readonly string[], timeoutMs = 30 * 60_000): Promise<Run> {
+        return runAsync(["ip", "netns", "exec", ns, "env", "-i", ...envArgs(this.pulumiEnv()), "pulumi", ...args, "--non-interactive"], {
+            cwd: this.project,
+            timeoutMs,
+            log: this.log,
+        });
+    }
+
+    /** A `pulumi` process left running, for the test that kills one part-way. */
+    pulumiDetached(args: readonly string[]): ChildProcess {
+        const child = spawn("ip", ["netns", "exec", ns, "env", "-i", ...envArgs(this.pulumiEnv()), "pulumi", ...args, "--non-interactive"], {
+            cwd: this.project,
+            stdio: ["ignore", fs.openSync(this.log, "a"), fs.openSync(this.log, "a")],
+            detached: true,
+        });
+        return child;
+    }
+
+    /** A shell command line (such as the sshCommand output plus a remote command) inside the namespace. */
+    shell(line: string, opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+        return runAsync(["ip", "netns", "exec", ns, "bash", "-c", line], { timeoutMs: opts.timeoutMs ?? 5 * 60_000, input: opts.input, log: this.log });
+    }
+
+    virsh(...args: string[]): { code: number | null; stdout: string } {
+        const r = spawnSync("virsh", ["-q", "-c", "qemu:///system", ...args], { encoding: "utf8" });
+        return { code: r.status, stdout: r.stdout };
+    }
+
+    /** Everything libvirt and the state backend still hold of the VM. */
+    leftovers(): string[] {
+        const found: string[] = [];
+        if (this.virsh("dominfo", vmName).code === 0) found.push(`domain ${vmName}`);
+        if (fs.existsSync(storageDir)) for (const f of fs.readdirSync(storageDir)) if (f.startsWith(vmName)) found.push(`file ${storageDir}/${f}`);
+        for (const pool of this.virsh("pool-list", "--all", "--name").stdout.split("\n").filter(Boolean)) {
+            for (const line of this.virsh("vol-list", pool).stdout.split("\n")) {
+                if (line.includes(vmName)) found.push(`volume ${pool}: ${line.trim()}`);
+            }
+        }
+        const knownHosts = path.join(this.home, ".ssh", `known_hosts.cc-sandbox.${vmName}`);
+        if (fs.existsSync(knownHosts)) found.push(`file ${knownHosts}`);
+        return found;
+    }
+
+    /** Pulumi resources the stack's state still records (empty after destroy). */
+    async stateResources(): Promise<string[]> {
+        const r = await this.pulumi(["stack", "export", "-s", "ci"]);
+        if (r.code !== 0) throw new Error(`stack export failed: ${r.stderr}`);
+        const doc = JSON.parse(r.stdout) as { deployment?: { resources?: { urn: string; type: string }[] } };
+        return (doc.deployment?.resources ?? []).map((x) => x.type);
+    }
+
+    /** Removes the VM if a test left it, the namespace with its daemons, and every temporary file. */
+    stop(): void {
+        this.servers?.kill("SIGKILL");
+        if (this.virsh("dominfo", vmName).code === 0) {
+            this.virsh("destroy", vmName);
+            this.virsh("undefine", vmName, "--remove-all-storage");
+        }
+        spawnSync(path.join(root, "scripts/libvirt-netns.sh"), ["down", ns], { stdio: "inherit", env: { ...process.env, CCSBX_SUBNET: subnet, CCSBX_SUBNET6: subnet6 } });
+        try {
+            fs.rmdirSync(storageDir); // made by the driver's first create; kept if anything else is there
+        } catch {
+            /* not empty, or not made */
+        }
+        fs.rmSync(imageLink, { force: true });
+        if (this.previousImageLink) fs.symlinkSync(this.previousImageLink, imageLink);
+        fs.rmSync(this.home, { recursive: true, force: true });
+        if (process.env.CC_E2E_KEEP !== "1") fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+function envArgs(env: NodeJS.ProcessEnv): string[] {
+    return Object.entries(env)
+        .filter(([, v]) => v !== undefined && v !== "")
+        .map(([k, v]) => `${k}=${v}`);
+}
+
+function isSymlink(p: string): boolean {
+    try {
+        return fs.lstatSync(p).isSymbolicLink();
+    } catch {
+        return false;
+    }
+}
