@@ -133,6 +133,33 @@ describe("the allowed path", () => {
     });
 });
 
+describe("cc-sandbox-verify", () => {
+    const checks = ["bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"];
+
+    test("its bridge checks pass as the agent and as root", () => {
+        for (const user of ["agent", "root"] as const) {
+            const r = bridge.run(user, "cc-sandbox-verify --only bridge");
+            for (const c of checks) expect(r.stdout).toMatch(new RegExp(`^ok  ${c}:`, "m"));
+            expect(r.stdout).not.toMatch(/^FAIL/m);
+            expect(r.status).toBe(0);
+        }
+    });
+
+    test("they fail when the secrets owner's directory is opened to others", () => {
+        const dirs = `${secrets} ${secrets}/..`;
+        const modes = bridge.run("root", `stat -c %a ${dirs}`).stdout.trim().split("\n");
+        bridge.run("root", `chmod 0755 ${dirs}`);
+        try {
+            const r = bridge.run("agent", "cc-sandbox-verify --only bridge");
+            expect(r.stdout).toMatch(/^FAIL bridge-secrets: agent can list/m);
+            expect(r.status).toBe(1);
+        } finally {
+            bridge.run("root", `chmod ${modes[0]} ${secrets} && chmod ${modes[1]} ${secrets}/..`);
+        }
+        expect(bridge.run("agent", "cc-sandbox-verify --only bridge").status).toBe(0);
+    });
+});
+
 describe("attacks", () => {
     test("1. reading the secret, its directory or the bridge's keys directly", () => {
         for (const cmd of [`cat ${secret}`, `ls ${secrets}`, `cat /var/lib/cc-sandbox/secure-ops/ssh/host_ed25519_key`,

@@ -137,7 +137,7 @@ step("2. the stack's sshCommand logs in, and ~/code is the host's folder both wa
 step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others do not", async () => {
     const asRoot = await timed("cc-sandbox-verify", () => inGuest(`sudo cc-sandbox-verify ${verifyTargets}`, { admin: true }));
     expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
-    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "nnp-wrapper", "bwrap", "ssh"]) {
+    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "nnp-wrapper", "bwrap", "ssh", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
         expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     }
     expect(asRoot.code).toBe(0);

@@ -4,6 +4,7 @@
  * then cc-sandbox-verify from inside and the status line following the live firewall.
  */
 import { Harness } from "../harness/lib";
+import { layerChecks } from "./guest";
 
 const records = `
 allowed.test.example   A     198.51.100.10
@@ -38,7 +39,7 @@ afterAll(async () => {
 const lines = (out: string, prefix: string) => out.split("\n").filter((l) => l.startsWith(prefix)).map((l) => l.split(/[\s:]+/)[1]);
 
 test("cc-sandbox-verify as root: every check ok, the resolver the VM was given included", async () => {
-    const r = await h.root(`cc-sandbox-verify ${targets} --resolver ${h.dnsAddress}`, { timeoutMs: 120_000 });
+    const r = await h.root(`cc-sandbox-verify --only ${layerChecks} ${targets} --resolver ${h.dnsAddress}`, { timeoutMs: 120_000 });
     expect(lines(r.stdout, "FAIL")).toEqual([]);
     expect(lines(r.stdout, "ok ")).toEqual(
         expect.arrayContaining([
@@ -61,7 +62,7 @@ test("cc-sandbox-verify as root: every check ok, the resolver the VM was given i
 }, 120_000);
 
 test("cc-sandbox-verify as the agent: the same, less the root-only checks", async () => {
-    const r = await h.exec(`cc-sandbox-verify ${targets} --resolver ${h.dnsAddress}`, { timeoutMs: 120_000 });
+    const r = await h.exec(`cc-sandbox-verify --only ${layerChecks} ${targets} --resolver ${h.dnsAddress}`, { timeoutMs: 120_000 });
     expect(lines(r.stdout, "FAIL")).toEqual([]);
     expect(lines(r.stdout, "skip")).toEqual(["ssh", "claude"]);
     expect(r.code).toBe(0);

@@ -4,7 +4,7 @@
  * host. Green when every layer holds; one FAIL line and a non-zero exit for each layer broken.
  * The firewall itself is proven by the harness tests; here the point is that verify notices.
  */
-import { asAgent, boot, inGuest } from "./guest";
+import { asAgent, boot, inGuest, layerChecks } from "./guest";
 
 const setup = `
     ${boot("10-users.sh")} 2>/dev/null
@@ -30,7 +30,7 @@ function verify(breakIt = "", opts: { asAgent?: boolean; args?: string } = {}) {
             for port in 8443 443; do
                 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
             done
-            rc=0; ${opts.asAgent ? asAgent : ""} cc-sandbox-verify --allowed 127.0.0.1:8443 ${opts.args ?? ""} || rc=$?
+            rc=0; ${opts.asAgent ? asAgent : ""} cc-sandbox-verify --only ${layerChecks} --allowed 127.0.0.1:8443 ${opts.args ?? ""} || rc=$?
             kill "$allowed" "$other" "$other6" "$resolver"
             echo "exit=$rc"
         '
