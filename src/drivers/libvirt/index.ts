@@ -79,6 +79,7 @@ export function libvirtDriver(home: string): Driver {
         vmPlan(c: SandboxConfig, metaData: string): VmPlan {
             const virsh = ["virsh", "--connect", c.libvirt.uri];
             const image = localImagePath(c);
+            const seed = seedPath(c);
             return {
                 name: c.vm.name,
                 format: "virsh",
@@ -96,7 +97,7 @@ export function libvirtDriver(home: string): Driver {
                         : [["sh", "-c", 'test -s "$1" || curl -fL --create-dirs -o "$1" "$2"', "fetch-image", image, c.libvirt.image]]),
                 ],
                 // genisoimage, as cloud-localds uses: an ISO labelled cidata holding user-data and meta-data.
-                seed: seedPath(c) ? ["genisoimage", "-quiet", "-output", seedPath(c)!, "-volid", "cidata", "-joliet", "-rock", "{userDataFile}", "{metaDataFile}"] : undefined,
+                seed: seed ? ["genisoimage", "-quiet", "-output", seed, "-volid", "cidata", "-joliet", "-rock", "{userDataFile}", "{metaDataFile}"] : undefined,
                 launch: virtInstallArgs(c),
                 launchStdin: false,
                 metaData,
@@ -104,7 +105,7 @@ export function libvirtDriver(home: string): Driver {
                     [...virsh, "destroy", c.vm.name],
                     [...virsh, "undefine", c.vm.name, "--remove-all-storage"],
                     // Gone with the storage above, unless a create failed before the VM was defined.
-                    ...(seedPath(c) ? [["rm", "-f", seedPath(c)!]] : []),
+                    ...(seed ? [["rm", "-f", seed]] : []),
                     ["rm", "-f", knownHostsFile(c, home)],
                 ],
                 guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", `${c.users.admin}@{ip}`, "--"],
