@@ -25,8 +25,8 @@
 #   image defaults to C.UTF-8 so no locale has to be generated.
 # - mmdebstrap copies the host's resolv.conf and the packages generate SSH host
 #   keys and a machine-id: all three are emptied so every VM gets its own.
-# - dnsmasq is installed for the guest's filtering resolver but disabled, so it
-#   does not take port 53 before the firewall layer configures it.
+# - dnsmasq-base (the binary, no service), as the cloud-config asks for on
+#   Ubuntu: nothing takes port 53 before the firewall layer starts its resolver.
 # - Every package the rendered cloud-config's `packages` names is preinstalled.
 # - Differences from Ubuntu 24.04 that tests may meet: cloud-init 22.4 (not
 #   24.x), default user "debian", ifupdown instead of netplan, kernel 6.1 with
@@ -49,7 +49,7 @@ readonly PACKAGES=(
   cloud-init python3 locales
   openssh-server
   ifupdown isc-dhcp-client iproute2 netbase
-  iptables ipset dnsmasq
+  iptables ipset dnsmasq-base
   sudo bubblewrap socat util-linux apparmor
   curl netcat-openbsd iputils-ping ca-certificates
   git jq e2fsprogs procps less
@@ -140,7 +140,6 @@ locale: C.UTF-8
 ssh_genkeytypes: [ ed25519, ecdsa ]
 EOF
 
-systemctl --root="$rootfs" disable dnsmasq.service >&2
 # The serial console is where boot progress is read under TCG.
 systemctl --root="$rootfs" enable serial-getty@ttyS0.service >&2
 

@@ -68,7 +68,7 @@ function must(argv, opts) {
 }
 
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-const pollMs = Number(process.env.CC_POLL_MS) || 3000;
+const pollMs = Number(process.env.CC_POLL_MS) || 1000;
 
 function status(plan) {
     const r = run(plan.state);

@@ -35,7 +35,6 @@ if systemctl is-active --quiet systemd-resolved.service; then
 fi
 
 systemctl daemon-reload
-systemctl enable cc-sandbox-firewall.service cc-sandbox-firewall-watch.service
-systemctl start cc-sandbox-firewall.service
-systemctl start cc-sandbox-firewall-watch.service
+# One transaction: the watcher starts after the firewall (its After=).
+systemctl enable --now cc-sandbox-firewall.service cc-sandbox-firewall-watch.service
 cc-sandbox-firewall status
