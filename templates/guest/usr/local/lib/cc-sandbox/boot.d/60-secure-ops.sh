@@ -70,7 +70,10 @@ chmod 0644 "$SECURE_OPS_LOG"
 runuser -u "$owner" -- /usr/sbin/sshd -t -f "$SECURE_OPS_SSHD_CONFIG"
 
 if [ -d /run/systemd/system ]; then
-  systemctl daemon-reload
+  # 20-firewall has reloaded systemd already unless the firewall is disabled.
+  if [[ $(systemctl show -p NeedDaemonReload --value cc-sandbox-secure-ops.service) != no ]]; then
+    systemctl daemon-reload
+  fi
   systemctl enable --now cc-sandbox-secure-ops.service
   /usr/local/sbin/cc-sandbox-secure-ops check
 else
