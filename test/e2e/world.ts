@@ -212,13 +212,16 @@ export class World {
             this.virsh("undefine", vmName, "--remove-all-storage");
         }
         spawnSync(path.join(root, "scripts/libvirt-netns.sh"), ["down", ns], { stdio: "inherit", env: { ...process.env, CCSBX_SUBNET: subnet, CCSBX_SUBNET6: subnet6 } });
-        try {
-            fs.rmdirSync(storageDir); // made by the driver's first create; kept if anything else is there
-        } catch {
-            /* not empty, or not made */
-        }
         fs.rmSync(imageLink, { force: true });
         if (this.previousImageLink) fs.symlinkSync(this.previousImageLink, imageLink);
+        // Made by the driver's first create and by prepareTools; kept if anything else is there.
+        for (const dir of [storageDir, path.dirname(storageDir)]) {
+            try {
+                fs.rmdirSync(dir);
+            } catch {
+                /* not empty, or not made */
+            }
+        }
         fs.rmSync(this.home, { recursive: true, force: true });
         if (process.env.CC_E2E_KEEP !== "1") fs.rmSync(this.dir, { recursive: true, force: true });
     }
