@@ -50,7 +50,7 @@ readonly PACKAGES=(
   openssh-server
   ifupdown isc-dhcp-client iproute2 netbase
   iptables ipset dnsmasq-base
-  sudo bubblewrap socat util-linux apparmor
+  sudo bubblewrap socat bash-builtins util-linux apparmor
   curl netcat-openbsd iputils-ping ca-certificates
   git jq e2fsprogs procps less
 )

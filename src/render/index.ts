@@ -71,6 +71,9 @@ export function guestPackages(config: SandboxConfig): string[] {
         ...(config.firewall.enabled ? ["iptables", "ipset", "dnsmasq-base"] : []),
         "bubblewrap",
         "socat",
+        // bash's loadable builtins: the credential bridge checks a script's owner and mode on every
+        // request with the stat builtin instead of starting coreutils' stat.
+        "bash-builtins",
         ...(config.claude.install ? ["nodejs", "npm"] : []),
     ];
 }
@@ -119,7 +122,8 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
             ...(f.owner.startsWith("root:") ? {} : { defer: true }),
         })),
         // From the distribution's archive before the firewall closes (runcmd runs after packages):
-        // the firewall's tools, Claude Code's sandbox (bwrap, socat), and Node to install Claude Code.
+        // the firewall's tools, Claude Code's sandbox (bwrap, socat), bash's loadable builtins, and Node
+        // to install Claude Code.
         packages: guestPackages(config),
         ...(guestMounts(config).length > 0 ? { mounts: guestMounts(config) } : {}),
         runcmd: [[bootRunner]],

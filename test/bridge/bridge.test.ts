@@ -167,6 +167,20 @@ describe("cc-sandbox-verify", () => {
         }
         expect(bridge.run("agent", "cc-sandbox-verify --only bridge").status).toBe(0);
     });
+
+    test("they fail when the secrets owner's login shell is a general shell", () => {
+        expect(bridge.run("root", "getent passwd ccsecrets | cut -d: -f7").stdout.trim())
+            .toBe("/usr/local/lib/cc-sandbox/secure-ops-dispatch");
+        expect(bridge.run("root", "usermod -s /bin/sh ccsecrets").status).toBe(0);
+        try {
+            const r = bridge.run("agent", "cc-sandbox-verify --only bridge");
+            expect(r.stdout).toMatch(/^FAIL bridge-dispatcher: the secrets owner's login shell is \/bin\/sh/m);
+            expect(r.status).toBe(1);
+        } finally {
+            bridge.run("root", "usermod -s /usr/local/lib/cc-sandbox/secure-ops-dispatch ccsecrets");
+        }
+        expect(bridge.run("agent", "cc-sandbox-verify --only bridge").status).toBe(0);
+    });
 });
 
 describe("attacks", () => {
@@ -311,6 +325,38 @@ describe("attacks", () => {
         expect(loose.status).toBe(refused);
         expect(loose.stderr).toContain("/opt/ops/loose.sh is writable by group or others");
         expectNoLeak(loose.out);
+    });
+
+    test("10b. the trust checks hold with bash's stat builtin, with coreutils' stat instead, and fail closed with neither", () => {
+        const checks = `secure_run link.sh; echo "link=$?"; secure_run /opt/agent-ops/run.sh; echo "swapped=$?"
+            secure_run loose.sh; echo "loose=$?"; secure_run token-digest.sh; echo "digest=$?"`;
+        const expectChecks = (r: ReturnType<typeof attempt>) => {
+            expect(r.stdout).toContain("link=126\nswapped=126\nloose=126\n");
+            expect(r.stdout).toContain(`sha256=${digest}\ndigest=0\n`);
+            expect(r.stderr).toContain("/opt/ops/link.sh is a symlink");
+            expect(r.stderr).toContain("/opt/agent-ops is not owned by root");
+            expect(r.stderr).toContain("/opt/ops/loose.sh is writable by group or others");
+        };
+        // A coreutils stat that always fails: requests that still pass and refuse the same way went
+        // through the builtin.
+        const fakeStat = "printf '#!/bin/sh\\nexit 1\\n' >/run/fake-stat; chmod 755 /run/fake-stat";
+        const mount = (what: string) => expect(bridge.run("root", what).status).toBe(0);
+        const unmount = () => bridge.run("root", "umount /usr/bin/stat 2>/dev/null; umount /usr/lib/bash 2>/dev/null; true");
+        try {
+            mount(`${fakeStat}; mount --bind /run/fake-stat /usr/bin/stat`);
+            expectChecks(attempt(checks));
+            unmount();
+            mount("mount -t tmpfs -o mode=755 none /usr/lib/bash");
+            expectChecks(attempt(checks));
+            mount(`${fakeStat}; mount --bind /run/fake-stat /usr/bin/stat`);
+            const neither = attempt("secure_run token-digest.sh");
+            expect(neither.status).toBe(refused);
+            expect(neither.stderr).toContain("cannot be trusted: cannot stat");
+            expectNoLeak(neither.out);
+        } finally {
+            unmount();
+        }
+        expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest}`);
     });
 
     test("11. port forwarding: -W, -L, -R, -D and through the multiplexing master", () => {

@@ -30,10 +30,10 @@ describe("rendering", () => {
 
     test("installs what the boot steps need from the archive, Node only where Claude Code is installed", () => {
         const packages = (c: SandboxConfig) => parse(renderGuest(c, templates).userData).packages;
-        expect(packages(stack("alice"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat", "nodejs", "npm"]);
-        expect(packages(stack("ci"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat"]);
+        expect(packages(stack("alice"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat", "bash-builtins", "nodejs", "npm"]);
+        expect(packages(stack("ci"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat", "bash-builtins"]);
         const open = loadConfig("alice", { firewall: { enabled: false }, claude: { install: false } }, host);
-        expect(packages(open)).toEqual(["bubblewrap", "socat"]);
+        expect(packages(open)).toEqual(["bubblewrap", "socat", "bash-builtins"]);
     });
 
     test("alice and bob get different user-data and allowlists", () => {

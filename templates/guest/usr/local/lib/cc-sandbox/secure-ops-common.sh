@@ -14,9 +14,9 @@ readonly SECURE_OPS_KNOWN_HOSTS=/etc/cc-sandbox/secure-ops.known_hosts
 readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops.log
 readonly SECURE_OPS_DISPATCH=/usr/local/lib/cc-sandbox/secure-ops-dispatch
 readonly SECURE_OPS_KEY_NAME=cc-sandbox-secure-ops
+# bash's loadable stat builtin (package bash-builtins), used by secure_ops_check_trust.
+readonly SECURE_OPS_STAT_BUILTIN=/usr/lib/bash/stat
 
-# Characters a script path may contain; `..` and `//` are refused separately.
-readonly SECURE_OPS_PATH_RE='^(/[A-Za-z0-9_.+@,=:%-]+)+$'
 readonly SECURE_OPS_SECRET_NAME_RE='^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
 
 # Parsed allowlist: parallel arrays, filled by secure_ops_parse_conf.
@@ -25,15 +25,19 @@ SECURE_OPS_PATTERNS=()
 # Set by secure_ops_check_trust.
 SECURE_OPS_UNTRUSTED=
 
+# The checks below run on every request, so they use glob tests where a regex would do the same:
+# bash compiles a regex each time it matches one. Callers set LC_ALL=C, so ranges are ASCII.
+
+# An absolute path of one or more non-empty components made of [A-Za-z0-9_.+@,=:%-], without `..`.
 secure_ops_valid_path() {
   local p=$1
-  [[ $p =~ $SECURE_OPS_PATH_RE ]] && [[ $p != *..* ]] && [[ $p != *//* ]]
+  [[ $p == /* && $p != */ && $p != *//* && $p != *..* && $p != *[!A-Za-z0-9_.+@,=:%/-]* ]]
 }
 
-# Returns 0 if PATTERN is a valid extended regex for [[ =~ ]], 1 otherwise.
+# Returns 0 if PATTERN is a valid extended regex for [[ =~ ]] without blanks or control characters.
 secure_ops_valid_pattern() {
   local re="^(${1})\$" rc
-  [[ $1 =~ ^[^[:space:][:cntrl:]]+$ ]] || return 1
+  [[ -n $1 && $1 != *[[:space:][:cntrl:]]* ]] || return 1
   [[ "" =~ $re ]] && return 0
   # [[ =~ ]] returns 2, not 1, when the pattern does not compile.
   # shellcheck disable=SC2319
@@ -56,14 +60,15 @@ secure_ops_parse_conf() {
   fi
   for line in "${lines[@]}"; do
     n=$((n + 1))
-    [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
-    if [[ ${line//$'\t'/ } =~ [[:cntrl:]] ]]; then
+    if [[ ${line//$'\t'/ } == *[[:cntrl:]]* ]]; then
       printf '%s:%d: control character in line\n' "$file" "$n" >&2
       bad=1
       continue
     fi
     # shellcheck disable=SC2206 # split on blanks on purpose; globbing is off
     fields=($line)
+    # A blank line, or a comment: `#` first on the line after any blanks.
+    [[ ${#fields[@]} -eq 0 || ${fields[0]} == '#'* ]] && continue
     if [ "${#fields[@]}" -gt 2 ]; then
       printf '%s:%d: expected PATH [ARG_PATTERN], got more fields\n' "$file" "$n" >&2
       bad=1
@@ -86,11 +91,12 @@ secure_ops_parse_conf() {
 # root can swap or edit it (group/other write bits also reflect any ACL mask). The file must be a
 # regular file granting others the octal permission bits OTHER_BITS: 5 (read + execute) for a
 # script, 4 for a data file. Returns 1 with the first problem in SECURE_OPS_UNTRUSTED, else 0.
-# One stat call for everything: this runs on every request.
+# This runs on every request, so it starts no process where bash's loadable stat is installed
+# (bash-builtins); elsewhere it runs coreutils' stat once for every path.
 secure_ops_check_trust() {
-  local -A need=()
-  local -a chain=() one
-  local p line uid mode kind name out rest
+  local -A need=() st=()
+  local -a chain=() one=() lines=()
+  local p line uid mode kind name out
   SECURE_OPS_UNTRUSTED=
   while [ "$#" -ge 2 ]; do
     need[$1]=$2
@@ -103,37 +109,62 @@ secure_ops_check_trust() {
     chain+=(/ "${one[@]}")
     shift 2
   done
-  if ! out=$(stat -c '%u %a %F|%n' -- "${chain[@]}" 2>&1); then
-    SECURE_OPS_UNTRUSTED="cannot stat: ${out##*stat: }"
-    return 1
+  # Each line: UID OCTAL_MODE TYPE|NAME, TYPE being the first letter `ls -l` shows (- d l ...).
+  if secure_ops_enable_stat; then
+    for p in "${chain[@]}"; do
+      # -L: lstat, so a symlink is seen as one.
+      if ! stat -L -A st -- "$p" 2>/dev/null; then
+        SECURE_OPS_UNTRUSTED="cannot stat: $p"
+        enable -n stat
+        return 1
+      fi
+      lines+=("${st[uid]} ${st[perms]} ${st[type]}|$p")
+    done
+    # Disabled again, so that `stat` in the caller stays coreutils' command.
+    enable -n stat
+  else
+    if ! out=$(/usr/bin/stat -c '%u %a %A|%n' -- "${chain[@]}" 2>&1); then
+      SECURE_OPS_UNTRUSTED="cannot stat: ${out##*stat: }"
+      return 1
+    fi
+    # Split with parameter expansion, not read: read on a pipe costs a system call per character.
+    # Names are plain paths (no space, | or newline).
+    out+=$'\n'
+    while [ -n "$out" ]; do
+      line=${out%%$'\n'*}
+      out=${out#*$'\n'}
+      lines+=("$line")
+    done
   fi
-  # Split with parameter expansion, not read: this runs on every request, and read on a pipe costs
-  # a system call per character. Names are plain paths (no space, | or newline).
-  out+=$'\n'
-  while [ -n "$out" ]; do
-    line=${out%%$'\n'*}
-    out=${out#*$'\n'}
+  for line in "${lines[@]}"; do
     uid=${line%% *}
-    rest=${line#* }
-    mode=${rest%% *}
-    rest=${rest#* }
-    kind=${rest%%|*}
-    name=${rest#*|}
-    if [ "$kind" = "symbolic link" ]; then
+    line=${line#* }
+    mode=${line%% *}
+    line=${line#* }
+    kind=${line:0:1}
+    name=${line#*|}
+    if [ "$kind" = l ]; then
       SECURE_OPS_UNTRUSTED="$name is a symlink"
     elif [ "$uid" != 0 ]; then
       SECURE_OPS_UNTRUSTED="$name is not owned by root"
     elif (((8#$mode & 8#022) != 0)); then
-      SECURE_OPS_UNTRUSTED="$name is writable by group or others (mode $mode)"
+      SECURE_OPS_UNTRUSTED="$name is writable by group or others (mode ${mode#0})"
     elif [ -n "${need[$name]-}" ]; then
-      if [ "$kind" != "regular file" ] && [ "$kind" != "regular empty file" ]; then
+      if [ "$kind" != - ]; then
         SECURE_OPS_UNTRUSTED="$name is not a regular file"
       elif (((8#$mode & ${need[$name]}) != ${need[$name]})); then
-        SECURE_OPS_UNTRUSTED="$name does not grant others permission ${need[$name]} (mode $mode)"
+        SECURE_OPS_UNTRUSTED="$name does not grant others permission ${need[$name]} (mode ${mode#0})"
       fi
-    elif [ "$kind" != directory ]; then
+    elif [ "$kind" != d ]; then
       SECURE_OPS_UNTRUSTED="$name is not a directory"
     fi
     [ -z "$SECURE_OPS_UNTRUSTED" ] || return 1
   done
+}
+
+# Returns 0 with bash's loadable stat builtin loaded and enabled, 1 if this system has none.
+# Callers disable it again with `enable -n stat` once done.
+secure_ops_enable_stat() {
+  enable stat 2>/dev/null ||
+    { [ -r "$SECURE_OPS_STAT_BUILTIN" ] && enable -f "$SECURE_OPS_STAT_BUILTIN" stat 2>/dev/null; }
 }

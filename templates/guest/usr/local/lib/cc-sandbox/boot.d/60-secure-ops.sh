@@ -16,14 +16,16 @@ agent=$CC_AGENT_USER
 owner=$SECURE_OPS_USER
 getent passwd "$agent" >/dev/null || { log "agent user $agent does not exist"; exit 1; }
 
+# The owner's login shell is the dispatcher itself (sshd runs it as `SHELL -c COMMAND`), so no
+# request ever starts a general shell first, and nothing that logs the owner in gets one.
 if ! getent passwd "$owner" >/dev/null; then
   useradd --system --user-group --home-dir "$SECURE_OPS_HOME" --no-create-home \
-    --shell /bin/sh --comment "cc-sandbox secrets owner" "$owner"
+    --shell "$SECURE_OPS_DISPATCH" --comment "cc-sandbox secrets owner" "$owner"
   log "created $owner"
 fi
 # '*' rather than '!': no password can ever match, yet sshd (without PAM) does not treat the
 # account as locked, so the bridge can log it in with the agent's key.
-usermod -p '*' "$owner"
+usermod -p '*' -s "$SECURE_OPS_DISPATCH" "$owner"
 if id -nG "$agent" | tr ' ' '\n' | grep -qx "$owner"; then
   log "$agent must not be in group $owner"
   exit 1
