@@ -30,6 +30,35 @@ function measure(bridge, user, cmd, runs) {
   return stats(r.stdout.trim().split('\n').map(Number))
 }
 
+/**
+ * The floor of any multiplexed SSH call on this machine, set up beside the bridge: a second sshd on
+ * 127.0.0.1:2223 with the bridge's own config, for a user whose login shell is /bin/true, so a session
+ * runs nothing. It is reached through a copy of secure_run that differs only in port, user, host key
+ * and control socket. What secure_run costs above it is the dispatcher.
+ */
+function startFloor(bridge) {
+  const r = bridge.run('root', `set -euo pipefail
+    d=/var/lib/cc-sandbox/bench-floor
+    useradd --system --user-group --home-dir "$d" --create-home --shell /bin/true ccfloor
+    usermod -p '*' ccfloor
+    runuser -u ccfloor -- ssh-keygen -q -t ed25519 -N '' -C floor -f "$d/host_key"
+    printf 'restrict %s\n' "$(cat /home/agent/.ssh/cc-sandbox-secure-ops.pub)" >"$d/authorized_keys"
+    chown ccfloor:ccfloor "$d/authorized_keys" && chmod 600 "$d/authorized_keys"
+    read -r kt kb _ <"$d/host_key.pub"; printf '[127.0.0.1]:2223 %s %s\n' "$kt" "$kb" >"$d/known_hosts"
+    sed -e 's/^ListenAddress .*/ListenAddress 127.0.0.1:2223/' -e "s|^HostKey .*|HostKey $d/host_key|" \
+      -e 's/^AllowUsers .*/AllowUsers ccfloor/' -e "s|^AuthorizedKeysFile .*|AuthorizedKeysFile $d/authorized_keys|" \
+      -e '/^ForceCommand /d' /etc/cc-sandbox/secure-ops-sshd_config >"$d/sshd_config"
+    grep -q '^ListenAddress 127.0.0.1:2223$' "$d/sshd_config"
+    sed -e 's/-p 2222 -l ccsecrets/-p 2223 -l ccfloor/' -e "s|/etc/cc-sandbox/secure-ops.known_hosts|$d/known_hosts|" \
+      -e 's|secure-ops-mux|floor-mux|' /usr/local/bin/secure_run >/usr/local/bin/floor_run
+    chmod 755 /usr/local/bin/floor_run
+    grep -q -- '-p 2223 -l ccfloor' /usr/local/bin/floor_run
+    runuser -u ccfloor -- /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
+    for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/2223) 2>/dev/null && exit 0; sleep 0.1; done
+    echo "the floor sshd did not start: $(cat "$d/sshd.log")" >&2; exit 1`)
+  if (r.status !== 0) throw new Error(`floor sshd: ${r.stderr.trim()}`)
+}
+
 /** CPU milliseconds used in the namespace (every process, reaped children included) per multiplexed call. */
 function cpuPerCall(bridge, runs) {
   const total = `awk '{ sub(/^.*\\) /, ""); t += $12 + $13 + $14 + $15 } END { print t }' /proc/[0-9]*/stat`
@@ -60,6 +89,11 @@ async function main() {
     const muxClientOnly = measure(bridge, 'agent',
       'ssh -F /dev/null -o ControlPath=~/.ssh/secure-ops-mux/%C -p 2222 -l ccsecrets -O check 127.0.0.1 2>/dev/null', runs)
     const processStart = measure(bridge, 'agent', '/bin/true', runs)
+    startFloor(bridge)
+    bridge.run('agent', 'floor_run')
+    const floor = measure(bridge, 'agent', 'floor_run', runs)
+    // Measured again right after the floor, so that a change in the machine's speed shows.
+    const multiplexedAgain = measure(bridge, 'agent', 'secure_run true', runs)
     const cpu = cpuPerCall(bridge, runs)
     const result = {
       benchmark: 'secure_run true through the secure-ops bridge (sshd on 127.0.0.1:2222, forced-command dispatcher)',
@@ -69,7 +103,12 @@ async function main() {
       multiplexed,
       freshConnection: fresh,
       breakdown: {
-        note: 'dispatcher alone is run through setpriv; mux client alone is `ssh -O check`; process start is /bin/true',
+        note: 'dispatcher alone is run through setpriv; mux client alone is `ssh -O check`; process start is /bin/true; ' +
+          'the floor is the same multiplexed call to an sshd whose session runs nothing (login shell /bin/true); ' +
+          'multiplexedAgain is secure_run true measured right after the floor',
+        multiplexedFloor: floor,
+        multiplexedAgain,
+        dispatcherAboveFloorMs: Math.round((multiplexedAgain.medianMs - floor.medianMs) * 100) / 100,
         dispatcherOnly,
         muxClientOnly,
         processStart,
@@ -82,7 +121,8 @@ async function main() {
     fs.mkdirSync(path.dirname(out), { recursive: true })
     fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n')
     console.log(`secure_run true: ${multiplexed.medianMs} ms multiplexed, ${fresh.medianMs} ms fresh connection ` +
-      `(median; target ${targetMs} ms multiplexed; ${cpu} ms CPU per multiplexed call; /bin/true alone ${processStart.medianMs} ms; ` +
+      `(median; target ${targetMs} ms multiplexed; the same call to a session that runs nothing ${floor.medianMs} ms; ` +
+      `${cpu} ms CPU per multiplexed call; /bin/true alone ${processStart.medianMs} ms; ` +
       `load ${result.machine.loadAverage1m}) -> ${path.relative(root, out)}`)
   } finally {
     bridge.stop()
