@@ -24,7 +24,8 @@ fi
 
 scratch=$CC_GUEST_NS_SCRATCH
 mount -t tmpfs -o mode=0755 cc-guest-ns "$scratch"
-for dir in /etc /home /usr/local /var /root /run; do
+overlays=(/etc /home /usr/local /var /root /run)
+for dir in "${overlays[@]}"; do
   key=${dir//\//_}
   mkdir -p "$scratch/upper$key" "$scratch/work$key"
   mount -t overlay cc-guest-ns -o "lowerdir=$dir,upperdir=$scratch/upper$key,workdir=$scratch/work$key" "$dir"
@@ -36,7 +37,15 @@ useradd --create-home --shell /bin/bash --groups sudo,adm,lxd ubuntu
 printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >/etc/sudoers.d/90-cloud-init-users
 chmod 0440 /etc/sudoers.d/90-cloud-init-users
 
-tar -C "$files" -cf - . | tar -C / -xf - --no-overwrite-dir --no-same-owner
+# Into each overlay on its own, never with -C /: GNU tar sets an existing directory it extracts to
+# 0700 until it is done, and on the host's own / or /usr that locks every other user on this
+# machine out of its libraries meanwhile.
+outside=$(cd "$files" && find . -mindepth 1 \( -path ./etc -o -path ./home -o -path ./usr/local -o -path ./var \
+  -o -path ./root -o -path ./run \) -prune -o ! -type d -print)
+[[ -z $outside ]] || { echo "guest-ns.sh: files outside the overlays: $outside" >&2; exit 2; }
+for dir in "${overlays[@]}"; do
+  [[ ! -d $files$dir ]] || tar -C "$files$dir" -cf - . | tar -C "$dir" -xf - --no-overwrite-dir --no-same-owner
+done
 [[ ! -e /etc/sudoers.d/cc-sandbox ]] || chmod 0440 /etc/sudoers.d/cc-sandbox
 [[ ! -d /home/agent ]] || chown -R agent:agent /home/agent
 # A /tmp of its own (the rendered files may have been under the host's).
