@@ -30,6 +30,16 @@ function measure(bridge, user, cmd, runs) {
   return stats(r.stdout.trim().split('\n').map(Number))
 }
 
+/** Times A and B alternately, RUNS of each: their stats, and the median of the differences A - B. */
+function measurePairs(bridge, a, b, runs) {
+  const one = (cmd) => `s=\${EPOCHREALTIME/./}; ${cmd} >/dev/null || exit 1; e=\${EPOCHREALTIME/./}; printf '%d ' $((e - s))`
+  const r = bridge.run('agent', `for i in $(seq ${runs}); do ${one(a)}; ${one(b)}; echo; done`)
+  if (r.status !== 0) throw new Error(`${a} / ${b} failed (${r.status}): ${r.stderr.trim()}`)
+  const pairs = r.stdout.trim().split('\n').map((l) => l.trim().split(' ').map(Number))
+  const diffs = stats(pairs.map(([x, y]) => x - y))
+  return { a: stats(pairs.map((p) => p[0])), b: stats(pairs.map((p) => p[1])), medianDiffMs: diffs.medianMs }
+}
+
 /**
  * The floor of any multiplexed SSH call on this machine, set up beside the bridge: a second sshd on
  * 127.0.0.1:2223 with the bridge's own config, for a user whose login shell is /bin/true, so a session
@@ -91,9 +101,8 @@ async function main() {
     const processStart = measure(bridge, 'agent', '/bin/true', runs)
     startFloor(bridge)
     bridge.run('agent', 'floor_run')
-    const floor = measure(bridge, 'agent', 'floor_run', runs)
-    // Measured again right after the floor, so that a change in the machine's speed shows.
-    const multiplexedAgain = measure(bridge, 'agent', 'secure_run true', runs)
+    // Alternated call by call with secure_run, so that a drift in the machine's speed shifts both.
+    const paired = measurePairs(bridge, 'secure_run true', 'floor_run', runs)
     const cpu = cpuPerCall(bridge, runs)
     const result = {
       benchmark: 'secure_run true through the secure-ops bridge (sshd on 127.0.0.1:2222, forced-command dispatcher)',
@@ -105,10 +114,10 @@ async function main() {
       breakdown: {
         note: 'dispatcher alone is run through setpriv; mux client alone is `ssh -O check`; process start is /bin/true; ' +
           'the floor is the same multiplexed call to an sshd whose session runs nothing (login shell /bin/true); ' +
-          'multiplexedAgain is secure_run true measured right after the floor',
-        multiplexedFloor: floor,
-        multiplexedAgain,
-        dispatcherAboveFloorMs: Math.round((multiplexedAgain.medianMs - floor.medianMs) * 100) / 100,
+          'the floor and secure_run are alternated call by call; dispatcherAboveFloorMs is the median of the pairs\' differences',
+        multiplexedFloor: paired.b,
+        multiplexedBesideFloor: paired.a,
+        dispatcherAboveFloorMs: paired.medianDiffMs,
         dispatcherOnly,
         muxClientOnly,
         processStart,
@@ -121,7 +130,7 @@ async function main() {
     fs.mkdirSync(path.dirname(out), { recursive: true })
     fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n')
     console.log(`secure_run true: ${multiplexed.medianMs} ms multiplexed, ${fresh.medianMs} ms fresh connection ` +
-      `(median; target ${targetMs} ms multiplexed; the same call to a session that runs nothing ${floor.medianMs} ms; ` +
+      `(median; target ${targetMs} ms multiplexed; the same call to a session that runs nothing ${paired.b.medianMs} ms; ` +
       `${cpu} ms CPU per multiplexed call; /bin/true alone ${processStart.medianMs} ms; ` +
       `load ${result.machine.loadAverage1m}) -> ${path.relative(root, out)}`)
   } finally {
