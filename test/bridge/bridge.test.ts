@@ -419,6 +419,22 @@ describe("attacks", () => {
         expect(bridge.log().every((l) => /^\d{4}-\d\d-\d\dT[\d:.]+Z id=\d+ from=\S+ outcome=(allowed|finished|refused|listed) /.test(l))).toBe(true);
     });
 
+    test("14b. claude-backup carries nothing of the secrets owner's, through links planted in ~/.claude", () => {
+        const r = attempt(`mkdir -p ~/.claude && echo settings > ~/.claude/settings.json
+            ln -s ${secret} ~/.claude/token; ln -s ${secrets} ~/.claude/secrets
+            ln ${secret} ~/.claude/hardlink 2>/dev/null; echo "hardlink=$?"
+            archive=$(claude-backup) && echo "backup=ok"
+            mkdir /tmp/unpacked && tar -C /tmp/unpacked -xzf "$archive" && ls -A /tmp/unpacked/.claude
+            cat /tmp/unpacked/.claude/token; echo "through-link=$?"; grep -rlF -e '${bridge.token.slice(0, 12)}' /tmp/unpacked; echo "grep=$?"`);
+        expect(r.stdout).toContain("hardlink=1\nbackup=ok\n");
+        // The links are archived as links, and following one is the agent reading the secret itself.
+        expect(r.stdout).toContain("secrets\nsettings.json\ntoken\n");
+        expect(r.stdout).toContain("through-link=1\n");
+        expect(r.stderr).toMatch(/token: Permission denied/);
+        expect(r.stdout).toContain("grep=1\n");
+        expectNoLeak(r.out);
+    });
+
     test("15. the log never holds the secret, and records every attempt above", () => {
         const log = bridge.log();
         expect(log.join("\n")).not.toContain(bridge.token);

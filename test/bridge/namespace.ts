@@ -13,7 +13,7 @@ import * as os from "os";
 import * as path from "path";
 import { loadTemplates } from "../../src/render/templates";
 
-/** The guest files of the secure-ops layer, and cc-sandbox-verify that checks it (the namespace installs nothing else). */
+/** The guest files of the secure-ops layer, cc-sandbox-verify that checks it, and claude-backup that attacks it (the namespace installs nothing else). */
 export const bridgeFiles = [
     "/etc/cc-sandbox/secure-ops.conf",
     "/etc/cc-sandbox/secure-ops-sshd_config",
@@ -22,6 +22,7 @@ export const bridgeFiles = [
     "/usr/local/bin/secure_run",
     "/usr/local/bin/srun",
     "/usr/local/bin/cc-sandbox-verify",
+    "/usr/local/bin/claude-backup",
     "/usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh",
     "/usr/local/lib/cc-sandbox/secure-ops-common.sh",
     "/usr/local/lib/cc-sandbox/secure-ops-dispatch",
