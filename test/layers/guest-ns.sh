@@ -40,8 +40,9 @@ chmod 0440 /etc/sudoers.d/90-cloud-init-users
 # Into each overlay on its own, never with -C /: GNU tar sets an existing directory it extracts to
 # 0700 until it is done, and on the host's own / or /usr that locks every other user on this
 # machine out of its libraries meanwhile.
-outside=$(cd "$files" && find . -mindepth 1 \( -path ./etc -o -path ./home -o -path ./usr/local -o -path ./var \
-  -o -path ./root -o -path ./run \) -prune -o ! -type d -print)
+prune=()
+for dir in "${overlays[@]}"; do prune+=(${prune[@]:+-o} -path ".$dir"); done
+outside=$(cd "$files" && find . -mindepth 1 \( "${prune[@]}" \) -prune -o ! -type d -print)
 [[ -z $outside ]] || { echo "guest-ns.sh: files outside the overlays: $outside" >&2; exit 2; }
 for dir in "${overlays[@]}"; do
   [[ ! -d $files$dir ]] || tar -C "$files$dir" -cf - . | tar -C "$dir" -xf - --no-overwrite-dir --no-same-owner

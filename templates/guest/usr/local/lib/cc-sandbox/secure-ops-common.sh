@@ -109,7 +109,7 @@ secure_ops_check_trust() {
     chain+=(/ "${one[@]}")
     shift 2
   done
-  # Each line: UID OCTAL_MODE TYPE|NAME, TYPE being the first letter `ls -l` shows (- d l ...).
+  # Each line: UID OCTAL_MODE TYPE|NAME, TYPE starting with the letter `ls -l` shows (- d l ...).
   if secure_ops_enable_stat; then
     for p in "${chain[@]}"; do
       # -L: lstat, so a symlink is seen as one.
