@@ -12,16 +12,13 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { createRequire } from 'node:module'
-import { root } from './lib/project.mjs'
+import { requireProject, root } from './lib/project.mjs'
 
 const targetRatio = 2
 const out = path.resolve(root, argv.out ?? 'bench/results/boot.json')
-const require = createRequire(import.meta.url)
-require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') })
-const { World, ns } = require(path.join(root, 'test/e2e/world.ts'))
-const { loadStackConfig, stackFile } = require(path.join(root, 'src/config/stack.ts'))
-const { libvirtDriver } = require(path.join(root, 'src/drivers/libvirt/index.ts'))
+const { World, ns } = requireProject('test/e2e/world.ts')
+const { loadStackConfig, stackFile } = requireProject('src/config/stack.ts')
+const { libvirtDriver } = requireProject('src/drivers/libvirt/index.ts')
 const runner = path.join(root, 'src/drivers/runner.js')
 
 /** Runs one lifecycle step of the driver's runner in the namespace, as the command provider would. */
@@ -63,6 +60,7 @@ async function main() {
     const up = await world.pulumi(['up', '--yes', '--skip-preview', '-s', 'ci'])
     if (up.code !== 0) throw new Error(`pulumi up failed: ${up.stdout.slice(-2000)}`)
     const destroy = await world.pulumi(['destroy', '--yes', '--skip-preview', '-s', 'ci'])
+    if (destroy.code !== 0) throw new Error(`pulumi destroy failed: ${destroy.stdout.slice(-2000)}`)
 
     const result = {
       measuredAt: new Date().toISOString(),

@@ -4,18 +4,17 @@
 //   zx scripts/bench-bridge.mjs [--runs 50] [--out bench/results/bridge.json]
 // Needs root, sshd and ssh. Writes medians in milliseconds, with this machine's baselines beside them.
 import { argv } from 'zx'
-import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { root } from './lib/project.mjs'
+import { requireProject, root } from './lib/project.mjs'
 
 const targetMs = 10
-const require = createRequire(import.meta.url)
 
-/** Bash that runs CMD RUNS times and prints each duration in microseconds. */
-const timed = (cmd, runs) =>
-  `for i in $(seq ${runs}); do s=\${EPOCHREALTIME/./}; ${cmd} >/dev/null || exit 1; echo $(( \${EPOCHREALTIME/./} - s )); done`
+/** Bash that runs CMD once and prints its duration in microseconds and a space. */
+const timeOnce = (cmd) => `s=\${EPOCHREALTIME/./}; ${cmd} >/dev/null || exit 1; e=\${EPOCHREALTIME/./}; printf '%d ' $((e - s))`
+/** Bash that runs CMD RUNS times: one duration per line. */
+const timed = (cmd, runs) => `for i in $(seq ${runs}); do ${timeOnce(cmd)}; echo; done`
 
 function stats(micros) {
   const ms = micros.map((u) => u / 1000).sort((a, b) => a - b)
@@ -32,8 +31,7 @@ function measure(bridge, user, cmd, runs) {
 
 /** Times A and B alternately, RUNS of each: their stats, and the median of the differences A - B. */
 function measurePairs(bridge, a, b, runs) {
-  const one = (cmd) => `s=\${EPOCHREALTIME/./}; ${cmd} >/dev/null || exit 1; e=\${EPOCHREALTIME/./}; printf '%d ' $((e - s))`
-  const r = bridge.run('agent', `for i in $(seq ${runs}); do ${one(a)}; ${one(b)}; echo; done`)
+  const r = bridge.run('agent', `for i in $(seq ${runs}); do ${timeOnce(a)}; ${timeOnce(b)}; echo; done`)
   if (r.status !== 0) throw new Error(`${a} / ${b} failed (${r.status}): ${r.stderr.trim()}`)
   const pairs = r.stdout.trim().split('\n').map((l) => l.trim().split(' ').map(Number))
   const diffs = stats(pairs.map(([x, y]) => x - y))
@@ -85,8 +83,7 @@ async function main() {
   const out = path.resolve(root, argv.out ?? 'bench/results/bridge.json')
   if (!Number.isInteger(runs) || runs < 5) throw new Error('--runs must be an integer >= 5')
 
-  require('sucrase/register/ts')
-  const { startBridge } = require(path.join(root, 'test/bridge/namespace'))
+  const { startBridge } = requireProject('test/bridge/namespace.ts')
   const bridge = await startBridge([{ path: '/usr/bin/true' }])
   try {
     const load = os.loadavg()
