@@ -126,10 +126,8 @@ step("1. pulumi up creates the VM and waits for cloud-init", async () => {
 
 step("2. the stack's sshCommand logs in, and ~/code is the host's folder both ways", async () => {
     fs.writeFileSync(path.join(world.code, "from-host.txt"), "written on the host\n");
-    const r = await timed("ssh and the shared folder", async () => {
-        const seen = ok(await inGuest("cat ~/code/from-host.txt && echo written in the guest > ~/code/from-guest.txt && id -un"), "ssh");
-        return seen;
-    });
+    const r = await timed("ssh and the shared folder", async () =>
+        ok(await inGuest("cat ~/code/from-host.txt && echo written in the guest > ~/code/from-guest.txt && id -un"), "ssh"));
     expect(r.stdout).toBe("written on the host\nagent\n");
     expect(fs.readFileSync(path.join(world.code, "from-guest.txt"), "utf8")).toBe("written in the guest\n");
 });
@@ -168,7 +166,9 @@ step("3b. the agent runs the listed script that uses a secret it cannot read", a
     const other = await inGuest("secure_run /bin/cat /var/lib/cc-sandbox/secure-ops/secrets/E2E_TOKEN; echo rc=$?");
     expect(other.stdout + other.stderr).not.toContain(token);
     expect(other.stdout).not.toMatch(/rc=0/);
-    // Nowhere else: not in cloud-init's files or logs, not in the stack's state.
+    // Nowhere else: not in the stack's outputs (read with --show-secrets), cloud-init's files or
+    // logs, or the stack's state.
+    expect(JSON.stringify(outputs)).not.toContain(token);
     // (The token goes on stdin: on grep's command line, sudo would log it.)
     const leaks = await inGuest("sudo grep -rlF -f /dev/stdin /var/lib/cloud /var/log /etc /home; echo rc=$?", { admin: true, input: `${token}\n` });
     expect(leaks.stdout.trim()).toBe("rc=1");

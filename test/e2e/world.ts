@@ -103,7 +103,7 @@ export class World {
         t = Date.now();
         const image = sh(path.join(root, "scripts/build-image.sh"), []).trim();
         fs.mkdirSync(path.dirname(imageLink), { recursive: true });
-        if (fs.existsSync(imageLink) || isSymlink(imageLink)) this.previousImageLink = fs.readlinkSync(imageLink);
+        if (isSymlink(imageLink)) this.previousImageLink = fs.readlinkSync(imageLink);
         fs.rmSync(imageLink, { force: true });
         fs.symlinkSync(image, imageLink);
         return { engine, image: (Date.now() - t) / 1000 };
@@ -147,14 +147,18 @@ export class World {
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
             PULUMI_BACKEND_URL: `file://${this.state}`,
             PULUMI_CONFIG_PASSPHRASE: "cc-sandbox-e2e",
-            PULUMI_EXPERIMENTAL: "",
             CI: "true",
         };
     }
 
+    /** The command line of `pulumi ARGS` inside the namespace, with only pulumiEnv's environment. */
+    private pulumiArgv(args: readonly string[]): string[] {
+        return ["ip", "netns", "exec", ns, "env", "-i", ...envArgs(this.pulumiEnv()), "pulumi", ...args, "--non-interactive"];
+    }
+
     /** `pulumi ARGS` in the project copy, inside the namespace. */
     pulumi(args: readonly string[], timeoutMs = 30 * 60_000): Promise<Run> {
-        return runAsync(["ip", "netns", "exec", ns, "env", "-i", ...envArgs(this.pulumiEnv()), "pulumi", ...args, "--non-interactive"], {
+        return runAsync(this.pulumiArgv(args), {
             cwd: this.project,
             timeoutMs,
             log: this.log,
@@ -163,7 +167,8 @@ export class World {
 
     /** A `pulumi` process left running, for the test that kills one part-way. */
     pulumiDetached(args: readonly string[]): ChildProcess {
-        const child = spawn("ip", ["netns", "exec", ns, "env", "-i", ...envArgs(this.pulumiEnv()), "pulumi", ...args, "--non-interactive"], {
+        const [cmd, ...rest] = this.pulumiArgv(args);
+        const child = spawn(cmd, rest, {
             cwd: this.project,
             stdio: ["ignore", fs.openSync(this.log, "a"), fs.openSync(this.log, "a")],
             detached: true,
