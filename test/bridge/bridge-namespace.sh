@@ -42,6 +42,7 @@ ln -s /proc/self/fd /dev/fd
 getent passwd agent >/dev/null || useradd --create-home --shell /bin/bash agent
 printf "CC_AGENT_USER='agent'\nCC_ADMIN_USER='root'\n" >/etc/cc-sandbox/sandbox.env
 
+/usr/local/lib/cc-sandbox/boot.d/15-proc.sh
 /usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh
 
 # The scripts the stack allows, as a developer would install them: root-owned, in root-owned dirs.
@@ -75,6 +76,12 @@ DEPLOY_TOKEN=$(cat "$CC_SECRETS_DIR/deploy-token")
 export DEPLOY_TOKEN
 echo holding
 exec sleep 4
+EOF
+# Passes the secret on a command line, as `curl -H "Authorization: Bearer ..."` would.
+write_script /opt/ops/token-arg.sh 0755 <<'EOF'
+#!/bin/bash
+set -euo pipefail
+exec bash -c 'echo holding; exec sleep 4' token-arg "--token=$(cat "$CC_SECRETS_DIR/deploy-token")"
 EOF
 write_script /opt/ops/loose.sh 0777 <<'EOF'
 #!/bin/bash

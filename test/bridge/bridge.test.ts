@@ -14,6 +14,7 @@ const scripts = [
     { path: "/opt/ops/deploy.sh", args: "staging|production" },
     { path: "/opt/ops/echo-args.sh", args: "[A-Za-z0-9_./:=@%+,-]+" },
     { path: "/opt/ops/hold-secret.sh" },
+    { path: "/opt/ops/token-arg.sh" },
     { path: "/opt/ops/loose.sh" },
     { path: "/opt/ops/link.sh" },
     { path: "/opt/agent-ops/run.sh" },
@@ -196,28 +197,46 @@ describe("attacks", () => {
         expectNoLeak(r.out);
     });
 
-    test("3. /proc of the secrets owner's processes: environ, root, cwd, fd and mem", () => {
+    test("3. /proc of the secrets owner's processes: environ, root, cwd, fd, mem, even knowing the pid", () => {
+        // Root finds the running script's pid and hands it to the agent: the attack has its target.
+        const started = bridge.run("root", `
+            runuser -u agent -- env -i HOME=/home/agent PATH=/usr/bin:/bin /usr/local/bin/secure_run hold-secret.sh > /tmp/hold.out 2>&1 &
+            for i in $(seq 50); do pid=$(pgrep -u ccsecrets -x sleep) && break; sleep 0.1; done
+            echo "$pid" > /tmp/target-pid; chmod 0644 /tmp/target-pid
+            tr '\\0' '\\n' < /proc/$pid/environ | grep -c DEPLOY_TOKEN=${bridge.token}`);
+        // The target is real: root finds the secret in that process's environment.
+        expect(started.stdout.trim()).toBe("1");
         const r = attempt(`
-            secure_run hold-secret.sh > /tmp/hold.out &
-            for i in $(seq 50); do grep -q holding /tmp/hold.out 2>/dev/null && break; sleep 0.1; done
-            pids=$(pgrep -u ccsecrets)
-            echo "pids: $pids"
-            for p in $pids; do
-                cat /proc/$p/environ; cat /proc/$p/root${secret}; cat /proc/$p/cwd/secrets/deploy-token
-                cat /proc/$p/fd/3; ls -l /proc/$p/fd/; head -c 64 /proc/$p/mem; cat /proc/$p/task/$p/environ
-            done 2>&1
-            grep -a DEPLOY_TOKEN /proc/[0-9]*/environ 2>/dev/null
+            p=$(cat /tmp/target-pid)
+            echo "pids: $(pgrep -u ccsecrets | tr '\\n' ' ')"
+            cat /proc/$p/environ; cat /proc/$p/root${secret}; cat /proc/$p/cwd/secrets/deploy-token
+            cat /proc/$p/fd/3; ls -l /proc/$p/fd/; head -c 64 /proc/$p/mem; cat /proc/$p/task/$p/environ
+            grep -a DEPLOY_TOKEN /proc/[0-9]*/environ 2>/dev/null; true`);
+        expectNoLeak(r.out);
+        // Other users' processes do not exist for the agent (hidepid=invisible).
+        expect(r.stdout).toMatch(/^pids: *$/m);
+        expect(r.stderr).toMatch(/No such file or directory/);
+        expect(r.stderr).not.toMatch(/Permission denied/);
+    });
+
+    test("3b. a secret passed on a command line: the agent sees no other user's process or its arguments", () => {
+        const r = attempt(`
+            secure_run token-arg.sh > /tmp/arg.out &
+            for i in $(seq 50); do grep -q holding /tmp/arg.out 2>/dev/null && break; sleep 0.1; done
+            cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; echo
+            ps -eo user,args; echo "seen: $(ps -eo user= | sort -u | tr '\\n' ' ')"
             wait; true`);
         expectNoLeak(r.out);
-        expect(r.stdout).toMatch(/pids: \d+/);
-        expect(r.stdout).toContain("Permission denied");
-        // The attack had a real target: root finds the secret in that process's environment.
+        expect(r.stdout).toMatch(/^seen: agent *$/m);
+        // The agent's own processes stay visible to it, and the script did run.
+        expect(r.stdout).toContain("ps -eo user,args");
+        expect(bridge.run("root", "cat /tmp/arg.out").stdout).toBe("holding\n");
+        // The attack had a target: root sees the token on that command line.
         const root = bridge.run("root", `
-            secure_run() { runuser -u agent -- env -i HOME=/home/agent PATH=/usr/bin:/bin /usr/local/bin/secure_run "$@"; }
-            secure_run hold-secret.sh > /dev/null &
-            for i in $(seq 50); do pid=$(pgrep -u ccsecrets -x sleep) && break; sleep 0.1; done
-            tr '\\0' '\\n' < /proc/$pid/environ | grep DEPLOY_TOKEN; wait`);
-        expect(root.stdout).toContain(`DEPLOY_TOKEN=${bridge.token}`);
+            runuser -u agent -- env -i HOME=/home/agent PATH=/usr/bin:/bin /usr/local/bin/secure_run token-arg.sh > /dev/null &
+            for i in $(seq 50); do pgrep -u ccsecrets -f -- --token= >/dev/null && break; sleep 0.1; done
+            ps -eo args | grep -c -- "--token=${bridge.token}"; wait`);
+        expect(Number(root.stdout.trim())).toBeGreaterThanOrEqual(1);
     });
 
     test("4. ssh ... cat /secret with the agent's own key, and scp/sftp", () => {

@@ -23,6 +23,7 @@ export const bridgeFiles = [
     "/usr/local/bin/srun",
     "/usr/local/bin/cc-sandbox-verify",
     "/usr/local/bin/claude-backup",
+    "/usr/local/lib/cc-sandbox/boot.d/15-proc.sh",
     "/usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh",
     "/usr/local/lib/cc-sandbox/secure-ops-common.sh",
     "/usr/local/lib/cc-sandbox/secure-ops-dispatch",
