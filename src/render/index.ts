@@ -35,6 +35,7 @@ export interface RenderedGuest {
 export const allowlistPath = "/etc/cc-sandbox/allowlist";
 export const secureOpsPath = "/etc/cc-sandbox/secure-ops.conf";
 export const bootRunner = "/usr/local/lib/cc-sandbox/boot";
+export const agentShell = "/usr/local/lib/cc-sandbox/agent-shell";
 
 const hbs = Handlebars.create();
 hbs.registerHelper("json", (v: unknown) => JSON.stringify(v));
@@ -105,9 +106,10 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
                 name: agent,
                 uid: 1001,
                 gecos: "Claude Code agent",
-                shell: "/bin/bash",
+                // Every login of the agent starts with no_new_privs set (10-users.sh keeps it so);
+                // its SSH keys are in a root-owned file sshd reads instead of ~/.ssh.
+                shell: agentShell,
                 lock_passwd: true,
-                ssh_authorized_keys: keys,
             },
         ],
         ssh_authorized_keys: keys,

@@ -14,6 +14,7 @@ export interface GuestView {
     readonly git: { readonly name: string; readonly email: string };
     readonly mounts: readonly { guest: string; readOnly: boolean }[];
     readonly secureOps: { readonly scripts: readonly { path: string; args?: string }[] };
+    readonly ssh: { readonly authorizedKeys: readonly string[] };
 }
 
 export function guestView(c: SandboxConfig): GuestView {
@@ -36,5 +37,6 @@ export function guestView(c: SandboxConfig): GuestView {
         git: { ...c.git },
         mounts: c.mounts.map((m) => ({ guest: m.guest, readOnly: m.readOnly })),
         secureOps: { scripts: c.secureOps.scripts.map((x) => ({ ...x })) },
+        ssh: { authorizedKeys: [...c.sshAuthorizedKeys] },
     };
 }

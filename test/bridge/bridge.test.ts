@@ -139,11 +139,18 @@ describe("cc-sandbox-verify", () => {
 
     test("its bridge checks pass as the agent and as root", () => {
         for (const user of ["agent", "root"] as const) {
-            const r = bridge.run(user, "cc-sandbox-verify --only bridge");
-            for (const c of checks) expect(r.stdout).toMatch(new RegExp(`^ok  ${c}:`, "m"));
+            const r = bridge.run(user, "cc-sandbox-verify --only bridge,proc");
+            for (const c of [...checks, "proc"]) expect(r.stdout).toMatch(new RegExp(`^ok  ${c}:`, "m"));
             expect(r.stdout).not.toMatch(/^FAIL/m);
             expect(r.status).toBe(0);
         }
+    });
+
+    test("its proc check fails once /proc shows every user's processes again", () => {
+        // A /proc of its own in a child mount namespace: the bridge's stays as it is.
+        const r = bridge.run("root", "unshare --mount --propagation private sh -c 'mount -t proc proc /proc && cc-sandbox-verify --only proc'");
+        expect(r.stdout).toMatch(/^FAIL proc: .*without hidepid/m);
+        expect(r.status).not.toBe(0);
     });
 
     test("they fail when the secrets owner's directory is opened to others", () => {

@@ -2,7 +2,7 @@
  * SSH hardening: the drop-in checked by sshd itself (-t, and -T for what it resolves), and a real
  * sshd attacked over loopback in a network namespace of its own.
  */
-import { boot, inGuest } from "./guest";
+import { asAgent, boot, inGuest } from "./guest";
 
 // cloud-init's own drop-in sorts after ours; on a stack with ssh_pwauth it would say yes.
 const lateDropIn = `printf 'PasswordAuthentication yes\\nPermitRootLogin yes\\nKbdInteractiveAuthentication yes\\n' > /etc/ssh/sshd_config.d/50-cloud-init.conf`;
@@ -64,14 +64,22 @@ describe("attacks on a running sshd", () => {
             echo 'root:root-password' | chpasswd
             useradd --create-home --shell /bin/bash mallory
             ssh-keygen -q -t ed25519 -N '' -f /tmp/key
-            for home in /home/agent /home/ubuntu /root /home/mallory; do
+            for home in /home/ubuntu /root /home/mallory; do
                 mkdir -p "$home/.ssh"; cp /tmp/key.pub "$home/.ssh/authorized_keys"
                 owner=$(stat -c %U "$home"); chown -R "$owner:" "$home/.ssh"; chmod 700 "$home/.ssh"
             done
+            # The stack's key for the agent, where the rendered guest puts it.
+            cp /tmp/key.pub /etc/ssh/cc-sandbox-authorized_keys/agent
             ${boot("10-users.sh")} 2>/dev/null
+            # The agent plants a key of its own, and start-up files that try to shed no_new_privs.
+            ssh-keygen -q -t ed25519 -N '' -f /tmp/planted
+            ${asAgent} bash -c 'mkdir -p ~/.ssh && cat /tmp/planted.pub >> ~/.ssh/authorized_keys && chmod 700 ~/.ssh && chmod 600 ~/.ssh/authorized_keys
+                printf "%s\\n" "alias claude=/bin/true" "unset BASH_ENV" "exec env -i /bin/bash --norc --noprofile -i" >> ~/.profile'
             mkdir -p /run/sshd
             unshare --net bash -euo pipefail -c '
                 ip link set lo up
+                # An address that is not loopback: how the developer reaches the VM.
+                ip addr add 198.51.100.7/32 dev lo
                 /usr/sbin/sshd -p 2222 -o PidFile=/run/sshd-test.pid -E /tmp/sshd.log
                 try() {
                     local name=$1; shift
@@ -83,7 +91,12 @@ describe("attacks on a running sshd", () => {
                 # Passwords are set and right; only the methods sshd offers matter.
                 try agent-password -o BatchMode=yes -o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive agent@127.0.0.1
                 try admin-password -o BatchMode=yes -o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive ubuntu@127.0.0.1
-                try agent-key -o BatchMode=yes -i /tmp/key agent@127.0.0.1
+                try agent-key -o BatchMode=yes -i /tmp/key agent@198.51.100.7
+                try agent-loopback -o BatchMode=yes -i /tmp/key agent@127.0.0.1
+                try agent-planted -o BatchMode=yes -i /tmp/planted agent@198.51.100.7
+                nnp() { grep NoNewPrivs /proc/self/status | tr -s "\\t " " "; }
+                echo "command-nnp=$(timeout 20 ssh -p 2222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -i /tmp/key agent@198.51.100.7 "grep NoNewPrivs /proc/self/status" | tr -s "\\t " " ")"
+                echo "login-nnp=$(echo "grep NoNewPrivs /proc/self/status; echo shell=\$0" | timeout 20 ssh -T -p 2222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -i /tmp/key agent@198.51.100.7 | tr -s "\\t\\n " "  ")"
                 try admin-key -o BatchMode=yes -i /tmp/key ubuntu@127.0.0.1
                 try root-key -o BatchMode=yes -i /tmp/key root@127.0.0.1
                 try other-user-key -o BatchMode=yes -i /tmp/key mallory@127.0.0.1
@@ -99,6 +112,23 @@ describe("attacks on a running sshd", () => {
         // The whole line, so a failure shows what ssh said.
         expect(result("agent-key")?.[0]).toMatch(/^agent-key=0 *$/);
         expect(result("admin-key")?.[0]).toMatch(/^admin-key=0 *$/);
+    });
+
+    test("attack: a key the agent adds to its own ~/.ssh/authorized_keys opens nothing", () => {
+        expect(result("agent-planted")?.[1]).not.toBe("0");
+        expect(result("agent-planted")?.[2]).toMatch(/Permission denied/);
+    });
+
+    test("attack: the agent cannot log in over loopback, even with the stack's key", () => {
+        expect(result("agent-loopback")?.[1]).not.toBe("0");
+        expect(result("agent-loopback")?.[2]).toMatch(/Permission denied/);
+    });
+
+    test("attack: every session of the agent has no_new_privs, whatever its start-up files say", () => {
+        // A command, and a login shell reading commands from stdin after ~/.profile tried to exec
+        // a fresh shell without the flag.
+        expect(out).toMatch(/^command-nnp=NoNewPrivs: 1$/m);
+        expect(out).toMatch(/^login-nnp=.*NoNewPrivs: 1 /m);
     });
 
     test("attack: password login is not offered, even for the admin whose password is set", () => {

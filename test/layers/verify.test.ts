@@ -62,9 +62,11 @@ test("every layer holding: one ok line per check, exit 0", () => {
         "admin-home",
         "nnp-wrapper",
         "nnp-sudo",
+        "nnp-login",
         "bwrap-socat",
         "bwrap",
         "ssh",
+        "ssh-keys",
         "apparmor",
         "statusline",
     ]);
@@ -86,6 +88,9 @@ test.each([
     ["admin-home", "the admin's home is world-readable", "chmod 0755 /home/ubuntu", ""],
     ["nnp-wrapper", "the wrapper lost setpriv", `printf '#!/bin/bash\\nexec claude "$@"\\n' > /usr/local/bin/claude-noprivs`, ""],
     ["ssh", "the SSH hardening is gone", "rm /etc/ssh/sshd_config.d/10-cc-sandbox.conf", ""],
+    ["ssh-keys", "the agent's keys file is the agent's to write", "chown agent /etc/ssh/cc-sandbox-authorized_keys/agent", ""],
+    ["ssh-keys", "sshd reads the agent's keys from its home again", "sed -i '/^Match User agent/,$d' /etc/ssh/sshd_config.d/10-cc-sandbox.conf", ""],
+    ["nnp-login", "the agent's login shell is a plain bash", "usermod -s /bin/bash agent", ""],
     ["statusline", "the status line is missing", "rm /usr/local/bin/cc-sandbox-statusline", ""],
     ["agent-su", "su is no longer restricted to group sudo", "sed -i '/pam_wheel/d' /etc/pam.d/su", ""],
     ["admin-user", "the admin user is gone", "userdel --remove ubuntu 2>/dev/null", ""],
@@ -101,11 +106,11 @@ test("as the agent: the root-only checks are skipped, the rest still run", () =>
     const r = verify("", { asAgent: true });
     expect(names(r.lines, "skip")).toEqual(["ssh", "claude"]);
     expect(names(r.lines, "FAIL")).toEqual([]);
-    expect(names(r.lines, "ok ")).toEqual(expect.arrayContaining(["nnp-wrapper", "nnp-sudo", "bwrap", "agent-sudo", "firewall-allows"]));
+    expect(names(r.lines, "ok ")).toEqual(expect.arrayContaining(["nnp-wrapper", "nnp-sudo", "nnp-login", "bwrap", "agent-sudo", "firewall-allows"]));
     expect(r.exit).toBe(0);
 });
 
 test("--only runs just the named checks", () => {
     const r = verify("", { args: "--only users,nnp" });
-    expect(names(r.lines, "ok ")).toEqual(["agent-groups", "agent-sudo", "agent-su", "admin-home", "nnp-wrapper", "nnp-sudo"]);
+    expect(names(r.lines, "ok ")).toEqual(["agent-groups", "agent-sudo", "agent-su", "admin-home", "nnp-wrapper", "nnp-sudo", "nnp-login"]);
 });

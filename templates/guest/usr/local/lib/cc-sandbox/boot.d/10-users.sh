@@ -6,7 +6,10 @@
 #   - sudo denied explicitly (/etc/sudoers.d/cc-sandbox), password locked;
 #   - `su` only for members of group sudo (pam_wheel), so a leaked admin password is not enough;
 #   - the admin's home is 0750, the agent's 0750: neither reads the other's files;
-#   - everything in the agent's home is the agent's (cloud-init creates some of it as root).
+#   - everything in the agent's home is the agent's (cloud-init creates some of it as root);
+#   - every login of the agent starts with no_new_privs (its login shell is agent-shell), and its
+#     systemd user manager too (user@1001.service.d);
+#   - its SSH keys are the stack's, in a root-owned file (sshd reads no key from its home).
 set -euo pipefail
 
 # shellcheck source=/dev/null
@@ -15,6 +18,9 @@ set -euo pipefail
 readonly agent=$CC_AGENT_USER admin=$CC_ADMIN_USER
 readonly privileged_groups=(sudo admin wheel adm lxd docker libvirt kvm disk shadow systemd-journal netdev)
 readonly su_pam=/etc/pam.d/su
+readonly agent_shell=/usr/local/lib/cc-sandbox/agent-shell
+readonly agent_uid=1001 # user@1001.service.d names it
+readonly keys_dir=/etc/ssh/cc-sandbox-authorized_keys
 
 log() { printf '10-users: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -24,7 +30,8 @@ die() { log "error: $*"; exit 1; }
   die "users are $agent/$admin but /etc/sudoers.d/cc-sandbox and sshd's AllowUsers expect agent/ubuntu"
 id -u "$agent" >/dev/null 2>&1 || die "agent user $agent does not exist"
 id -u "$admin" >/dev/null 2>&1 || die "admin user $admin does not exist"
-[[ $(id -u "$agent") != 0 ]] || die "agent user $agent has uid 0"
+[[ $(id -u "$agent") == "$agent_uid" ]] ||
+  die "agent user $agent has uid $(id -u "$agent"), but /etc/systemd/system/user@$agent_uid.service.d expects $agent_uid"
 
 member_of() { id -nG "$1" | tr ' ' '\n' | grep -qxF "$2"; }
 
@@ -63,4 +70,11 @@ for user in "$admin" "$agent"; do
   [[ -d $home ]] || die "home of $user ($home) does not exist"
   chmod 0750 "$home"
 done
-log "users hardened: $agent (no sudo, no su), $admin (sudo)"
+[[ -x $agent_shell ]] || die "$agent_shell is missing"
+usermod -s "$agent_shell" "$agent"
+
+[[ -f $keys_dir/$agent ]] || die "$keys_dir/$agent (the agent's SSH keys) is missing"
+chown root:root "$keys_dir" "$keys_dir/$agent"
+chmod 0755 "$keys_dir"
+chmod 0644 "$keys_dir/$agent"
+log "users hardened: $agent (no sudo, no su, no_new_privs at login, keys from the stack), $admin (sudo)"
