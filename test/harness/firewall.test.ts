@@ -347,6 +347,18 @@ describe("denied", () => {
         expect(r.stdout).toMatch(/198\.51\.100\.20\s+tcp\/8080\s+git\.test\.example\s+uid=1001/);
         expect(r.stdout).toMatch(/never-allowed\.test\.example/);
     });
+
+    test("lists refused names with blanks and control characters too, escaped, never raw", async () => {
+        for (const name of ["sp\\032ace.test.example", "bell\\007.test.example", "esc\\027[31mred.test.example", "dot\\.inlabel.test.example"]) {
+            expect((await dig(`'${name}'`)).status).toBe("NXDOMAIN");
+        }
+        const r = await h.root("cc-sandbox-firewall denied");
+        expect(r.code).toBe(0);
+        expect(r.stdout).toMatch(/^ {2}sp\\032ace\.test\.example +x1 /m);
+        // dnsmasq logs names with control characters as "<name unprintable>": three of them here.
+        expect(r.stdout).toMatch(/^ {2}<name unprintable> +x[3-9]/m);
+        expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f]/);
+    });
 });
 
 describe("apply", () => {

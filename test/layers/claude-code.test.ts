@@ -56,6 +56,12 @@ test("the managed settings (root's, which the agent cannot edit) hold every deny
     expect(managed.permissions.defaultMode).toBeUndefined();
 });
 
+test("the status line is pinned in the managed settings: the agent's own or a project's settings cannot replace it", () => {
+    // Managed settings take precedence over user, project, local and --settings values, key by key.
+    expect(managed.statusLine).toEqual({ type: "command", command: "/usr/local/bin/cc-sandbox-statusline", padding: 0 });
+    expect(managed.statusLine).toEqual(user.statusLine);
+});
+
 /** 50-claude-code.sh with CC_CLAUDE_INSTALL=1, a stub npm (records its arguments) and a stub claude. */
 function installStep(opts: { npmFails?: boolean; hide?: string[] } = {}) {
     return inGuest(`
