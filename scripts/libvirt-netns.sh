@@ -8,7 +8,8 @@
 #                                           stop the daemons, delete NS
 # Environment (defaults): CCSBX_NET=ccsbx CCSBX_BRIDGE=ccsbx0 CCSBX_SUBNET=198.18.0 (a /24 of the
 # benchmarking range, which no real network uses) CCSBX_SUBNET6=fd00:ccf2:: (a /64 announced to guests,
-# so that their IPv6 is real and the guest firewall has something to block)
+# so that their IPv6 is real and the guest firewall has something to block) CCSBX_ROUTES= (networks,
+# space-separated, that guests route through the bridge's address: where the test's hosts live)
 #
 # How it stays closed:
 # - libvirtd and virtlogd are started with `ip netns exec NS`, so the bridge,
@@ -64,6 +65,7 @@ die() { log "error: $*"; exit 1; }
 readonly NET=${CCSBX_NET:-ccsbx}
 readonly BRIDGE=${CCSBX_BRIDGE:-ccsbx0}
 readonly SUBNET=${CCSBX_SUBNET:-198.18.0}
+readonly ROUTES=${CCSBX_ROUTES:-}
 readonly SUBNET6=${CCSBX_SUBNET6:-fd00:ccf2::}
 readonly URI=qemu:///system
 readonly LIBVIRTD_PIDFILE=/run/libvirtd.pid
@@ -96,9 +98,14 @@ wait_for_daemon() {
   die "libvirtd did not answer on $URI within 30 s (see $LOG_DIR/libvirtd.log)"
 }
 
+# Routes the guests get by DHCP (option 121, classless static routes), each through the bridge's
+# address: the test's "internet" lives on addresses of NS itself outside the guests' own subnet, so
+# reaching it is local delivery in NS, never forwarding.
 network_xml() {
+  local route opt=
+  for route in $ROUTES; do opt+=",$route,$SUBNET.1"; done
   cat <<EOF
-<network>
+<network xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/1.0'>
   <name>$NET</name>
   <bridge name='$BRIDGE' stp='off' delay='0'/>
   <ip address='$SUBNET.1' netmask='255.255.255.0'>
@@ -107,8 +114,9 @@ network_xml() {
     </dhcp>
   </ip>
   <ip family='ipv6' address='${SUBNET6}1' prefix='64'/>
-</network>
 EOF
+  [[ -z $opt ]] || printf "  <dnsmasq:options>\n    <dnsmasq:option value='dhcp-option=option:classless-static-route%s'/>\n  </dnsmasq:options>\n" "$opt"
+  echo '</network>'
 }
 
 start_daemon() { # name pidfile args...

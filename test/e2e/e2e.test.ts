@@ -14,7 +14,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { shellQuote } from "../../src/shell";
 import { root } from "../helpers";
-import { host6, hosts, Run, subnet, vmName, World } from "./world";
+import { host6, hosts, rebindHosts, Run, subnet, vmName, World } from "./world";
 
 jest.setTimeout(60 * 60_000);
 
@@ -135,7 +135,7 @@ step("2. the stack's sshCommand logs in, and ~/code is the host's folder both wa
 step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others do not", async () => {
     const asRoot = await timed("cc-sandbox-verify", () => inGuest(`sudo cc-sandbox-verify ${verifyTargets}`, { admin: true }));
     expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
-    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "nnp-wrapper", "bwrap", "ssh", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
+    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
         expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     }
     expect(asRoot.code).toBe(0);
@@ -150,6 +150,35 @@ step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others
     expect(await banner("blocked.test.example")).not.toMatch(/^ok /);
     expect(await banner(hosts["blocked.test.example"])).not.toMatch(/^ok /);
     expect(await banner("allowed.test.example", 8080)).not.toMatch(/^ok /);
+    // Rebinding: names under the allowlisted wildcard that resolve to the hypervisor's address on
+    // the VM's network and to a private address (both run the banner server) reach nothing.
+    for (const [name, ip] of Object.entries(rebindHosts)) {
+        expect((await inGuest(`getent ahostsv4 ${name} | head -n1`)).stdout).toMatch(new RegExp(`^${ip.replace(/\./g, "\\.")}\\s`));
+        expect(await banner(name)).not.toMatch(/^ok /);
+    }
+});
+
+step("3a. SSH: every agent session has no_new_privs; a planted key and loopback logins open nothing", async () => {
+    // The developer's own session, through the stack's sshCommand.
+    expect((await inGuest("grep NoNewPrivs /proc/self/status")).stdout).toMatch(/^NoNewPrivs:\s+1$/m);
+    // The agent authorizes a key of its own and tries it from the host side and over loopback.
+    const planted = await inGuest(
+        "rm -f /tmp/planted /tmp/planted.pub && ssh-keygen -q -t ed25519 -N '' -f /tmp/planted && mkdir -p ~/.ssh && cat /tmp/planted.pub >> ~/.ssh/authorized_keys && cat /tmp/planted",
+    );
+    ok(planted, "plant a key");
+    const key = path.join(world.dir, "planted");
+    fs.writeFileSync(key, planted.stdout, { mode: 0o600 });
+    // sshCommand with the planted key in place of the stack's (IdentitiesOnly: only it is offered).
+    const words = sshCommand.split(" ");
+    const destination = words.pop()!;
+    words[words.indexOf("-i") + 1] = key;
+    const fromHost = await world.shell([...words, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", destination, "--", "echo", "in"].join(" "));
+    expect(fromHost.stdout).not.toContain("in");
+    expect(fromHost.stderr).toMatch(/Permission denied/);
+    const loopback = await inGuest("ssh -i /tmp/planted -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 agent@127.0.0.1 true; echo rc=$?");
+    expect(loopback.stdout).toMatch(/rc=255/);
+    // The agent sees no other user's processes.
+    expect((await inGuest("ps -eo user= | sort -u | tr '\\n' ' '")).stdout.trim()).toBe("agent");
 });
 
 step("3b. the agent runs the listed script that uses a secret it cannot read", async () => {
@@ -223,8 +252,10 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
     expect(firewall.up).toBeGreaterThan(0);
     expect(firewall.up).toBeLessThanOrEqual(at["networking.service"].starting);
     expect(firewall.up).toBeLessThanOrEqual(at["ssh.service"].starting);
-    const v = await inGuest(`sudo cc-sandbox-verify --only firewall,dns ${verifyTargets.replace("allowed.test.example", "new.test.example")}`, { admin: true });
+    // The layers later boots set up again: /proc's hidepid (fstab), the agent's login, its keys.
+    const v = await inGuest(`sudo cc-sandbox-verify --only firewall,dns,proc,nnp,ssh ${verifyTargets.replace("allowed.test.example", "new.test.example")}`, { admin: true });
     expect(v.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
+    for (const check of ["proc", "nnp-login", "ssh-keys"]) expect(v.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     expect(v.code).toBe(0);
 });
 

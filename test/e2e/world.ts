@@ -23,13 +23,28 @@ export const imageLink = "/var/lib/cc-sandbox/ci-image";
 export const storageDir = "/var/lib/cc-sandbox/vms";
 export const vmName = "cc-ci";
 
-/** Test hosts on the bridge: every one runs the banner servers (test/harness/servers.js). */
+/**
+ * The test's "internet": addresses of the namespace outside the VM's own subnet, which the VM
+ * routes through the bridge (DHCP option 121). Every one runs the banner servers
+ * (test/harness/servers.js).
+ */
+export const internet = "198.19.0";
 export const hosts = {
-    "allowed.test.example": `${subnet}.10`,
-    "new.test.example": `${subnet}.11`,
-    "blocked.test.example": `${subnet}.12`,
-    "a.wild.test.example": `${subnet}.13`,
-    "git.test.example": `${subnet}.14`,
+    "allowed.test.example": `${internet}.10`,
+    "new.test.example": `${internet}.11`,
+    "blocked.test.example": `${internet}.12`,
+    "a.wild.test.example": `${internet}.13`,
+    "git.test.example": `${internet}.14`,
+} as const;
+/** A private network the VM routes through the bridge too, with a banner server on it. */
+export const privateHost = "10.99.0.10";
+/**
+ * Names under the stack's wildcard entry whose answers must open nothing (rebinding): the
+ * hypervisor's own address on the VM's network, and a private address.
+ */
+export const rebindHosts = {
+    "hypervisor.wild.test.example": `${subnet}.1`,
+    "private.wild.test.example": privateHost,
 } as const;
 
 export interface Run {
@@ -124,9 +139,11 @@ export class World {
         fs.copyFileSync(path.join(root, "stacks", "Pulumi.ci.yaml"), this.stackFile);
         fs.symlinkSync(path.join(root, "node_modules"), path.join(this.project, "node_modules"));
 
-        sh(path.join(root, "scripts/libvirt-netns.sh"), ["up", ns], { env: { ...process.env, CCSBX_SUBNET: subnet, CCSBX_SUBNET6: subnet6 } });
-        for (const [name, ip] of Object.entries(hosts)) {
-            sh("ip", ["-n", ns, "addr", "add", `${ip}/24`, "dev", bridge]);
+        sh(path.join(root, "scripts/libvirt-netns.sh"), ["up", ns], {
+            env: { ...process.env, CCSBX_SUBNET: subnet, CCSBX_SUBNET6: subnet6, CCSBX_ROUTES: `${internet}.0/24 ${privateHost}/32` },
+        });
+        for (const ip of [...Object.values(hosts), privateHost]) sh("ip", ["-n", ns, "addr", "add", `${ip}/32`, "dev", "lo"]);
+        for (const [name, ip] of [...Object.entries(hosts), ...Object.entries(rebindHosts)]) {
             sh("virsh", ["-q", "-c", "qemu:///system", "net-update", network, "add", "dns-host", `<host ip='${ip}'><hostname>${name}</hostname></host>`, "--live"]);
         }
         sh("ip", ["-n", ns, "addr", "add", `${host6}/64`, "dev", bridge, "nodad"]);
