@@ -325,16 +325,16 @@ describe("the agent against the firewall itself", () => {
 
 describe("inbound", () => {
     test("attack: a connection in to a guest port other than SSH is dropped", async () => {
-        const listen = `for (const p of [22, 8080]) require("net").createServer((s) => s.end("guest " + p + "\\n")).listen(p)`;
+        const listen = `require("net").createServer((s) => s.end("guest 8080\\n")).listen(8080)`;
         await h.root(`setsid -f ${process.execPath} -e '${listen}' </dev/null >/dev/null 2>&1`);
         expect(await waitFor(async () => (await h.root("ss -ltn | grep -c ':8080 '")).stdout.trim() === "1", 5000)).toBe(true);
         const blocked = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/8080 && head -1 <&3'`);
         expect(blocked.stdout).not.toContain("guest");
     });
 
-    test("allowed: SSH's port answers from the host side", async () => {
+    test("allowed: SSH's port (the guest's sshd) answers from the host side", async () => {
         const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
-        expect(ssh.stdout).toContain("guest");
+        expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
     });
 });
 

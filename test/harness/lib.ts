@@ -237,14 +237,21 @@ export class Harness {
             this.servers!.once("exit", (c) => reject(new Error(`test servers exited (${c})`)));
         });
 
-        // The guest: a process holding a private mount namespace inside the guest netns.
-        this.holder = spawn("ip", ["netns", "exec", g, "unshare", "--mount", "--propagation", "private", "sleep", "infinity"], { stdio: "ignore" });
+        // The guest: private mount and PID namespaces inside the guest netns, with a /proc of its
+        // own, held open by their first process (PID 1 there, as init is in the VM).
+        // bash as that PID 1 reaps the daemons' exited children, as init does.
+        this.holder = spawn("ip", ["netns", "exec", g, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private",
+            "bash", "-c", "while :; do sleep 3600 & wait; done"], { stdio: "ignore" });
         await new Promise((r) => setTimeout(r, 50));
         for (let n = 0; n < 100 && !this.holderReady(); n++) await new Promise((r) => setTimeout(r, 20));
         if (!this.holderReady()) throw new Error("the guest namespace holder did not start");
 
         const mnt = path.join(this.dir, "mnt");
         fs.mkdirSync(mnt);
+        const bringUp = opts.bringUp ?? true;
+        // What cloud-init does before the first-boot steps (users, then write_files), then the
+        // guest's own boot runner, as cloud-init's runcmd runs it (without the firewall's step when
+        // the caller brings the firewall up itself).
         const setup = `
 set -euo pipefail
 mount -t tmpfs -o mode=0755 ccfw-guest ${mnt}
@@ -253,32 +260,57 @@ for d in ${guestTopDirs.join(" ")}; do
   mkdir -p ${mnt}/$d.up ${mnt}/$d.work
   mount -t overlay overlay -o lowerdir=/$d,upperdir=${mnt}/$d.up,workdir=${mnt}/$d.work /$d
 done
-cp -a ${files}/. /
-rm -f /etc/resolv.conf
-printf 'nameserver %s\\n' ${this.dnsAddress} >/etc/resolv.conf
-if ! id agent >/dev/null 2>&1; then
-  if getent passwd 1001 >/dev/null; then useradd -m -U -s /bin/bash agent; else useradd -m -U -u 1001 -s /bin/bash agent; fi
-fi
-[ ! -d /home/agent ] || chown -R agent: /home/agent
 mount -t tmpfs -o mode=0755 ccfw-run /run
-mkdir -p /run/lock
+mkdir -p /run/lock /run/sshd
+getent passwd 1001 >/dev/null && ! id agent >/dev/null 2>&1 && { echo "uid 1001 is taken: the agent needs it" >&2; exit 1; }
+id agent >/dev/null 2>&1 || useradd -m -U -u 1001 -s /bin/bash agent
+getent group lxd >/dev/null || groupadd lxd
+id ubuntu >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo,adm,lxd ubuntu
+printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >/etc/sudoers.d/90-cloud-init-users
+chmod 0440 /etc/sudoers.d/90-cloud-init-users
+cp -a ${files}/. /
+chown -R agent: /home/agent
+rm -f /etc/resolv.conf
+printf 'nameserver %s\n' ${this.dnsAddress} >/etc/resolv.conf
+ssh-keygen -A >/dev/null
+# A /tmp of its own, once the rendered files (under the host's /tmp) are in.
 mount -t tmpfs -o mode=1777 ccfw-tmp /tmp
+${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sandbox/boot.d/[0-9][0-9]-*.sh; do [ \"${step##*/}\" = 20-firewall.sh ] || bash \"$step\"; done"} >/run/ccfw-harness-boot.log 2>&1 ||
+  { cat /run/ccfw-harness-boot.log >&2; exit 1; }
 `;
         const r = await this.root(setup);
         if (r.code !== 0) throw new Error(`guest setup failed: ${r.stderr}`);
 
-        if (opts.bringUp ?? true) {
-            const up = await this.root("cc-sandbox-firewall up");
-            if (up.code !== 0) throw new Error(`cc-sandbox-firewall up failed (${up.code}): ${up.stderr}`);
+        if (bringUp) {
+            // The daemons systemd starts in the VM: the firewall's watcher, sshd, the bridge's sshd.
             await this.startWatcher();
+            const daemons = await this.root(
+                "/usr/sbin/sshd -E /run/ccfw-harness-sshd.log </dev/null >/dev/null 2>&1 && " +
+                    "install -m 0600 -o ccsecrets -g ccsecrets /dev/null /var/log/cc-sandbox/secure-ops-sshd.log && " +
+                    "runuser -u ccsecrets -- setsid -f /usr/sbin/sshd -D -E /var/log/cc-sandbox/secure-ops-sshd.log -f /etc/cc-sandbox/secure-ops-sshd_config </dev/null >/dev/null 2>&1 && " +
+                    "for i in $(seq 50); do cc-sandbox-secure-ops check >/dev/null 2>&1 && exit 0; sleep 0.1; done; cc-sandbox-secure-ops check",
+            );
+            if (daemons.code !== 0) throw new Error(`starting sshd failed: ${daemons.stderr}${daemons.stdout}`);
+        }
+    }
+
+    /** The guest's PID 1: the holder's child inside the new PID namespace. */
+    private get initPid(): number | undefined {
+        const pid = this.holder?.pid;
+        if (!pid) return undefined;
+        try {
+            const child = Number(fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/)[0]);
+            return Number.isInteger(child) && child > 0 ? child : undefined;
+        } catch {
+            return undefined;
         }
     }
 
     private holderReady(): boolean {
-        const pid = this.holder?.pid;
+        const pid = this.initPid;
         if (!pid) return false;
         try {
-            return fs.readlinkSync(`/proc/${pid}/ns/mnt`) !== fs.readlinkSync("/proc/self/ns/mnt") && fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "sleep";
+            return fs.readlinkSync(`/proc/${pid}/ns/pid`) !== fs.readlinkSync("/proc/self/ns/pid") && fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "bash";
         } catch {
             return false;
         }
@@ -304,8 +336,8 @@ mount -t tmpfs -o mode=1777 ccfw-tmp /tmp
     /** Runs a bash command in the guest as `user` (default `agent`), with a login-like environment. */
     exec(command: string, opts: RunOptions = {}): Promise<RunResult> {
         const user = opts.user ?? "agent";
-        const pid = String(this.holder?.pid);
-        const enter = ["-t", pid, "-m", "-n", "--"];
+        const pid = String(this.initPid);
+        const enter = ["-t", pid, "-m", "-n", "-p", "--"];
         if (user === "root") {
             return run("nsenter", [...enter, "env", "-i", "HOME=/root", "USER=root", "LOGNAME=root", `PATH=${pathEnv}`, "LANG=C.UTF-8",
                 "bash", "-c", `cd / && ${command}`], opts);

@@ -25,6 +25,14 @@ if ((${#missing[@]} > 0)); then
 fi
 id dnsmasq >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dnsmasq
 
+if [[ ! -d /run/systemd/system ]]; then
+  # No systemd (a namespace that stands in for the guest): what the firewall's unit runs; the
+  # caller runs the watcher's (cc-sandbox-firewall watch).
+  cc-sandbox-firewall up
+  log "systemd is not running; start the watcher with: cc-sandbox-firewall watch"
+  exit 0
+fi
+
 # Only our resolver may own port 53: a distro dnsmasq service would bind every interface.
 if systemctl list-unit-files dnsmasq.service >/dev/null 2>&1; then
   systemctl disable --now dnsmasq.service 2>/dev/null || true
