@@ -1,0 +1,18 @@
+#!/bin/bash
+# First boot: the shared folders' repositories get their git configuration and hooks pinned
+# read-only now (the folders are mounted by the time runcmd runs), and the service that keeps doing
+# so for repositories that appear later is enabled for this and every later boot.
+set -euo pipefail
+
+log() { printf '70-shares: %s\n' "$*" >&2; }
+
+cc-sandbox-shares protect
+if [[ -d /run/systemd/system ]]; then
+  if [[ $(systemctl show -p NeedDaemonReload --value cc-sandbox-shares.service) != no ]]; then
+    systemctl daemon-reload
+  fi
+  systemctl enable --now cc-sandbox-shares.service
+else
+  log "systemd is not running; keep later repositories protected with: cc-sandbox-shares watch"
+fi
+cc-sandbox-shares status >&2 || { log "error: a shared repository is still open to the agent"; exit 1; }

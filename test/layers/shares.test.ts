@@ -1,0 +1,108 @@
+/**
+ * Shared repositories (cc-sandbox-shares): the agent cannot plant git configuration or hooks that
+ * the host would run on the developer's next `git status`, by any route git reads them from, while
+ * its ordinary git work (status, commit, log) still works. The shared folder is a directory of the
+ * guest namespace here; the host's git is root running git in it.
+ */
+import { asAgent, inGuest } from "./guest";
+
+/** A repository in the shared folder, owned by the agent (as a share shows it), with a submodule-style .git file. */
+const setup = `
+    share=/home/agent/code
+    mkdir -p $share && chown agent: $share
+    ${asAgent} bash -c 'set -e; cd ${"$"}HOME/code
+        git init -q repo && git -C repo -c user.name=a -c user.email=a@b commit -q --allow-empty -m first
+        mkdir -p repo/.git/modules && git init -q --separate-git-dir=${"$"}HOME/code/repo/.git/modules/sub repo/sub'
+`;
+
+/** Attacks as the agent, each printing NAME=rc; then root's git in the repository (the host's). */
+const attacks = `
+    cd /home/agent/code/repo
+    try() { local name=$1; shift; local rc=0; ${asAgent} env HOME=/home/agent bash -c "$*" >/dev/null 2>&1 || rc=$?; echo "$name=$rc"; }
+    try config 'git config core.fsmonitor "echo PLANTED-FSMONITOR >&2; false"'
+    try hookspath 'git config core.hooksPath /home/agent/hooks'
+    try hook 'printf "#!/bin/sh\\necho PLANTED-HOOK\\n" > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit'
+    try commondir 'mkdir -p /home/agent/evil && cp -r .git/objects .git/refs /home/agent/evil/ && git config -f /home/agent/evil/config core.fsmonitor "echo PLANTED-COMMONDIR >&2; false" && echo /home/agent/evil > .git/commondir'
+    try worktree-config 'echo "[core] fsmonitor = echo PLANTED-WT" > .git/config.worktree'
+    try info-attributes 'echo "* filter=x" > .git/info/attributes'
+    try rename-git 'mv .git .git-moved'
+    try rename-hooks 'mv .git/hooks .git/hooks-moved'
+    try remove-config 'rm -f .git/config'
+    try gitfile 'echo "gitdir: /home/agent/evil" > sub/.git'
+    try userns-umount 'unshare -rm sh -c "umount .git/config || umount -l .git/config; echo x > .git/config"'
+    try commit 'git -c user.name=a -c user.email=a@b commit -q --allow-empty -m second'
+    try status 'git status --short'
+    echo "log=$(${asAgent} git log --oneline | wc -l)"
+    echo "host-status=$(git -c safe.directory='*' status --short 2>&1 | tr '\\n' ' ')"
+    echo "host-commit=$(git -c safe.directory='*' -c user.name=d -c user.email=d@e commit --allow-empty -m host 2>&1 | tr '\\n' ' ')"
+    echo "host-sub=$(git -c safe.directory='*' -C sub status --short 2>&1 | tr '\\n' ' ')"
+`;
+
+const rc = (out: string, name: string) => new RegExp(`^${name}=(\\d+)$`, "m").exec(out)?.[1];
+
+describe("protected", () => {
+    let out = "";
+    beforeAll(() => {
+        const r = inGuest(`${setup}\n cc-sandbox-shares protect\n cc-sandbox-shares status\n ${attacks}`);
+        out = r.stdout + r.stderr;
+        if (r.status !== 0) throw new Error(`run failed (${r.status}):\n${out}`);
+    });
+
+    test("status lists the repository and its submodule as protected", () => {
+        expect(out).toMatch(/^protected \/home\/agent\/code\/repo\/\.git$/m);
+        expect(out).toMatch(/^protected \/home\/agent\/code\/repo\/sub\/\.git$/m);
+    });
+
+    test.each(["config", "hookspath", "hook", "commondir", "worktree-config", "info-attributes", "rename-git", "rename-hooks", "remove-config", "gitfile", "userns-umount"])(
+        "attack: %s is refused",
+        (name) => {
+            expect(rc(out, name)).toBeDefined();
+            expect(rc(out, name)).not.toBe("0");
+        },
+    );
+
+    test("the host's git runs nothing the agent planted", () => {
+        expect(out).not.toMatch(/PLANTED/);
+        expect(out).toMatch(/^host-commit=\[[\w-]+ [0-9a-f]+\] host/m);
+    });
+
+    test("allowed: the agent's own git work goes on (status, commit, log)", () => {
+        expect(rc(out, "status")).toBe("0");
+        expect(rc(out, "commit")).toBe("0");
+        expect(out).toMatch(/^log=2$/m);
+    });
+});
+
+test("control: without the protection the same attacks plant code the host's git runs", () => {
+    // The planting attacks only (renaming .git away would leave the host nothing to run).
+    const planting = attacks.split("\n").filter((l) => !/try (rename|remove|gitfile|userns|commondir)/.test(l)).join("\n");
+    const r = inGuest(`${setup}\n ${planting}`);
+    const out = r.stdout + r.stderr;
+    expect(rc(out, "config")).toBe("0");
+    expect(rc(out, "hook")).toBe("0");
+    expect(out).toMatch(/PLANTED-FSMONITOR/);
+});
+
+test("control: a commondir planted in an unprotected repository moves git's configuration and hooks", () => {
+    const only = attacks.split("\n").filter((l) => !/try /.test(l) || /try commondir/.test(l)).join("\n");
+    const r = inGuest(`${setup}\n ${only}`);
+    expect(rc(r.stdout, "commondir")).toBe("0");
+    expect(r.stdout + r.stderr).toMatch(/PLANTED-COMMONDIR/);
+});
+
+test("a repository that appears later is protected on the next pass, and status says OPEN until then", () => {
+    const r = inGuest(`${setup}
+        cc-sandbox-shares protect 2>/dev/null
+        ${asAgent} git -C /home/agent/code init -q later
+        st() { local rc=0; cc-sandbox-shares status || rc=$?; echo "status-rc=$rc"; }
+        st
+        cc-sandbox-shares protect 2>/dev/null
+        st
+        umount /home/agent/code/repo/.git/hooks
+        st`);
+    const runs = r.stdout.split(/status-rc=\d+\n/);
+    expect(r.stdout).toMatch(/^OPEN {6}\/home\/agent\/code\/later\/\.git \(writable: \.git config/m);
+    expect(r.stdout.match(/status-rc=(\d+)/g)).toEqual(["status-rc=3", "status-rc=0", "status-rc=3"]);
+    expect(runs[1]).toMatch(/^protected \/home\/agent\/code\/later\/\.git$/m);
+    expect(runs[2]).toMatch(/^OPEN {6}\/home\/agent\/code\/repo\/\.git \(writable: hooks\)$/m);
+});
