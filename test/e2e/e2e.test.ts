@@ -132,10 +132,34 @@ step("2. the stack's sshCommand logs in, and ~/code is the host's folder both wa
     expect(fs.readFileSync(path.join(world.code, "from-guest.txt"), "utf8")).toBe("written in the guest\n");
 });
 
+step("2a. a shared repository: the agent commits, but plants no git configuration or hook the host would run", async () => {
+    const repo = path.join(world.code, "repo");
+    const r = await inGuest(`cd ~/code/repo
+        try() { local name=$1; shift; if bash -c "$*" >/dev/null 2>&1; then echo "$name=written"; else echo "$name=refused"; fi; }
+        try config 'git config core.fsmonitor "echo PLANTED >&2; false"'
+        try hook 'printf "#!/bin/sh\\necho PLANTED\\n" > .git/hooks/post-checkout'
+        try commondir 'echo /tmp > .git/commondir'
+        try rename 'mv .git .git-moved'
+        try file 'echo from the agent > agent.txt'
+        try commit 'git add agent.txt && git commit -q -m "from the agent"'`);
+    expect(r.stdout).toMatch(/^config=refused$/m);
+    expect(r.stdout).toMatch(/^hook=refused$/m);
+    expect(r.stdout).toMatch(/^commondir=refused$/m);
+    expect(r.stdout).toMatch(/^rename=refused$/m);
+    expect(r.stdout).toMatch(/^file=written$/m);
+    expect(r.stdout).toMatch(/^commit=written$/m);
+    // On the host: the agent's commit is there, and git runs nothing the agent planted.
+    const log = await world.shell(`git -C ${repo} -c safe.directory='*' log --format=%s`);
+    expect(log.stdout).toBe("from the agent\nfirst\n");
+    const status = await world.shell(`git -C ${repo} -c safe.directory='*' status --short; git -C ${repo} -c safe.directory='*' checkout -q -b host-side`);
+    expect(status.stdout + status.stderr).not.toContain("PLANTED");
+    expect(fs.existsSync(path.join(repo, ".git", "hooks", "post-checkout"))).toBe(false);
+});
+
 step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others do not", async () => {
     const asRoot = await timed("cc-sandbox-verify", () => inGuest(`sudo cc-sandbox-verify ${verifyTargets}`, { admin: true }));
     expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
-    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
+    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "shares", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
         expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     }
     expect(asRoot.code).toBe(0);

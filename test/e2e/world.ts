@@ -130,6 +130,12 @@ export class World {
         fs.chmodSync(this.home, 0o755);
         fs.mkdirSync(this.code, { mode: 0o777 });
         fs.chmodSync(this.code, 0o777);
+        // A repository of the developer's in the shared folder, writable by everyone as the share
+        // shows it (so only the guest's protection keeps the agent out of its .git).
+        const repo = path.join(this.code, "repo");
+        sh("git", ["init", "-q", repo]);
+        sh("git", ["-C", repo, "-c", "user.name=dev", "-c", "user.email=dev@example.org", "commit", "-q", "--allow-empty", "-m", "first"]);
+        sh("chmod", ["-R", "a+rwX", repo]);
         fs.mkdirSync(this.state);
         fs.mkdirSync(this.project);
         for (const f of ["Pulumi.yaml", "package.json", "tsconfig.json", "src", "templates"]) {
