@@ -94,9 +94,9 @@ export class Sandbox extends pulumi.ComponentResource {
                     `${name}-mount-${c.mounts[i].tag}`,
                     {
                         interpreter: node,
-                        create: step("run"),
-                        delete: step("undo"),
-                        environment: { CC_PLAN: JSON.stringify({ steps: mp.create, undo: mp.delete }) },
+                        create: step("mount"),
+                        delete: step("umount"),
+                        environment: { CC_PLAN: JSON.stringify({ ...plan, mount: mp }) },
                         triggers: [this.vm.stdout],
                     },
                     { parent: this, dependsOn: [this.vm], deleteBeforeReplace: true },
@@ -108,7 +108,7 @@ export class Sandbox extends pulumi.ComponentResource {
                 command: step("info"),
                 stdin: rendered.userData,
                 environment: {
-                    CC_PLAN: JSON.stringify({ ...plan, mounts: mountPlans.flatMap((mp) => mp.create) }),
+                    CC_PLAN: JSON.stringify({ ...plan, mounts: mountPlans }),
                     CC_DRY_RUN: pulumi.runtime.isDryRun() ? "1" : "0",
                     // Only to order this after the VM exists.
                     CC_VM: this.vm.stdout,

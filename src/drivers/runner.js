@@ -10,15 +10,22 @@ const fs = require("fs");
 const os = require("os");
 const path = require("path");
 
-/** `multipass info NAME --format json` -> {state, ip}. Numbers there are strings; ipv4 is empty while starting. */
+/**
+ * `multipass info NAME --format json` -> {state, ip, mounts}. Numbers the daemon reads from the guest
+ * are strings; `ipv4` is empty while the instance is not running and ["N/A"] while it runs without an
+ * address; `mounts` is keyed by guest path (json_formatter.cpp, runtime_instance_info_helper.cpp).
+ */
 function parseMultipassInfo(stdout, name) {
     const doc = JSON.parse(stdout);
     const info = doc && doc.info && doc.info[name];
     if (!info) return { state: "absent", ip: "" };
-    const ips = Array.isArray(info.ipv4) ? info.ipv4.filter((a) => typeof a === "string" && a) : [];
+    const ips = Array.isArray(info.ipv4) ? info.ipv4.filter((a) => typeof a === "string" && /^\d{1,3}(\.\d{1,3}){3}$/.test(a)) : [];
+    const mounts = {};
+    for (const [guest, m] of Object.entries(info.mounts || {})) mounts[guest] = (m && m.source_path) || "";
     return {
         state: String(info.state || "unknown").toLowerCase(),
         ip: ips[0] || "",
+        mounts,
         cpus: Number(info.cpu_count) || undefined,
         release: info.release || info.image_release || undefined,
     };
@@ -49,47 +56,66 @@ function fill(argv, vars) {
     return argv.map((a) => a.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? vars[k] : m)));
 }
 
+// No CLI call may hang the run: `multipass exec` can (an open Multipass issue), and so can a
+// daemon that stopped answering. A call that times out counts as a failure (code -1).
+const defaultTimeoutMs = 10 * 60_000;
+const queryTimeoutMs = 60_000;
+
 function run(argv, opts = {}) {
     const r = spawnSync(argv[0], argv.slice(1), {
         input: opts.input,
         encoding: "utf8",
         stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-        timeout: opts.timeoutMs,
+        timeout: opts.timeoutMs || defaultTimeoutMs,
+        killSignal: "SIGKILL",
         maxBuffer: 64 * 1024 * 1024,
     });
     if (r.error && r.error.code === "ENOENT") throw new Error(`${argv[0]} is not installed or not on PATH (npm run doctor)`);
-    return { code: r.status === null ? -1 : r.status, stdout: r.stdout || "", stderr: r.stderr || "" };
+    const timedOut = r.error && r.error.code === "ETIMEDOUT";
+    return {
+        code: r.status === null ? -1 : r.status,
+        stdout: r.stdout || "",
+        stderr: (r.stderr || "") + (timedOut ? `\n${argv.slice(0, 3).join(" ")} did not finish within ${Math.round((opts.timeoutMs || defaultTimeoutMs) / 1000)} s` : ""),
+    };
 }
 
 function must(argv, opts) {
     const r = run(argv, opts);
     if (r.code !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+    if (r.stderr.trim()) log(r.stderr.trim());
     return r;
 }
 
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 const pollMs = Number(process.env.CC_POLL_MS) || 1000;
 
+/**
+ * The VM's state. Only the hypervisor saying the VM does not exist (plan.absent on stderr) means
+ * "absent": a daemon that does not answer, or any other failure, is an error, so that destroy never
+ * reports a running VM as gone and up never launches a second one.
+ */
 function status(plan) {
-    const r = run(plan.state);
-    if (r.code !== 0) return { state: "absent", ip: "" };
+    const r = run(plan.state, { timeoutMs: queryTimeoutMs });
+    if (r.code !== 0) {
+        if (plan.absent && new RegExp(plan.absent).test(r.stderr)) return { state: "absent", ip: "" };
+        const hint = plan.format === "multipass" ? " (is multipassd running? npm run doctor)" : " (is libvirtd reachable? npm run doctor)";
+        throw new Error(`cannot tell the state of ${plan.name}: ${plan.state.slice(0, 2).join(" ")} failed (exit ${r.code}): ${r.stderr.trim()}${hint}`);
+    }
     if (plan.format === "multipass") return parseMultipassInfo(r.stdout, plan.name);
     const state = parseVirshState(r.stdout);
-    const ip = state === "running" ? parseDomifaddr(run(plan.address).stdout) : "";
+    const ip = state === "running" ? parseDomifaddr(run(plan.address, { timeoutMs: queryTimeoutMs }).stdout) : "";
     return { state, ip };
-}
-
-function waitForAddress(plan, deadline) {
-    for (;;) {
-        const s = status(plan);
-        if (s.state === "running" && s.ip) return s;
-        if (Date.now() > deadline) throw new Error(`${plan.name} has no IPv4 address after ${plan.timeoutSeconds}s (state ${s.state})`);
-        sleep(pollMs);
-    }
 }
 
 function guest(plan, ip, command, opts) {
     return run([...fill(plan.guestExec, { ip }), ...command], opts);
+}
+
+/** The guest command never ran: guestExec could not reach the guest (ssh's 255, multipass's "exec failed:"). */
+function unreachable(plan, r) {
+    if (r.code === -1) return true;
+    const u = plan.unreachable || { code: 255 };
+    return r.code === u.code && (!u.stderr || new RegExp(u.stderr, "m").test(r.stderr));
 }
 
 /** Waits for cloud-init; on failure throws with the tail of its output log and the boot log. */
@@ -98,11 +124,16 @@ function waitForCloudInit(plan, ip, deadline) {
         const left = deadline - Date.now();
         const r = guest(plan, ip, ["cloud-init", "status", "--wait", "--long"], { timeoutMs: Math.max(left, 1000) });
         if (r.code === 0) return;
-        // 255: ssh could not connect yet (sshd still starting); anything else is cloud-init's verdict.
-        if (r.code === 255 || r.code === -1) {
-            if (Date.now() > deadline) throw new Error(`cannot reach ${plan.name} over SSH: ${r.stderr.trim()}`);
+        if (unreachable(plan, r)) {
+            if (Date.now() > deadline) throw new Error(`cannot reach ${plan.name} to wait for cloud-init: ${r.stderr.trim()}`);
             sleep(pollMs);
             continue;
+        }
+        // cloud-init 23.4 and later: 2 is "done, with recoverable errors" (deprecated keys and the like);
+        // a failed boot step is 1.
+        if (r.code === 2) {
+            log(`cloud-init finished in ${plan.name} with recoverable errors:\n${r.stdout.trim()}`);
+            return;
         }
         const tail = guest(plan, ip, ["sudo", "tail", "-n", "40", "/var/log/cloud-init-output.log", "/var/log/cc-sandbox-boot.log"]);
         throw new Error(
@@ -111,13 +142,68 @@ function waitForCloudInit(plan, ip, deadline) {
     }
 }
 
+/**
+ * Brings the VM to running with an address, from whatever state the hypervisor reports, within the
+ * deadline: started when stopped or suspended, recovered when deleted but not purged, its scheduled
+ * shutdown cancelled, waited on while it changes state by itself; a state nothing can be done about
+ * is an error naming it, at once.
+ */
 function ensureRunning(plan, deadline) {
-    const s = status(plan);
-    if (s.state === "stopped" || s.state === "suspended" || s.state === "shut off") {
-        log(`${plan.name} is ${s.state}; starting it`);
-        must(plan.start);
+    let acted = "";
+    for (;;) {
+        const s = status(plan);
+        const left = () => Math.max(deadline - Date.now(), 1000);
+        switch (s.state) {
+            case "running":
+                if (s.ip) return s;
+                break;
+            case "stopped":
+            case "suspended":
+                log(`${plan.name} is ${s.state}; starting it`);
+                must(plan.start, { timeoutMs: left() });
+                break;
+            case "deleted":
+                if (!plan.recover) throw new Error(`${plan.name} is deleted`);
+                if (acted === "recover") throw new Error(`${plan.name} is still deleted after \`${plan.recover.join(" ")}\``);
+                log(`${plan.name} was deleted but not purged; recovering it`);
+                must(plan.recover, { timeoutMs: queryTimeoutMs });
+                acted = "recover";
+                continue;
+            case "delayed shutdown":
+                log(`${plan.name} is about to shut down; cancelling it`);
+                if (plan.cancelShutdown) must(plan.cancelShutdown, { timeoutMs: queryTimeoutMs });
+                break;
+            case "starting":
+            case "restarting":
+            case "suspending":
+                break;
+            case "absent":
+                throw new Error(`${plan.name} does not exist`);
+            case "unknown":
+                throw new Error(
+                    `${plan.name} is in state Unknown: the hypervisor cannot tell what the VM is doing. ` +
+                        (plan.format === "multipass" ? "Restart multipassd, or `multipass stop --force " + plan.name + "`, then run pulumi up again" : "Check `virsh domstate`"),
+                );
+            default:
+                // virsh's paused, in shutdown, pmsuspended: they may pass; the deadline says when not.
+                break;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`${plan.name} is ${s.state}${s.state === "running" ? " with no IPv4 address" : ""} after ${plan.timeoutSeconds}s`);
+        }
+        sleep(pollMs);
     }
-    return waitForAddress(plan, deadline);
+}
+
+/** Mounts a plan.mounts entry lists but the VM no longer has (Multipass drops one it cannot restore at start). */
+function restoreMounts(plan, s) {
+    if (!s.mounts) return;
+    for (const m of plan.mounts || []) {
+        if (s.mounts[m.guest] === m.source) continue;
+        if (s.mounts[m.guest] !== undefined) must(m.umount, { timeoutMs: queryTimeoutMs });
+        log(`${m.source} is not mounted at ${m.guest} in ${plan.name}; mounting it again`);
+        must(m.mount, { timeoutMs: 5 * 60_000 });
+    }
 }
 
 function withSeed(userData, metaData, fn) {
@@ -148,7 +234,7 @@ function create(plan, userData) {
             }
         });
     } else {
-        log(`${plan.name} already exists (${s.state}); adopting it`);
+        log(`${plan.name} already exists (${s.state === "deleted" ? "deleted, not purged" : s.state}); adopting it`);
     }
     const up = ensureRunning(plan, deadline);
     waitForCloudInit(plan, up.ip, deadline);
@@ -161,7 +247,7 @@ function destroy(plan) {
         return;
     }
     for (const step of plan.delete) {
-        const r = run(step);
+        const r = run(step, { timeoutMs: 5 * 60_000 });
         if (r.code !== 0) log(`${step.slice(0, 3).join(" ")}: ${r.stderr.trim()} (continuing)`);
     }
     if (status(plan).state !== "absent") throw new Error(`${plan.name} still exists after delete`);
@@ -202,17 +288,17 @@ function main(step) {
                 if (s.state === "absent") {
                     log(`${plan.name} is missing; creating it again`);
                     create(plan, stdin());
-                    for (const argv of plan.mounts || []) must(argv);
                 }
                 s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
+                restoreMounts(plan, s);
             }
             process.stdout.write(JSON.stringify({ state: s.state, ip: s.ip }) + "\n");
             break;
         }
         case "guest": {
             // Runs plan.command in the guest with this step's stdin (used to push an allowlist).
-            const s = waitForAddress(plan, Date.now() + plan.timeoutSeconds * 1000);
-            const r = guest(plan, s.ip, plan.command, { input: stdin() });
+            const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
+            const r = guest(plan, s.ip, plan.command, { input: stdin(), timeoutMs: 5 * 60_000 });
             process.stdout.write(r.stdout);
             process.stderr.write(r.stderr);
             if (r.code !== 0) throw new Error(`${plan.command.join(" ")} failed in ${plan.name} (exit ${r.code})`);
@@ -225,20 +311,34 @@ function main(step) {
                 log(`${plan.name} is ${s.state}; nothing to undo in it`);
                 break;
             }
-            const r = guest(plan, s.ip, plan.undo);
+            const r = guest(plan, s.ip, plan.undo, { timeoutMs: 5 * 60_000 });
             process.stderr.write(r.stderr);
             if (r.code !== 0) throw new Error(`${plan.undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);
             break;
         }
-        case "run":
-            for (const argv of plan.steps) must(argv);
-            break;
-        case "undo":
-            for (const argv of plan.undo) {
-                const r = run(argv);
-                if (r.code !== 0) log(`${argv.slice(0, 3).join(" ")}: ${r.stderr.trim()} (continuing)`);
+        case "mount": {
+            // A share the hypervisor adds to the running VM (plan.mount): mounted once; one already
+            // there from the same folder is adopted, one from another folder replaced.
+            const m = plan.mount;
+            const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
+            if (s.mounts && s.mounts[m.guest] === m.source) {
+                log(`${m.source} is already mounted at ${m.guest}`);
+                break;
             }
+            if (s.mounts && s.mounts[m.guest] !== undefined) must(m.umount, { timeoutMs: queryTimeoutMs });
+            must(m.mount, { timeoutMs: 5 * 60_000 });
             break;
+        }
+        case "umount": {
+            const m = plan.mount;
+            const s = status(plan);
+            if (s.state === "absent" || s.state === "deleted" || !s.mounts || s.mounts[m.guest] === undefined) {
+                log(`${m.guest} is not mounted in ${plan.name} (${s.state}); nothing to unmount`);
+                break;
+            }
+            must(m.umount, { timeoutMs: queryTimeoutMs });
+            break;
+        }
         default:
             throw new Error(`unknown step ${step}`);
     }

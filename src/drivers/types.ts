@@ -6,6 +6,8 @@ export interface VmPlan {
     /** `multipass`: `state` prints multipass JSON; `virsh`: `state` prints domstate, `address` domifaddr. */
     readonly format: "multipass" | "virsh";
     readonly state: readonly string[];
+    /** A regular expression on the state query's stderr that means "no such VM"; any other failure is an error, never "absent". */
+    readonly absent: string;
     readonly address: readonly string[];
     readonly start: readonly string[];
     /** Run before launch when the VM does not exist yet (e.g. fetch the base image). */
@@ -20,12 +22,23 @@ export interface VmPlan {
     readonly delete: readonly (readonly string[])[];
     /** Prefix that runs a command in the guest as the admin user; `{ip}` is the VM's address. */
     readonly guestExec: readonly string[];
+    /** How guestExec says it could not reach the guest (as opposed to the command's own exit status). */
+    readonly unreachable: { readonly code: number; readonly stderr?: string };
+    /** Brings back a VM deleted but not purged (Multipass). */
+    readonly recover?: readonly string[];
+    /** Cancels a shutdown the hypervisor has scheduled (Multipass's "Delayed Shutdown"). */
+    readonly cancelShutdown?: readonly string[];
     readonly timeoutSeconds: number;
 }
 
+/** A folder the hypervisor shares into a running VM on its own (Multipass), checked against what the VM reports. */
 export interface MountPlan {
-    readonly create: readonly (readonly string[])[];
-    readonly delete: readonly (readonly string[])[];
+    /** The guest path, as the VM's state lists its mounts. */
+    readonly guest: string;
+    /** The host folder. */
+    readonly source: string;
+    readonly mount: readonly string[];
+    readonly umount: readonly string[];
 }
 
 export interface HostIdentity {

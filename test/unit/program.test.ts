@@ -114,9 +114,12 @@ describe("multipass stack (alice)", () => {
     });
 
     test("the mount maps the host user to the agent and unmounts on delete", () => {
-        const plan = JSON.parse(byName(run, "-mount-m0-code").inputs.environment.CC_PLAN);
-        expect(plan.steps[0]).toEqual(expect.arrayContaining(["multipass", "mount", `${home}/code`, "cc-alice:/home/agent/code"]));
-        expect(plan.undo).toEqual([["multipass", "umount", "cc-alice:/home/agent/code"]]);
+        const mount = byName(run, "-mount-m0-code").inputs;
+        const plan = JSON.parse(mount.environment.CC_PLAN);
+        expect(mount.create).toContain('runStep("mount")');
+        expect(mount.delete).toContain('runStep("umount")');
+        expect(plan.mount.mount).toEqual(expect.arrayContaining(["multipass", "mount", "--uid-map", `${process.getuid!()}:1001`, `${home}/code`, "cc-alice:/home/agent/code"]));
+        expect(plan.mount).toMatchObject({ guest: "/home/agent/code", source: `${home}/code`, umount: ["multipass", "umount", "cc-alice:/home/agent/code"] });
     });
 
     test("the allowlist is pushed with cc-sandbox-firewall apply", () => {

@@ -84,6 +84,9 @@ export function libvirtDriver(home: string): Driver {
                 name: c.vm.name,
                 format: "virsh",
                 state: [...virsh, "domstate", c.vm.name],
+                // "failed to get domain 'NAME'" / "Domain not found"; "failed to connect to the
+                // hypervisor" is an error, not an absent VM.
+                absent: "failed to get domain|[Dd]omain not found",
                 address: [...virsh, "domifaddr", c.vm.name, "--source", "lease"],
                 start: [...virsh, "start", c.vm.name],
                 prepare: [
@@ -109,6 +112,7 @@ export function libvirtDriver(home: string): Driver {
                     ["rm", "-f", knownHostsFile(c, home)],
                 ],
                 guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", `${c.users.admin}@{ip}`, "--"],
+                unreachable: { code: 255 },
                 timeoutSeconds: c.vm.timeoutSeconds,
             };
         },

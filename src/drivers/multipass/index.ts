@@ -19,7 +19,9 @@ export function launchArgs(c: SandboxConfig): string[] {
 }
 
 export function sshExecArgs(c: SandboxConfig): string[] {
-    return ["multipass", "exec", c.vm.name, "--"];
+    // Without -n, exec maps the caller's working directory: run from inside a mounted host folder,
+    // every guest command would start with an unquoted `cd <guest path>` (src/client/cli/cmd/exec.cpp).
+    return ["multipass", "exec", c.vm.name, "--no-map-working-directory", "--"];
 }
 
 export const multipass: Driver = {
@@ -28,6 +30,9 @@ export const multipass: Driver = {
             name: c.vm.name,
             format: "multipass",
             state: ["multipass", "info", c.vm.name, "--format", "json"],
+            // `instance "NAME" does not exist` (daemon.cpp); a daemon that does not answer says
+            // "cannot connect to the multipass socket", with the same exit code 2.
+            absent: "does not exist",
             address: ["multipass", "info", c.vm.name, "--format", "json"],
             start: ["multipass", "start", c.vm.name],
             prepare: [],
@@ -36,21 +41,26 @@ export const multipass: Driver = {
             metaData,
             delete: [["multipass", "delete", "--purge", c.vm.name]],
             guestExec: sshExecArgs(c),
+            // exec's own failures are "exec failed: ..." with exit 2 (exec.cpp), never 255; a
+            // command's exit status (cloud-init's 2 for "done, degraded" among them) passes through.
+            unreachable: { code: 2, stderr: "^exec failed:" },
+            recover: ["multipass", "recover", c.vm.name],
+            cancelShutdown: ["multipass", "stop", "--cancel", c.vm.name],
             timeoutSeconds: c.vm.timeoutSeconds,
         };
     },
     mountPlan(c: SandboxConfig, m: Mount, host: HostIdentity): MountPlan {
         const target = `${c.vm.name}:${m.guest}`;
         return {
-            create: [
-                [
-                    "multipass", "mount", "--type", "classic",
-                    "--uid-map", `${host.uid}:${agentUid}`,
-                    "--gid-map", `${host.gid}:${agentUid}`,
-                    m.host, target,
-                ],
+            guest: m.guest,
+            source: m.host,
+            mount: [
+                "multipass", "mount", "--type", "classic",
+                "--uid-map", `${host.uid}:${agentUid}`,
+                "--gid-map", `${host.gid}:${agentUid}`,
+                m.host, target,
             ],
-            delete: [["multipass", "umount", target]],
+            umount: ["multipass", "umount", target],
         };
     },
 };

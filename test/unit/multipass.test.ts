@@ -1,0 +1,309 @@
+/**
+ * The lifecycle runner against a Multipass that behaves as Multipass does (test/unit/fakes/multipass.js,
+ * each behaviour citing the Multipass source it follows): create, adopt, stopped and suspended VMs
+ * started, a VM deleted but not purged recovered, a daemon that does not answer reported without
+ * any change, destroy from every state, mounts that need sshfs, that Multipass drops, or that exist
+ * already, exec's working-directory mapping and its own failures.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { loadConfig } from "../../src/config/load";
+import { multipass } from "../../src/drivers/multipass";
+import { renderGuest } from "../../src/render";
+import { loadTemplates } from "../../src/render/templates";
+import { hostFor, root, tempHome } from "../helpers";
+
+const home = tempHome();
+fs.mkdirSync(path.join(home, "code"));
+const host = hostFor(home);
+const c = loadConfig("t", { vm: { name: "cc-fake", timeout: 60 } }, host);
+const userData = renderGuest(c, loadTemplates()).userData;
+const plan = multipass.vmPlan(c, "instance-id: x\n");
+const mount = multipass.mountPlan!(c, c.mounts[0], { uid: 1000, gid: 1000 });
+const source = fs.readFileSync(path.join(root, "src/drivers/runner.js"), "utf8");
+const fake = path.join(__dirname, "fakes", "multipass.js");
+
+interface Vm {
+    state: string;
+    deleted?: boolean;
+    ip?: string | null;
+    nextIp?: string;
+    looksToAddress?: number;
+    mounts?: Record<string, { source: string }>;
+    sshfs?: boolean;
+    snapStore?: boolean;
+    cloudInit?: number;
+    exec?: string;
+    applied?: string;
+    userData?: string;
+}
+interface World {
+    daemon?: string;
+    instances: Record<string, Vm>;
+    cloudInit?: number;
+    launchTimesOut?: boolean;
+}
+
+let dir: string;
+let bin: string;
+beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-fake-mp-"));
+    bin = path.join(dir, "bin");
+    fs.mkdirSync(bin);
+    fs.symlinkSync(fake, path.join(bin, "multipass"));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const setWorld = (w: World) => fs.writeFileSync(path.join(dir, "world.json"), JSON.stringify(w));
+const world = (): World => (fs.existsSync(path.join(dir, "world.json")) ? JSON.parse(fs.readFileSync(path.join(dir, "world.json"), "utf8")) : { instances: {} });
+const vm = () => world().instances["cc-fake"];
+const calls = () => (fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n") : []);
+const running = (extra: Partial<Vm> = {}): Vm => ({ state: "Running", ip: "10.1.2.3", mounts: {}, sshfs: true, cloudInit: 0, exec: "ok", ...extra });
+
+function step(name: string, opts: { input?: string; plan?: object; env?: Record<string, string>; cwd?: string } = {}) {
+    const r = spawnSync(process.execPath, ["-e", `${source}\nrunStep(${JSON.stringify(name)});`], {
+        input: opts.input ?? "",
+        encoding: "utf8",
+        cwd: opts.cwd,
+        env: {
+            ...process.env,
+            PATH: `${bin}:${process.env.PATH}`,
+            FAKE_MP: dir,
+            CC_POLL_MS: "20",
+            CC_PLAN: JSON.stringify(opts.plan ?? plan),
+            ...opts.env,
+        },
+    });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const up = (input = userData) => step("info", { input, plan: { ...plan, mounts: [mount] }, env: { CC_DRY_RUN: "0" } });
+
+describe("create", () => {
+    test("launches with the user-data on stdin and waits for an address (N/A first) and cloud-init", () => {
+        const r = step("create", { input: userData });
+        expect(r.stderr).toContain("creating cc-fake");
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout)).toEqual({ name: "cc-fake", ip: "10.1.2.3" });
+        expect(vm().userData).toBe(userData);
+        expect(calls()).toContain("exec cc-fake --no-map-working-directory -- cloud-init status --wait --long cwd=" + process.cwd());
+    });
+
+    test("adopts an instance left by an earlier launch and starts it if stopped", () => {
+        setWorld({ instances: { "cc-fake": running({ state: "Stopped", ip: null }) } });
+        const r = step("create", { input: userData });
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain("adopting");
+        expect(calls().filter((l) => l.startsWith("launch"))).toEqual([]);
+        expect(calls()).toContain("start cc-fake");
+        expect(vm().state).toBe("Running");
+    });
+
+    test("a launch the client timed out (exit 5) while the instance goes on is adopted, not a failure", () => {
+        setWorld({ instances: {}, launchTimesOut: true });
+        const r = step("create", { input: userData });
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout).ip).toBe("10.1.2.3");
+    });
+
+    test("a cloud-init failure fails create with the guest's log tail, not a bare exit code", () => {
+        setWorld({ instances: {}, cloudInit: 1 });
+        const r = step("create", { input: userData });
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain("cloud-init failed in cc-fake (exit 1)");
+        expect(r.stderr).toContain("module apt failed (guest log tail)");
+    });
+
+    test("cloud-init's 2 (done, recoverable errors) is done; exec's own 2 ('exec failed:') is waited out", () => {
+        setWorld({ instances: {}, cloudInit: 2 });
+        const degraded = step("create", { input: userData });
+        expect(degraded.code).toBe(0);
+        expect(degraded.stderr).toContain("recoverable errors");
+
+        setWorld({ instances: { "cc-fake": running({ exec: "unreachable" }) } });
+        const unreachable = step("create", { input: userData, plan: { ...plan, timeoutSeconds: 1 } });
+        expect(unreachable.code).toBe(1);
+        expect(unreachable.stderr).toContain("cannot reach cc-fake to wait for cloud-init: exec failed: ssh connection failed");
+        expect(calls().filter((l) => l.includes("cloud-init status")).length).toBeGreaterThan(1);
+    });
+
+    test("an exec that hangs is cut at the deadline instead of hanging the run", () => {
+        setWorld({ instances: { "cc-fake": running({ exec: "hang" }) } });
+        const started = Date.now();
+        const r = step("create", { input: userData, plan: { ...plan, timeoutSeconds: 2 } });
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/did not finish within/);
+        expect(Date.now() - started).toBeLessThan(20_000);
+    });
+});
+
+describe("every state Multipass reports", () => {
+    test("deleted but not purged: up recovers and starts it (launch would refuse the name)", () => {
+        setWorld({ instances: { "cc-fake": running({ state: "Stopped", deleted: true, ip: null }) } });
+        const r = up();
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain("deleted but not purged; recovering it");
+        expect(JSON.parse(r.stdout)).toEqual({ state: "running", ip: "10.1.2.3" });
+        expect(calls()).toEqual(expect.arrayContaining(["recover cc-fake", "start cc-fake"]));
+        expect(calls().some((l) => l.startsWith("launch"))).toBe(false);
+    });
+
+    test("suspended, suspending, starting and restarting reach running; a delayed shutdown is cancelled", () => {
+        for (const state of ["Suspended", "Suspending", "Starting", "Restarting", "Delayed Shutdown"]) {
+            setWorld({ instances: { "cc-fake": running({ state }) } });
+            const r = up();
+            expect([state, r.code, r.stderr]).toEqual([state, 0, expect.any(String)]);
+            expect(JSON.parse(r.stdout)).toEqual({ state: "running", ip: "10.1.2.3" });
+        }
+        expect(calls()).toContain("stop --cancel cc-fake");
+    });
+
+    test("Unknown fails at once with what to do, not after the whole timeout", () => {
+        setWorld({ instances: { "cc-fake": running({ state: "Unknown" }) } });
+        const started = Date.now();
+        const r = up();
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/in state Unknown.*Restart multipassd/);
+        expect(Date.now() - started).toBeLessThan(5000);
+    });
+
+    test("a running VM without an address yet (ipv4 N/A) is waited on, then its address used", () => {
+        setWorld({ instances: { "cc-fake": running({ ip: null, nextIp: "10.9.8.7", looksToAddress: 3 }) } });
+        const r = up();
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout)).toEqual({ state: "running", ip: "10.9.8.7" });
+    });
+
+    test("the daemon not answering (exit 2, like 'does not exist'): up, destroy and create fail and change nothing", () => {
+        setWorld({ daemon: "down", instances: { "cc-fake": running() } });
+        for (const r of [up(), step("delete"), step("create", { input: userData }), step("info", { env: { CC_DRY_RUN: "1" } })]) {
+            expect(r.code).toBe(1);
+            expect(r.stderr).toContain("cannot tell the state of cc-fake");
+            expect(r.stderr).toContain("cannot connect to the multipass socket");
+            expect(r.stderr).not.toContain("already gone");
+        }
+        expect(calls().every((l) => l.startsWith("info "))).toBe(true);
+        expect(vm().state).toBe("Running");
+    });
+});
+
+describe("destroy from every state", () => {
+    test.each([["Running"], ["Stopped"], ["Suspended"], ["Unknown"], ["Delayed Shutdown"], ["deleted"]])("%s: purged", (state) => {
+        setWorld({ instances: { "cc-fake": state === "deleted" ? running({ state: "Stopped", deleted: true }) : running({ state }) } });
+        const r = step("delete");
+        expect(r.code).toBe(0);
+        expect(world().instances).toEqual({});
+        expect(calls()).toContain("delete --purge cc-fake");
+    });
+
+    test("absent: already gone, nothing run", () => {
+        setWorld({ instances: {} });
+        const r = step("delete");
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain("already gone");
+        expect(calls().filter((l) => !l.startsWith("info"))).toEqual([]);
+    });
+});
+
+describe("mounts", () => {
+    const mountPlan = { ...plan, mount };
+
+    test("the first-boot user-data installs sshfs while the guest can still reach the snap store: the default mount works", () => {
+        expect(userData).toMatch(/snap install multipass-sshfs/);
+        expect(step("create", { input: userData }).code).toBe(0);
+        const r = step("mount", { plan: mountPlan });
+        expect(r.code).toBe(0);
+        expect(vm().mounts).toEqual({ [c.mounts[0].guest]: expect.objectContaining({ source: c.mounts[0].host }) });
+    });
+
+    test("control: without it, the mount fails once the firewall has closed the snap store", () => {
+        expect(step("create", { input: "#cloud-config\n" }).code).toBe(0);
+        const r = step("mount", { plan: mountPlan });
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain("Error enabling mount support in 'cc-fake'");
+    });
+
+    test("a mount that is already there from the same folder is adopted; from another folder, replaced", () => {
+        setWorld({ instances: { "cc-fake": running({ mounts: { [mount.guest]: { source: mount.source } } }) } });
+        const same = step("mount", { plan: mountPlan });
+        expect(same.code).toBe(0);
+        expect(same.stderr).toContain("already mounted");
+        fs.mkdirSync(path.join(home, "other"), { recursive: true });
+        setWorld({ instances: { "cc-fake": running({ mounts: { [mount.guest]: { source: path.join(home, "other") } } }) } });
+        const other = step("mount", { plan: mountPlan });
+        expect(other.code).toBe(0);
+        expect(vm().mounts![mount.guest].source).toBe(mount.source);
+        expect(calls()).toContain(`umount cc-fake:${mount.guest}`);
+    });
+
+    test("a mount Multipass dropped at start (its folder was gone then) is mounted again on the next up", () => {
+        const gone = path.join(home, "gone");
+        setWorld({ instances: { "cc-fake": running({ state: "Stopped", mounts: { [mount.guest]: { source: gone } } }) } });
+        const dropped = up();
+        expect(dropped.stderr).toContain(`Removing mount "${mount.guest}"`);
+        expect(dropped.stderr).toContain("mounting it again");
+        expect(dropped.code).toBe(0);
+        expect(vm().mounts![mount.guest].source).toBe(mount.source);
+    });
+
+    test("umount: nothing to do in a VM that is gone or deleted, or where it is not mounted", () => {
+        const worlds: Record<string, Vm>[] = [{}, { "cc-fake": running({ deleted: true, state: "Stopped" }) }, { "cc-fake": running() }];
+        for (const instances of worlds) {
+            setWorld({ instances });
+            const r = step("umount", { plan: mountPlan });
+            expect(r.code).toBe(0);
+            expect(r.stderr).toContain("nothing to unmount");
+        }
+        setWorld({ instances: { "cc-fake": running({ mounts: { [mount.guest]: { source: mount.source } } }) } });
+        expect(step("umount", { plan: mountPlan }).code).toBe(0);
+        expect(vm().mounts).toEqual({});
+    });
+});
+
+describe("guest commands", () => {
+    test("run from inside the mounted folder, they are not prefixed with a cd into the guest (--no-map-working-directory)", () => {
+        setWorld({ instances: { "cc-fake": running({ mounts: { [mount.guest]: { source: mount.source } } }) } });
+        const guestPlan = { ...plan, command: ["sudo", "/usr/local/sbin/cc-sandbox-firewall", "apply", "-"] };
+        const r = step("guest", { input: "example.org 443\n", plan: guestPlan, cwd: mount.source });
+        expect(r.stderr).toBe("");
+        expect(r.code).toBe(0);
+        expect(vm().applied).toBe("example.org 443\n");
+        // control: the same call without the flag breaks on the mapped directory
+        const mapped = step("guest", { input: "x\n", plan: { ...guestPlan, guestExec: ["multipass", "exec", "cc-fake", "--"] }, cwd: mount.source });
+        expect(mapped.code).toBe(1);
+        expect(mapped.stderr).toContain("cd: /home/agent/code");
+    });
+
+    test("keep (the VM's update) touches nothing and repeats the previous output", () => {
+        setWorld({ instances: { "cc-fake": running() } });
+        const previous = JSON.stringify({ name: "cc-fake", ip: "10.1.2.3" });
+        const r = step("keep", { input: "#cloud-config\nchanged: allowlist\n", env: { PULUMI_COMMAND_STDOUT: previous } });
+        expect(r.code).toBe(0);
+        expect(r.stdout).toBe(`${previous}\n`);
+        expect(calls()).toEqual([]);
+    });
+
+    test("guest-undo runs the undo command in a running VM, and skips a VM that is gone", () => {
+        const undoPlan = { ...plan, undo: ["sudo", "/usr/local/sbin/cc-sandbox-firewall", "apply", "-"] };
+        setWorld({ instances: {} });
+        const gone = step("guest-undo", { plan: undoPlan });
+        expect(gone.code).toBe(0);
+        expect(gone.stderr).toContain("nothing to undo");
+        setWorld({ instances: { "cc-fake": running() } });
+        expect(step("guest-undo", { plan: undoPlan }).code).toBe(0);
+        const failing = step("guest-undo", { plan: { ...plan, undo: ["sudo", "false"] } });
+        expect(failing.code).toBe(1);
+        expect(failing.stderr).toContain("sudo false failed in cc-fake");
+    });
+
+    test("a missing CLI is named with a hint", () => {
+        const r = spawnSync(process.execPath, ["-e", `${source}\nrunStep("create");`], {
+            input: "",
+            encoding: "utf8",
+            env: { PATH: "/nonexistent", CC_PLAN: JSON.stringify(plan) },
+        });
+        expect(r.status).toBe(1);
+        expect(r.stderr).toContain("multipass is not installed or not on PATH");
+    });
+});
