@@ -4,8 +4,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as os from "os";
-import { ConfigError, loadConfig, rawConfigFromPulumi } from "./config/load";
-import { homeDir, hostContext } from "./config/stack";
+import { ConfigError, loadConfig, missingHostFolders, rawConfigFromPulumi } from "./config/load";
+import { homeDir, hostContext, isDirectory } from "./config/stack";
 import { SandboxConfig } from "./config/types";
 import { libvirtDriver } from "./drivers/libvirt";
 import { multipass } from "./drivers/multipass";
@@ -16,7 +16,10 @@ import { Sandbox } from "./sandbox";
 
 function load(): SandboxConfig {
     try {
-        return loadConfig(pulumi.getStack(), rawConfigFromPulumi(pulumi.runtime.allConfig()), hostContext());
+        const c = loadConfig(pulumi.getStack(), rawConfigFromPulumi(pulumi.runtime.allConfig()), hostContext());
+        const missing = missingHostFolders(c, isDirectory);
+        if (missing.length > 0) throw new ConfigError(missing);
+        return c;
     } catch (err) {
         // A RunError is shown without a stack trace: the message already names every bad key.
         if (err instanceof ConfigError) throw new pulumi.RunError(err.message);

@@ -36,6 +36,8 @@ export interface HostContext {
     readonly home: string;
     /** Returns the file's text, or throws with a message saying why it cannot. */
     readonly readFile: (file: string) => string;
+    /** `process.platform` of the host running the program; Linux when not given. */
+    readonly platform?: string;
 }
 
 type Raw = Record<string, unknown>;
@@ -247,6 +249,16 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
     }));
     if ((r.hypervisor ?? "multipass") === "multipass") {
         rawMounts.forEach((m, i) => {
+            // The multipass snap's confinement (home interface) lets the daemon read only folders
+            // under the user's home that are not hidden (Multipass's docs/explanation/mount.md).
+            const rel = path.posix.relative(host.home, mounts[i].host);
+            if ((host.platform ?? "linux") === "linux" && (rel.startsWith("..") || path.posix.isAbsolute(rel) || rel.split("/").some((p) => p.startsWith(".")))) {
+                issues.push({
+                    path: keyPath(["mounts", i, "host"]),
+                    value: m.host,
+                    message: `must be a folder under your home (${host.home}) with no hidden part: Multipass on Linux shares nothing else`,
+                });
+            }
             if (m.readOnly) {
                 issues.push({
                     path: keyPath(["mounts", i, "readOnly"]),
@@ -370,4 +382,15 @@ function stripNamespace(config: Raw): Raw {
         if (k.startsWith(`${namespace}:`)) out[k.slice(namespace.length + 1)] = v;
     }
     return out;
+}
+
+/**
+ * Host folders the config shares that do not exist on this host: known before anything is created
+ * (Multipass refuses the mount only after the VM is up). A remote libvirt host's folders are its own.
+ */
+export function missingHostFolders(c: SandboxConfig, isDirectory: (p: string) => boolean): ConfigIssue[] {
+    if (c.hypervisor === "libvirt" && !/^qemu:\/\/\/|^qemu\+unix:/.test(c.libvirt.uri)) return [];
+    return c.mounts.flatMap((m, i) =>
+        isDirectory(m.host) ? [] : [{ path: keyPath(["mounts", i, "host"]), value: m.host, message: "is not a folder on this host: create it first" }],
+    );
 }

@@ -13,7 +13,7 @@ export function homeDir(): string {
 }
 
 export function hostContext(): HostContext {
-    return { home: homeDir(), readFile: (file) => fs.readFileSync(file, "utf8") };
+    return { home: homeDir(), readFile: (file) => fs.readFileSync(file, "utf8"), platform: process.platform };
 }
 
 export function stackFile(stack: string): string {
@@ -29,4 +29,12 @@ export function stackNameOf(file: string): string {
 
 export function loadStackConfig(file: string, stack = stackNameOf(file), host = hostContext()): SandboxConfig {
     return loadConfig(stack, rawConfigFromStackFile(fs.readFileSync(file, "utf8"), file), host);
+}
+
+export function isDirectory(p: string): boolean {
+    try {
+        return fs.statSync(p).isDirectory();
+    } catch {
+        return false;
+    }
 }

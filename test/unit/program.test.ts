@@ -20,6 +20,8 @@ interface Run {
 }
 
 const home = tempHome();
+// The folders the stacks share exist, as they must on a developer's host.
+for (const d of ["code", "datasets", "src"]) fs.mkdirSync(path.join(home, d));
 const ip = "10.11.12.13";
 
 function stackConfig(stack: string): Record<string, unknown> {
@@ -253,5 +255,10 @@ describe("invalid config", () => {
             runProgram("alice", bad).then((r) => resources.push(...r.resources)),
         ).rejects.toThrow(/cc-sandbox:vm\.cpus: must be >= 1 \(got 0\)[\s\S]*cc-sandbox:allowlist\.domains\[0\]: .*\(got "bad name"\)/);
         expect(resources).toEqual([]);
+    });
+
+    test("a shared folder that does not exist on this host is named before anything is created", async () => {
+        const missing = { ...stackConfig("alice"), "cc-sandbox:mounts": [{ host: "~/not-there", guest: "/home/agent/code" }] };
+        await expect(runProgram("alice", missing)).rejects.toThrow(/cc-sandbox:mounts\[0\]\.host: is not a folder on this host: create it first \(got ".*\/not-there"\)/);
     });
 });
