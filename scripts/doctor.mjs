@@ -5,7 +5,10 @@ import { $, argv, fs, os, path, which } from 'zx'
 import { requireSrc, root } from './lib/project.mjs'
 
 const results = []
-const check = (ok, what, fix) => results.push({ ok, what, fix })
+const check = (ok, what, fix) => {
+  results.push({ ok, what, fix })
+  return ok
+}
 
 async function version(cmd, args) {
   const r = await $`${cmd} ${args}`.nothrow().quiet()
@@ -16,14 +19,21 @@ async function main() {
   let hypervisor = 'multipass'
   let diskGiB = 50
   let keyPath = path.join(os.homedir(), '.ssh', 'id_ed25519.pub')
+  let config
   if (typeof argv.stack === 'string') {
-    const { loadStackConfig, stackFile } = requireSrc('config/stack')
+    const { loadStackConfig, stackFile, isDirectory } = requireSrc('config/stack')
+    const { missingHostFolders } = requireSrc('config/load')
     try {
-      const c = loadStackConfig(stackFile(argv.stack), argv.stack)
-      hypervisor = c.hypervisor
-      diskGiB = c.vm.diskGiB
-      keyPath = c.sshPrivateKeyPath + '.pub'
+      config = loadStackConfig(stackFile(argv.stack), argv.stack)
+      hypervisor = config.hypervisor
+      diskGiB = config.vm.diskGiB
+      keyPath = config.sshPrivateKeyPath + '.pub'
       check(true, `stack ${argv.stack}: config is valid`)
+      const missing = missingHostFolders(config, isDirectory)
+      config.mounts.forEach((m, i) => {
+        const miss = missing.find((x) => x.path.endsWith(`mounts[${i}].host`))
+        check(!miss, `shared folder ${m.host} exists`, `mkdir -p ${m.host} (or change cc-sandbox:mounts[${i}].host)`)
+      })
     } catch (err) {
       check(false, `stack ${argv.stack}: config is invalid`, err.message)
     }
@@ -36,8 +46,7 @@ async function main() {
   check(process.env.PULUMI_CONFIG_PASSPHRASE !== undefined || process.env.PULUMI_CONFIG_PASSPHRASE_FILE !== undefined,
     'PULUMI_CONFIG_PASSPHRASE is set', 'export PULUMI_CONFIG_PASSPHRASE=... (the passphrase that protects this stack\'s secrets)')
   if (hypervisor === 'multipass') {
-    const mp = await version('multipass', ['version'])
-    check(!!mp, `multipass ${mp ?? 'not found'}`, 'install Multipass: sudo snap install multipass (Linux) or brew install --cask multipass (macOS)')
+    await checkMultipass()
   } else {
     for (const tool of ['virsh', 'virt-install', 'qemu-img', 'genisoimage']) {
       const found = await which(tool, { nothrow: true })
@@ -51,6 +60,27 @@ async function main() {
 
   for (const r of results) console.log(`${r.ok ? 'ok  ' : 'MISS'} ${r.what}${r.ok ? '' : `\n     fix: ${r.fix}`}`)
   process.exitCode = results.every((r) => r.ok) ? 0 : 1
+}
+
+// Multipass: the client, whether its daemon answers (`version` always exits 0 and lists
+// multipassd only when the daemon answered), and the driver the daemon uses.
+async function checkMultipass() {
+  const install = 'install Multipass: sudo snap install multipass (Linux) or brew install --cask multipass (macOS)'
+  if (!(await which('multipass', { nothrow: true }))) return check(false, 'multipass not found', install)
+  const r = await $`multipass version --format json`.nothrow().quiet()
+  let v = {}
+  try {
+    v = JSON.parse(r.stdout)
+  } catch {}
+  check(!!v.multipass, `multipass ${v.multipass ?? '(no version reported)'}`, install)
+  const [major, minor] = String(v.multipass ?? '0.0').split('.').map(Number)
+  check(major > 1 || (major === 1 && minor >= 13), `multipass ${v.multipass ?? '?'} is 1.13 or newer (exec --no-map-working-directory)`,
+    'update Multipass: sudo snap refresh multipass')
+  if (!check(!!v.multipassd, v.multipassd ? `multipassd ${v.multipassd} answers` : 'multipassd does not answer',
+    'start the daemon: sudo snap start multipass (Linux), or reopen Multipass (macOS)')) return
+  const driver = (await $`multipass get local.driver`.nothrow().quiet()).stdout.trim()
+  check(['qemu', 'hyperv', 'virtualbox', 'lxd', 'libvirt'].includes(driver), `multipass driver ${driver || 'unknown'}`,
+    'multipass set local.driver=qemu')
 }
 
 main().catch((err) => {

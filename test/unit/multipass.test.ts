@@ -307,3 +307,33 @@ describe("guest commands", () => {
         expect(r.stderr).toContain("multipass is not installed or not on PATH");
     });
 });
+
+describe("npm run doctor for a Multipass stack", () => {
+    function doctor(w: World, opts: { code?: boolean } = {}) {
+        setWorld(w);
+        const h = tempHome();
+        if (opts.code ?? true) fs.mkdirSync(path.join(h, "code"));
+        const r = spawnSync(path.join(root, "node_modules/.bin/zx"), ["scripts/doctor.mjs", "--stack", "alice"], {
+            cwd: root,
+            encoding: "utf8",
+            env: { ...process.env, HOME: h, PATH: `${bin}:${process.env.PATH}`, FAKE_MP: dir },
+        });
+        fs.rmSync(h, { recursive: true, force: true });
+        return r.stdout + r.stderr;
+    }
+
+    test("reports the client, the daemon answering, its driver and the shared folder", () => {
+        const out = doctor({ instances: {} });
+        expect(out).toMatch(/^ok {3}multipass 1\.16\.1$/m);
+        expect(out).toMatch(/^ok {3}multipassd 1\.16\.1 answers$/m);
+        expect(out).toMatch(/^ok {3}multipass driver qemu$/m);
+        expect(out).toMatch(/^ok {3}shared folder .*\/code exists$/m);
+    });
+
+    test("a daemon that does not answer, and a shared folder that is missing, each with the fix", () => {
+        const out = doctor({ daemon: "down", instances: {} }, { code: false });
+        expect(out).toMatch(/^MISS multipassd does not answer\n {5}fix: start the daemon/m);
+        expect(out).toMatch(/^MISS shared folder .*\/code exists\n {5}fix: mkdir -p /m);
+        expect(out).not.toMatch(/driver/);
+    });
+});
