@@ -69,7 +69,11 @@ async function runProgram(stack: string, config: Record<string, unknown>): Promi
             failure = err;
         }
     });
-    if (failure) throw failure;
+    if (failure) {
+        // What the program managed to declare before it failed, for the caller to check.
+        await new Promise((r) => setTimeout(r, 50));
+        throw Object.assign(failure as Error, { run });
+    }
     for (const [k, v] of Object.entries(program!)) {
         run.outputs[k] = p.Output.isInstance(v) ? await new Promise((r) => (v as any).apply(r)) : v;
     }
@@ -248,17 +252,28 @@ describe("credential bridge", () => {
 });
 
 describe("invalid config", () => {
+    /** The program's failure, with what it declared before failing. */
+    async function failureOf(config: Record<string, unknown>): Promise<Error & { run: Run }> {
+        try {
+            await runProgram("alice", config);
+        } catch (err) {
+            return err as Error & { run: Run };
+        }
+        throw new Error("the program did not fail");
+    }
+
     test("declares nothing and names the bad key and value", async () => {
         const bad = { ...stackConfig("alice"), "cc-sandbox:vm": { cpus: 0 }, "cc-sandbox:allowlist": { domains: ["bad name"] } };
-        const resources: Registered[] = [];
-        await expect(
-            runProgram("alice", bad).then((r) => resources.push(...r.resources)),
-        ).rejects.toThrow(/cc-sandbox:vm\.cpus: must be >= 1 \(got 0\)[\s\S]*cc-sandbox:allowlist\.domains\[0\]: .*\(got "bad name"\)/);
-        expect(resources).toEqual([]);
+        const err = await failureOf(bad);
+        expect(err.message).toMatch(/cc-sandbox:vm\.cpus: must be >= 1 \(got 0\)[\s\S]*cc-sandbox:allowlist\.domains\[0\]: .*\(got "bad name"\)/);
+        expect(err.run.resources).toEqual([]);
+        expect(err.run.calls).toEqual([]);
     });
 
     test("a shared folder that does not exist on this host is named before anything is created", async () => {
         const missing = { ...stackConfig("alice"), "cc-sandbox:mounts": [{ host: "~/not-there", guest: "/home/agent/code" }] };
-        await expect(runProgram("alice", missing)).rejects.toThrow(/cc-sandbox:mounts\[0\]\.host: is not a folder on this host: create it first \(got ".*\/not-there"\)/);
+        const err = await failureOf(missing);
+        expect(err.message).toMatch(/cc-sandbox:mounts\[0\]\.host: is not a folder on this host: create it first \(got ".*\/not-there"\)/);
+        expect(err.run.resources).toEqual([]);
     });
 });
