@@ -111,7 +111,10 @@ export function libvirtDriver(home: string): Driver {
                     ...(seed ? [["rm", "-f", seed]] : []),
                     ["rm", "-f", knownHostsFile(c, home)],
                 ],
-                guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", `${c.users.admin}@{ip}`, "--"],
+                // A session whose peer went silent ends within a minute and is tried again, instead of
+                // holding the whole wait for cloud-init.
+                guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                    "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", `${c.users.admin}@{ip}`, "--"],
                 unreachable: { code: 255 },
                 timeoutSeconds: c.vm.timeoutSeconds,
             };
