@@ -195,12 +195,21 @@ function ensureRunning(plan, deadline) {
     }
 }
 
+/** Unmounts a share of the running VM, after the guest let go of what it mounted inside it. */
+function unmountShare(plan, s, m) {
+    if (s.state === "running" && s.ip && m.release) {
+        const r = guest(plan, s.ip, m.release, { timeoutMs: queryTimeoutMs });
+        if (r.code !== 0) log(`${m.release.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()} (continuing)`);
+    }
+    must(m.umount, { timeoutMs: queryTimeoutMs });
+}
+
 /** Mounts a plan.mounts entry lists but the VM no longer has (Multipass drops one it cannot restore at start). */
 function restoreMounts(plan, s) {
     if (!s.mounts) return;
     for (const m of plan.mounts || []) {
         if (s.mounts[m.guest] === m.source) continue;
-        if (s.mounts[m.guest] !== undefined) must(m.umount, { timeoutMs: queryTimeoutMs });
+        if (s.mounts[m.guest] !== undefined) unmountShare(plan, s, m);
         log(`${m.source} is not mounted at ${m.guest} in ${plan.name}; mounting it again`);
         must(m.mount, { timeoutMs: 5 * 60_000 });
     }
@@ -325,7 +334,7 @@ function main(step) {
                 log(`${m.source} is already mounted at ${m.guest}`);
                 break;
             }
-            if (s.mounts && s.mounts[m.guest] !== undefined) must(m.umount, { timeoutMs: queryTimeoutMs });
+            if (s.mounts && s.mounts[m.guest] !== undefined) unmountShare(plan, s, m);
             must(m.mount, { timeoutMs: 5 * 60_000 });
             break;
         }
@@ -336,7 +345,7 @@ function main(step) {
                 log(`${m.guest} is not mounted in ${plan.name} (${s.state}); nothing to unmount`);
                 break;
             }
-            must(m.umount, { timeoutMs: queryTimeoutMs });
+            unmountShare(plan, s, m);
             break;
         }
         default:

@@ -39,6 +39,8 @@ export interface MountPlan {
     readonly source: string;
     readonly mount: readonly string[];
     readonly umount: readonly string[];
+    /** Run in the guest before umount: what the guest mounted inside the share goes first. */
+    readonly release: readonly string[];
 }
 
 export interface HostIdentity {

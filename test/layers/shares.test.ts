@@ -106,3 +106,17 @@ test("a repository that appears later is protected on the next pass, and status 
     expect(runs[1]).toMatch(/^protected \/home\/agent\/code\/later\/\.git$/m);
     expect(runs[2]).toMatch(/^OPEN {6}\/home\/agent\/code\/repo\/\.git \(writable: hooks\)$/m);
 });
+
+test("release undoes the binds under a share so that the share itself can be unmounted (Multipass's umount)", () => {
+    const r = inGuest(`
+        mkdir -p /home/agent/code && mount -t tmpfs share /home/agent/code && chown agent: /home/agent/code
+        ${asAgent} git -C /home/agent/code init -q repo
+        cc-sandbox-shares protect 2>/dev/null
+        umount /home/agent/code 2>/dev/null && echo "busy-share=unmounted" || echo "busy-share=refused"
+        cc-sandbox-shares release /home/agent/code
+        umount /home/agent/code && echo "released-share=unmounted"`);
+    expect(r.stdout).toMatch(/^busy-share=refused$/m);
+    expect(r.stderr).toMatch(/released \d+ binds under \/home\/agent\/code/);
+    expect(r.stdout).toMatch(/^released-share=unmounted$/m);
+});
+

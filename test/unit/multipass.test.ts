@@ -37,6 +37,7 @@ interface Vm {
     cloudInit?: number;
     exec?: string;
     applied?: string;
+    released?: string[];
     userData?: string;
 }
 interface World {
@@ -258,6 +259,9 @@ describe("mounts", () => {
         setWorld({ instances: { "cc-fake": running({ mounts: { [mount.guest]: { source: mount.source } } }) } });
         expect(step("umount", { plan: mountPlan }).code).toBe(0);
         expect(vm().mounts).toEqual({});
+        // the guest let go of its binds inside the share first
+        expect(vm().released).toEqual([mount.guest]);
+        expect(calls().findIndex((l) => l.includes("cc-sandbox-shares release"))).toBeLessThan(calls().findIndex((l) => l.startsWith("umount")));
     });
 });
 

@@ -61,6 +61,9 @@ export const multipass: Driver = {
                 m.host, target,
             ],
             umount: ["multipass", "umount", target],
+            // The guest pins shared repositories' git configuration with binds inside the share
+            // (cc-sandbox-shares); the share cannot be unmounted over them.
+            release: ["sudo", "/usr/local/sbin/cc-sandbox-shares", "release", m.guest],
         };
     },
 };

@@ -235,6 +235,8 @@ switch (cmd) {
             process.stdout.write("Traceback: module apt failed (guest log tail)\n");
         } else if (line === "sudo /usr/local/sbin/cc-sandbox-firewall apply -") {
             vm.applied = fs.readFileSync(0, "utf8");
+        } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-shares release ")) {
+            vm.released = (vm.released || []).concat(command[command.length - 1]);
         } else if (line === "sudo false") {
             fail(1, "");
         } else {
