@@ -65,7 +65,8 @@ async function main() {
     const result = {
       measuredAt: new Date().toISOString(),
       host: { cpus: os.cpus().length, load: os.loadavg(), kvm: fs.existsSync('/dev/kvm') && config.libvirt.virtType === 'kvm' },
-      image: fs.readlinkSync('/var/lib/cc-sandbox/ci-image'),
+      // The image by its build hash (the name of its cache folder), not where this machine keeps it.
+      image: path.basename(fs.readlinkSync('/var/lib/cc-sandbox/ci-image')),
       bareBootSeconds: bareSeconds,
       readySeconds: up.seconds,
       destroySeconds: destroy.seconds,
