@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { Harness, RunResult, repoRoot } from "./lib";
+import { Harness, RunResult, repoRoot, waitFor } from "./lib";
 
 const records = `
 allowed.test.example        A     198.51.100.10
@@ -68,15 +68,6 @@ async function dig(name: string, opts: { server?: string; type?: string; tcp?: b
     const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? "NO-ANSWER";
     const answers = [...r.stdout.matchAll(/^\S+\s+\d+\s+IN\s+(A|AAAA|TXT|CNAME)\s+(\S+)/gm)].map((m) => m[2]);
     return { status, answers, out: r.stdout };
-}
-
-async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-    const until = Date.now() + ms;
-    while (Date.now() < until) {
-        if (await check()) return true;
-        await new Promise((r) => setTimeout(r, 200));
-    }
-    return check();
 }
 
 const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
@@ -489,6 +480,28 @@ describe("controls with the firewall down (the attacks above failed because of i
             expect([ping.code, ping.stderr]).toEqual([0, ""]);
         } finally {
             await h.root("cat >/etc/cc-sandbox/allowlist", { input: good });
+        }
+        expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        expect((await tcp("allowed.test.example", 443)).stdout).toBe("ok 198.51.100.10 443\n");
+    });
+
+    test("fail-closed without ipset: up locks down with rules that need no set, SSH in still answers", async () => {
+        // An ipset that fails every call, as on a kernel without the ip_set module.
+        const stub = "mkdir -p /tmp/noipset && printf '#!/bin/sh\\necho ipset: no kernel support >&2; exit 1\\n' >/tmp/noipset/ipset && chmod 0755 /tmp/noipset/ipset";
+        await h.root(stub);
+        try {
+            const r = await h.root("PATH=/tmp/noipset:$PATH cc-sandbox-firewall up");
+            expect(r.code).not.toBe(0);
+            expect(r.stderr).toMatch(/locking down without them/);
+            expect(r.stderr).toMatch(/LOCKDOWN is in place/);
+            const rules = (await h.root("iptables-save -t filter")).stdout;
+            expect(rules).toMatch(/^:OUTPUT DROP/m);
+            expect(rules).not.toMatch(/match-set/);
+            expect((await tcp("198.51.100.10", 443)).stdout).toBe("");
+            const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
+            expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
+        } finally {
+            await h.root("rm -rf /tmp/noipset");
         }
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
         expect((await tcp("allowed.test.example", 443)).stdout).toBe("ok 198.51.100.10 443\n");

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { Harness, RunResult, repoRoot } from "./lib";
+import { Harness, RunResult, repoRoot, waitFor } from "./lib";
 
 /** Addresses that exist only inside the harness's internet namespace. */
 const privateTargets = {
@@ -55,15 +55,6 @@ function writeStack(dir: string): string {
 
 async function tcp(host: string, port: number, user = "agent"): Promise<RunResult> {
     return h.exec(`timeout 4 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`, { user });
-}
-
-async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-    const until = Date.now() + ms;
-    while (Date.now() < until) {
-        if (await check()) return true;
-        await new Promise((r) => setTimeout(r, 200));
-    }
-    return check();
 }
 
 beforeAll(async () => {
@@ -192,6 +183,17 @@ describe("the status means the whole policy", () => {
         expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
         await h.root(`c=/run/cc-sandbox/firewall/dnsmasq.conf; sed -i 's|^address=/#/$|server=/#/${h.dnsAddress}|' $c; kill "$(cat /run/cc-sandbox/firewall/dnsmasq.pid)"; dnsmasq --conf-file=$c`);
         expect(await waitFor(async () => (await state()) === "OFF", 8000)).toBe(true);
+        expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
+    });
+
+    test("the VM's own networks are followed even while the state is OFF (SSH in never freezes out)", async () => {
+        const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
+        await h.root("ipset del ccfw-never 10.0.0.0/8");
+        expect(await waitFor(async () => (await state()) === "OFF", 8000)).toBe(true);
+        const g = (await h.root("ip -o link show type veth | awk -F': ' '{ sub(/@.*/, \"\", $2); print $2 }'")).stdout.trim();
+        await h.root(`ip addr add 198.18.201.2/24 dev ${g}`);
+        expect(await waitFor(async () => (await h.root("ipset test ccfw-link 198.18.201.1 2>&1")).code === 0, 8000)).toBe(true);
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
         expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
     });
