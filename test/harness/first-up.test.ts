@@ -4,7 +4,7 @@
  * working, even when the guest speaks first, while port 22 still opens no way out.
  * Needs root (see test/README.md).
  */
-import { Harness } from "./lib";
+import { Harness, waitFor } from "./lib";
 
 const records = `
 allowed.test.example   A   198.51.100.10
@@ -28,7 +28,7 @@ test("a session open before the first up keeps flowing when the guest writes fir
         'require("net").createServer((s) => { s.on("error", () => {}); let n = 0; ' +
         'const t = setInterval(() => s.write("tick " + n++ + "\\n"), 200); s.on("close", () => clearInterval(t)); }).listen(22)';
     await h.root(`setsid -f ${process.execPath} -e '${server}' </dev/null >/dev/null 2>&1`);
-    for (let i = 0; i < 50 && (await h.root("ss -ltn | grep -c ':22 '")).stdout.trim() !== "1"; i++) await sleep(100);
+    expect(await waitFor(async () => (await h.root("ss -ltn | grep -c ':22 '")).stdout.trim() === "1", 5000)).toBe(true);
 
     const session = h.internet(`timeout 6 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22; cat <&3'`);
     await sleep(1500);
@@ -60,12 +60,8 @@ test("a DHCP client rewriting /etc/resolv.conf (no systemd-resolved) is undone w
     await h.startWatcher();
     // As ifupdown's dhclient does at every lease: the VM's server, written over ours.
     await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
-    let first = "";
-    for (let i = 0; i < 40 && !first.startsWith("# cc-sandbox-firewall:"); i++) {
-        await sleep(250);
-        first = (await h.root("head -n 1 /etc/resolv.conf")).stdout;
-    }
-    expect(first).toMatch(/^# cc-sandbox-firewall:/);
+    const pointedBack = async () => (await h.root("head -n 1 /etc/resolv.conf")).stdout.startsWith("# cc-sandbox-firewall:");
+    expect(await waitFor(pointedBack, 10_000)).toBe(true);
     expect((await h.exec("getent ahostsv4 allowed.test.example | head -n 1")).stdout).toMatch(/^198\.51\.100\.10 /);
     // Attack: the name off the allowlist still resolves nowhere, and the rewritten server is no way out.
     expect((await h.exec("getent ahostsv4 blocked.test.example; echo rc=$?")).stdout).toMatch(/rc=2/);

@@ -107,6 +107,16 @@ function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: nu
     });
 }
 
+/** Polls check every 200 ms until it holds or ms have passed; the last answer is the result. */
+export async function waitFor(check: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+        if (await check()) return true;
+        await new Promise((r) => setTimeout(r, 200));
+    }
+    return check();
+}
+
 /** A throw-away HOME holding a fresh .ssh/id_ed25519 key pair, for rendering (the caller removes it). */
 export function makeTestHome(parent = os.tmpdir()): string {
     const home = fs.mkdtempSync(path.join(parent, "ccfw-home-"));
