@@ -24,14 +24,19 @@ const attacks = `
     try hook 'printf "#!/bin/sh\\necho PLANTED-HOOK\\n" > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit'
     try commondir 'mkdir -p /home/agent/evil && cp -r .git/objects .git/refs /home/agent/evil/ && git config -f /home/agent/evil/config core.fsmonitor "echo PLANTED-COMMONDIR >&2; false" && echo /home/agent/evil > .git/commondir'
     try worktree-config 'echo "[core] fsmonitor = echo PLANTED-WT" > .git/config.worktree'
-    try info-attributes 'echo "* filter=x" > .git/info/attributes'
     try rename-git 'mv .git .git-moved'
+    try rename-repo 'cd .. && mv repo repo-moved'
+    try sub-config 'git -C sub config core.fsmonitor "echo PLANTED-SUB >&2; false"'
+    try sub-hook 'echo "#!/bin/sh" > .git/modules/sub/hooks/post-checkout'
     try rename-hooks 'mv .git/hooks .git/hooks-moved'
     try remove-config 'rm -f .git/config'
     try gitfile 'echo "gitdir: /home/agent/evil" > sub/.git'
     try userns-umount 'unshare -rm sh -c "umount .git/config || umount -l .git/config; echo x > .git/config"'
     try commit 'git -c user.name=a -c user.email=a@b commit -q --allow-empty -m second'
     try status 'git status --short'
+    try branch 'git branch feature && git checkout -q feature && git checkout -q -'
+    try sub-commit 'git -C sub -c user.name=a -c user.email=a@b commit -q --allow-empty -m in-sub'
+    try worktree 'git worktree add -q /home/agent/code/wt feature'
     echo "log=$(${asAgent} git log --oneline | wc -l)"
     echo "host-status=$(git -c safe.directory='*' status --short 2>&1 | tr '\\n' ' ')"
     echo "host-commit=$(git -c safe.directory='*' -c user.name=d -c user.email=d@e commit --allow-empty -m host 2>&1 | tr '\\n' ' ')"
@@ -53,7 +58,7 @@ describe("protected", () => {
         expect(out).toMatch(/^protected \/home\/agent\/code\/repo\/sub\/\.git$/m);
     });
 
-    test.each(["config", "hookspath", "hook", "commondir", "worktree-config", "info-attributes", "rename-git", "rename-hooks", "remove-config", "gitfile", "userns-umount"])(
+    test.each(["config", "hookspath", "hook", "commondir", "worktree-config", "rename-git", "rename-repo", "rename-hooks", "remove-config", "gitfile", "sub-config", "sub-hook", "userns-umount"])(
         "attack: %s is refused",
         (name) => {
             expect(rc(out, name)).toBeDefined();
@@ -66,9 +71,8 @@ describe("protected", () => {
         expect(out).toMatch(/^host-commit=\[[\w-]+ [0-9a-f]+\] host/m);
     });
 
-    test("allowed: the agent's own git work goes on (status, commit, log)", () => {
-        expect(rc(out, "status")).toBe("0");
-        expect(rc(out, "commit")).toBe("0");
+    test("allowed: the agent's own git work goes on (status, commit, branches, a submodule, a worktree, log)", () => {
+        for (const name of ["status", "commit", "branch", "sub-commit", "worktree"]) expect([name, rc(out, name)]).toEqual([name, "0"]);
         expect(out).toMatch(/^log=2$/m);
     });
 });
@@ -101,7 +105,7 @@ test("a repository that appears later is protected on the next pass, and status 
         umount /home/agent/code/repo/.git/hooks
         st`);
     const runs = r.stdout.split(/status-rc=\d+\n/);
-    expect(r.stdout).toMatch(/^OPEN {6}\/home\/agent\/code\/later\/\.git \(writable: \.git config/m);
+    expect(r.stdout).toMatch(/^OPEN {6}\/home\/agent\/code\/later\/\.git \(writable: \.git config config\.worktree commondir hooks \(its folder can be renamed\)\)$/m);
     expect(r.stdout.match(/status-rc=(\d+)/g)).toEqual(["status-rc=3", "status-rc=0", "status-rc=3"]);
     expect(runs[1]).toMatch(/^protected \/home\/agent\/code\/later\/\.git$/m);
     expect(runs[2]).toMatch(/^OPEN {6}\/home\/agent\/code\/repo\/\.git \(writable: hooks\)$/m);
@@ -118,5 +122,28 @@ test("release undoes the binds under a share so that the share itself can be unm
     expect(r.stdout).toMatch(/^busy-share=refused$/m);
     expect(r.stderr).toMatch(/released \d+ binds under \/home\/agent\/code/);
     expect(r.stdout).toMatch(/^released-share=unmounted$/m);
+});
+
+test("root never follows a link the agent planted in a repository, and status says OPEN", () => {
+    const r = inGuest(`
+        mkdir -p /home/agent/code && chown agent: /home/agent/code
+        ${asAgent} bash -c 'set -e; cd /home/agent/code; git init -q trap; cd trap/.git
+            rm -rf hooks && ln -s /etc hooks
+            ln -s /etc/cc-shares-planted config.worktree
+            ln -s /etc/cc-shares-planted-2 commondir
+            cd /home/agent/code && mkdir -p linked && ln -s /etc linked/.git'
+        before=$(grep -c ' /etc ' /proc/self/mountinfo || true)
+        rc=0; cc-sandbox-shares protect || rc=$?; echo "protect-rc=$rc"
+        for f in /etc/cc-shares-planted /etc/cc-shares-planted-2; do [ ! -e "$f" ] || echo "planted: $f"; done
+        echo "etc-mounts-added: $(( $(grep -c ' /etc ' /proc/self/mountinfo || true) - before ))"
+        touch /etc/still-writable && echo etc=writable
+        rc=0; cc-sandbox-shares status || rc=$?; echo "status-rc=$rc"`);
+    expect(r.stdout).toMatch(/^protect-rc=1$/m);
+    expect(r.stdout).not.toMatch(/^planted: \/etc/m);
+    expect(r.stdout).toMatch(/^etc-mounts-added: 0$/m);
+    expect(r.stdout).toMatch(/^etc=writable$/m);
+    expect(r.stderr).toMatch(/refused: \/home\/agent\/code\/trap\/\.git\/(config\.worktree|commondir|hooks) is a symbolic link|not protected: .*linked\/\.git is a symbolic link/);
+    expect(r.stdout).toMatch(/^OPEN {6}\/home\/agent\/code\/linked\/\.git \(writable: \(a symbolic link\)/m);
+    expect(r.stdout).toMatch(/^status-rc=3$/m);
 });
 
