@@ -90,6 +90,7 @@ test.each([
     ["nnp-wrapper", "the wrapper lost setpriv", `printf '#!/bin/bash\\nexec claude "$@"\\n' > /usr/local/bin/claude-noprivs`, ""],
     ["ssh", "the SSH hardening is gone", "rm /etc/ssh/sshd_config.d/10-cc-sandbox.conf", ""],
     ["ssh-keys", "the agent's keys file is the agent's to write", "chown agent /etc/ssh/cc-sandbox-authorized_keys/agent", ""],
+    ["ssh-keys", "the agent's keys file is group-writable", "chmod 0664 /etc/ssh/cc-sandbox-authorized_keys/agent", ""],
     ["ssh-keys", "sshd reads the agent's keys from its home again", "sed -i '/^Match User agent/,$d' /etc/ssh/sshd_config.d/10-cc-sandbox.conf", ""],
     ["nnp-login", "the agent's login shell is a plain bash", "usermod -s /bin/bash agent", ""],
     ["shares", "a shared repository's git configuration is open to the agent", "mkdir -p /home/agent/code && git init -q /home/agent/code/repo", ""],
