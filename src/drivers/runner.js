@@ -89,6 +89,13 @@ function must(argv, opts) {
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 const pollMs = Number(process.env.CC_POLL_MS) || 1000;
 
+/** With plan.list: the hypervisor lists its VMs and this one is not among them. */
+function confirmedAbsent(plan) {
+    if (!plan.list) return true;
+    const r = run(plan.list, { timeoutMs: queryTimeoutMs });
+    return r.code === 0 && !r.stdout.split("\n").map((l) => l.trim()).includes(plan.name);
+}
+
 /**
  * The VM's state. Only the hypervisor saying the VM does not exist (plan.absent on stderr) means
  * "absent": a daemon that does not answer, or any other failure, is an error, so that destroy never
@@ -97,7 +104,7 @@ const pollMs = Number(process.env.CC_POLL_MS) || 1000;
 function status(plan) {
     const r = run(plan.state, { timeoutMs: queryTimeoutMs });
     if (r.code !== 0) {
-        if (plan.absent && new RegExp(plan.absent).test(r.stderr)) return { state: "absent", ip: "" };
+        if (plan.absent && new RegExp(plan.absent).test(r.stderr) && confirmedAbsent(plan)) return { state: "absent", ip: "" };
         const hint = plan.format === "multipass" ? " (is multipassd running? npm run doctor)" : " (is libvirtd reachable? npm run doctor)";
         throw new Error(`cannot tell the state of ${plan.name}: ${plan.state.slice(0, 2).join(" ")} failed (exit ${r.code}): ${r.stderr.trim()}${hint}`);
     }
@@ -114,8 +121,8 @@ function guest(plan, ip, command, opts) {
 /** The guest command never ran: guestExec could not reach the guest (ssh's 255, multipass's "exec failed:"). */
 function unreachable(plan, r) {
     if (r.code === -1) return true;
-    const u = plan.unreachable || { code: 255 };
-    return r.code === u.code && (!u.stderr || new RegExp(u.stderr, "m").test(r.stderr));
+    const u = plan.unreachable || { codes: [255] };
+    return u.codes.includes(r.code) && (!u.stderr || new RegExp(u.stderr, "m").test(r.stderr));
 }
 
 /** Waits for cloud-init; on failure throws with the tail of its output log and the boot log. */
@@ -151,7 +158,16 @@ function waitForCloudInit(plan, ip, deadline) {
 function ensureRunning(plan, deadline) {
     let acted = "";
     for (;;) {
-        const s = status(plan);
+        let s;
+        try {
+            s = status(plan);
+        } catch (err) {
+            // A query that failed once (a slow daemon) is asked again until the deadline.
+            if (Date.now() > deadline) throw err;
+            log(`${err.message}; asking again`);
+            sleep(Math.max(pollMs, 2000));
+            continue;
+        }
         const left = () => Math.max(deadline - Date.now(), 1000);
         switch (s.state) {
             case "running":

@@ -23,7 +23,9 @@ export interface VmPlan {
     /** Prefix that runs a command in the guest as the admin user; `{ip}` is the VM's address. */
     readonly guestExec: readonly string[];
     /** How guestExec says it could not reach the guest (as opposed to the command's own exit status). */
-    readonly unreachable: { readonly code: number; readonly stderr?: string };
+    readonly unreachable: { readonly codes: readonly number[]; readonly stderr?: string };
+    /** Lists every VM's name, one a line: confirms that a VM the state query calls missing is absent. */
+    readonly list?: readonly string[];
     /** Brings back a VM deleted but not purged (Multipass). */
     readonly recover?: readonly string[];
     /** Cancels a shutdown the hypervisor has scheduled (Multipass's "Delayed Shutdown"). */

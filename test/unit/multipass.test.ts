@@ -45,6 +45,7 @@ interface World {
     instances: Record<string, Vm>;
     cloudInit?: number;
     launchTimesOut?: boolean;
+    failInfoCalls?: number[];
 }
 
 let dir: string;
@@ -129,6 +130,14 @@ describe("create", () => {
         expect(calls().filter((l) => l.includes("cloud-init status")).length).toBeGreaterThan(1);
     });
 
+    test("exec's own failure with exit 255 (newer clients) is waited out too, not taken for cloud-init's verdict", () => {
+        setWorld({ instances: { "cc-fake": running({ exec: "unreachable255" }) } });
+        const r = step("create", { input: userData, plan: { ...plan, timeoutSeconds: 1 } });
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain("cannot reach cc-fake to wait for cloud-init: exec failed: [ssh client] channel creation failed");
+        expect(r.stderr).not.toContain("cloud-init failed");
+    });
+
     test("an exec that hangs is cut at the deadline instead of hanging the run", () => {
         setWorld({ instances: { "cc-fake": running({ exec: "hang" }) } });
         const started = Date.now();
@@ -158,6 +167,15 @@ describe("every state Multipass reports", () => {
             expect(JSON.parse(r.stdout)).toEqual({ state: "running", ip: "10.1.2.3" });
         }
         expect(calls()).toContain("stop --cancel cc-fake");
+    });
+
+    test("a daemon that misses one call while the VM starts is asked again, not taken for an error or an absent VM", () => {
+        setWorld({ instances: { "cc-fake": running({ state: "Stopped", ip: null }) }, failInfoCalls: [2] } as World);
+        const r = up();
+        expect(r.stderr).toContain("asking again");
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout)).toEqual({ state: "running", ip: "10.1.2.3" });
+        expect(calls().some((l) => l.startsWith("launch"))).toBe(false);
     });
 
     test("Unknown fails at once with what to do, not after the whole timeout", () => {
@@ -341,3 +359,34 @@ describe("npm run doctor for a Multipass stack", () => {
         expect(out).not.toMatch(/driver/);
     });
 });
+
+describe("libvirt: a failed lookup means absent only when the list leaves the VM out", () => {
+    // virsh prints "failed to get domain" for any failed lookup (an RPC drop, an ACL denial).
+    const fakeVirsh = `#!/bin/bash
+case "$*" in
+  *domstate*) echo "error: failed to get domain 'cc-lv'" >&2; exit 1 ;;
+  *list*) cat "$FAKE_MP/listed" 2>/dev/null; exit "$(cat "$FAKE_MP/list-rc" 2>/dev/null || echo 0)" ;;
+  *) exit 0 ;;
+esac
+`;
+    const lvPlan = { name: "cc-lv", format: "virsh", state: ["virsh", "domstate", "cc-lv"], address: ["virsh", "domifaddr", "cc-lv"], absent: "failed to get domain", list: ["virsh", "list", "--all", "--name"], delete: [["virsh", "undefine", "cc-lv"]], timeoutSeconds: 5 };
+    beforeEach(() => fs.writeFileSync(path.join(bin, "virsh"), fakeVirsh, { mode: 0o755 }));
+
+    test("listed (or the list fails): an error, and destroy does not call it gone", () => {
+        fs.writeFileSync(path.join(dir, "listed"), "other\ncc-lv\n");
+        const listed = step("delete", { plan: lvPlan });
+        expect(listed.code).toBe(1);
+        expect(listed.stderr).toContain("cannot tell the state of cc-lv");
+        fs.writeFileSync(path.join(dir, "listed"), "");
+        fs.writeFileSync(path.join(dir, "list-rc"), "1");
+        expect(step("delete", { plan: lvPlan }).code).toBe(1);
+    });
+
+    test("not listed: absent, and destroy says it is already gone", () => {
+        fs.writeFileSync(path.join(dir, "listed"), "other\n");
+        const r = step("delete", { plan: lvPlan });
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain("already gone");
+    });
+});
+

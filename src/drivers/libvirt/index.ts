@@ -85,8 +85,10 @@ export function libvirtDriver(home: string): Driver {
                 format: "virsh",
                 state: [...virsh, "domstate", c.vm.name],
                 // "failed to get domain 'NAME'" / "Domain not found"; "failed to connect to the
-                // hypervisor" is an error, not an absent VM.
+                // hypervisor" is an error, not an absent VM. virsh prints the first for any failed
+                // lookup, so the list below must also leave the VM out.
                 absent: "failed to get domain|[Dd]omain not found",
+                list: [...virsh, "list", "--all", "--name"],
                 address: [...virsh, "domifaddr", c.vm.name, "--source", "lease"],
                 start: [...virsh, "start", c.vm.name],
                 prepare: [
@@ -115,7 +117,7 @@ export function libvirtDriver(home: string): Driver {
                 // holding the whole wait for cloud-init.
                 guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                     "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", `${c.users.admin}@{ip}`, "--"],
-                unreachable: { code: 255 },
+                unreachable: { codes: [255] },
                 timeoutSeconds: c.vm.timeoutSeconds,
             };
         },

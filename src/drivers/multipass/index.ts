@@ -41,9 +41,10 @@ export const multipass: Driver = {
             metaData,
             delete: [["multipass", "delete", "--purge", c.vm.name]],
             guestExec: sshExecArgs(c),
-            // exec's own failures are "exec failed: ..." with exit 2 (exec.cpp), never 255; a
-            // command's exit status (cloud-init's 2 for "done, degraded" among them) passes through.
-            unreachable: { code: 2, stderr: "^exec failed:" },
+            // exec's own failures are "exec failed: ..." (exec.cpp), with exit 2, or 255 where the
+            // client has ShellExecFail; a command's own exit status (cloud-init's 2 for "done,
+            // degraded" among them) passes through without that line.
+            unreachable: { codes: [2, 255], stderr: "^exec failed:" },
             recover: ["multipass", "recover", c.vm.name],
             cancelShutdown: ["multipass", "stop", "--cancel", c.vm.name],
             timeoutSeconds: c.vm.timeoutSeconds,

@@ -42,6 +42,7 @@ const CommandFail = 2;
 // (src/client/common/client_common.cpp) maps to CommandFail (2), not DaemonFail.
 function needDaemon(cmd) {
     if (world.daemon !== "up") {
+        if (world.daemon === "down" && (world.failInfoCalls || []).length) world.daemon = "up";
         fail(CommandFail, `${cmd} failed: cannot connect to the multipass socket\nPlease ensure multipassd is running and '/var/snap/multipass/common/multipass_socket' is accessible`);
     }
 }
@@ -70,6 +71,9 @@ switch (cmd) {
         break;
     }
     case "info": {
+        // A daemon that misses a call now and then: world.failInfoCalls lists which (1-based).
+        world.infoCalls = (world.infoCalls || 0) + 1;
+        if ((world.failInfoCalls || []).includes(world.infoCalls)) world.daemon = "down";
         needDaemon("info");
         const name = args[1];
         const vm = world.instances[name];
@@ -213,6 +217,8 @@ switch (cmd) {
         if (vm.state === "Stopped" || vm.state === "Suspended") vm.state = "Running";
         // Exec::exec_success: any failure to connect or run is "exec failed: ..." with exit 2.
         if (vm.exec === "unreachable") fail(CommandFail, "exec failed: ssh connection failed: 'Connection refused'");
+        // Newer clients (return_codes.h with ShellExecFail = 255) exit 255 with the same line.
+        if (vm.exec === "unreachable255") fail(255, "exec failed: [ssh client] channel creation failed");
         if (vm.exec === "hang") {
             Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3_600_000);
         }
