@@ -242,7 +242,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
         { host: "~/code", guest: `/home/${users.agent}/code` },
     ];
     const mounts: Mount[] = rawMounts.map((m, i) => ({
-        host: expandHome(m.host, host.home),
+        host: expandHome(m.host, host.home).replace(/(.)\/+$/, "$1"),
         guest: m.guest.replace(/\/+$/, ""),
         readOnly: m.readOnly ?? false,
         tag: `m${i}-${path.posix.basename(m.guest).replace(/[^a-z0-9]/gi, "").toLowerCase()}`.slice(0, 31),

@@ -220,6 +220,15 @@ function unmountShare(plan, s, m) {
     must(m.umount, { timeoutMs: queryTimeoutMs });
 }
 
+/** Mounts a share into the running VM, and has the guest protect its repositories at once. */
+function mountShare(plan, s, m) {
+    must(m.mount, { timeoutMs: 5 * 60_000 });
+    if (s.state === "running" && s.ip && m.protect) {
+        const r = guest(plan, s.ip, m.protect, { timeoutMs: queryTimeoutMs });
+        if (r.code !== 0) throw new Error(`${m.protect.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()}`);
+    }
+}
+
 /** Mounts a plan.mounts entry lists but the VM no longer has (Multipass drops one it cannot restore at start). */
 function restoreMounts(plan, s) {
     if (!s.mounts) return;
@@ -227,7 +236,7 @@ function restoreMounts(plan, s) {
         if (s.mounts[m.guest] === m.source) continue;
         if (s.mounts[m.guest] !== undefined) unmountShare(plan, s, m);
         log(`${m.source} is not mounted at ${m.guest} in ${plan.name}; mounting it again`);
-        must(m.mount, { timeoutMs: 5 * 60_000 });
+        mountShare(plan, s, m);
     }
 }
 
@@ -351,7 +360,7 @@ function main(step) {
                 break;
             }
             if (s.mounts && s.mounts[m.guest] !== undefined) unmountShare(plan, s, m);
-            must(m.mount, { timeoutMs: 5 * 60_000 });
+            mountShare(plan, s, m);
             break;
         }
         case "umount": {

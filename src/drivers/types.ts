@@ -43,6 +43,8 @@ export interface MountPlan {
     readonly umount: readonly string[];
     /** Run in the guest before umount: what the guest mounted inside the share goes first. */
     readonly release: readonly string[];
+    /** Run in the guest after mount: the share's repositories protected at once, not at the next look. */
+    readonly protect: readonly string[];
 }
 
 export interface HostIdentity {

@@ -118,10 +118,21 @@ test("release undoes the binds under a share so that the share itself can be unm
         cc-sandbox-shares protect 2>/dev/null
         umount /home/agent/code 2>/dev/null && echo "busy-share=unmounted" || echo "busy-share=refused"
         cc-sandbox-shares release /home/agent/code
-        umount /home/agent/code && echo "released-share=unmounted"`);
+        cc-sandbox-shares protect 2>/dev/null
+        umount /home/agent/code && echo "released-share=unmounted"
+        mount -t tmpfs share /home/agent/code && chown agent: /home/agent/code
+        ${asAgent} git -C /home/agent/code init -q again
+        cc-sandbox-shares protect 2>/dev/null
+        rc=0; cc-sandbox-shares status >/dev/null || rc=$?; echo "held-status=$rc"
+        cc-sandbox-shares protect /home/agent/code 2>/dev/null
+        rc=0; cc-sandbox-shares status >/dev/null || rc=$?; echo "remounted-status=$rc"`);
     expect(r.stdout).toMatch(/^busy-share=refused$/m);
     expect(r.stderr).toMatch(/released \d+ binds under \/home\/agent\/code/);
+    // the watcher's pass between release and umount leaves the released share alone
     expect(r.stdout).toMatch(/^released-share=unmounted$/m);
+    // mounted again: held back (and reported OPEN) until protect names it, then protected
+    expect(r.stdout).toMatch(/^held-status=3$/m);
+    expect(r.stdout).toMatch(/^remounted-status=0$/m);
 });
 
 test("root never follows a link the agent planted in a repository, and status says OPEN", () => {

@@ -112,6 +112,11 @@ describe("malformed stacks", () => {
 });
 
 describe("values", () => {
+    test("shared folders are named without a trailing slash, as Multipass reports them", () => {
+        const c = loadConfig("t", { mounts: [{ host: "~/code/", guest: "/home/agent/code/" }] }, host);
+        expect(c.mounts[0]).toMatchObject({ host: path.join(home, "code"), guest: "/home/agent/code" });
+    });
+
     test("every OpenSSH key type is accepted, including hardware-backed keys", () => {
         const blob = (type: string) => {
             const t = Buffer.from(type);

@@ -38,6 +38,7 @@ interface Vm {
     exec?: string;
     applied?: string;
     released?: string[];
+    protected?: string[];
     userData?: string;
 }
 interface World {
@@ -234,6 +235,8 @@ describe("mounts", () => {
         const r = step("mount", { plan: mountPlan });
         expect(r.code).toBe(0);
         expect(vm().mounts).toEqual({ [c.mounts[0].guest]: expect.objectContaining({ source: c.mounts[0].host }) });
+        // the guest protects the share's repositories at once, not at its next look
+        expect(vm().protected).toEqual([c.mounts[0].guest]);
     });
 
     test("control: without it, the mount fails once the firewall has closed the snap store", () => {

@@ -65,6 +65,7 @@ export const multipass: Driver = {
             // The guest pins shared repositories' git configuration with binds inside the share
             // (cc-sandbox-shares); the share cannot be unmounted over them.
             release: ["sudo", "/usr/local/sbin/cc-sandbox-shares", "release", m.guest],
+            protect: ["sudo", "/usr/local/sbin/cc-sandbox-shares", "protect", m.guest],
         };
     },
 };

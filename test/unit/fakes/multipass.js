@@ -243,6 +243,8 @@ switch (cmd) {
             vm.applied = fs.readFileSync(0, "utf8");
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-shares release ")) {
             vm.released = (vm.released || []).concat(command[command.length - 1]);
+        } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-shares protect ")) {
+            vm.protected = (vm.protected || []).concat(command[command.length - 1]);
         } else if (line === "sudo false") {
             fail(1, "");
         } else {
