@@ -9,7 +9,8 @@ import { asAgent, inGuest } from "./guest";
 /** A repository in the shared folder, owned by the agent (as a share shows it), with a submodule-style .git file. */
 const setup = `
     share=/home/agent/code
-    mkdir -p $share && chown agent: $share
+    # A mounted share, with shared propagation as systemd gives every mount in the VM.
+    mkdir -p $share && mount -t tmpfs share $share && mount --make-shared $share && chown agent: $share
     ${asAgent} bash -c 'set -e; cd ${"$"}HOME/code
         git init -q repo && git -C repo -c user.name=a -c user.email=a@b commit -q --allow-empty -m first
         mkdir -p repo/.git/modules && git init -q --separate-git-dir=${"$"}HOME/code/repo/.git/modules/sub repo/sub'
@@ -137,7 +138,7 @@ test("release undoes the binds under a share so that the share itself can be unm
 
 test("root never follows a link the agent planted in a repository, and status says OPEN", () => {
     const r = inGuest(`
-        mkdir -p /home/agent/code && chown agent: /home/agent/code
+        mkdir -p /home/agent/code && mount -t tmpfs share /home/agent/code && mount --make-shared /home/agent/code && chown agent: /home/agent/code
         ${asAgent} bash -c 'set -e; cd /home/agent/code; git init -q trap; cd trap/.git
             rm -rf hooks && ln -s /etc hooks
             ln -s /etc/cc-shares-planted config.worktree

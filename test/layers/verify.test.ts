@@ -93,7 +93,7 @@ test.each([
     ["ssh-keys", "the agent's keys file is group-writable", "chmod 0664 /etc/ssh/cc-sandbox-authorized_keys/agent", ""],
     ["ssh-keys", "sshd reads the agent's keys from its home again", "sed -i '/^Match User agent/,$d' /etc/ssh/sshd_config.d/10-cc-sandbox.conf", ""],
     ["nnp-login", "the agent's login shell is a plain bash", "usermod -s /bin/bash agent", ""],
-    ["shares", "a shared repository's git configuration is open to the agent", "mkdir -p /home/agent/code && git init -q /home/agent/code/repo", ""],
+    ["shares", "a shared repository's git configuration is open to the agent", "mkdir -p /home/agent/code && mount -t tmpfs share /home/agent/code && git init -q /home/agent/code/repo", ""],
     ["statusline", "the status line is missing", "rm /usr/local/bin/cc-sandbox-statusline", ""],
     ["agent-su", "su is no longer restricted to group sudo", "sed -i '/pam_wheel/d' /etc/pam.d/su", ""],
     ["admin-user", "the admin user is gone", "userdel --remove ubuntu 2>/dev/null", ""],
