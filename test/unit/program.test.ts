@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
 import { root, tempHome } from "../helpers";
+import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 
 interface Registered {
     type: string;
@@ -237,7 +238,7 @@ describe("credential bridge", () => {
         expect(plan.undo).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-secure-ops", "remove-secret", "DEPLOY_TOKEN"]);
         expect(s.inputs.delete).toContain('runStep("guest-undo")');
         // Pulumi's secret signature: the value is encrypted in state and kept out of logs.
-        expect(s.inputs.stdin).toEqual({ "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: secret });
+        expect(s.inputs.stdin).toEqual({ [specialSigKey]: specialSecretSig, value: secret });
         const elsewhere = run.resources.filter((r) => r !== s).map((r) => JSON.stringify(r.inputs));
         expect(elsewhere.join("\n")).not.toContain(secret);
         expect(JSON.stringify(run.outputs)).not.toContain(secret);
