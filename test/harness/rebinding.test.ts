@@ -178,8 +178,9 @@ describe("the DHCP client's port", () => {
 });
 
 describe("the status means the whole policy", () => {
+    const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
+
     test("OFF when root makes the resolver forward every name; ON again after up", async () => {
-        const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
         expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
         await h.root(`c=/run/cc-sandbox/firewall/dnsmasq.conf; sed -i 's|^address=/#/$|server=/#/${h.dnsAddress}|' $c; kill "$(cat /run/cc-sandbox/firewall/dnsmasq.pid)"; dnsmasq --conf-file=$c`);
         expect(await waitFor(async () => (await state()) === "OFF", 8000)).toBe(true);
@@ -188,7 +189,6 @@ describe("the status means the whole policy", () => {
     });
 
     test("the VM's own networks are followed even while the state is OFF (SSH in never freezes out)", async () => {
-        const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
         await h.root("ipset del ccfw-never 10.0.0.0/8");
         expect(await waitFor(async () => (await state()) === "OFF", 8000)).toBe(true);
         const g = (await h.root("ip -o link show type veth | awk -F': ' '{ sub(/@.*/, \"\", $2); print $2 }'")).stdout.trim();
@@ -199,7 +199,6 @@ describe("the status means the whole policy", () => {
     });
 
     test("OFF when root opens a private range in the set no answer may pass", async () => {
-        const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
         await h.root("ipset del ccfw-never 10.0.0.0/8");
         expect(await waitFor(async () => (await state()) === "OFF", 8000)).toBe(true);
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
