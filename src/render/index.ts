@@ -9,6 +9,8 @@ import { SandboxConfig } from "../config/types";
 import { TemplateSet } from "./templates";
 import { guestView } from "./view";
 
+export { guestPackages } from "./packages";
+
 export interface GuestFile {
     readonly path: string;
     readonly content: string;
@@ -41,6 +43,7 @@ const hbs = Handlebars.create();
 hbs.registerHelper("json", (v: unknown) => JSON.stringify(v));
 hbs.registerHelper("shq", (v: unknown) => `'${String(v).replace(/'/g, `'\\''`)}'`);
 hbs.registerHelper("joinMounts", (mounts: { guest: string }[]) => mounts.map((m) => m.guest).join(" "));
+hbs.registerHelper("join", (words: readonly string[]) => words.join(" "));
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
@@ -65,18 +68,6 @@ function guestMounts(config: SandboxConfig): string[][] {
             ? [m.tag, m.guest, "virtiofs", `defaults,nofail${ro}`, "0", "0"]
             : [m.tag, m.guest, "9p", `trans=virtio,version=9p2000.L,msize=262144,nofail${ro}`, "0", "0"];
     });
-}
-
-export function guestPackages(config: SandboxConfig): string[] {
-    return [
-        ...(config.firewall.enabled ? ["iptables", "ipset", "dnsmasq-base"] : []),
-        "bubblewrap",
-        "socat",
-        // bash's loadable builtins: the credential bridge checks a script's owner and mode on every
-        // request with the stat builtin instead of starting coreutils' stat.
-        "bash-builtins",
-        ...(config.claude.install ? ["nodejs", "npm"] : []),
-    ];
 }
 
 export function renderGuest(config: SandboxConfig, templates: TemplateSet): RenderedGuest {
@@ -123,10 +114,6 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
             // Files owned by the agent wait until cloud-init has created the user.
             ...(f.owner.startsWith("root:") ? {} : { defer: true }),
         })),
-        // From the distribution's archive before the firewall closes (runcmd runs after packages):
-        // the firewall's tools, Claude Code's sandbox (bwrap, socat), bash's loadable builtins, and Node
-        // to install Claude Code.
-        packages: guestPackages(config),
         ...(guestMounts(config).length > 0 ? { mounts: guestMounts(config) } : {}),
         // Multipass shares folders with sshfs from the multipass-sshfs snap, which it installs in the
         // guest on the first mount: after first boot, when the egress firewall has closed the snap

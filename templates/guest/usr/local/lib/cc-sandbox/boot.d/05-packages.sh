@@ -1,0 +1,38 @@
+#!/bin/bash
+# Installs the packages the layers need (CC_PACKAGES) that the image lacks, from the
+# distribution's archive, before the firewall closes. An image that has them all (one `npm run
+# bake` made) fetches nothing and needs no archive: no `apt-get update`, no network.
+# cloud-init's own `packages` module is not used for this: it updates the package lists whenever
+# it is given a package, so an image with every package installed still fails where the archive
+# cannot be reached.
+set -euo pipefail
+
+# shellcheck source=/dev/null
+. /etc/cc-sandbox/sandbox.env
+
+log() { printf '05-packages: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+read -r -a wanted <<<"${CC_PACKAGES:-}"
+missing=()
+for p in "${wanted[@]}"; do
+  [[ $p =~ ^[a-z0-9][a-z0-9.+-]+$ ]] || die "CC_PACKAGES names '$p', which is not a package name"
+  # shellcheck disable=SC2016 # dpkg-query's own format, not shell
+  [[ $(dpkg-query -W -f '${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  log "all ${#wanted[@]} packages already installed"
+  exit 0
+fi
+
+log "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+for attempt in 1 2 3; do
+  if apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    log "installed ${#missing[@]} packages"
+    exit 0
+  fi
+  log "attempt $attempt failed"
+  sleep $((attempt * 5))
+done
+die "could not install ${missing[*]} from the archive (is it reachable from the VM?)"
