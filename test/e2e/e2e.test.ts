@@ -1,10 +1,12 @@
 /**
  * The real thing, end to end: the Pulumi CLI built from its Go modules runs the program on the ci
- * stack; the command provider runs the libvirt driver's virt-install and virsh; a Debian 12 guest
- * (standing in for Ubuntu 24.04, see the README) boots under QEMU's software emulation, inside a
- * network namespace with no route out; cloud-init installs the layers; the guest's own
- * cc-sandbox-verify passes. Then an in-place allowlist change, a no-op update, a reboot, destroy,
- * and two faults: a `pulumi up` killed while creating, and the VM deleted behind Pulumi's back.
+ * stack; the command provider runs the libvirt driver's virt-install and virsh; an Ubuntu 24.04
+ * guest built from Ubuntu's archive (scripts/build-image.sh) boots Ubuntu's kernel under QEMU's
+ * software emulation, inside a network namespace with no route out; cloud-init installs the layers;
+ * the guest's own cc-sandbox-verify passes. Then what only 24.04 can show (the AppArmor profile
+ * bubblewrap needs, systemd-resolved shut out, netplan), an in-place allowlist change, a no-op
+ * update, a reboot, destroy, and two faults: a `pulumi up` killed while creating, and the VM
+ * deleted behind Pulumi's back.
  *
  * The steps build on each other and run in order; each one's duration is printed and written to
  * $CC_E2E_RESULTS (default .cache/e2e/steps.json). Needs root, libvirt, QEMU, mmdebstrap and Go.
@@ -14,7 +16,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { shellQuote } from "../../src/shell";
 import { root } from "../helpers";
-import { host6, hosts, rebindHosts, Run, subnet, vmName, World } from "./world";
+import { host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
 
 jest.setTimeout(60 * 60_000);
 
@@ -163,6 +165,8 @@ step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others
         expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     }
     expect(asRoot.code).toBe(0);
+    // Nothing skipped for want of Ubuntu's parts: only Claude Code, which the stack does not install.
+    expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("skip")).map((l) => l.split(":")[0])).toEqual(["skip claude"]);
     const asAgent = await inGuest(`cc-sandbox-verify ${verifyTargets}`);
     expect(asAgent.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
     expect(asAgent.code).toBe(0);
@@ -229,6 +233,64 @@ step("3b. the agent runs the listed script that uses a secret it cannot read", a
     for (const f of stateFiles) expect(fs.readFileSync(path.join(world.state, f), "utf8")).not.toContain(token);
 });
 
+/**
+ * As the agent, through claude-noprivs (a probe on PATH stands in for claude): bubblewrap bare, and
+ * Claude Code's own sandbox as `srt` (@anthropic-ai/sandbox-runtime) runs it. One `KEY=VALUE` a line.
+ */
+const sandboxProbe = `d=$(mktemp -d)
+cat > "$d/claude" <<'PROBE'
+#!/bin/bash
+grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status && echo nnp=1
+if out=$(bwrap --ro-bind / / --unshare-all --die-with-parent true 2>&1); then echo bwrap=ok; else echo "bwrap=failed: $out"; fi
+cd /tmp && out=$(srt -c 'echo "in-$(id -un)"' 2>&1)
+if [[ $out == *in-agent* ]]; then echo srt=ok; else echo "srt=failed: $(tr '\\n' ' ' <<<"$out" | cut -c1-300)"; fi
+PROBE
+chmod 0755 "$d/claude"
+PATH="$d:$PATH" claude-noprivs
+rm -rf "$d"`;
+
+step("3c. Ubuntu 24.04: bubblewrap and Claude Code's sandbox work for the agent because of the AppArmor profile, and not without it", async () => {
+    expect((await inGuest("cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns /etc/os-release")).stdout).toMatch(/^1\n[^]*VERSION_ID="24\.04"/);
+    const loaded = await inGuest(sandboxProbe);
+    expect(loaded.stdout).toMatch(/^nnp=1$/m);
+    expect(loaded.stdout).toMatch(/^bwrap=ok$/m);
+    expect(loaded.stdout).toMatch(/^srt=ok$/m);
+
+    // The profile unloaded: the kernel's restriction applies to bwrap again, and the sandbox fails.
+    ok(await inGuest("sudo apparmor_parser -R /etc/apparmor.d/cc-sandbox-bwrap", { admin: true }), "unload the profile");
+    const unloaded = await inGuest(sandboxProbe);
+    expect(unloaded.stdout).toMatch(/^bwrap=failed: .*(setting up uid map|Permission denied|Operation not permitted)/m);
+    expect(unloaded.stdout).toMatch(/^srt=failed/m);
+    const check = await inGuest("sudo cc-sandbox-verify --only apparmor,bwrap", { admin: true });
+    expect(check.stdout).toMatch(/^FAIL apparmor: no bwrap profile loaded/m);
+    expect(check.stdout).toMatch(/^FAIL bwrap:/m);
+    expect(check.code).not.toBe(0);
+
+    // Loaded again by its boot step, as every boot does.
+    ok(await inGuest("sudo bash /usr/local/lib/cc-sandbox/boot.d/30-apparmor.sh", { admin: true }), "30-apparmor.sh");
+    const again = await inGuest(sandboxProbe);
+    expect(again.stdout).toMatch(/^bwrap=ok$/m);
+    expect(again.stdout).toMatch(/^srt=ok$/m);
+});
+
+step("3d. Ubuntu 24.04: systemd-resolved resolves nothing for the agent, by its stub or by asking it directly", async () => {
+    // The path every program takes: the filtering resolver.
+    expect((await inGuest("getent ahostsv4 allowed.test.example | head -n1")).stdout).toMatch(/^198\.19\.0\.10\s/);
+    expect((await inGuest("getent ahostsv4 blocked.test.example; echo rc=$?")).stdout).toBe("rc=2\n");
+    // resolved runs (netplan hands it the DHCP servers), but its stubs do not listen, and what it is
+    // asked over D-Bus/varlink it cannot send anywhere.
+    expect((await inGuest("systemctl is-active systemd-resolved")).stdout).toBe("active\n");
+    for (const stub of ["127.0.0.53", "127.0.0.54"]) {
+        const r = await inGuest(`timeout 5 bash -c 'exec 3<>/dev/tcp/${stub}/53' 2>/dev/null && echo open || echo closed`);
+        expect(r.stdout).toBe("closed\n");
+    }
+    const asked = await inGuest("timeout 60 resolvectl query --cache=no blocked.test.example 2>&1; echo rc=$?");
+    expect(asked.stdout).not.toContain(hosts["blocked.test.example"]);
+    expect(asked.stdout).not.toMatch(/rc=0$/);
+    const allowedToo = await inGuest("timeout 60 resolvectl query --cache=no allowed.test.example 2>&1; echo rc=$?");
+    expect(allowedToo.stdout).not.toMatch(/rc=0$/);
+});
+
 step("4. an allowlist change is applied in the running guest, with no replacement", async () => {
     const stack = fs.readFileSync(world.stackFile, "utf8");
     expect(stack).toContain("      - allowed.test.example\n");
@@ -264,7 +326,7 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
         throw new Error("the guest did not come back within 500 s");
     });
     expect(back.stdout).not.toBe(before);
-    const units = "cc-sandbox-firewall.service networking.service ssh.service";
+    const units = "cc-sandbox-firewall.service systemd-networkd.service ssh.socket";
     const r = ok(await inGuest(`systemctl show -p Id -p ActiveEnterTimestampMonotonic -p InactiveExitTimestampMonotonic ${units}`, { admin: true }), "systemctl show");
     const at = Object.fromEntries(
         r.stdout.trim().split("\n\n").map((block) => {
@@ -274,8 +336,14 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
     );
     const firewall = at["cc-sandbox-firewall.service"];
     expect(firewall.up).toBeGreaterThan(0);
-    expect(firewall.up).toBeLessThanOrEqual(at["networking.service"].starting);
-    expect(firewall.up).toBeLessThanOrEqual(at["ssh.service"].starting);
+    expect(firewall.up).toBeLessThanOrEqual(at["systemd-networkd.service"].starting);
+    expect(firewall.up).toBeLessThanOrEqual(at["ssh.socket"].starting);
+    // Ubuntu's network stack came up behind it: netplan's config from cloud-init, rendered for
+    // systemd-networkd, with the VM's address and its DHCP routes to the test's hosts.
+    const net = ok(await inGuest("ls /etc/netplan; networkctl list --no-legend; ip -4 route", { admin: true }), "networkctl");
+    expect(net.stdout).toMatch(/^50-cloud-init\.yaml$/m);
+    expect(net.stdout).toMatch(/\bether\s+routable\s+configured\b/);
+    expect(net.stdout).toContain(`${internet}.0/24 via ${subnet}.1`);
     // The layers later boots set up again: /proc's hidepid (fstab), the agent's login, its keys.
     const v = await inGuest(`sudo cc-sandbox-verify --only firewall,dns,proc,nnp,ssh ${verifyTargets.replace("allowed.test.example", "new.test.example")}`, { admin: true });
     expect(v.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);

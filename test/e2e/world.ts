@@ -1,6 +1,6 @@
 /**
- * The world the end-to-end test deploys into: the Pulumi engine built from Go modules, the Debian
- * stand-in image, libvirtd inside a network namespace with no route out (scripts/libvirt-netns.sh),
+ * The world the end-to-end test deploys into: the Pulumi engine built from Go modules, the Ubuntu
+ * 24.04 image, libvirtd inside a network namespace with no route out (scripts/libvirt-netns.sh),
  * the test's "internet" on that namespace's bridge (libvirt's DNS records and banner servers), a
  * throw-away HOME with a fresh key and a code folder, and a copy of the project whose stack file
  * the test may edit. Everything the VM, the CLI and ssh do happens inside the namespace.
