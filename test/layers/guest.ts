@@ -65,9 +65,14 @@ export function inGuest(script: string, input?: string): Run {
     );
 }
 
-/** Runs a command on the host (tools such as shellcheck, sshd -t on temporary files). */
+/**
+ * Runs a command on the host (tools such as shellcheck, sshd -t on temporary files). Without input,
+ * stdin is /dev/null: Node's stdin is a socket, and Debian's bash reads /etc/bash.bashrc in a
+ * non-interactive shell whose stdin is a socket (as under sshd) when SHLVL is below 2.
+ */
 export function run(cmd: string, args: readonly string[], opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Run {
-    return result(spawnSync(cmd, args, { encoding: "utf8", timeout: 120_000, ...opts }));
+    const stdin = opts.input === undefined ? "ignore" : "pipe";
+    return result(spawnSync(cmd, args, { encoding: "utf8", timeout: 120_000, stdio: [stdin, "pipe", "pipe"], ...opts }));
 }
 
 /** A shell prefix that runs the rest of its line as the agent, with the agent's groups and environment. */
