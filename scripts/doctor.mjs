@@ -39,7 +39,7 @@ async function main() {
     }
   }
   const major = Number(process.versions.node.split('.')[0])
-  check(major >= 20, `node ${process.versions.node}`, 'install Node.js 20 or newer')
+  check(major >= 22, `node ${process.versions.node}`, 'install Node.js 22 or newer (the current LTS)')
   check(fs.existsSync(path.join(root, 'node_modules', '@pulumi', 'pulumi')), 'npm packages installed', 'run: npm ci')
   const pulumi = (await which('pulumi', { nothrow: true })) && (await version('pulumi', ['version']))
   check(!!pulumi, `pulumi ${pulumi ?? 'not found'}`, 'install the Pulumi CLI: https://www.pulumi.com/docs/install/')
@@ -48,9 +48,10 @@ async function main() {
   if (hypervisor === 'multipass') {
     await checkMultipass()
   } else {
-    for (const tool of ['virsh', 'virt-install', 'qemu-img', 'genisoimage']) {
+    // curl, gpgv and sha256sum download and verify a base image given by URL (fetch-image.sh).
+    for (const tool of ['virsh', 'virt-install', 'qemu-img', 'genisoimage', 'curl', 'gpgv', 'sha256sum', 'flock']) {
       const found = await which(tool, { nothrow: true })
-      check(!!found, `${tool} ${found ? 'found' : 'not found'}`, 'sudo apt-get install libvirt-clients virtinst qemu-utils genisoimage (and libvirt-daemon-system on the VM host)')
+      check(!!found, `${tool} ${found ? 'found' : 'not found'}`, 'sudo apt-get install libvirt-clients virtinst qemu-utils genisoimage curl gpgv coreutils util-linux (and libvirt-daemon-system on the VM host)')
     }
   }
   check(fs.existsSync(keyPath), `SSH public key ${keyPath}`, `ssh-keygen -t ed25519 -f ${keyPath.replace(/\.pub$/, '')}`)

@@ -34,7 +34,10 @@ export function replaceTriggers(c: SandboxConfig, firstBootHash: string): unknow
     const lv = c.libvirt;
     // libvirt carries the shared folders in the domain definition itself.
     return [...base, lv.uri, lv.image, lv.network, lv.osVariant, lv.filesystem, lv.machine, lv.virtType, lv.storageDir, lv.boot ?? null,
-        c.mounts.map((m) => [m.host, m.guest, m.readOnly])];
+        c.mounts.map((m) => [m.host, m.guest, m.readOnly]),
+        // Pinning another release makes a new VM on it; appended only when set, so that stacks
+        // without a pin keep the triggers (and the VM) they had.
+        ...(lv.imageSha256 ? [lv.imageSha256] : [])];
 }
 
 export function sshArgs(c: SandboxConfig, home: string, ip: string): string[] {

@@ -232,6 +232,10 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
         scriptSeen.set(x.path, i);
     });
 
+    if (lv.imageSha256 !== undefined && !/^https?:\/\//.test((lv.image as string | undefined) ?? "https://")) {
+        issues.push({ path: keyPath(["libvirt", "imageSha256"]), value: lv.imageSha256 as string, message: "pins a downloaded image: libvirt.image is a local path" });
+    }
+
     const memoryMiB = sizeMiB((vm.memory as string) ?? "8G");
     const diskMiB = sizeMiB((vm.disk as string) ?? "50G");
     if (memoryMiB < 1024) issues.push({ path: keyPath(["vm", "memory"]), value: vm.memory, message: "must be at least 1G" });
@@ -303,6 +307,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
             image:
                 (lv.image as string) ??
                 "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img",
+            ...(lv.imageSha256 ? { imageSha256: lv.imageSha256 as string } : {}),
             network: (lv.network as string) ?? "default",
             osVariant: (lv.osVariant as string) ?? "ubuntu24.04",
             filesystem: (lv.filesystem as "virtiofs" | "9p") ?? "virtiofs",

@@ -105,6 +105,10 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
         test: (v) => /^(?:https?:\/\/[^\s'"\\]+|\/[^\0\n\r]+)$/.test(v),
         phrase: "an absolute path or an http(s) URL",
     },
+    sha256: {
+        test: (v) => /^[0-9a-f]{64}$/.test(v),
+        phrase: "a sha256 checksum (64 lowercase hex digits)",
+    },
     "libvirt-uri": {
         test: (v) => /^[a-z][a-z0-9+]*:\/\/[^\s'"\\]*$/.test(v),
         phrase: "a libvirt URI such as qemu:///system or qemu+ssh://user@host/system",
@@ -177,6 +181,7 @@ export const configSchema = {
             properties: {
                 uri: str("libvirt-uri", "Connection URI (default qemu:///system)"),
                 image: str("image-source", "Ubuntu 24.04 cloud image: path or URL"),
+                imageSha256: str("sha256", "The checksum a URL image must have (pins the release)"),
                 network: str("simple-name", "libvirt network (default default)"),
                 osVariant: str("simple-name", "osinfo name (default ubuntu24.04)"),
                 filesystem: { type: "string", enum: ["virtiofs", "9p"], description: "Host folder sharing (default virtiofs)" },

@@ -62,6 +62,8 @@ export interface LibvirtOptions {
     readonly uri: string;
     /** Base cloud image: a local path or an http(s) URL. */
     readonly image: string;
+    /** The checksum a URL image must have; without it, the first verified download is kept. */
+    readonly imageSha256?: string;
     readonly network: string;
     readonly osVariant: string;
     readonly filesystem: "virtiofs" | "9p";

@@ -258,10 +258,11 @@ function create(plan, userData) {
     const s = status(plan);
     if (s.state === "absent") {
         for (const step of plan.prepare || []) must(step);
+        const image = plan.image ? { image: must(plan.image, { timeoutMs: plan.timeoutSeconds * 1000 }).stdout.trim() } : {};
         log(`creating ${plan.name}`);
         withSeed(userData, plan.metaData, (files) => {
             if (plan.seed) must(fill(plan.seed, files));
-            const r = run(fill(plan.launch, files), { input: plan.launchStdin ? userData : undefined, timeoutMs: plan.timeoutSeconds * 1000 });
+            const r = run(fill(plan.launch, { ...files, ...image }), { input: plan.launchStdin ? userData : undefined, timeoutMs: plan.timeoutSeconds * 1000 });
             // A launch that timed out may have left a VM that is still booting: adopt it below.
             if (r.code !== 0 && status(plan).state === "absent") {
                 throw new Error(`creating ${plan.name} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);

@@ -10,8 +10,10 @@ export interface VmPlan {
     readonly absent: string;
     readonly address: readonly string[];
     readonly start: readonly string[];
-    /** Run before launch when the VM does not exist yet (e.g. fetch the base image). */
+    /** Run before launch when the VM does not exist yet. */
     readonly prepare: readonly (readonly string[])[];
+    /** Run after prepare: fetches and verifies the base image and prints its path, `{image}` in launch. */
+    readonly image?: readonly string[];
     /** Makes the seed before launch (`{userDataFile}`, `{metaDataFile}` as in launch). */
     readonly seed?: readonly string[];
     /** `{userDataFile}` and `{metaDataFile}` are replaced by temp files holding the seed. */

@@ -3,7 +3,8 @@
  * Multipass does: test/unit/multipass.test.ts.
  */
 import { loadConfig } from "../../src/config/load";
-import { jumpHost, libvirtDriver, localImagePath, virtInstallArgs } from "../../src/drivers/libvirt";
+import { jumpHost, libvirtDriver, virtInstallArgs } from "../../src/drivers/libvirt";
+import { ubuntuCloudImageKeys } from "../../src/drivers/libvirt/cloud-image-keys";
 import { launchArgs, multipass } from "../../src/drivers/multipass";
 import { hostFor, tempHome } from "../helpers";
 
@@ -74,19 +75,26 @@ describe("argument lists", () => {
         expect(vf).toEqual(expect.arrayContaining(["--memorybacking", "source.type=memfd,access.mode=shared"]));
     });
 
-    test("libvirt: a URL image is fetched to the storage dir; a remote URI's guests are reached through its host", () => {
+    test("libvirt: a URL image is verified and kept by checksum by fetch-image.sh; a remote URI's guests are reached through its host", () => {
+        const url = "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img";
         const c = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org/system" } }, host);
-        expect(localImagePath(c)).toBe("/var/lib/libvirt/images/ubuntu-24.04-server-cloudimg-amd64.img");
         expect(jumpHost(c.libvirt.uri)).toBe("ops@kvm1.example.org");
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.guestExec).toEqual(expect.arrayContaining(["-J", "ops@kvm1.example.org", "ubuntu@{ip}"]));
         // virt-install uploads a --cloud-init seed to the remote host itself.
         expect(plan.seed).toBeUndefined();
         expect(plan.launch[plan.launch.indexOf("--cloud-init") + 1]).toBe("user-data={userDataFile},meta-data={metaDataFile}");
-        expect(plan.prepare).toEqual([
-            ["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`],
-            expect.arrayContaining(["fetch-image", "/var/lib/libvirt/images/ubuntu-24.04-server-cloudimg-amd64.img"]),
-        ]);
+        expect(plan.prepare).toEqual([["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`]]);
+        // The image step prints the verified file's path; the disk is backed by whatever it printed.
+        const keys = ubuntuCloudImageKeys;
+        expect(plan.image).toEqual(["bash", "-c", expect.stringContaining("SHA256SUMS.gpg"), "fetch-image", url, "/var/lib/libvirt/images/images", keys.keyringBase64, keys.fingerprints.join(",")]);
+        expect(plan.launch).toContainEqual(expect.stringMatching(/^path=\/var\/lib\/libvirt\/images\/cc-bob.qcow2,size=\d+,backing_store={image},backing_format=qcow2,/));
+        const pinned = loadConfig("bob", { hypervisor: "libvirt", libvirt: { imageSha256: "a".repeat(64) } }, host);
+        expect(libvirtDriver(home).vmPlan(pinned, "").image?.slice(-1)).toEqual(["a".repeat(64)]);
+        // A local image is used as it is: nothing is fetched.
+        const localImage = loadConfig("bob", { hypervisor: "libvirt", libvirt: { image: "/srv/images/baked.qcow2" } }, host);
+        expect(libvirtDriver(home).vmPlan(localImage, "").image).toBeUndefined();
+        expect(virtInstallArgs(localImage).join(" ")).toContain("backing_store=/srv/images/baked.qcow2,");
         expect(jumpHost("qemu:///system")).toBeUndefined();
         const local = libvirtDriver(home).vmPlan(loadConfig("bob", { hypervisor: "libvirt" }, host), "");
         expect(local.prepare[0]).toEqual(["mkdir", "-p", "/var/lib/libvirt/images"]);

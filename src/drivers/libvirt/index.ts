@@ -1,13 +1,33 @@
 /** libvirt: argument lists for `virt-install` and `virsh`, for any libvirt URI. */
+import * as fs from "fs";
 import * as path from "path";
 import { SandboxConfig } from "../../config/types";
 import { Driver, VmPlan } from "../types";
+import { ubuntuCloudImageKeys } from "./cloud-image-keys";
 
-/** Where a base image given as a URL is downloaded to on this host. */
-export function localImagePath(c: SandboxConfig): string {
-    return /^https?:\/\//.test(c.libvirt.image)
-        ? path.posix.join(c.libvirt.storageDir, path.posix.basename(new URL(c.libvirt.image).pathname))
-        : c.libvirt.image;
+const fetchImageScript = fs.readFileSync(path.join(__dirname, "fetch-image.sh"), "utf8");
+
+const isUrl = (image: string) => /^https?:\/\//.test(image);
+
+/**
+ * The base image as virt-install names it: a local path as given, or for a URL `{image}`, which the
+ * runner fills with the path the image step prints (the verified download, kept by checksum).
+ */
+export function backingImage(c: SandboxConfig): string {
+    return isUrl(c.libvirt.image) ? "{image}" : c.libvirt.image;
+}
+
+/** Where downloaded base images are kept on this host, each as <sha256>.img. */
+export function imageStore(c: SandboxConfig): string {
+    return path.posix.join(c.libvirt.storageDir, "images");
+}
+
+/** Downloads a URL image verified against its release's signed SHA256SUMS (fetch-image.sh); prints its path. */
+export function fetchImageArgs(c: SandboxConfig): string[] | undefined {
+    if (!isUrl(c.libvirt.image)) return undefined;
+    const keys = ubuntuCloudImageKeys;
+    return ["bash", "-c", fetchImageScript, "fetch-image", c.libvirt.image, imageStore(c), keys.keyringBase64, keys.fingerprints.join(","),
+        ...(c.libvirt.imageSha256 ? [c.libvirt.imageSha256] : [])];
 }
 
 /** `qemu+ssh://user@host/system` -> `user@host`: guests of a remote host are reached through it. */
@@ -59,7 +79,7 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
         "--memory", String(c.vm.memoryMiB),
         "--vcpus", String(c.vm.cpus),
         "--import",
-        "--disk", `path=${disk},size=${c.vm.diskGiB},backing_store=${localImagePath(c)},backing_format=qcow2,format=qcow2,bus=virtio`,
+        "--disk", `path=${disk},size=${c.vm.diskGiB},backing_store=${backingImage(c)},backing_format=qcow2,format=qcow2,bus=virtio`,
         ...(seed ? ["--disk", `path=${seed},device=cdrom,readonly=on`] : ["--cloud-init", "user-data={userDataFile},meta-data={metaDataFile}"]),
         "--osinfo", lv.osVariant,
         "--network", `network=${lv.network},model=virtio`,
@@ -78,7 +98,6 @@ export function libvirtDriver(home: string): Driver {
     return {
         vmPlan(c: SandboxConfig, metaData: string): VmPlan {
             const virsh = ["virsh", "--connect", c.libvirt.uri];
-            const image = localImagePath(c);
             const seed = seedPath(c);
             return {
                 name: c.vm.name,
@@ -97,10 +116,8 @@ export function libvirtDriver(home: string): Driver {
                     // A new VM has new host keys: the ones of a VM removed behind Pulumi's back must
                     // not make every SSH call fail as a changed host key.
                     ["rm", "-f", knownHostsFile(c, home)],
-                    ...(image === c.libvirt.image
-                        ? []
-                        : [["sh", "-c", 'test -s "$1" || curl -fL --create-dirs -o "$1" "$2"', "fetch-image", image, c.libvirt.image]]),
                 ],
+                image: fetchImageArgs(c),
                 // genisoimage, as cloud-localds uses: an ISO labelled cidata holding user-data and meta-data.
                 seed: seed ? ["genisoimage", "-quiet", "-output", seed, "-volid", "cidata", "-joliet", "-rock", "{userDataFile}", "{metaDataFile}"] : undefined,
                 launch: virtInstallArgs(c),
