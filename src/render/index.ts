@@ -9,7 +9,7 @@ import { SandboxConfig } from "../config/types";
 import { TemplateSet } from "./templates";
 import { guestView } from "./view";
 
-export { guestPackages } from "./packages";
+export { claudePackages, guestPackages } from "./packages";
 
 export interface GuestFile {
     readonly path: string;

@@ -1,4 +1,7 @@
-/** The distribution packages the guest layers need; boot.d/05-packages.sh installs those an image lacks. */
+/**
+ * The distribution packages the guest layers need; boot.d/05-packages.sh installs those an image
+ * lacks, before the firewall closes.
+ */
 import { SandboxConfig } from "../config/types";
 
 export function guestPackages(config: SandboxConfig): string[] {
@@ -9,6 +12,13 @@ export function guestPackages(config: SandboxConfig): string[] {
         // bash's loadable builtins: the credential bridge checks a script's owner and mode on every
         // request with the stat builtin instead of starting coreutils' stat.
         "bash-builtins",
-        ...(config.claude.install ? ["nodejs", "npm"] : []),
     ];
+}
+
+/**
+ * What installing Claude Code needs (npm and the Node it runs on), wanted only while the image does
+ * not already have Claude Code at the pinned version (a baked image does).
+ */
+export function claudePackages(config: SandboxConfig): string[] {
+    return config.claude.install ? ["nodejs", "npm"] : [];
 }

@@ -1,6 +1,6 @@
 /** The data guest templates see. Built from the validated config only. */
 import { SandboxConfig } from "../config/types";
-import { guestPackages } from "./packages";
+import { claudePackages, guestPackages } from "./packages";
 
 export interface GuestView {
     readonly stack: string;
@@ -14,6 +14,8 @@ export interface GuestView {
     readonly claude: { readonly install: boolean; readonly version: string };
     /** Installed by boot.d/05-packages.sh when the image lacks them. */
     readonly packages: readonly string[];
+    /** The same, only while Claude Code is not installed at the pinned version. */
+    readonly claudePackages: readonly string[];
     readonly git: { readonly name: string; readonly email: string };
     readonly mounts: readonly { guest: string; readOnly: boolean }[];
     readonly secureOps: { readonly scripts: readonly { path: string; args?: string }[] };
@@ -38,6 +40,7 @@ export function guestView(c: SandboxConfig): GuestView {
         firewall: { ...c.firewall },
         claude: { ...c.claude },
         packages: guestPackages(c),
+        claudePackages: claudePackages(c),
         git: { ...c.git },
         mounts: c.mounts.map((m) => ({ guest: m.guest, readOnly: m.readOnly })),
         secureOps: { scripts: c.secureOps.scripts.map((x) => ({ ...x })) },

@@ -62,8 +62,11 @@ test("the status line is pinned in the managed settings: the agent's own or a pr
     expect(managed.statusLine).toEqual(user.statusLine);
 });
 
-/** 50-claude-code.sh with CC_CLAUDE_INSTALL=1, a stub npm (records its arguments) and a stub claude. */
-function installStep(opts: { npmFails?: boolean; hide?: string[] } = {}) {
+/**
+ * 50-claude-code.sh with CC_CLAUDE_INSTALL=1, a stub npm (records its arguments) and a stub claude;
+ * `baked`: claude is there at the pinned version before the step runs, and Node and npm are not.
+ */
+function installStep(opts: { npmFails?: boolean; hide?: string[]; baked?: boolean } = {}) {
     return inGuest(`
         sed -i -e 's/^CC_CLAUDE_INSTALL=.*/CC_CLAUDE_INSTALL=1/' -e "s/^CC_CLAUDE_VERSION=.*/CC_CLAUDE_VERSION='2.1.331'/" /etc/cc-sandbox/sandbox.env
         mkdir -p /tmp/stubs
@@ -74,11 +77,12 @@ ${opts.npmFails ? "echo 'npm error code ECONNREFUSED' >&2; exit 1" : `printf '#!
 STUB
         printf '#!/bin/bash\\n' > /tmp/stubs/node
         chmod 0755 /tmp/stubs/npm /tmp/stubs/node
+        ${opts.baked ? `rm /tmp/stubs/npm /tmp/stubs/node; printf '#!/bin/bash\\necho "2.1.331 (Claude Code)"\\n' > /tmp/stubs/claude; chmod 0755 /tmp/stubs/claude` : ""}
         # The system's programs, less the hidden ones.
         mkdir -p /tmp/path
         for f in /usr/sbin/* /usr/bin/*; do ln -sf "$f" /tmp/path/; done
         # A claude the host may have must not pass for the one the step installs.
-        rm -f /tmp/path/claude ${(opts.hide ?? []).map((t) => `/tmp/path/${t}`).join(" ")}
+        rm -f /tmp/path/claude ${[...(opts.hide ?? []), ...(opts.baked ? ["node", "nodejs", "npm"] : [])].map((t) => `/tmp/path/${t}`).join(" ")}
         rc=0; PATH=/tmp/stubs:/tmp/path ${boot("50-claude-code.sh")} || rc=$?
         echo "rc=$rc"
         echo "npm=$(cat /tmp/npm.args 2>/dev/null || true)"
@@ -103,6 +107,21 @@ describe("boot.d/50-claude-code.sh", () => {
         const r = installStep({ npmFails: true });
         expect(r.stdout).toMatch(/^rc=1$/m);
         expect(r.stderr).toMatch(/registry\.npmjs\.org/);
+    });
+
+    test("an image with Claude Code at the pinned version (npm run bake) needs neither Node nor npm", () => {
+        const r = installStep({ baked: true });
+        expect(r.stdout).toMatch(/^rc=0$/m);
+        expect(r.stdout).toMatch(/^npm=$/m);
+        expect(r.stderr).toMatch(/Claude Code 2\.1\.331 already installed/);
+    });
+
+    test("without Claude Code, a missing npm fails the step, naming where npm comes from", () => {
+        const none = inGuest(`sed -i -e 's/^CC_CLAUDE_INSTALL=.*/CC_CLAUDE_INSTALL=1/' /etc/cc-sandbox/sandbox.env
+            mkdir -p /tmp/path; for f in /usr/sbin/* /usr/bin/*; do ln -sf "$f" /tmp/path/; done; rm -f /tmp/path/claude /tmp/path/npm
+            rc=0; PATH=/tmp/path ${boot("50-claude-code.sh")} || rc=$?; echo "rc=$rc"`);
+        expect(none.stdout).toMatch(/^rc=1$/m);
+        expect(none.stderr).toMatch(/missing npm: boot.d\/05-packages.sh installs nodejs and npm/);
     });
 
     test("fails before installing when the sandbox's bubblewrap or socat is missing", () => {

@@ -43,6 +43,25 @@ describe("boot.d/05-packages.sh", () => {
         expect(r.stderr).toMatch(/could not install cc-sandbox-absent-pkg/);
     });
 
+    test("Node and npm for installing Claude Code are wanted only while the image lacks Claude Code at the pinned version", () => {
+        const step = (claude: string) =>
+            inGuest(`
+                sed -i -e "s/^CC_PACKAGES=.*/CC_PACKAGES='iptables'/" -e "s/^CC_CLAUDE_INSTALL=.*/CC_CLAUDE_INSTALL=1/" \\
+                  -e "s/^CC_CLAUDE_VERSION=.*/CC_CLAUDE_VERSION='2.1.331'/" -e "s/^CC_CLAUDE_PACKAGES=.*/CC_CLAUDE_PACKAGES='cc-absent-nodejs cc-absent-npm'/" /etc/cc-sandbox/sandbox.env
+                mkdir -p /tmp/stubs
+                printf '#!/bin/bash\\necho "$*" >> /tmp/apt.calls\\n' > /tmp/stubs/apt-get
+                ${claude ? `printf '#!/bin/bash\\necho "${claude} (Claude Code)"\\n' > /tmp/stubs/claude` : "printf '#!/bin/bash\\nexit 127\\n' > /tmp/stubs/claude"}
+                chmod 0755 /tmp/stubs/*
+                rc=0; PATH=/tmp/stubs:$PATH ${boot("05-packages.sh")} || rc=$?
+                echo "rc=$rc"; cat /tmp/apt.calls 2>/dev/null || true`);
+        const baked = step("2.1.331");
+        expect(baked.stdout).toBe("rc=0\n");
+        expect(baked.stderr).toMatch(/Claude Code 2\.1\.331 is in the image/);
+        for (const other of ["2.1.330", ""]) {
+            expect(step(other).stdout).toBe("rc=0\nupdate -q\ninstall -y -q --no-install-recommends cc-absent-nodejs cc-absent-npm\n");
+        }
+    });
+
     test.each(["-oAPT::Update::Pre-Invoke::=id", "a;id", "Pkg"])("a word that is not a package name (%s) is refused before apt-get runs", (bad) => {
         const r = packagesStep(`iptables ${bad}`);
         expect(r.stdout).toBe("rc=1\n");

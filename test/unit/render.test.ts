@@ -31,14 +31,17 @@ describe("rendering", () => {
     test("names what the boot steps need from the archive in sandbox.env, Node only where Claude Code is installed", () => {
         // Not cloud-init's packages module: it refreshes the archive's lists even when every
         // package is installed, which fails on an image that must work with no archive in reach.
-        const packages = (c: SandboxConfig) => {
+        const packages = (c: SandboxConfig, key = "CC_PACKAGES") => {
             const r = renderGuest(c, templates);
             expect(parse(r.userData).packages).toBeUndefined();
             const env = r.files.find((f) => f.path === "/etc/cc-sandbox/sandbox.env")!.content;
-            return /^CC_PACKAGES='([a-z0-9 .+-]*)'$/m.exec(env)![1].split(" ").filter(Boolean);
+            return new RegExp(`^${key}='([a-z0-9 .+-]*)'$`, "m").exec(env)![1].split(" ").filter(Boolean);
         };
-        expect(packages(stack("alice"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat", "bash-builtins", "nodejs", "npm"]);
-        expect(packages(stack("ci"))).toEqual(["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat", "bash-builtins"]);
+        const base = ["iptables", "ipset", "dnsmasq-base", "bubblewrap", "socat", "bash-builtins"];
+        expect(packages(stack("alice"))).toEqual(base);
+        expect(packages(stack("alice"), "CC_CLAUDE_PACKAGES")).toEqual(["nodejs", "npm"]);
+        expect(packages(stack("ci"))).toEqual(base);
+        expect(packages(stack("ci"), "CC_CLAUDE_PACKAGES")).toEqual([]);
         const open = loadConfig("alice", { firewall: { enabled: false }, claude: { install: false } }, host);
         expect(packages(open)).toEqual(["bubblewrap", "socat", "bash-builtins"]);
     });

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Installs the packages the layers need (CC_PACKAGES) that the image lacks, from the
-# distribution's archive, before the firewall closes. An image that has them all (one `npm run
-# bake` made) fetches nothing and needs no archive: no `apt-get update`, no network.
+# distribution's archive, before the firewall closes; and what installing Claude Code needs
+# (CC_CLAUDE_PACKAGES: npm and Node) unless Claude Code is already at the pinned version. An image
+# that has them all (one `npm run bake` made) fetches nothing and needs no archive: no `apt-get
+# update`, no network.
 # cloud-init's own `packages` module is not used for this: it updates the package lists whenever
 # it is given a package, so an image with every package installed still fails where the archive
 # cannot be reached.
@@ -14,6 +16,15 @@ log() { printf '05-packages: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 read -r -a wanted <<<"${CC_PACKAGES:-}"
+if [[ ${CC_CLAUDE_INSTALL:-0} == 1 && -n ${CC_CLAUDE_PACKAGES:-} ]]; then
+  installed=$(claude --version 2>/dev/null || true)
+  if [[ -n ${CC_CLAUDE_VERSION:-} && $installed == "$CC_CLAUDE_VERSION "* ]]; then
+    log "Claude Code $CC_CLAUDE_VERSION is in the image: ${CC_CLAUDE_PACKAGES} not needed"
+  else
+    read -r -a more <<<"$CC_CLAUDE_PACKAGES"
+    wanted+=("${more[@]}")
+  fi
+fi
 missing=()
 for p in "${wanted[@]}"; do
   [[ $p =~ ^[a-z0-9][a-z0-9.+-]+$ ]] || die "CC_PACKAGES names '$p', which is not a package name"

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Installs Claude Code at the version the stack pins (CC_CLAUDE_VERSION) when CC_CLAUDE_INSTALL=1.
-# Node and npm come from Ubuntu's archive through the cloud-config's packages, installed before
-# the firewall closes; the npm package itself comes from registry.npmjs.org, which the allowlist
-# must hold (the npm preset). The package is a native binary: Node is only needed to install it.
+# Node and npm come from Ubuntu's archive (boot.d/05-packages.sh, before the firewall closes); the
+# npm package itself comes from registry.npmjs.org, which the allowlist must hold (the npm preset).
+# The package is a native binary: Node is only needed to install it, and an image that already
+# has the pinned version (npm run bake) needs neither.
 set -euo pipefail
 
 # shellcheck source=/dev/null
@@ -20,19 +21,25 @@ fi
 [[ $CC_CLAUDE_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] ||
   die "CC_CLAUDE_VERSION '$CC_CLAUDE_VERSION' is not a version"
 
-missing=()
-for tool in node npm bwrap socat; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
+for tool in bwrap socat; do
+  command -v "$tool" >/dev/null ||
+    die "missing $tool: Claude Code's sandbox needs bubblewrap and socat, and fails closed without them" \
+      "(CC_PACKAGES names both; see boot.d/05-packages.sh)"
 done
-((${#missing[@]} == 0)) ||
-  die "missing ${missing[*]}: the cloud-config's packages must include nodejs, npm, bubblewrap and socat" \
-    "(Claude Code's sandbox needs bubblewrap and socat, and fails closed without them)"
 
+# A baked image has it already: then neither Node nor npm is needed.
 installed=$(claude --version 2>/dev/null || true)
 if [[ $installed == "$CC_CLAUDE_VERSION "* ]]; then
   log "Claude Code $CC_CLAUDE_VERSION already installed"
   exit 0
 fi
+
+missing=()
+for tool in node npm; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+((${#missing[@]} == 0)) ||
+  die "missing ${missing[*]}: boot.d/05-packages.sh installs nodejs and npm (CC_CLAUDE_PACKAGES) to install Claude Code"
 
 # Ubuntu 24.04's Node is older than the package's engines field asks for; that field only guards
 # the install script, which runs on any Node >= 12, so it is a warning, not an error.
