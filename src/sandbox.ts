@@ -37,7 +37,8 @@ export function replaceTriggers(c: SandboxConfig, firstBootHash: string): unknow
         c.mounts.map((m) => [m.host, m.guest, m.readOnly]),
         // Pinning another release makes a new VM on it; appended only when set, so that stacks
         // without a pin keep the triggers (and the VM) they had.
-        ...(lv.imageSha256 ? [lv.imageSha256] : [])];
+        ...(lv.imageSha256 ? [lv.imageSha256] : []),
+        ...(lv.firmware === "uefi" ? ["uefi"] : [])];
 }
 
 export function sshArgs(c: SandboxConfig, home: string, ip: string): string[] {

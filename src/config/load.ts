@@ -53,6 +53,9 @@ export function showValue(value: unknown): string {
 }
 
 /** `["allowlist","domains",2]` -> `cc-sandbox:allowlist.domains[2]` */
+/** The Claude Code version a stack installs unless it pins another (and the one `npm run bake` bakes). */
+export const defaultClaudeVersion = "2.1.331";
+
 export function keyPath(segments: readonly (string | number)[]): string {
     let out = namespace;
     segments.forEach((s, i) => {
@@ -236,6 +239,10 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
         issues.push({ path: keyPath(["libvirt", "imageSha256"]), value: lv.imageSha256 as string, message: "pins a downloaded image: libvirt.image is a local path" });
     }
 
+    if (lv.firmware === "uefi" && lv.kernel !== undefined) {
+        issues.push({ path: keyPath(["libvirt", "firmware"]), value: "uefi", message: "boots the image's own loader: drop libvirt.kernel, initrd and kernelArgs, or the firmware" });
+    }
+
     const memoryMiB = sizeMiB((vm.memory as string) ?? "8G");
     const diskMiB = sizeMiB((vm.disk as string) ?? "50G");
     if (memoryMiB < 1024) issues.push({ path: keyPath(["vm", "memory"]), value: vm.memory, message: "must be at least 1G" });
@@ -251,12 +258,23 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
         readOnly: m.readOnly ?? false,
         tag: `m${i}-${path.posix.basename(m.guest).replace(/[^a-z0-9]/gi, "").toLowerCase()}`.slice(0, 31),
     }));
+    // The multipass snap's confinement (home interface) lets the daemon read only what is under the
+    // user's home and not hidden (Multipass's docs/explanation/mount.md): shared folders and images.
+    const snapCannotRead = (p: string) => {
+        const rel = path.posix.relative(host.home, p);
+        return (host.platform ?? "linux") === "linux" && (rel.startsWith("..") || path.posix.isAbsolute(rel) || rel.split("/").some((x) => x.startsWith(".")));
+    };
     if ((r.hypervisor ?? "multipass") === "multipass") {
+        const image = vm.image as string | undefined;
+        if (image?.startsWith("file://") && snapCannotRead(image.slice("file://".length))) {
+            issues.push({
+                path: keyPath(["vm", "image"]),
+                value: image,
+                message: `must be a file under your home (${host.home}) with no hidden part: Multipass on Linux reads nothing else`,
+            });
+        }
         rawMounts.forEach((m, i) => {
-            // The multipass snap's confinement (home interface) lets the daemon read only folders
-            // under the user's home that are not hidden (Multipass's docs/explanation/mount.md).
-            const rel = path.posix.relative(host.home, mounts[i].host);
-            if ((host.platform ?? "linux") === "linux" && (rel.startsWith("..") || path.posix.isAbsolute(rel) || rel.split("/").some((p) => p.startsWith(".")))) {
+            if (snapCannotRead(mounts[i].host)) {
                 issues.push({
                     path: keyPath(["mounts", i, "host"]),
                     value: m.host,
@@ -314,6 +332,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
             storageDir: (lv.storageDir as string) ?? "/var/lib/libvirt/images",
             machine: (lv.machine as string) ?? "q35",
             virtType: (lv.virtType as "kvm" | "qemu") ?? "kvm",
+            firmware: (lv.firmware as "bios" | "uefi") ?? "bios",
             ...(lv.kernel
                 ? { boot: { kernel: lv.kernel as string, initrd: lv.initrd as string, args: lv.kernelArgs as string } }
                 : {}),
@@ -333,7 +352,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
             githubMeta: fw.githubMeta ?? false,
             logDenied: fw.logDenied ?? true,
         },
-        claude: { install: cl.install ?? true, version: cl.version ?? "2.1.331" },
+        claude: { install: cl.install ?? true, version: cl.version ?? defaultClaudeVersion },
         secureOps: { scripts: (so.scripts ?? []).map((x) => (x.args === undefined ? { path: x.path } : { path: x.path, args: x.args })) },
         secretNames: Object.keys((r.secrets ?? {}) as Raw).sort(),
     };

@@ -109,6 +109,10 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
         test: (v) => /^[0-9a-f]{64}$/.test(v),
         phrase: "a sha256 checksum (64 lowercase hex digits)",
     },
+    "multipass-image": {
+        test: (v) => /^(?:[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}|file:\/\/\/[^\0\n\r\s'"\\]+)$/.test(v),
+        phrase: "a Multipass image name such as 24.04, or file:///path of a local image (npm run bake)",
+    },
     "libvirt-uri": {
         test: (v) => /^[a-z][a-z0-9+]*:\/\/[^\s'"\\]*$/.test(v),
         phrase: "a libvirt URI such as qemu:///system or qemu+ssh://user@host/system",
@@ -165,7 +169,7 @@ export const configSchema = {
                 cpus: { type: "integer", minimum: 1, maximum: 64, description: "vCPUs (default 4)" },
                 memory: str("size", "Memory (default 8G)"),
                 disk: str("size", "Disk size (default 50G)"),
-                image: str("simple-name", "Multipass image (default 24.04)"),
+                image: str("multipass-image", "Multipass image: a release (default 24.04) or file:///path of a local one"),
                 timeout: {
                     type: "integer",
                     minimum: 60,
@@ -188,6 +192,7 @@ export const configSchema = {
                 storageDir: str("guest-path", "Directory for disks and seeds on the libvirt host"),
                 machine: { type: "string", enum: ["pc", "q35"], description: "Machine type (default q35)" },
                 virtType: { type: "string", enum: ["kvm", "qemu"], description: "kvm, or qemu for software emulation" },
+                firmware: { type: "string", enum: ["bios", "uefi"], description: "How the VM boots its image: bios (default) or uefi (OVMF)" },
                 kernel: str("guest-path", "Boot this kernel directly (images without a bootloader)"),
                 initrd: str("guest-path", "initrd for the direct kernel boot"),
                 kernelArgs: str("kernel-args", "Kernel command line for the direct kernel boot"),

@@ -73,6 +73,8 @@ export interface LibvirtOptions {
     readonly machine: string;
     /** `kvm`, or `qemu` for software emulation. */
     readonly virtType: "kvm" | "qemu";
+    /** `uefi`: the VM boots its image through OVMF (virt-install --boot uefi), as Multipass does. */
+    readonly firmware: "bios" | "uefi";
     /** Direct kernel boot, for images without a bootloader. */
     readonly boot?: { readonly kernel: string; readonly initrd: string; readonly args: string };
 }

@@ -117,6 +117,18 @@ describe("values", () => {
         expect(c.mounts[0]).toMatchObject({ host: path.join(home, "code"), guest: "/home/agent/code" });
     });
 
+    test("a baked image: Multipass takes it as file:// under your home, not hidden; libvirt by path", () => {
+        const baked = `${home}/cc-sandbox/images/0123abcd/disk.qcow2`;
+        expect(loadConfig("t", { vm: { image: `file://${baked}` } }, host).vm.image).toBe(`file://${baked}`);
+        const hidden = errorOf(() => loadConfig("t", { vm: { image: `file://${home}/.cache/disk.qcow2` } }, host));
+        expect(hidden.message).toContain("cc-sandbox:vm.image: must be a file under your home");
+        // macOS has no snap confinement.
+        expect(loadConfig("t", { vm: { image: "file:///opt/images/disk.qcow2" } }, { ...host, platform: "darwin" }).vm.image).toBe("file:///opt/images/disk.qcow2");
+        const lv = loadConfig("t", { hypervisor: "libvirt", libvirt: { image: baked, firmware: "uefi" } }, host).libvirt;
+        expect(lv).toMatchObject({ image: baked, firmware: "uefi" });
+        expect(lv.boot).toBeUndefined();
+    });
+
     test("every OpenSSH key type is accepted, including hardware-backed keys", () => {
         const blob = (type: string) => {
             const t = Buffer.from(type);

@@ -75,6 +75,15 @@ describe("argument lists", () => {
         expect(vf).toEqual(expect.arrayContaining(["--memorybacking", "source.type=memfd,access.mode=shared"]));
     });
 
+    test("libvirt: firmware uefi boots the image's own loader through OVMF, and its variable store goes with the VM", () => {
+        const bios = virtInstallArgs(loadConfig("bob", { hypervisor: "libvirt" }, host));
+        expect(bios).not.toContain("uefi");
+        const uefi = loadConfig("bob", { hypervisor: "libvirt", libvirt: { firmware: "uefi" } }, host);
+        const args = virtInstallArgs(uefi);
+        expect(args[args.indexOf("uefi") - 1]).toBe("--boot");
+        expect(libvirtDriver(home).vmPlan(uefi, "").delete).toContainEqual(["virsh", "--connect", "qemu:///system", "undefine", "cc-bob", "--remove-all-storage", "--nvram"]);
+    });
+
     test("libvirt: a URL image is verified and kept by checksum by fetch-image.sh; a remote URI's guests are reached through its host", () => {
         const url = "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img";
         const c = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org/system" } }, host);

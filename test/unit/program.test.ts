@@ -170,7 +170,7 @@ describe("libvirt stack (bob)", () => {
                 `source=${home}/datasets,target=m1-datasets,driver.type=virtiofs,readonly=on`,
             ]),
         );
-        expect(plan.delete[1]).toEqual(["virsh", "--connect", "qemu:///system", "undefine", "cc-bob", "--remove-all-storage"]);
+        expect(plan.delete[1]).toEqual(["virsh", "--connect", "qemu:///system", "undefine", "cc-bob", "--remove-all-storage", "--nvram"]);
     });
 
     test("its ssh command pins a per-VM known_hosts file", () => {

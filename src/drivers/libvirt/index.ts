@@ -89,6 +89,7 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
         "--console", "pty,target_type=serial",
         "--noautoconsole",
         ...(lv.boot ? ["--boot", `kernel=${lv.boot.kernel},initrd=${lv.boot.initrd},kernel_args="${lv.boot.args}"`] : []),
+        ...(lv.firmware === "uefi" ? ["--boot", "uefi"] : []),
         ...(lv.filesystem === "virtiofs" && shares.length > 0 ? ["--memorybacking", "source.type=memfd,access.mode=shared"] : []),
         ...shares,
     ];
@@ -125,7 +126,8 @@ export function libvirtDriver(home: string): Driver {
                 metaData,
                 delete: [
                     [...virsh, "destroy", c.vm.name],
-                    [...virsh, "undefine", c.vm.name, "--remove-all-storage"],
+                    // --nvram: a UEFI VM's variable store, which libvirt keeps otherwise.
+                    [...virsh, "undefine", c.vm.name, "--remove-all-storage", "--nvram"],
                     // Gone with the storage above, unless a create failed before the VM was defined.
                     ...(seed ? [["rm", "-f", seed]] : []),
                     ["rm", "-f", knownHostsFile(c, home)],
