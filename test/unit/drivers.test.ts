@@ -65,7 +65,7 @@ describe("argument lists", () => {
         );
         // The seed is a disk of the VM's own (it survives reboots), made by the plan's seed step.
         expect(args).not.toContain("--cloud-init");
-        expect(args).toEqual(expect.arrayContaining(["--disk", "path=/var/lib/libvirt/images/cc-bob-seed.iso,device=cdrom,readonly=on"]));
+        expect(args).toEqual(expect.arrayContaining(["--disk", "path=/var/lib/libvirt/images/cc-bob-seed.iso,device=disk,bus=virtio,format=raw,readonly=on"]));
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.seed).toEqual(expect.arrayContaining(["genisoimage", "-output", "/var/lib/libvirt/images/cc-bob-seed.iso", "-volid", "cidata", "{userDataFile}", "{metaDataFile}"]));
         expect(plan.delete).toContainEqual(["rm", "-f", "/var/lib/libvirt/images/cc-bob-seed.iso"]);

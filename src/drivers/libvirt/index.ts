@@ -80,7 +80,10 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
         "--vcpus", String(c.vm.cpus),
         "--import",
         "--disk", `path=${disk},size=${c.vm.diskGiB},backing_store=${backingImage(c)},backing_format=qcow2,format=qcow2,bus=virtio`,
-        ...(seed ? ["--disk", `path=${seed},device=cdrom,readonly=on`] : ["--cloud-init", "user-data={userDataFile},meta-data={metaDataFile}"]),
+        // A virtio disk, not a cdrom: the bus a cdrom gets depends on the machine type (IDE on pc,
+        // SATA on q35) and Linux did not find an IDE cdrom behind UEFI firmware under emulation;
+        // cloud-init finds the seed by its label on any block device.
+        ...(seed ? ["--disk", `path=${seed},device=disk,bus=virtio,format=raw,readonly=on`] : ["--cloud-init", "user-data={userDataFile},meta-data={metaDataFile}"]),
         "--osinfo", lv.osVariant,
         "--network", `network=${lv.network},model=virtio`,
         "--virt-type", lv.virtType,
