@@ -254,11 +254,16 @@ function withSeed(userData, metaData, fn) {
 }
 
 function create(plan, userData) {
-    const deadline = Date.now() + plan.timeoutSeconds * 1000;
+    const started = Date.now();
+    const deadline = started + plan.timeoutSeconds * 1000;
+    // Seconds since started at the end of each phase, logged as one line (the boot benchmark reads it).
+    const phases = [];
+    const phase = (name) => phases.push(`${name} ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const s = status(plan);
     if (s.state === "absent") {
         for (const step of plan.prepare || []) must(step);
         const image = plan.image ? { image: must(plan.image, { timeoutMs: plan.timeoutSeconds * 1000 }).stdout.trim() } : {};
+        phase("image");
         log(`creating ${plan.name}`);
         withSeed(userData, plan.metaData, (files) => {
             if (plan.seed) must(fill(plan.seed, files));
@@ -268,11 +273,15 @@ function create(plan, userData) {
                 throw new Error(`creating ${plan.name} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
             }
         });
+        phase("launch");
     } else {
         log(`${plan.name} already exists (${s.state === "deleted" ? "deleted, not purged" : s.state}); adopting it`);
     }
     const up = ensureRunning(plan, deadline);
+    phase("address");
     waitForCloudInit(plan, up.ip, deadline);
+    phase("cloud-init");
+    log(`timing ${plan.name}: ${phases.join(", ")}`);
     return { name: plan.name, ip: up.ip };
 }
 

@@ -40,6 +40,7 @@ interface Vm {
     released?: string[];
     protected?: string[];
     userData?: string;
+    image?: string;
 }
 interface World {
     daemon?: string;
@@ -89,8 +90,23 @@ describe("create", () => {
         expect(r.stderr).toContain("creating cc-fake");
         expect(r.code).toBe(0);
         expect(JSON.parse(r.stdout)).toEqual({ name: "cc-fake", ip: "10.1.2.3" });
+        // Where the time went, seconds since the step started (the boot benchmark reads this line).
+        expect(r.stderr).toMatch(/^cc-sandbox: timing cc-fake: image \d+\.\d s, launch \d+\.\d s, address \d+\.\d s, cloud-init \d+\.\d s$/m);
         expect(vm().userData).toBe(userData);
         expect(calls()).toContain("exec cc-fake --no-map-working-directory -- cloud-init status --wait --long cwd=" + process.cwd());
+    });
+
+    test("launches a baked image given as file://, and fails naming it when it is not there", () => {
+        const disk = path.join(home, "cc-sandbox", "images", "0123", "disk.qcow2");
+        const baked = multipass.vmPlan(loadConfig("t", { vm: { name: "cc-fake", timeout: 60, image: `file://${disk}` } }, host), "instance-id: x\n");
+        const missing = step("create", { input: userData, plan: baked });
+        expect(missing.code).toBe(1);
+        expect(missing.stderr).toContain(`Custom image \`${disk}\` does not exist.`);
+        fs.mkdirSync(path.dirname(disk), { recursive: true });
+        fs.writeFileSync(disk, "qcow2");
+        const r = step("create", { input: userData, plan: baked });
+        expect(r.code).toBe(0);
+        expect(vm().image).toBe(`file://${disk}`);
     });
 
     test("adopts an instance left by an earlier launch and starts it if stopped", () => {

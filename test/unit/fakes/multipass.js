@@ -111,12 +111,17 @@ switch (cmd) {
         const name = option("--name");
         // daemon.cpp create_vm, require_missing_instances_reaction: a deleted instance still holds its name.
         if (world.instances[name]) fail(CommandFail, `launch failed: instance "${name}" already exists`);
+        // default_vm_image_vault.cpp fetch_image: a local image (file://) must exist.
+        const image = args[1];
+        if (image.startsWith("file://") && !fs.existsSync(new URL(image).pathname)) {
+            fail(CommandFail, `launch failed: Custom image \`${new URL(image).pathname}\` does not exist.`);
+        }
         const userData = option("--cloud-init") === "-" ? fs.readFileSync(0, "utf8") : "";
         world.instances[name] = {
             state: "Running", deleted: false, ip: null, nextIp: world.nextIp || "10.1.2.3", mounts: {},
             // cloud-init ran `snap install multipass-sshfs` while the guest could still reach the store.
             sshfs: /snap install multipass-sshfs/.test(userData), snapStore: false,
-            cloudInit: world.cloudInit ?? 0, exec: "ok", userData,
+            cloudInit: world.cloudInit ?? 0, exec: "ok", userData, image,
         };
         // common_cli.cpp make_timer: the client's --timeout ends the command with exit 5, while the
         // daemon goes on with the instance.
