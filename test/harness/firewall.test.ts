@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { Harness, RunResult, repoRoot, waitFor } from "./lib";
+import { guestNode, Harness, RunResult, repoRoot, waitFor } from "./lib";
 
 const records = `
 allowed.test.example        A     198.51.100.10
@@ -317,7 +317,7 @@ describe("the agent against the firewall itself", () => {
 describe("inbound", () => {
     test("attack: a connection in to a guest port other than SSH is dropped", async () => {
         const listen = `require("net").createServer((s) => s.end("guest 8080\\n")).listen(8080)`;
-        await h.root(`setsid -f ${process.execPath} -e '${listen}' </dev/null >/dev/null 2>&1`);
+        await h.root(`setsid -f ${guestNode} -e '${listen}' </dev/null >/dev/null 2>&1`);
         expect(await waitFor(async () => (await h.root("ss -ltn | grep -c ':8080 '")).stdout.trim() === "1", 5000)).toBe(true);
         const blocked = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/8080 && head -1 <&3'`);
         expect(blocked.stdout).not.toContain("guest");

@@ -4,7 +4,7 @@
  * working, even when the guest speaks first, while port 22 still opens no way out.
  * Needs root (see test/README.md).
  */
-import { Harness, waitFor } from "./lib";
+import { guestNode, Harness, waitFor } from "./lib";
 
 const records = `
 allowed.test.example   A   198.51.100.10
@@ -27,7 +27,7 @@ test("a session open before the first up keeps flowing when the guest writes fir
     const server =
         'require("net").createServer((s) => { s.on("error", () => {}); let n = 0; ' +
         'const t = setInterval(() => s.write("tick " + n++ + "\\n"), 200); s.on("close", () => clearInterval(t)); }).listen(22)';
-    await h.root(`setsid -f ${process.execPath} -e '${server}' </dev/null >/dev/null 2>&1`);
+    await h.root(`setsid -f ${guestNode} -e '${server}' </dev/null >/dev/null 2>&1`);
     expect(await waitFor(async () => (await h.root("ss -ltn | grep -c ':22 '")).stdout.trim() === "1", 5000)).toBe(true);
 
     const session = h.internet(`timeout 6 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22; cat <&3'`);

@@ -14,6 +14,11 @@ import * as os from "os";
 import * as path from "path";
 
 export const repoRoot = path.resolve(__dirname, "../..");
+/**
+ * The Node.js running the tests, as the guest namespace sees it: the guest gets a /tmp of its own,
+ * which hides a Node installed under the host's /tmp (CI's .tools/node in a clone there).
+ */
+export const guestNode = "/run/ccfw-node";
 
 export interface HarnessOptions {
     /** A stack under stacks/ (rendered with `npm run render -- --stack NAME`). */
@@ -272,6 +277,7 @@ for d in ${guestTopDirs.join(" ")}; do
 done
 mount -t tmpfs -o mode=0755 ccfw-run /run
 mkdir -p /run/lock /run/sshd
+touch ${guestNode} && mount --bind ${process.execPath} ${guestNode}
 getent passwd 1001 >/dev/null && ! id agent >/dev/null 2>&1 && { echo "uid 1001 is taken: the agent needs it" >&2; exit 1; }
 id agent >/dev/null 2>&1 || useradd -m -U -u 1001 -s /bin/bash agent
 getent group lxd >/dev/null || groupadd lxd
