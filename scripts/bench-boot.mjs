@@ -129,7 +129,7 @@ async function main() {
       image: path.basename(fs.readlinkSync('/var/lib/cc-sandbox/ci-image')),
       boot: config.libvirt.firmware === 'uefi' ? 'uefi firmware' : 'direct kernel',
       runs: results,
-      medians: { bareBootSeconds: bareMedian, readySeconds: readyMedian },
+      medians: { bareBootSeconds: round(bareMedian), readySeconds: round(readyMedian) },
       readyVsBare: { ratio: round((readyMedian / bareMedian) * 100) / 100, target: target.readyVsBare },
       allowlistUp: { seconds: last.allowlistUpSeconds, target: target.allowlistUpSeconds },
       lastReady: last,
