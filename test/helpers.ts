@@ -6,8 +6,24 @@ import * as path from "path";
 
 export const root = path.resolve(__dirname, "..");
 
+const tempDirs: string[] = [];
+// Under jest each test file has its own copy of this module: its temporary directories go when the
+// file's tests end. Scripts that import it (the benchmarks) remove their own.
+if (typeof afterAll === "function") {
+    afterAll(() => {
+        for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+    });
+}
+
+/** A temporary directory, removed after the test file. */
+export function tempDir(prefix: string): string {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    tempDirs.push(d);
+    return d;
+}
+
 export function tempHome(prefix = "cc-sandbox-home-"): string {
-    const home = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    const home = tempDir(prefix);
     fs.mkdirSync(path.join(home, ".ssh"), { mode: 0o700 });
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "test@cc-sandbox", "-f", path.join(home, ".ssh", "id_ed25519")]);
     return home;

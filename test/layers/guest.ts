@@ -5,30 +5,18 @@
  */
 import { spawnSync, SpawnSyncReturns } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { writeRendered } from "../../src/cli/render";
 import { loadStackConfig, stackFile } from "../../src/config/stack";
 import { renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
-import { hostFor, root, tempHome } from "../helpers";
+import { hostFor, root, tempDir, tempHome } from "../helpers";
 
 export const guestDir = path.join(root, "templates", "guest");
 export const guestNs = path.join(__dirname, "guest-ns.sh");
 
 let rendered: string | undefined;
-const tempDirs: string[] = [];
-// Each test file gets its own copy of this module: its temporary directories go when it ends.
-afterAll(() => {
-    for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-});
-
-/** A temporary directory removed after the test file. */
-export function tempDir(prefix: string): string {
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    tempDirs.push(d);
-    return d;
-}
+export { tempDir };
 
 /** The CI stack's rendered guest tree: a directory laid out like the guest's /. */
 export function renderedFiles(): string {
@@ -36,7 +24,6 @@ export function renderedFiles(): string {
         const home = tempHome();
         const config = loadStackConfig(stackFile("ci"), "ci", hostFor(home));
         const out = tempDir("cc-layers-render-");
-        tempDirs.push(home);
         writeRendered(renderGuest(config, loadTemplates()), out);
         rendered = path.join(out, "files");
     }

@@ -1,12 +1,11 @@
 import { execFile } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { promisify } from "util";
 import { ConfigError, loadConfig, rawConfigFromPulumi, rawConfigFromStackFile } from "../../src/config/load";
 import { isIpv4Cidr, isSshPublicKey } from "../../src/config/schema";
 import { loadStackConfig, stacksDir } from "../../src/config/stack";
-import { hostFor, root, tempHome } from "../helpers";
+import { hostFor, root, tempDir, tempHome } from "../helpers";
 
 const run = promisify(execFile);
 const home = tempHome();
@@ -89,7 +88,7 @@ describe("malformed stacks", () => {
     });
 
     test("npm run render rejects each with exit 1, the key path on stderr and nothing written", async () => {
-        const out = fs.mkdtempSync(path.join(os.tmpdir(), "cc-render-bad-"));
+        const out = tempDir("cc-render-bad-");
         const zx = path.join(root, "node_modules", "zx", "build", "cli.js");
         const check = async (file: string) => {
             const dir = path.join(out, file);

@@ -1,6 +1,5 @@
 import { execFileSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { loadConfig } from "../../src/config/load";
@@ -8,7 +7,7 @@ import { loadStackConfig, stackFile } from "../../src/config/stack";
 import { SandboxConfig } from "../../src/config/types";
 import { allowlistPath, renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
-import { hostFor, root, tempHome } from "../helpers";
+import { hostFor, root, tempDir, tempHome } from "../helpers";
 
 const home = tempHome();
 const host = hostFor(home);
@@ -123,7 +122,7 @@ describe("rendering", () => {
     });
 
     test("npm run render --out writes user-data, meta-data and the file tree", () => {
-        const out = fs.mkdtempSync(path.join(os.tmpdir(), "cc-render-"));
+        const out = tempDir("cc-render-");
         execFileSync(process.execPath, [path.join(root, "node_modules/zx/build/cli.js"), "scripts/render.mjs", "--stack", "bob", "--out", out], {
             cwd: root,
             env: { ...process.env, HOME: home },
@@ -141,7 +140,7 @@ describe("rendering", () => {
 
 describe("cloud-init schema", () => {
     test.each(["alice", "bob", "ci"])("the %s user-data passes `cloud-init schema`", (name) => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-schema-"));
+        const dir = tempDir("cc-schema-");
         const file = path.join(dir, "user-data");
         fs.writeFileSync(file, renderGuest(stack(name), templates).userData);
         const out = execFileSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" });
@@ -149,7 +148,7 @@ describe("cloud-init schema", () => {
     });
 
     test("`cloud-init schema` catches a wrong type (so the check above can fail)", () => {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-schema-"));
+        const dir = tempDir("cc-schema-");
         const file = path.join(dir, "user-data");
         fs.writeFileSync(file, "#cloud-config\nssh_pwauth: [1, 2]\nruncmd: 7\n");
         expect(() => execFileSync("cloud-init", ["schema", "--config-file", file], { stdio: "pipe" })).toThrow();
