@@ -4,7 +4,6 @@
  * over /etc, /home, /usr/local, /var, /root and /run, the users cloud-init creates). Run as root.
  */
 import { spawnSync, SpawnSyncReturns } from "child_process";
-import * as fs from "fs";
 import * as path from "path";
 import { writeRendered } from "../../src/cli/render";
 import { loadStackConfig, stackFile } from "../../src/config/stack";
