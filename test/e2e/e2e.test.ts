@@ -81,8 +81,11 @@ function inGuest(command: string, opts: { admin?: boolean; input?: string; timeo
 
 /** What the first line of a test server's banner says, as the agent sees it ("" when unreachable). */
 async function banner(target: string, port = 443): Promise<string> {
-    const r = await inGuest(`timeout 6 bash -c 'exec 3<>/dev/tcp/${target}/${port} && head -n1 <&3' 2>&1 || true`);
-    return r.stdout.trim();
+    // 443 speaks TLS (and HTTP to curl): the answer names the address, the Host and the server name.
+    const r = port === 443
+        ? await inGuest(`curl -sSk --max-time 6 https://${target}/ 2>&1 || true`)
+        : await inGuest(`timeout 6 bash -c 'exec 3<>/dev/tcp/${target}/${port} && head -n1 <&3' 2>&1 || true`);
+    return r.stdout.split("\n")[0].trim();
 }
 
 /** "Resources:" summary of a pulumi run, e.g. "~ 1 updated, 4 unchanged". */
@@ -171,8 +174,8 @@ step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others
     expect(asAgent.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
     expect(asAgent.code).toBe(0);
 
-    expect(await banner("allowed.test.example")).toBe(`ok ${hosts["allowed.test.example"]} 443`);
-    expect(await banner("a.wild.test.example")).toBe(`ok ${hosts["a.wild.test.example"]} 443`);
+    expect(await banner("allowed.test.example")).toBe(`ok ${hosts["allowed.test.example"]} 443 host=allowed.test.example sni=allowed.test.example`);
+    expect(await banner("a.wild.test.example")).toBe(`ok ${hosts["a.wild.test.example"]} 443 host=a.wild.test.example sni=a.wild.test.example`);
     expect(await banner("git.test.example", 22)).toBe(`ok ${hosts["git.test.example"]} 22`);
     // Attacks: a name off the allowlist, its address directly, an allowlisted host on another port.
     expect(await banner("blocked.test.example")).not.toMatch(/^ok /);
@@ -304,7 +307,7 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     expect(summary(r)).not.toMatch(/replaced|created|deleted/);
     expect(r.stdout + r.stderr).not.toMatch(/adopting it|creating cc-ci/);
     expect((await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout).toBe(bootId);
-    expect(await banner("new.test.example")).toBe(`ok ${hosts["new.test.example"]} 443`);
+    expect(await banner("new.test.example")).toBe(`ok ${hosts["new.test.example"]} 443 host=new.test.example sni=new.test.example`);
     expect(await banner("allowed.test.example")).not.toMatch(/^ok /);
     expect(await banner(hosts["allowed.test.example"])).not.toMatch(/^ok /);
 });

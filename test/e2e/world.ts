@@ -10,6 +10,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { root, tempHome } from "../helpers";
+import { makeTestCa } from "../harness/lib";
 
 export const ns = "ccsbx-e2e";
 export const subnet = "198.18.0";
@@ -153,7 +154,10 @@ export class World {
             sh("virsh", ["-q", "-c", "qemu:///system", "net-update", network, "add", "dns-host", `<host ip='${ip}'><hostname>${name}</hostname></host>`, "--live"]);
         }
         sh("ip", ["-n", ns, "addr", "add", `${host6}/64`, "dev", bridge, "nodad"]);
-        this.servers = spawn("ip", ["netns", "exec", ns, process.execPath, path.join(root, "test/harness/servers.js")], { stdio: ["ignore", "pipe", "inherit"] });
+        makeTestCa(path.join(this.dir, "tls"), [...Object.keys(hosts), ...Object.keys(rebindHosts)]);
+        this.servers = spawn("ip", ["netns", "exec", ns, process.execPath, path.join(root, "test/harness/servers.js"), "--tls", path.join(this.dir, "tls")], {
+            stdio: ["ignore", "pipe", "inherit"],
+        });
         await new Promise<void>((resolve, reject) => {
             this.servers!.stdout!.once("data", () => resolve());
             this.servers!.once("exit", (c) => reject(new Error(`test servers exited (${c})`)));

@@ -59,6 +59,9 @@ async function tcp(host: string, port: number, user = "agent"): Promise<RunResul
     return { ...r, ms: Date.now() - start };
 }
 
+/** A TLS connection on 443 as the agent (test/harness/tls-client.js): the banner, "" when refused. */
+const tls = (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => h.tls(host, opts);
+
 async function udp(host: string, port: number): Promise<RunResult> {
     return h.exec(`exec 3<>/dev/udp/${host}/${port} && echo probe >&3 && timeout 2 head -1 <&3`);
 }
@@ -84,8 +87,8 @@ afterAll(async () => {
 
 describe("IPv4 hosts outside the allowlist", () => {
     test("allowed: an allowlisted name answers on its port", async () => {
-        const r = await tcp("allowed.test.example", 443);
-        expect(r.stdout).toBe("ok 198.51.100.10 443\n");
+        const r = await tls("allowed.test.example");
+        expect(r.stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
     });
 
     test("attack: TCP to a host that is not allowlisted is refused at once", async () => {
@@ -124,20 +127,21 @@ describe("IPv4 hosts outside the allowlist", () => {
     });
 
     test("attack: connecting to an allowlisted name's address before any lookup fails; after the lookup it works", async () => {
-        const before = await tcp("198.51.100.41", 443);
+        const before = await tls("late.test.example", { connect: "198.51.100.41" });
         expect(before.stdout).toBe("");
         expect((await dig("late.test.example")).answers).toEqual(["198.51.100.41"]);
-        const after = await tcp("198.51.100.41", 443);
-        expect(after.stdout).toBe("ok 198.51.100.41 443\n");
+        const after = await tls("late.test.example", { connect: "198.51.100.41" });
+        expect(after.stdout).toBe("ok 198.51.100.41 443 sni=late.test.example\n");
     });
 });
 
 describe("IPv6", () => {
     test("attack: TCP over IPv6 is refused at once", async () => {
         const r = await tcp(h.internetAddress6, 443);
-        expect(r.stdout).toBe("");
+        expect(r.stderr).toMatch(/Connection refused|Permission denied/);
         expect(r.ms).toBeLessThan(2000);
-        const named = await tcp("fd00:ccf1::10", 443);
+        expect((await tls(h.internetAddress6)).stdout).toBe("");
+        const named = await tls("allowed.test.example", { connect: "fd00:ccf1::10" });
         expect(named.stdout).toBe("");
     });
 
@@ -147,7 +151,7 @@ describe("IPv6", () => {
     });
 
     test("allowed: the same name over IPv4 works", async () => {
-        expect((await tcp("allowed.test.example", 443)).stdout).toContain("ok 198.51.100.10");
+        expect((await tls("allowed.test.example")).stdout).toContain("ok 198.51.100.10");
     });
 });
 
@@ -174,7 +178,7 @@ describe("DNS", () => {
     test("attack: a name that is not allowlisted gets NXDOMAIN and is never forwarded", async () => {
         const r = await dig("blocked.test.example");
         expect(r.status).toBe("NXDOMAIN");
-        expect((await tcp("blocked.test.example", 443)).stdout).toBe("");
+        expect((await tls("blocked.test.example")).stdout).toBe("");
         expect(h.upstreamQueries()).not.toContain("blocked.test.example");
     });
 
@@ -214,7 +218,7 @@ describe("DNS", () => {
     test("allowed: a CNAME chain from an allowlisted name opens its target address", async () => {
         const r = await dig("alias.test.example");
         expect(r.answers).toContain("198.51.100.70");
-        expect((await tcp("alias.test.example", 443)).stdout).toBe("ok 198.51.100.70 443\n");
+        expect((await tls("alias.test.example")).stdout).toBe("ok 198.51.100.70 443 sni=alias.test.example\n");
     });
 });
 
@@ -228,13 +232,13 @@ describe("ports", () => {
 
     test("allowed: an entry with ports 22,443 is reachable on both", async () => {
         expect((await tcp("git.test.example", 22)).stdout).toBe("ok 198.51.100.20 22\n");
-        expect((await tcp("git.test.example", 443)).stdout).toBe("ok 198.51.100.20 443\n");
+        expect((await tls("git.test.example")).stdout).toBe("ok 198.51.100.20 443 sni=git.test.example\n");
         expect((await tcp("git.test.example", 80)).stdout).toBe("");
     });
 
     test("allowed: a CIDR entry opens its network on its port only", async () => {
         expect((await tcp("203.0.113.5", 8080)).stdout).toBe("ok 203.0.113.5 8080\n");
-        expect((await tcp("203.0.113.5", 443)).stdout).toBe("");
+        expect((await tls("203.0.113.5")).stdout).toBe("");
     });
 
     test("attack: an address just outside an allowlisted CIDR is refused", async () => {
@@ -244,20 +248,20 @@ describe("ports", () => {
 
 describe("names that change", () => {
     test("a rotating name: the new address is reachable at once", async () => {
-        expect((await tcp("rotate.test.example", 443)).stdout).toBe("ok 198.51.100.40 443\n");
+        expect((await tls("rotate.test.example")).stdout).toBe("ok 198.51.100.40 443 sni=rotate.test.example\n");
         h.setRecords(records.replace("rotate.test.example         A     198.51.100.40", "rotate.test.example A 198.51.100.45"));
         await new Promise((r) => setTimeout(r, 300));
-        expect((await tcp("rotate.test.example", 443)).stdout).toBe("ok 198.51.100.45 443\n");
+        expect((await tls("rotate.test.example")).stdout).toBe("ok 198.51.100.45 443 sni=rotate.test.example\n");
     });
 
     test("a wildcard entry covers subdomains at any depth", async () => {
-        expect((await tcp("a.wild.test.example", 443)).stdout).toBe("ok 198.51.100.30 443\n");
-        expect((await tcp("deep.b.wild.test.example", 443)).stdout).toBe("ok 198.51.100.31 443\n");
+        expect((await tls("a.wild.test.example")).stdout).toBe("ok 198.51.100.30 443 sni=a.wild.test.example\n");
+        expect((await tls("deep.b.wild.test.example")).stdout).toBe("ok 198.51.100.31 443 sni=deep.b.wild.test.example\n");
     });
 
     test("attack: a wildcard does not cover the bare domain", async () => {
         expect((await dig("wild.test.example")).status).toBe("NXDOMAIN");
-        expect((await tcp("198.51.100.32", 443)).stdout).toBe("");
+        expect((await tls("198.51.100.32")).stdout).toBe("");
     });
 });
 
@@ -268,7 +272,7 @@ describe("the agent against the firewall itself", () => {
             expect([cmd, r.code]).not.toEqual([cmd, 0]);
         }
         expect((await h.root("cc-sandbox-firewall status")).code).toBe(0);
-        expect((await tcp("198.51.100.66", 443)).stdout).toBe("");
+        expect((await tls("198.51.100.66")).stdout).toBe("");
     });
 
     test("attack: the agent cannot stop, reconfigure or replace the resolver", async () => {
@@ -303,7 +307,7 @@ describe("the agent against the firewall itself", () => {
     test("attack: flushing iptables inside the agent's own user+net namespace changes nothing outside it", async () => {
         const r = await h.exec("unshare -rn bash -c 'iptables -P OUTPUT ACCEPT 2>/dev/null; iptables -F 2>/dev/null; exec 3<>/dev/tcp/198.51.100.66/443 && echo connected'");
         expect(r.stdout).not.toContain("connected");
-        expect((await tcp("198.51.100.66", 443)).stdout).toBe("");
+        expect((await tls("198.51.100.66")).stdout).toBe("");
         expect((await h.root("cc-sandbox-firewall status")).code).toBe(0);
     });
 
@@ -357,10 +361,7 @@ describe("apply", () => {
 
     test("a new allowlist opens a new name, closes a removed one and keeps established connections", async () => {
         await h.exec("rm -f /tmp/conn-ready /tmp/conn-go");
-        const conn = h.exec(
-            "exec 3<>/dev/tcp/removed.test.example/443; read -r banner <&3; echo \"$banner\"; touch /tmp/conn-ready; " +
-                "while [ ! -e /tmp/conn-go ]; do sleep 0.1; done; echo still-here >&3; read -r -t 3 echoed <&3; echo \"echo:$echoed\"",
-        );
+        const conn = tls("removed.test.example", { hold: "/tmp/conn-go", ready: "/tmp/conn-ready" });
         expect(await waitFor(async () => (await h.exec("test -e /tmp/conn-ready")).code === 0, 10000)).toBe(true);
         expect((await dig("added.test.example")).status).toBe("NXDOMAIN");
 
@@ -371,11 +372,11 @@ describe("apply", () => {
         expect(applied.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
         expect(Date.now() - start).toBeLessThan(3000);
 
-        expect((await tcp("added.test.example", 443)).stdout).toBe("ok 198.51.100.51 443\n");
+        expect((await tls("added.test.example")).stdout).toBe("ok 198.51.100.51 443 sni=added.test.example\n");
         expect((await dig("removed.test.example")).status).toBe("NXDOMAIN");
-        expect((await tcp("198.51.100.50", 443)).stdout).toBe("");
+        expect((await tls("198.51.100.50")).stdout).toBe("");
         // addresses of names still allowlisted stay reachable without a new lookup
-        expect((await tcp("198.51.100.10", 443)).stdout).toBe("ok 198.51.100.10 443\n");
+        expect((await tls("allowed.test.example", { connect: "198.51.100.10" })).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
 
         await h.root("touch /tmp/conn-go");
         const r = await conn;
@@ -401,7 +402,7 @@ describe("apply", () => {
         const after = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
         expect(after.stdout).toBe(before.stdout);
         expect((await dig("blocked.test.example")).status).toBe("NXDOMAIN");
-        expect((await tcp("allowed.test.example", 443)).stdout).toBe("ok 198.51.100.10 443\n");
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
     });
 });
 
@@ -410,7 +411,7 @@ describe("GitHub's published CIDRs", () => {
         const meta = JSON.stringify({ web: ["198.18.0.0/24", "2001:db8::/32"], api: ["198.18.0.0/24"], git: ["198.18.1.0/24"], actions: ["198.19.0.0/16"] });
         const r = await h.root("cat >/tmp/meta.json && cc-sandbox-firewall github-meta /tmp/meta.json", { input: meta });
         expect(r.code).toBe(0);
-        expect((await tcp("198.18.0.10", 443)).stdout).toBe("ok 198.18.0.10 443\n");
+        expect((await tls("198.18.0.10")).stdout).toBe("ok 198.18.0.10 443 sni=-\n");
         expect((await tcp("198.18.0.10", 8080)).stdout).toBe("");
     });
 
@@ -419,7 +420,7 @@ describe("GitHub's published CIDRs", () => {
         const r = await h.root("cat >/tmp/bad.json && cc-sandbox-firewall github-meta /tmp/bad.json", { input: bad });
         expect(r.code).not.toBe(0);
         expect((await h.root("ipset list ccfw-gh | grep -c '^198.18'")).stdout.trim()).toBe("2");
-        expect((await tcp("198.51.100.66", 443)).stdout).toBe("");
+        expect((await tls("198.51.100.66")).stdout).toBe("");
     });
 });
 
@@ -460,12 +461,12 @@ describe("controls with the firewall down (the attacks above failed because of i
         expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
         expect((await udp("198.51.100.66", 9999)).stdout).toContain("ok udp 9999");
         expect((await h.exec("ping -c1 -W1 198.51.100.66")).code).toBe(0);
-        expect((await tcp(h.internetAddress6, 443)).stdout).toContain("ok");
+        expect((await tls(h.internetAddress6)).stdout).toContain("ok");
         expect((await dig("blocked.test.example", { server: h.dnsAddress })).answers).toEqual(["198.51.100.66"]);
 
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
         expect((await udp("198.51.100.66", 9999)).stdout).not.toContain("ok udp");
-        expect((await tcp("198.51.100.66", 443)).stdout).toBe("");
+        expect((await tls("198.51.100.66")).stdout).toBe("");
     });
 
     test("fail-closed at boot: up with a malformed allowlist locks down instead of opening", async () => {
@@ -475,7 +476,7 @@ describe("controls with the firewall down (the attacks above failed because of i
             const r = await h.root("cc-sandbox-firewall up");
             expect(r.code).not.toBe(0);
             expect(r.stderr).toMatch(/LOCKDOWN/);
-            expect((await tcp("198.51.100.10", 443)).stdout).toBe("");
+            expect((await tls("198.51.100.10")).stdout).toBe("");
             expect((await dig("allowed.test.example", { server: h.dnsAddress, user: "root" })).answers).toEqual([]);
             const ping = await h.exec("ping -c1 -W1 127.0.0.1");
             expect([ping.code, ping.stderr]).toEqual([0, ""]);
@@ -483,7 +484,7 @@ describe("controls with the firewall down (the attacks above failed because of i
             await h.root("cat >/etc/cc-sandbox/allowlist", { input: good });
         }
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
-        expect((await tcp("allowed.test.example", 443)).stdout).toBe("ok 198.51.100.10 443\n");
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
     });
 
     test("fail-closed without ipset: up locks down with rules that need no set, SSH in still answers", async () => {
@@ -498,13 +499,13 @@ describe("controls with the firewall down (the attacks above failed because of i
             const rules = (await h.root("iptables-save -t filter")).stdout;
             expect(rules).toMatch(/^:OUTPUT DROP/m);
             expect(rules).not.toMatch(/match-set/);
-            expect((await tcp("198.51.100.10", 443)).stdout).toBe("");
+            expect((await tls("198.51.100.10")).stdout).toBe("");
             const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
             expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
         } finally {
             await h.root("rm -rf /tmp/noipset");
         }
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
-        expect((await tcp("allowed.test.example", 443)).stdout).toBe("ok 198.51.100.10 443\n");
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
     });
 });

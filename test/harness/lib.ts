@@ -10,6 +10,7 @@
  */
 import { spawn, spawnSync, ChildProcess } from "child_process";
 import * as fs from "fs";
+import { isIP } from "net";
 import * as os from "os";
 import * as path from "path";
 
@@ -120,6 +121,29 @@ export async function waitFor(check: () => Promise<boolean> | boolean, ms: numbe
         await new Promise((r) => setTimeout(r, 200));
     }
     return check();
+}
+
+/**
+ * A certificate authority made for one test run, and a server certificate it signs for every given
+ * name, every subdomain of it and every sibling (`*.` its parent): DIR/ca.crt, DIR/server.key,
+ * DIR/server.crt. The test servers on port 443 present it for any server name; a guest that trusts
+ * DIR/ca.crt checks certificates as it would on the internet.
+ */
+export function makeTestCa(dir: string, names: readonly string[]): void {
+    fs.mkdirSync(dir, { recursive: true });
+    const f = (name: string) => path.join(dir, name);
+    const sans = new Set<string>();
+    for (const n of names) {
+        sans.add(n);
+        sans.add(`*.${n}`);
+        if (n.split(".").length > 2) sans.add(`*.${n.slice(n.indexOf(".") + 1)}`);
+    }
+    fs.writeFileSync(f("server.ext"), `basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=${[...sans].map((n) => `DNS:${n}`).join(",")}\n`);
+    sh("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=cc-sandbox test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", f("ca.key"), "-out", f("ca.crt")]);
+    sh("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=cc-sandbox test server", "-keyout", f("server.key"), "-out", f("server.csr")]);
+    sh("openssl", ["x509", "-req", "-in", f("server.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", f("server.ext"), "-out", f("server.crt")]);
+    fs.chmodSync(f("server.key"), 0o644); // read by the test servers only, inside the test's namespaces
 }
 
 /** A throw-away HOME holding a fresh .ssh/id_ed25519 key pair, for rendering (the caller removes it). */
@@ -246,7 +270,10 @@ export class Harness {
             `--listen-address=${this.dnsAddress}`, "--bind-interfaces", "--log-queries", `--log-facility=${this.dir}/upstream.log`,
             `--pid-file=${this.dir}/upstream.pid`, "--local-ttl=0", ...cnames]);
 
-        this.servers = spawn("ip", ["netns", "exec", i, process.execPath, path.join(__dirname, "servers.js")], { stdio: ["ignore", "pipe", "inherit"] });
+        makeTestCa(path.join(this.dir, "tls"), this.records.map((r) => r.name));
+        this.servers = spawn("ip", ["netns", "exec", i, process.execPath, path.join(__dirname, "servers.js"), "--tls", path.join(this.dir, "tls")], {
+            stdio: ["ignore", "pipe", "inherit"],
+        });
         await new Promise<void>((resolve, reject) => {
             this.servers!.stdout!.once("data", () => resolve());
             this.servers!.once("exit", (c) => reject(new Error(`test servers exited (${c})`)));
@@ -288,6 +315,9 @@ cp -a ${files}/. /
 chown -R agent: /home/agent
 rm -f /etc/resolv.conf
 printf 'nameserver %s\n' ${this.dnsAddress} >/etc/resolv.conf
+# The test servers' CA, trusted as a public one is: curl and openssl check certificates against it.
+install -D -m 0644 ${this.dir}/tls/ca.crt /usr/local/share/ca-certificates/cc-sandbox-test-ca.crt
+update-ca-certificates >/dev/null 2>&1
 ssh-keygen -A >/dev/null
 # A /tmp of its own, once the rendered files (under the host's /tmp) are in.
 mount -t tmpfs -o mode=1777 ccfw-tmp /tmp
@@ -335,10 +365,13 @@ ${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sa
     private addRecordAddresses(): void {
         if (!this.assignAddresses) return;
         const have = sh("ip", ["-n", this.internetNs, "-o", "addr", "show", "dev", "lo"]);
+        const added = new Set<string>();
         for (const r of this.records) {
             if (r.type === "CNAME") continue;
             const prefix = r.type === "A" ? "32" : "128";
-            if (have.includes(` ${r.value}/${prefix} `)) continue;
+            // Several names on one address (a CDN's): the address is added once.
+            if (have.includes(` ${r.value}/${prefix} `) || added.has(r.value)) continue;
+            added.add(r.value);
             sh("ip", ["-n", this.internetNs, "addr", "add", `${r.value}/${prefix}`, "dev", "lo", ...(r.type === "AAAA" ? ["nodad"] : [])]);
         }
     }
@@ -361,6 +394,24 @@ ${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sa
         return run("nsenter", [...enter, "setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--",
             "env", "-i", `HOME=/home/${user}`, `USER=${user}`, `LOGNAME=${user}`, `PATH=${pathEnv}`, "SHELL=/bin/bash", "LANG=C.UTF-8",
             "bash", "-c", `cd ~ 2>/dev/null || cd /; ${command}`], opts);
+    }
+
+    /**
+     * A TLS connection from the guest as `user` (default agent) with test/harness/tls-client.js:
+     * stdout is the server's banner line ("ok 198.51.100.10 443 sni=NAME\n"), "" when refused.
+     */
+    async tls(host: string, opts: RunOptions & { port?: number; sni?: string | null; connect?: string; insecure?: boolean; hold?: string; ready?: string } = {}): Promise<RunResult & { ms: number }> {
+        const args = [host, String(opts.port ?? 443)];
+        if (opts.sni === null) args.push("--no-sni");
+        else if (opts.sni !== undefined) args.push("--sni", opts.sni);
+        if (opts.connect) args.push("--connect", opts.connect);
+        // An address has no certificate of its own here: reaching it is what counts.
+        if (opts.insecure ?? (isIP(host) !== 0 && !opts.sni)) args.push("--insecure");
+        if (opts.hold) args.push("--hold", opts.hold, "--timeout", "60000");
+        if (opts.ready) args.push("--ready", opts.ready);
+        const start = Date.now();
+        const r = await this.exec(`${guestNode} ${repoRoot}/test/harness/tls-client.js ${args.map((a) => `'${a}'`).join(" ")}`, opts);
+        return { ...r, ms: Date.now() - start };
     }
 
     root(command: string, opts: Omit<RunOptions, "user"> = {}): Promise<RunResult> {

@@ -53,6 +53,9 @@ function writeStack(dir: string): string {
     return file;
 }
 
+/** A TLS connection on 443 (test/harness/tls-client.js): the banner, "" when refused. */
+const tls = (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => h.tls(host, opts);
+
 async function tcp(host: string, port: number, user = "agent"): Promise<RunResult> {
     return h.exec(`timeout 4 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`, { user });
 }
@@ -79,33 +82,33 @@ afterAll(async () => {
 
 describe("rebinding: an allowlisted name's answer never opens a private or own address", () => {
     test("allowed: a public address under the same wildcard is reachable", async () => {
-        expect((await tcp("public.wild.test.example", 443)).stdout).toBe("ok 198.51.100.30 443\n");
+        expect((await tls("public.wild.test.example")).stdout).toBe("ok 198.51.100.30 443 sni=public.wild.test.example\n");
     });
 
     test.each(Object.entries(privateTargets))("attack: %s (%s) resolves but cannot be reached", async (name, address) => {
-        const r = await tcp(name, 443);
+        const r = await tls(name);
         expect(r.stdout).toBe("");
         // the address did go into the allow set: only the rule in front of it stops the connection
         const sets = await h.root("ipset save | grep '^add ccfw-d-'");
         expect(sets.stdout).toContain(` ${address}\n`);
-        const root = await tcp(name, 443, "root");
+        const root = await tls(name, { user: "root" });
         expect(root.stdout).toBe("");
     });
 
     test("attack: a name that resolves to the VM's own network (a peer on its link) cannot be reached", async () => {
         // the watcher takes the new link network into its set within a tick or two
         expect(await waitFor(async () => (await h.root(`ipset test ccfw-link ${linkNet.peer} 2>&1`)).code === 0, 8000)).toBe(true);
-        expect((await tcp("peer.wild.test.example", 443)).stdout).toBe("");
+        expect((await tls("peer.wild.test.example")).stdout).toBe("");
         const sets = await h.root("ipset save | grep '^add ccfw-d-'");
         expect(sets.stdout).toContain(` ${linkNet.peer}\n`);
     });
 
     test("allowed: a private network listed as a CIDR entry is reachable, through its name too", async () => {
-        expect((await tcp("10.255.1.10", 443)).stdout).toBe("ok 10.255.1.10 443\n");
-        expect((await tcp("explicit.test.example", 443)).stdout).toBe("ok 10.255.1.10 443\n");
+        expect((await tls("10.255.1.10")).stdout).toBe("ok 10.255.1.10 443 sni=-\n");
+        expect((await tls("explicit.test.example")).stdout).toBe("ok 10.255.1.10 443 sni=explicit.test.example\n");
         // and only that network, on its port
         expect((await tcp("10.255.1.10", 8080)).stdout).toBe("");
-        expect((await tcp("10.255.0.10", 443)).stdout).toBe("");
+        expect((await tls("10.255.0.10")).stdout).toBe("");
     });
 });
 
@@ -113,20 +116,20 @@ describe("apply: a name removed while the agent keeps resolving it", () => {
     test("after apply returns, no address of the removed name is reachable (5 switches under lookups)", async () => {
         for (let round = 0; round < 5; round++) {
             expect((await h.root("cc-sandbox-firewall apply -", { input: allowlist(true) })).code).toBe(0);
-            expect((await tcp("removed.test.example", 443)).stdout).toBe("ok 198.51.100.50 443\n");
-            expect((await tcp("kept.test.example", 443)).stdout).toBe("ok 198.51.100.51 443\n");
+            expect((await tls("removed.test.example")).stdout).toBe("ok 198.51.100.50 443 sni=removed.test.example\n");
+            expect((await tls("kept.test.example")).stdout).toBe("ok 198.51.100.51 443 sni=kept.test.example\n");
             await h.exec("rm -f /tmp/stop-lookups");
             const lookups = h.exec("n=0; while [ ! -e /tmp/stop-lookups ] && [ $n -lt 3000 ]; do getent ahostsv4 removed.test.example >/dev/null; n=$((n+1)); done; echo $n");
             await new Promise((r) => setTimeout(r, 300));
             const applied = await h.root("cc-sandbox-firewall apply -", { input: allowlist(false) });
             expect(applied.code).toBe(0);
-            const after = await tcp("198.51.100.50", 443);
+            const after = await tls("198.51.100.50");
             await h.exec("touch /tmp/stop-lookups");
             expect(Number((await lookups).stdout.trim())).toBeGreaterThan(0);
             expect(after.stdout).toBe("");
             expect((await h.root("ipset save | grep -c ' 198.51.100.50$' || true")).stdout.trim()).toBe("0");
             // a name that stayed is untouched, its address still reachable without a new lookup
-            expect((await tcp("198.51.100.51", 443)).stdout).toBe("ok 198.51.100.51 443\n");
+            expect((await tls("kept.test.example", { connect: "198.51.100.51" })).stdout).toBe("ok 198.51.100.51 443 sni=kept.test.example\n");
         }
     }, 120000);
 });
@@ -203,6 +206,6 @@ describe("the status means the whole policy", () => {
         expect(await waitFor(async () => (await state()) === "OFF", 8000)).toBe(true);
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
         expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
-        expect((await tcp("ten.wild.test.example", 443)).stdout).toBe("");
+        expect((await tls("ten.wild.test.example")).stdout).toBe("");
     });
 });
