@@ -42,7 +42,8 @@
 #   machine-id: all three are emptied so every VM gets its own. /etc/resolv.conf is left as
 #   systemd-resolved's link, as on Ubuntu's cloud image.
 # - dnsmasq-base (the binary, no service), as the cloud-config asks for: nothing takes port 53
-#   before the firewall layer starts its resolver.
+#   before the firewall layer starts its resolver. haproxy with its service disabled: the
+#   firewall runs it as its name-checking proxy.
 # - Node.js from the npm registry (Ubuntu's nodejs is 18, older than the tools need) and
 #   @anthropic-ai/sandbox-runtime's `srt`, which runs a command in Claude Code's own sandbox.
 # - The guest has no apt sources: cloud-init's package step (everything it names is
@@ -71,7 +72,7 @@ readonly PACKAGES=(
   cloud-init python3 locales netplan.io cloud-guest-utils fdisk shim-signed
   openssh-server
   iproute2 netbase
-  iptables ipset dnsmasq-base
+  iptables ipset dnsmasq-base haproxy
   sudo bubblewrap socat bash-builtins util-linux apparmor ripgrep libstdc++6
   curl netcat-openbsd iputils-ping ca-certificates
   git jq e2fsprogs procps less
@@ -202,6 +203,8 @@ EOF
 
 # The serial console is where boot progress is read under emulation.
 systemctl --root="$rootfs" enable serial-getty@ttyS0.service >&2
+# The firewall runs HAProxy itself, as its name-checking proxy: the package's service stays off.
+systemctl --root="$rootfs" disable haproxy.service >&2
 
 unmount_below "$rootfs"
 

@@ -8,7 +8,7 @@ import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { configSchema, formats, isSshPublicKey } from "./schema";
 import { presets } from "./presets";
-import { AllowedCidr, AllowedDomain, Mount, SandboxConfig } from "./types";
+import { AllowedCidr, AllowedDomain, defaultPortMode, Mount, PortMode, SandboxConfig } from "./types";
 
 export const namespace = "cc-sandbox";
 
@@ -142,21 +142,43 @@ export function defaultVmName(stack: string): string {
     return `cc-${s || "sandbox"}`.slice(0, 40).replace(/-+$/, "");
 }
 
-interface DomainEntry { name: string; ports?: number[] }
+interface DomainEntry { name: string; ports?: (number | string)[] }
 interface CidrEntry { cidr: string; ports?: number[] }
 
-function mergeDomains(entries: { e: DomainEntry; source: string }[]): AllowedDomain[] {
+/**
+ * Folds entries for the same name into one (ports united). A port is given one mode: two modes for
+ * one port, in one entry or across entries for the same name, is an issue at the later entry.
+ */
+function mergeDomains(entries: { e: DomainEntry; source: string; at: string }[], issues: ConfigIssue[]): AllowedDomain[] {
     const byName = new Map<string, AllowedDomain>();
-    for (const { e, source } of entries) {
+    for (const { e, source, at } of entries) {
         const wildcard = e.name.startsWith("*.");
         const name = wildcard ? e.name.slice(2) : e.name;
         const key = `${wildcard ? "*." : ""}${name}`;
-        const ports = e.ports ?? [443];
         const prev = byName.get(key);
+        const modes: Record<number, PortMode> = { ...(prev?.modes ?? {}) };
+        const mine: Record<number, PortMode> = {};
+        for (const token of e.ports ?? [443]) {
+            const [p, m] = String(token).split("/");
+            const port = Number(p);
+            const mode = (m as PortMode | undefined) ?? defaultPortMode(port);
+            if (!(port >= 1 && port <= 65535)) {
+                issues.push({ path: `${at}.ports`, value: token, message: "must be a TCP port (1-65535), optionally followed by /raw, /tls or /http" });
+                continue;
+            }
+            const before = mine[port] ?? modes[port];
+            if (before !== undefined && before !== mode) {
+                issues.push({ path: `${at}.ports`, value: token, message: `gives port ${port} two modes (${before} and ${mode}) for ${key}` });
+                continue;
+            }
+            mine[port] = mode;
+            modes[port] = mode;
+        }
         byName.set(key, {
             name,
             wildcard,
-            ports: [...new Set([...(prev?.ports ?? []), ...ports])].sort((a, b) => a - b),
+            ports: Object.keys(modes).map(Number).sort((a, b) => a - b),
+            modes,
             source: prev ? prev.source : source,
         });
     }
@@ -301,9 +323,12 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
 
     const presetList = al.presets ?? ["anthropic", "github", "npm"];
     const domainEntries = [
-        ...presetList.flatMap((p) => presets[p].map((e) => ({ e: { name: e.name, ports: e.ports ? [...e.ports] : undefined }, source: p }))),
-        ...(al.domains ?? []).map((d) => ({ e: typeof d === "string" ? { name: d } : d, source: "domains" })),
+        ...presetList.flatMap((p) =>
+            presets[p].map((e) => ({ e: { name: e.name, ports: e.ports ? [...e.ports] : undefined }, source: p, at: keyPath(["allowlist", "presets"]) })),
+        ),
+        ...(al.domains ?? []).map((d, i) => ({ e: typeof d === "string" ? { name: d } : d, source: "domains", at: keyPath(["allowlist", "domains", i]) })),
     ];
+    const domains = mergeDomains(domainEntries, issues);
     const cidrEntries = (al.cidrs ?? []).map((c) => (typeof c === "string" ? { cidr: c } : c));
 
     const { keys, privateKeyPath } = readSshKeys(r, host, issues);
@@ -344,7 +369,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
         users,
         allowlist: {
             presets: presetList,
-            domains: mergeDomains(domainEntries),
+            domains,
             cidrs: mergeCidrs(cidrEntries),
         },
         firewall: {

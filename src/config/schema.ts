@@ -148,6 +148,15 @@ const ports = {
     maxItems: 16,
     uniqueItems: true,
 };
+const domainPorts = {
+    ...ports,
+    description: "TCP ports the entry may be reached on (default [443]); 443 carries TLS and 80 HTTP, which the guest's proxy checks by name, any other port is raw (by address); PORT/raw, PORT/tls or PORT/http says otherwise",
+    items: {
+        if: { type: "integer" },
+        then: { type: "integer", minimum: 1, maximum: 65535 },
+        else: { type: "string", pattern: "^[1-9][0-9]{0,4}/(raw|tls|http)$" },
+    },
+};
 const bool = (description: string) => ({ type: "boolean", description });
 
 /** The schema of the raw config: the `cc-sandbox:` namespace with the prefix taken off. */
@@ -255,7 +264,7 @@ export const configSchema = {
                             type: "object",
                             additionalProperties: false,
                             required: ["name"],
-                            properties: { name: str("domain-pattern", "DNS name or wildcard"), ports },
+                            properties: { name: str("domain-pattern", "DNS name or wildcard"), ports: domainPorts },
                         },
                     },
                 },

@@ -5,11 +5,22 @@
 
 export type Hypervisor = "multipass" | "libvirt";
 
+/**
+ * What a name's port carries. `tls` and `http` ports go through the guest's name-checking proxy,
+ * which lets a connection through only for an allowlisted server name (TLS) or Host (HTTP); `raw`
+ * ports are reached by address. Unless an entry says otherwise: 443 tls, 80 http, others raw.
+ */
+export type PortMode = "raw" | "tls" | "http";
+
+export const defaultPortMode = (port: number): PortMode => (port === 443 ? "tls" : port === 80 ? "http" : "raw");
+
 /** One allowlisted DNS name. `wildcard` entries (`*.example.com`) cover subdomains, not the apex. */
 export interface AllowedDomain {
     readonly name: string;
     readonly wildcard: boolean;
     readonly ports: readonly number[];
+    /** The mode of every port in `ports`. */
+    readonly modes: Readonly<Record<number, PortMode>>;
     /** Where the entry came from: a preset name, or `domains` for the stack's own entries. */
     readonly source: string;
 }

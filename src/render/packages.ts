@@ -6,7 +6,8 @@ import { SandboxConfig } from "../config/types";
 
 export function guestPackages(config: SandboxConfig): string[] {
     return [
-        ...(config.firewall.enabled ? ["iptables", "ipset", "dnsmasq-base"] : []),
+        // haproxy: the name-checking proxy in front of TLS and HTTP ports (cc-sandbox-firewall).
+        ...(config.firewall.enabled ? ["iptables", "ipset", "dnsmasq-base", "haproxy"] : []),
         "bubblewrap",
         "socat",
         // bash's loadable builtins: the credential bridge checks a script's owner and mode on every

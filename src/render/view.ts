@@ -1,5 +1,5 @@
 /** The data guest templates see. Built from the validated config only. */
-import { SandboxConfig } from "../config/types";
+import { defaultPortMode, SandboxConfig } from "../config/types";
 import { claudePackages, guestPackages } from "./packages";
 
 export interface GuestView {
@@ -33,7 +33,8 @@ export function guestView(c: SandboxConfig): GuestView {
                 name: d.name,
                 wildcard: d.wildcard,
                 ports: d.ports,
-                portsCsv: d.ports.join(","),
+                // The guest's port list: a port whose mode is not its default says so (22,443/raw).
+                portsCsv: d.ports.map((p) => (d.modes[p] === defaultPortMode(p) ? `${p}` : `${p}/${d.modes[p]}`)).join(","),
             })),
             cidrs: c.allowlist.cidrs.map((x) => ({ cidr: x.cidr, ports: x.ports, portsCsv: x.ports.join(",") })),
         },

@@ -359,29 +359,38 @@ describe("denied", () => {
 describe("apply", () => {
     const next = ["allowed.test.example 443", "git.test.example 22,443", "*.wild.test.example 443", "rotate.test.example 443", "added.test.example 443", "203.0.113.0/28 8080", ""].join("\n");
 
-    test("a new allowlist opens a new name, closes a removed one and keeps established connections", async () => {
-        await h.exec("rm -f /tmp/conn-ready /tmp/conn-go");
-        const conn = tls("removed.test.example", { hold: "/tmp/conn-go", ready: "/tmp/conn-ready" });
-        expect(await waitFor(async () => (await h.exec("test -e /tmp/conn-ready")).code === 0, 10000)).toBe(true);
+    test("a new allowlist opens a new name, closes a removed one, cuts its open connection and keeps an allowed one", async () => {
+        await h.exec("rm -f /tmp/conn-ready /tmp/kept-ready /tmp/conn-go");
+        const removed = tls("removed.test.example", { hold: "/tmp/conn-go", ready: "/tmp/conn-ready" });
+        const kept = tls("allowed.test.example", { hold: "/tmp/conn-go", ready: "/tmp/kept-ready" });
+        let removedEnded = 0;
+        void removed.then(() => (removedEnded = Date.now()));
+        expect(await waitFor(async () => (await h.exec("test -e /tmp/conn-ready && test -e /tmp/kept-ready")).code === 0, 10000)).toBe(true);
         expect((await dig("added.test.example")).status).toBe("NXDOMAIN");
 
         const start = Date.now();
         const applied = await h.root("cc-sandbox-firewall apply -", { input: next });
+        const appliedAt = Date.now();
         expect(applied.code).toBe(0);
         // Its only word on stderr is what it applied: no error, no warning.
         expect(applied.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
-        expect(Date.now() - start).toBeLessThan(3000);
+        expect(appliedAt - start).toBeLessThan(3000);
+
+        // The removed name's open connection is cut (its client sees the close), within a second.
+        const r = await removed;
+        expect(r.stdout).toBe("ok 198.51.100.50 443 sni=removed.test.example\necho:\n");
+        expect(removedEnded - appliedAt).toBeLessThan(1000);
 
         expect((await tls("added.test.example")).stdout).toBe("ok 198.51.100.51 443 sni=added.test.example\n");
         expect((await dig("removed.test.example")).status).toBe("NXDOMAIN");
         expect((await tls("198.51.100.50")).stdout).toBe("");
+        expect((await tls("removed.test.example", { connect: "198.51.100.50" })).stdout).toBe("");
         // addresses of names still allowlisted stay reachable without a new lookup
         expect((await tls("allowed.test.example", { connect: "198.51.100.10" })).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
 
+        // The allowed name's connection was left alone: it still carries data both ways.
         await h.root("touch /tmp/conn-go");
-        const r = await conn;
-        expect(r.stdout).toContain("ok 198.51.100.50 443");
-        expect(r.stdout).toContain("echo:still-here");
+        expect((await kept).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\necho:still-here\n");
         expect((await h.root("cat /etc/cc-sandbox/allowlist")).stdout).toBe(next);
     });
 

@@ -202,4 +202,39 @@ describe("values", () => {
         const ex = c.allowlist.domains.filter((d) => d.name === "example.org");
         expect(ex.map((d) => d.wildcard)).toEqual([false, true]);
     });
+
+    test("a port carries TLS on 443, HTTP on 80, raw bytes elsewhere, unless the entry says", () => {
+        const c = loadConfig(
+            "dev",
+            { allowlist: { presets: [], domains: ["plain.example.org", { name: "git.example.org", ports: [22, 80, "443/raw"] }, { name: "*.api.example.org", ports: ["8443/tls", "8080/http"] }] } },
+            host,
+        );
+        const by = (name: string) => c.allowlist.domains.find((d) => d.name === name)!;
+        expect(by("plain.example.org").modes).toEqual({ 443: "tls" });
+        expect(by("git.example.org").modes).toEqual({ 22: "raw", 80: "http", 443: "raw" });
+        expect(by("api.example.org").modes).toEqual({ 8080: "http", 8443: "tls" });
+        expect(by("api.example.org").ports).toEqual([8080, 8443]);
+    });
+
+    test.each([
+        [["443/ssh"], "allowlist.domains[0].ports[0]", "443/ssh"],
+        [["70000/tls"], "allowlist.domains[0].ports", "70000/tls"],
+        [["0/raw"], "allowlist.domains[0].ports[0]", "0/raw"],
+        [[443, "443/raw"], "allowlist.domains[0].ports", "443/raw"],
+        [["22/tls", "22/http"], "allowlist.domains[0].ports", "22/http"],
+    ])("a bad port mode %j is refused at %s", (ports, at, value) => {
+        const err = errorOf(() => loadConfig("dev", { allowlist: { presets: [], domains: [{ name: "x.example.org", ports }] } }, host));
+        expect(err.issues.map((i) => [i.path, i.value])).toContainEqual([`cc-sandbox:${at}`, value]);
+    });
+
+    test("two entries for one name cannot give a port two modes", () => {
+        const err = errorOf(() => loadConfig("dev", { allowlist: { presets: [], domains: ["x.example.org", { name: "x.example.org", ports: ["443/raw"] }] } }, host));
+        expect(err.issues.map((i) => [i.path, i.value])).toEqual([["cc-sandbox:allowlist.domains[1].ports", "443/raw"]]);
+        expect(err.message).toMatch(/two modes \(tls and raw\)/);
+    });
+
+    test("CIDR entries are reached by address: their ports take no mode", () => {
+        const err = errorOf(() => loadConfig("dev", { allowlist: { cidrs: [{ cidr: "192.0.2.0/24", ports: ["443/tls"] }] } }, host));
+        expect(err.issues.map((i) => i.path)).toEqual(["cc-sandbox:allowlist.cidrs[0].ports[0]"]);
+    });
 });

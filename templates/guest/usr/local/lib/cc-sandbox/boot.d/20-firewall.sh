@@ -17,6 +17,7 @@ missing=()
 command -v iptables-restore >/dev/null || missing+=(iptables)
 command -v ipset >/dev/null || missing+=(ipset)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+command -v haproxy >/dev/null || missing+=(haproxy)
 if ((${#missing[@]} > 0)); then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -33,10 +34,13 @@ if [[ ! -d /run/systemd/system ]]; then
   exit 0
 fi
 
-# Only our resolver may own port 53: a distro dnsmasq service would bind every interface.
-if systemctl list-unit-files dnsmasq.service >/dev/null 2>&1; then
-  systemctl disable --now dnsmasq.service 2>/dev/null || true
-fi
+# Only our resolver may own port 53: a distro dnsmasq service would bind every interface. The
+# distro's haproxy service would run the package's own configuration: the firewall runs the proxy.
+for unit in dnsmasq.service haproxy.service; do
+  if systemctl list-unit-files "$unit" >/dev/null 2>&1; then
+    systemctl disable --now "$unit" 2>/dev/null || true
+  fi
+done
 # resolved reads its drop-in (no stub listener) only when restarted.
 if systemctl is-active --quiet systemd-resolved.service; then
   systemctl restart systemd-resolved.service

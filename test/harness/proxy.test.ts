@@ -1,0 +1,218 @@
+/**
+ * Egress by name: the guest's name-checking proxy, attacked for real. The harness's internet is a
+ * CDN here: several sites share one address, and its servers answer TLS for any server name (with
+ * a certificate from a CA the guest trusts) and HTTP for any Host. Every attack is paired with the
+ * allowed work that goes through the same path. Needs root (see test/README.md).
+ */
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse, stringify } from "yaml";
+import { guestNode, Harness, repoRoot, waitFor } from "./lib";
+
+const records = `
+allowed.test.example      A  198.51.100.10
+cotenant.test.example     A  198.51.100.10
+web.test.example          A  198.51.100.20
+webmate.test.example      A  198.51.100.20
+a.wild.test.example       A  198.51.100.30
+git.test.example          A  198.51.100.40
+gitmate.test.example      A  198.51.100.40
+outer.test.example        A  198.51.100.50
+`;
+
+let h: Harness;
+let work: string;
+
+function writeStack(dir: string): string {
+    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
+    doc.config["cc-sandbox:allowlist"] = {
+        presets: [],
+        domains: ["allowed.test.example", { name: "web.test.example", ports: [80] }, "*.wild.test.example", { name: "git.test.example", ports: [22, 443] }],
+    };
+    const file = path.join(dir, "Pulumi.proxytest.yaml");
+    fs.writeFileSync(file, stringify(doc));
+    return file;
+}
+
+const tls = (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => h.tls(host, opts);
+/** A hand-made ClientHello (test/harness/hello.js) as the agent: "reply N first=0x16" or "closed". */
+const hello = async (address: string, args: string) =>
+    (await h.exec(`${guestNode} ${repoRoot}/test/harness/hello.js ${address} 443 ${args}`)).stdout.trim();
+/** Raw HTTP/1.1 bytes to ADDRESS:80 as the agent; everything the other end sent back. */
+const http = async (address: string, request: string) =>
+    (await h.exec(`exec 3<>/dev/tcp/${address}/80 && printf '${request.replace(/\r\n/g, "\\r\\n")}' >&3 && timeout 3 cat <&3`)).stdout;
+const proxyLog = async () => (await h.root("cat /var/log/cc-sandbox/proxy.log")).stdout;
+const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
+
+beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), "ccfw-proxy-"));
+    h = await Harness.start({ config: writeStack(work), records });
+    // What a client does before it connects: the allowlisted names' addresses enter the firewall's sets.
+    expect((await h.exec("getent ahostsv4 allowed.test.example web.test.example a.wild.test.example git.test.example >/dev/null")).code).toBe(0);
+}, 120000);
+
+afterAll(async () => {
+    await h?.stop();
+    fs.rmSync(work, { recursive: true, force: true });
+});
+
+describe("TLS: the server name decides", () => {
+    test("allowed: an allowlisted name, certificate checked (curl and a bare TLS client)", async () => {
+        expect((await h.exec("curl -sS --max-time 5 https://allowed.test.example/")).stdout).toBe(
+            "ok 198.51.100.10 443 host=allowed.test.example sni=allowed.test.example\n",
+        );
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+        expect((await tls("a.wild.test.example")).stdout).toBe("ok 198.51.100.30 443 sni=a.wild.test.example\n");
+    });
+
+    test("attack: another site's name on the allowlisted address (the co-tenant) is refused", async () => {
+        expect((await tls("cotenant.test.example", { connect: "198.51.100.10" })).stdout).toBe("");
+        const curl = await h.exec("curl -sS --max-time 5 --connect-to cotenant.test.example:443:198.51.100.10:443 https://cotenant.test.example/");
+        expect(curl.stdout).toBe("");
+        expect(curl.code).not.toBe(0);
+        expect(await proxyLog()).toMatch(/verdict=- why=name-not-allowed name=cotenant\.test\.example port=443 dst=198\.51\.100\.10 /);
+    });
+
+    test("attack: any other user but root is checked too (the secrets owner)", async () => {
+        expect((await tls("cotenant.test.example", { connect: "198.51.100.10", user: "ccsecrets" })).stdout).toBe("");
+        expect((await tls("allowed.test.example", { user: "ccsecrets" })).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+    });
+
+    test("attack: no server name, or an address as the name, is refused", async () => {
+        expect((await tls("198.51.100.10", { sni: null, insecure: true })).stdout).toBe("");
+        expect(await hello("198.51.100.10", "")).toBe("closed");
+        expect(await hello("198.51.100.10", "--sni 198.51.100.10")).toBe("closed");
+        expect(await proxyLog()).toMatch(/why=no-name name=- port=443 dst=198\.51\.100\.10 /);
+    });
+
+    test("allowed, pinned: an allowed name sent to another allowlisted address goes to its own address", async () => {
+        // The proxy connects where the filtering resolver says the name is, not where the client aimed.
+        expect((await h.exec("getent ahostsv4 git.test.example >/dev/null")).code).toBe(0);
+        expect((await tls("allowed.test.example", { connect: "198.51.100.40" })).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+        expect(await proxyLog()).toMatch(/verdict=allow why=- name=allowed\.test\.example port=443 dst=198\.51\.100\.40 via=198\.51\.100\.10 /);
+    });
+
+    test("attack: a name allowed on another port only, or a wildcard's bare domain, is refused on 443", async () => {
+        expect((await h.exec("getent ahostsv4 web.test.example >/dev/null")).code).toBe(0);
+        expect((await tls("web.test.example", { connect: "198.51.100.10" })).stdout).toBe("");
+        expect((await tls("web.test.example")).stdout).toBe("");
+        expect((await tls("wild.test.example", { connect: "198.51.100.30" })).stdout).toBe("");
+    });
+
+    test("attack: garbage, or a ClientHello split across TLS records (the name in the second), is refused", async () => {
+        expect(await hello("198.51.100.10", "--sni allowed.test.example")).toMatch(/^reply \d+ first=0x1[56]$/);
+        expect(await hello("198.51.100.10", "--garbage")).toBe("closed");
+        expect(await hello("198.51.100.10", "--sni allowed.test.example --records 2")).toBe("closed");
+        expect(await hello("198.51.100.10", "--sni cotenant.test.example --records 3")).toBe("closed");
+    });
+
+    test("allowed: one ClientHello record across several TCP segments still gets through", async () => {
+        expect(await hello("198.51.100.10", "--sni allowed.test.example --segments 3")).toMatch(/^reply \d+ first=0x1[56]$/);
+        expect(await hello("198.51.100.10", "--sni cotenant.test.example --segments 3")).toBe("closed");
+    });
+
+    test("attack: an encrypted ClientHello is judged by its outer name", async () => {
+        expect(await hello("198.51.100.50", "--sni outer.test.example --ech")).toBe("closed");
+        expect(await hello("198.51.100.10", "--sni outer.test.example --ech")).toBe("closed");
+        // What stays open (README): an allowlisted outer name with a hidden inner one reaches the server.
+        expect(await hello("198.51.100.10", "--sni allowed.test.example --ech")).toMatch(/^reply \d+ first=0x1[56]$/);
+    });
+
+    test("raw ports stay address-based: another site on an allowlisted name's raw port is reachable", async () => {
+        expect((await h.exec("getent ahostsv4 git.test.example >/dev/null")).code).toBe(0);
+        const r = await h.exec("timeout 5 bash -c 'exec 3<>/dev/tcp/198.51.100.40/22 && head -1 <&3'");
+        expect(r.stdout).toBe("ok 198.51.100.40 22\n");
+        // while 443 on the same address is checked by name
+        expect((await tls("gitmate.test.example", { connect: "198.51.100.40" })).stdout).toBe("");
+        expect((await tls("git.test.example")).stdout).toBe("ok 198.51.100.40 443 sni=git.test.example\n");
+    });
+});
+
+describe("HTTP: every request's Host decides", () => {
+    test("allowed: an allowlisted Host on port 80", async () => {
+        expect((await h.exec("curl -sS --max-time 5 http://web.test.example/")).stdout).toBe("ok 198.51.100.20 80 host=web.test.example\n");
+    });
+
+    test("attack: another site's Host on the allowlisted address is refused", async () => {
+        const r = await h.exec("curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -H 'Host: webmate.test.example' http://198.51.100.20/");
+        expect(r.stdout).toBe("403");
+    });
+
+    test("attack: a second request on a kept-alive connection cannot switch to another Host", async () => {
+        const out = await http("web.test.example", "GET / HTTP/1.1\r\nHost: web.test.example\r\n\r\nGET / HTTP/1.1\r\nHost: webmate.test.example\r\n\r\n");
+        expect(out).toContain("host=web.test.example");
+        expect(out).toMatch(/HTTP\/1\.1 403/);
+        expect(out).not.toContain("host=webmate");
+        // nor to a name the resolver answers for but that is allowed on 443 only
+        const other = await http("web.test.example", "GET / HTTP/1.1\r\nHost: web.test.example\r\n\r\nGET / HTTP/1.1\r\nHost: allowed.test.example\r\n\r\n");
+        expect(other).toContain("host=web.test.example");
+        expect(other).toMatch(/HTTP\/1\.1 403/);
+        expect(other).not.toContain("host=allowed");
+    });
+
+    test("attack: an absolute-form target, CONNECT, two Host headers or none are refused", async () => {
+        for (const req of [
+            "GET http://webmate.test.example/ HTTP/1.1\r\nHost: web.test.example\r\n\r\n",
+            "CONNECT webmate.test.example:443 HTTP/1.1\r\nHost: web.test.example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: web.test.example\r\nHost: webmate.test.example\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+        ]) {
+            const out = await http("198.51.100.20", req);
+            expect([req, out]).toEqual([req, expect.stringMatching(/^HTTP\/1\.[01] 40[03]/)]);
+            expect(out).not.toContain("ok 198.51.100.20");
+        }
+    });
+
+    test("attack: TLS to port 80 is not passed through", async () => {
+        const r = await h.exec("timeout 5 bash -c 'exec 3<>/dev/tcp/198.51.100.20/80 && printf \"\\x16\\x03\\x01\\x00\\x05hello\" >&3 && head -c 200 <&3'");
+        expect(r.stdout).not.toContain("ok 198.51.100.20");
+    });
+});
+
+describe("the agent against the proxy", () => {
+    test("attack: the agent cannot kill, reconfigure, drive or replace the proxy", async () => {
+        const pid = (await h.root("cat /run/cc-sandbox/firewall/proxy.pid")).stdout.trim();
+        expect(pid).toMatch(/^\d+$/);
+        expect((await h.exec(`kill -9 ${pid}`)).code).not.toBe(0);
+        expect((await h.exec("ls /run/cc-sandbox/firewall/")).code).not.toBe(0);
+        expect((await h.exec("echo 'cotenant.test.example:443' >>/run/cc-sandbox/firewall/proxy/tls.exact")).code).not.toBe(0);
+        expect((await h.exec("echo 'show sess' | socat - UNIX-CONNECT:/run/cc-sandbox/firewall/proxy.sock")).code).not.toBe(0);
+        // its ports are below 1024: not even a user namespace of the agent's own can take them
+        expect((await h.exec("timeout 2 unshare -r socat TCP-LISTEN:913,bind=127.0.0.1,reuseaddr - 2>&1; echo rc=$?")).stdout).toMatch(/Permission denied[\s\S]*rc=1/);
+        expect((await h.root(`kill -0 ${pid}`)).code).toBe(0);
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+    });
+
+    test("fail-closed: with the proxy down, the address is unreachable on 443 and its port cannot be taken; the watcher restarts it", async () => {
+        expect(await state()).toBe("ON");
+        // The watcher paused, so that the proxy stays down while the agent tries.
+        await h.root("pkill -STOP -f 'sbin/cc-sandbox-firewall watc[h]' && kill $(cat /run/cc-sandbox/firewall/proxy.pid)");
+        try {
+            expect(await waitFor(async () => (await h.root("ss -Hltn 'sport = :913'")).stdout.trim() === "", 5000)).toBe(true);
+            const direct = await h.exec("timeout 5 bash -c 'exec 3<>/dev/tcp/198.51.100.10/443 && echo connected'");
+            expect(direct.stdout).toBe("");
+            expect(direct.stderr).toMatch(/Connection refused/);
+            expect((await tls("allowed.test.example")).stdout).toBe("");
+            const bind = await h.exec("timeout 2 socat TCP-LISTEN:913,bind=127.0.0.1,reuseaddr - 2>&1; echo rc=$?");
+            expect(bind.stdout).toMatch(/Permission denied/);
+        } finally {
+            await h.root("pkill -CONT -f 'sbin/cc-sandbox-firewall watc[h]'");
+        }
+        expect(await waitFor(async () => (await tls("allowed.test.example")).stdout !== "", 10000)).toBe(true);
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+        expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
+        expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/proxy running/);
+    });
+
+    test("attack: hundreds of connections that never say hello do not stop allowed work", async () => {
+        const holder = h.exec(
+            `${guestNode} -e 'const net=require("net");const s=[];let n=0;for(let i=0;i<300;i++){const c=net.connect(443,"198.51.100.10",()=>{if(++n===300)console.log("open "+n)});c.on("error",()=>{});s.push(c)}setTimeout(()=>process.exit(0),8000)'`,
+        );
+        await new Promise((r) => setTimeout(r, 1500));
+        const start = Date.now();
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+        expect(Date.now() - start).toBeLessThan(3000);
+        expect((await holder).stdout).toContain("open 300");
+    }, 30000);
+});
