@@ -33,10 +33,12 @@ id -u "$admin" >/dev/null 2>&1 || die "admin user $admin does not exist"
 [[ $(id -u "$agent") == "$agent_uid" ]] ||
   die "agent user $agent has uid $(id -u "$agent"), but /etc/systemd/system/user@$agent_uid.service.d expects $agent_uid"
 
-member_of() { id -nG "$1" | tr ' ' '\n' | grep -qxF "$2"; }
+# USER is in GROUP (one process, not three per group: seconds on a slow VM).
+member_of() { local groups; groups=" $(id -nG "$1") "; [[ $groups == *" $2 "* ]]; }
 
+agent_groups=" $(id -nG "$agent") "
 for group in "${privileged_groups[@]}"; do
-  if getent group "$group" >/dev/null && member_of "$agent" "$group"; then
+  if [[ $agent_groups == *" $group "* ]]; then
     gpasswd -d "$agent" "$group" >/dev/null
     log "removed $agent from group $group"
   fi

@@ -46,7 +46,9 @@ if systemctl is-active --quiet systemd-resolved.service; then
   systemctl restart systemd-resolved.service
 fi
 
+# One reload for every unit first boot wrote (a reload takes seconds on a slow VM, and every
+# `systemctl enable` would do one of its own without --no-reload).
 systemctl daemon-reload
-# One transaction: the watcher starts after the firewall (its After=).
-systemctl enable --now cc-sandbox-firewall.service cc-sandbox-firewall-watch.service
-cc-sandbox-firewall status
+# One transaction: the watcher starts after the firewall (its After=). Starting it runs `up`,
+# which fails unless the firewall, the resolver and the proxy are all in place.
+systemctl enable --no-reload --now cc-sandbox-firewall.service cc-sandbox-firewall-watch.service

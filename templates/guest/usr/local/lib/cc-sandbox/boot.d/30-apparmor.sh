@@ -32,21 +32,22 @@ fi
 restricted=0
 if [[ -r $restrict_sysctl && $(<"$restrict_sysctl") == 1 ]]; then restricted=1; fi
 
-# Another enabled profile in /etc/apparmor.d whose attachment is /usr/bin/bwrap.
+# Another enabled profile in /etc/apparmor.d whose attachment is /usr/bin/bwrap. One grep over
+# every file (a process per file costs seconds on a slow VM).
 other_bwrap_profile() {
   local file base
-  for file in "$profiles_dir"/*; do
-    [[ -f $file ]] || continue
+  local -a files=()
+  # A top-level profile header (`[profile NAME] /usr/bin/bwrap [flags=(...)] {` at the start of a
+  # line), not a rule that merely runs bwrap (`  /usr/bin/bwrap rix,`) nor an indented child
+  # profile, which applies only inside its parent.
+  mapfile -t files < <(find "$profiles_dir" -maxdepth 1 -type f -print0 |
+    xargs -0 -r grep -lE '^(profile[[:space:]]+[^[:space:]]+[[:space:]]+)?/usr/bin/bwrap([[:space:]]+flags=\([^)]*\))?[[:space:]]*\{' || true)
+  for file in "${files[@]}"; do
     base=${file##*/}
     [[ $base != "$name" ]] || continue
     [[ ! -e $profiles_dir/disable/$base ]] || continue
-    # A top-level profile header (`[profile NAME] /usr/bin/bwrap [flags=(...)] {` at the start of
-    # a line), not a rule that merely runs bwrap (`  /usr/bin/bwrap rix,`) nor an indented child
-    # profile, which applies only inside its parent.
-    if grep -Eq '^(profile[[:space:]]+[^[:space:]]+[[:space:]]+)?/usr/bin/bwrap([[:space:]]+flags=\([^)]*\))?[[:space:]]*\{' "$file"; then
-      printf '%s\n' "$file"
-      return 0
-    fi
+    printf '%s\n' "$file"
+    return 0
   done
   return 1
 }

@@ -76,7 +76,7 @@ if [ -d /run/systemd/system ]; then
   if [[ $(systemctl show -p NeedDaemonReload --value cc-sandbox-secure-ops.service) != no ]]; then
     systemctl daemon-reload
   fi
-  systemctl enable --now cc-sandbox-secure-ops.service
+  systemctl enable --no-reload --now cc-sandbox-secure-ops.service
   /usr/local/sbin/cc-sandbox-secure-ops check
 else
   log "systemd is not running; start the bridge with: runuser -u $owner -- /usr/sbin/sshd -D -e -f $SECURE_OPS_SSHD_CONFIG"

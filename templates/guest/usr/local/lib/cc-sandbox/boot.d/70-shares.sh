@@ -11,7 +11,7 @@ if [[ -d /run/systemd/system ]]; then
   if [[ $(systemctl show -p NeedDaemonReload --value cc-sandbox-shares.service) != no ]]; then
     systemctl daemon-reload
   fi
-  systemctl enable --now cc-sandbox-shares.service
+  systemctl enable --no-reload --now cc-sandbox-shares.service
 else
   log "systemd is not running; keep later repositories protected with: cc-sandbox-shares watch"
 fi
