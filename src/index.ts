@@ -3,6 +3,7 @@
  * Nothing is declared unless the whole config is valid.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "crypto";
 import * as os from "os";
 import { ConfigError, loadConfig, missingHostFolders, rawConfigFromPulumi } from "./config/load";
 import { homeDir, hostContext, isDirectory } from "./config/stack";
@@ -31,9 +32,10 @@ const config = load();
 const home = homeDir();
 const driver: Driver = config.hypervisor === "multipass" ? multipass : libvirtDriver(home);
 const { uid, gid } = os.userInfo();
+const rendered = renderGuest(config, loadTemplates());
 const sandbox = new Sandbox(config.vm.name, {
     config,
-    rendered: renderGuest(config, loadTemplates()),
+    rendered,
     driver,
     host: { uid, gid, home },
     secrets: config.secretNames.length > 0 ? new pulumi.Config("cc-sandbox").requireSecretObject<Record<string, string>>("secrets") : undefined,
@@ -50,3 +52,5 @@ export const sshConfig = sandbox.sshConfig;
 export const codeMount = config.mounts.length > 0 ? `${config.mounts[0].host} -> ${config.mounts[0].guest}` : "";
 export const mounts = config.mounts.map((m) => ({ host: m.host, guest: m.guest, readOnly: m.readOnly }));
 export const allowlist = config.allowlist.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name));
+/** The egress policy pushed into the guest, as `sudo cc-sandbox-firewall status` names the one in force. */
+export const policy = createHash("sha256").update(rendered.allowlist).digest("hex").slice(0, 16);

@@ -164,7 +164,7 @@ step("2a. a shared repository: the agent commits, but plants no git configuratio
 step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others do not", async () => {
     const asRoot = await timed("cc-sandbox-verify", () => inGuest(`sudo cc-sandbox-verify ${verifyTargets}`, { admin: true }));
     expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
-    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "shares", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
+    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "firewall-names", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "shares", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
         expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     }
     expect(asRoot.code).toBe(0);
@@ -177,6 +177,14 @@ step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others
     expect(await banner("allowed.test.example")).toBe(`ok ${hosts["allowed.test.example"]} 443 host=allowed.test.example sni=allowed.test.example`);
     expect(await banner("a.wild.test.example")).toBe(`ok ${hosts["a.wild.test.example"]} 443 host=a.wild.test.example sni=a.wild.test.example`);
     expect(await banner("git.test.example", 22)).toBe(`ok ${hosts["git.test.example"]} 22`);
+    // The co-tenant: another site's name sent to the allowlisted address (as on a CDN, the server
+    // there answers any name) is refused by the name-checking proxy; the allowlisted name on the
+    // same path works.
+    const onAllowedAddress = async (name: string) =>
+        (await inGuest(`curl -sSk --max-time 6 --connect-to ${name}:443:${hosts["allowed.test.example"]}:443 https://${name}/ 2>&1 || true`)).stdout;
+    expect(await onAllowedAddress("allowed.test.example")).toBe(`ok ${hosts["allowed.test.example"]} 443 host=allowed.test.example sni=allowed.test.example\n`);
+    expect(await onAllowedAddress("cotenant.test.example")).not.toMatch(/^ok /m);
+    expect((await inGuest("sudo grep -c 'why=name-not-allowed name=cotenant.test.example port=443' /var/log/cc-sandbox/proxy.log", { admin: true })).stdout.trim()).not.toBe("0");
     // Attacks: a name off the allowlist, its address directly, an allowlisted host on another port.
     expect(await banner("blocked.test.example")).not.toMatch(/^ok /);
     expect(await banner(hosts["blocked.test.example"])).not.toMatch(/^ok /);
@@ -310,6 +318,12 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     expect(await banner("new.test.example")).toBe(`ok ${hosts["new.test.example"]} 443 host=new.test.example sni=new.test.example`);
     expect(await banner("allowed.test.example")).not.toMatch(/^ok /);
     expect(await banner(hosts["allowed.test.example"])).not.toMatch(/^ok /);
+    // The guest names the policy in force as the stack's output does.
+    const before = String(outputs.policy);
+    await readOutputs();
+    expect(String(outputs.policy)).toMatch(/^[0-9a-f]{16}$/);
+    expect(outputs.policy).not.toBe(before);
+    expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
 });
 
 step("5. a second pulumi up with nothing changed changes nothing", async () => {
@@ -330,6 +344,9 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
         throw new Error("the guest did not come back within 500 s");
     });
     expect(back.stdout).not.toBe(before);
+    // Where the reboot's time went, for the log (the poll above only sees when SSH answers).
+    const analyze = await inGuest("systemd-analyze; systemd-analyze blame --no-pager | head -n 8", { admin: true });
+    console.log(`e2e: reboot: ${analyze.stdout.trim().split("\n").join(" | ")}`);
     const units = "cc-sandbox-firewall.service systemd-networkd.service ssh.socket";
     const r = ok(await inGuest(`systemctl show -p Id -p ActiveEnterTimestampMonotonic -p InactiveExitTimestampMonotonic ${units}`, { admin: true }), "systemctl show");
     const at = Object.fromEntries(

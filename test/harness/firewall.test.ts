@@ -394,6 +394,28 @@ describe("apply", () => {
         expect((await h.root("cat /etc/cc-sandbox/allowlist")).stdout).toBe(next);
     });
 
+    test("a port removed from an entry cuts its open raw connections; an entry kept keeps its own", async () => {
+        const hold = (target: string, tag: string) =>
+            h.exec(
+                `exec 3<>/dev/tcp/${target}; read -r banner <&3; echo "$banner"; touch /tmp/${tag}-ready; ` +
+                    `while [ ! -e /tmp/raw-go ]; do sleep 0.1; done; echo still-here >&3 2>/dev/null; read -r -t 3 echoed <&3; echo "echo:$echoed"`,
+            );
+        await h.root("cc-sandbox-firewall apply -", { input: next });
+        await h.exec("rm -f /tmp/git-ready /tmp/net-ready /tmp/raw-go");
+        expect((await dig("git.test.example")).answers).toEqual(["198.51.100.20"]);
+        const git = hold("198.51.100.20/22", "git");
+        const net = hold("203.0.113.5/8080", "net");
+        expect(await waitFor(async () => (await h.exec("test -e /tmp/git-ready && test -e /tmp/net-ready")).code === 0, 10000)).toBe(true);
+        const without22 = next.replace("git.test.example 22,443", "git.test.example 443");
+        expect((await h.root("cc-sandbox-firewall apply -", { input: without22 })).code).toBe(0);
+        await h.root("touch /tmp/raw-go");
+        expect((await git).stdout).toBe("ok 198.51.100.20 22\necho:\n");
+        expect((await net).stdout).toBe("ok 203.0.113.5 8080\necho:still-here\n");
+        expect((await tcp("git.test.example", 22)).stdout).toBe("");
+        expect((await tls("git.test.example")).stdout).toBe("ok 198.51.100.20 443 sni=git.test.example\n");
+        await h.root("cc-sandbox-firewall apply -", { input: next });
+    });
+
     test("fail-closed: a malformed allowlist changes nothing and exits non-zero", async () => {
         const before = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
         for (const bad of [

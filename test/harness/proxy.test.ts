@@ -4,6 +4,7 @@
  * a certificate from a CA the guest trusts) and HTTP for any Host. Every attack is paired with the
  * allowed work that goes through the same path. Needs root (see test/README.md).
  */
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -167,6 +168,33 @@ describe("HTTP: every request's Host decides", () => {
     test("attack: TLS to port 80 is not passed through", async () => {
         const r = await h.exec("timeout 5 bash -c 'exec 3<>/dev/tcp/198.51.100.20/80 && printf \"\\x16\\x03\\x01\\x00\\x05hello\" >&3 && head -c 200 <&3'");
         expect(r.stdout).not.toContain("ok 198.51.100.20");
+    });
+});
+
+describe("denied and status", () => {
+    test("denied lists the proxy's refusals with the name asked for, the address and the reason", async () => {
+        await tls("cotenant.test.example", { connect: "198.51.100.10" });
+        await tls("198.51.100.10", { sni: null, insecure: true });
+        const r = await h.root("cc-sandbox-firewall denied");
+        expect(r.code).toBe(0);
+        expect(r.stdout).toMatch(/^ {2}cotenant\.test\.example +443 +198\.51\.100\.10 +name not allowed on this port +x\d+ /m);
+        expect(r.stdout).toMatch(/^ {2}- +443 +198\.51\.100\.10 +no server name +x\d+ /m);
+        // an allowed name on its own port is no refusal (it is one on port 80, asked for there above)
+        expect(r.stdout).not.toMatch(/^ {2}allowed\.test\.example +443 /m);
+    });
+
+    test("the status line counts the refusals of the last 10 minutes", async () => {
+        await tls("cotenant.test.example", { connect: "198.51.100.10" });
+        const denied = async () => Number(/ denied=(\d+)/.exec((await h.exec("cat /run/cc-sandbox/firewall.state")).stdout)?.[1] ?? 0);
+        expect(await waitFor(async () => (await denied()) >= 1, 15000)).toBe(true);
+        const line = await h.exec("echo '{}' | /usr/local/bin/cc-sandbox-statusline");
+        expect(line.stdout).toMatch(/\| FW:ON \d+ denied \|/);
+    }, 30000);
+
+    test("status names the policy in force: the allowlist's hash, the same the host computes", async () => {
+        const allowlist = (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
+        const hash = createHash("sha256").update(allowlist).digest("hex").slice(0, 16);
+        expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(new RegExp(`^ON \\(policy ${hash}; .*proxy running\\)$`, "m"));
     });
 });
 

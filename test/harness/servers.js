@@ -9,6 +9,7 @@
 //   - 80: HTTP for any Host (keep-alive: every request answered), each answer naming the address,
 //     the port and the Host it was asked for ("ok 198.51.100.10 80 host=NAME"). A client that sends
 //     nothing within 300 ms gets the banner and the echo instead.
+//   - Over HTTP on either port, GET /bytes/N answers N bytes (zeros), for throughput benchmarks.
 // Prints "ready" once every server listens.
 "use strict";
 const dgram = require("dgram");
@@ -41,8 +42,23 @@ function banner(sock, port, extra = "") {
 
 /** HTTP for any Host: the answer names the address, the port, the Host and (over TLS) the server name. */
 function httpServer(port) {
+    const chunk = Buffer.alloc(1 << 16);
     const server = http.createServer((req, res) => {
         const sock = req.socket;
+        const bulk = /^\/bytes\/(\d{1,12})$/.exec(req.url ?? "");
+        if (bulk) {
+            let left = Number(bulk[1]);
+            res.writeHead(200, { "content-type": "application/octet-stream", "content-length": left });
+            const more = () => {
+                while (left > 0) {
+                    const n = Math.min(left, chunk.length);
+                    left -= n;
+                    if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return void res.once("drain", more);
+                }
+                res.end();
+            };
+            return more();
+        }
         const sni = sock.servername === undefined ? "" : ` sni=${clean(sock.servername || "-")}`;
         const body = `ok ${addressOf(sock)} ${port} host=${clean(req.headers.host)}${sni}\n`;
         res.writeHead(200, { "content-type": "text/plain", "content-length": Buffer.byteLength(body) });

@@ -108,6 +108,13 @@ describe("FW from /run/cc-sandbox/firewall.state", () => {
         ["empty file", ": > $F", "FW:OFF"],
         ["missing file", ":", "FW:OFF"],
         ["a directory in its place", "mkdir $F", "FW:OFF"],
+        ["ON with 3 denied lately", 'echo "ON $EPOCHSECONDS denied=3" > $F', "FW:ON 3 denied"],
+        ["ON with none denied", 'echo "ON $EPOCHSECONDS denied=0" > $F', "FW:ON"],
+        ["stale ON with denials", 'echo "ON $((EPOCHSECONDS - 12)) denied=3" > $F', "FW:OFF"],
+        ["OFF with denials", 'echo "OFF $EPOCHSECONDS denied=3" > $F', "FW:OFF"],
+        ["ON with a garbage count", 'echo "ON $EPOCHSECONDS denied=3x" > $F', "FW:ON"],
+        ["ON with a huge count", 'echo "ON $EPOCHSECONDS denied=99999999999" > $F', "FW:ON"],
+        ["ON with a terminal escape as the count", 'printf "ON %s denied=\\033[31m\\n" "$EPOCHSECONDS" > $F', "FW:ON"],
     ];
     let out = "";
     beforeAll(() => {
