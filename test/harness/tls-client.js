@@ -56,7 +56,8 @@ const sock = tls.connect({
     // Verify against HOST (or --sni), whatever address was connected to.
     checkServerIdentity: (_h, cert) => tls.checkServerIdentity(servername ?? host, cert),
 });
-sock.on("error", (err) => fail(err.message));
+// Once the banner is in, a reset is a cut like a close.
+sock.on("error", (err) => (state === "banner" ? fail(err.message) : cut()));
 let buffered = "";
 let state = "banner";
 sock.on("data", (d) => {
@@ -81,10 +82,8 @@ sock.on("data", (d) => {
         process.exit(0);
     }
 });
-sock.on("close", () => {
-    if (state === "echo" || state === "holding") {
-        process.stdout.write("echo:\n");
-        process.exit(0);
-    }
-    fail("closed before a banner");
-});
+function cut() {
+    process.stdout.write("echo:\n");
+    process.exit(0);
+}
+sock.on("close", () => (state === "banner" ? fail("closed before a banner") : cut()));
