@@ -20,6 +20,9 @@ a.wild.test.example       A  198.51.100.30
 git.test.example          A  198.51.100.40
 gitmate.test.example      A  198.51.100.40
 outer.test.example        A  198.51.100.50
+partner.test.example      A  198.51.100.10
+slow.test.example         A  198.51.100.20
+rawsite.test.example      A  198.51.100.60
 `;
 
 let h: Harness;
@@ -29,7 +32,15 @@ function writeStack(dir: string): string {
     const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
     doc.config["cc-sandbox:allowlist"] = {
         presets: [],
-        domains: ["allowed.test.example", { name: "web.test.example", ports: [80] }, "*.wild.test.example", { name: "git.test.example", ports: [22, 443] }],
+        domains: [
+            "allowed.test.example",
+            "partner.test.example",
+            { name: "web.test.example", ports: [80] },
+            { name: "slow.test.example", ports: [80] },
+            "*.wild.test.example",
+            { name: "git.test.example", ports: [22, 443] },
+            { name: "rawsite.test.example", ports: ["443/raw"] },
+        ],
     };
     const file = path.join(dir, "Pulumi.proxytest.yaml");
     fs.writeFileSync(file, stringify(doc));
@@ -50,7 +61,7 @@ beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), "ccfw-proxy-"));
     h = await Harness.start({ config: writeStack(work), records });
     // What a client does before it connects: the allowlisted names' addresses enter the firewall's sets.
-    expect((await h.exec("getent ahostsv4 allowed.test.example web.test.example a.wild.test.example git.test.example >/dev/null")).code).toBe(0);
+    expect((await h.exec("getent ahostsv4 allowed.test.example web.test.example a.wild.test.example git.test.example rawsite.test.example >/dev/null")).code).toBe(0);
 }, 120000);
 
 afterAll(async () => {
@@ -165,13 +176,97 @@ describe("HTTP: every request's Host decides", () => {
         }
     });
 
+    test("attack: a Host with more after the name, or an upgrade to another protocol, is refused", async () => {
+        for (const req of [
+            "GET / HTTP/1.1\r\nHost: web.test.example:@webmate.test.example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: web.test.example/x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: web.test.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        ]) {
+            const out = await http("198.51.100.20", req);
+            expect([req, out]).toEqual([req, expect.stringMatching(/^HTTP\/1\.[01] 403/)]);
+        }
+        // a name with its port, and a WebSocket upgrade, still pass
+        expect(await http("198.51.100.20", "GET / HTTP/1.1\r\nHost: web.test.example:80\r\nConnection: close\r\n\r\n")).toContain("ok 198.51.100.20 80 host=web.test.example:80");
+        expect(await http("198.51.100.20", "GET / HTTP/1.1\r\nHost: web.test.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")).not.toMatch(/^HTTP\/1\.[01] 403/);
+    });
+
     test("attack: TLS to port 80 is not passed through", async () => {
         const r = await h.exec("timeout 5 bash -c 'exec 3<>/dev/tcp/198.51.100.20/80 && printf \"\\x16\\x03\\x01\\x00\\x05hello\" >&3 && head -c 200 <&3'");
         expect(r.stdout).not.toContain("ok 198.51.100.20");
     });
 });
 
+describe("apply on open connections", () => {
+    const allowlist = async () => (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
+    const without = (text: string, name: string) => text.split("\n").filter((l) => !l.startsWith(`${name} `)).join("\n");
+
+    test("a removed name's HTTP request still waiting for its answer is cut; the name kept on the same connection before it was fine", async () => {
+        const before = await allowlist();
+        await h.exec("rm -f /tmp/http-out");
+        const conn = h.exec(
+            "exec 3<>/dev/tcp/198.51.100.20/80 && printf 'GET / HTTP/1.1\\r\\nHost: web.test.example\\r\\n\\r\\nGET /delay/4 HTTP/1.1\\r\\nHost: slow.test.example\\r\\n\\r\\n' >&3 && timeout 8 cat <&3",
+        );
+        await new Promise((r) => setTimeout(r, 1000));
+        try {
+            expect((await h.root("cc-sandbox-firewall apply -", { input: without(before, "slow.test.example") })).code).toBe(0);
+            const out = (await conn).stdout;
+            expect(out).toContain("host=web.test.example");
+            expect(out).not.toContain("late ");
+            // and the address stays open for the name still allowlisted there, without a new lookup
+            expect(await http("198.51.100.20", "GET / HTTP/1.1\r\nHost: web.test.example\r\nConnection: close\r\n\r\n")).toContain("ok 198.51.100.20 80 host=web.test.example");
+        } finally {
+            await h.root("cc-sandbox-firewall apply -", { input: before });
+        }
+    }, 30000);
+
+    test("a name removed from a shared address leaves it open for the name still allowlisted there", async () => {
+        const before = await allowlist();
+        await h.root("cc-sandbox-firewall apply -", { input: before });
+        const kept = tls("allowed.test.example", { hold: "/tmp/shared-go", ready: "/tmp/shared-ready" });
+        expect(await waitFor(async () => (await h.exec("test -e /tmp/shared-ready")).code === 0, 10000)).toBe(true);
+        // both names resolve to 198.51.100.10; partner's answer is the last one the resolver logged
+        expect((await h.exec("getent ahostsv4 partner.test.example >/dev/null")).code).toBe(0);
+        try {
+            expect((await h.root("cc-sandbox-firewall apply -", { input: without(before, "partner.test.example") })).code).toBe(0);
+            expect((await h.root("ipset save | grep -c ' 198.51.100.10$'")).stdout.trim()).not.toBe("0");
+            expect((await tls("allowed.test.example", { connect: "198.51.100.10" })).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+            expect((await tls("partner.test.example", { connect: "198.51.100.10" })).stdout).toBe("");
+            await h.root("touch /tmp/shared-go");
+            expect((await kept).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\necho:still-here\n");
+        } finally {
+            await h.root("rm -f /tmp/shared-go /tmp/shared-ready");
+            await h.root("cc-sandbox-firewall apply -", { input: before });
+        }
+    }, 30000);
+
+    test("an entry switched from raw to TLS cuts the raw connections it had allowed", async () => {
+        const before = await allowlist();
+        expect(before).toContain("rawsite.test.example 443/raw\n");
+        const hold = h.exec(
+            "exec 3<>/dev/tcp/198.51.100.60/443 && touch /tmp/raw443-ready && while [ ! -e /tmp/raw443-go ]; do sleep 0.1; done; " +
+                "printf x >&3 2>/dev/null; read -r -t 2 _ <&3; echo rc=$?",
+        );
+        expect(await waitFor(async () => (await h.exec("test -e /tmp/raw443-ready")).code === 0, 10000)).toBe(true);
+        try {
+            expect((await h.root("cc-sandbox-firewall apply -", { input: before.replace("rawsite.test.example 443/raw", "rawsite.test.example 443") })).code).toBe(0);
+            await h.root("touch /tmp/raw443-go");
+            // cut: the read fails at once (rc 1), where an open connection would time out (rc > 128)
+            expect((await hold).stdout).toBe("rc=1\n");
+            expect((await tls("rawsite.test.example")).stdout).toBe("ok 198.51.100.60 443 sni=rawsite.test.example\n");
+        } finally {
+            await h.root("rm -f /tmp/raw443-go /tmp/raw443-ready");
+            await h.root("cc-sandbox-firewall apply -", { input: before });
+        }
+    }, 30000);
+});
+
 describe("denied and status", () => {
+    test("the proxy's log is root's alone, and a name cannot forge a line in it", async () => {
+        expect((await h.exec("cat /var/log/cc-sandbox/proxy.log")).code).not.toBe(0);
+        expect(await hello("198.51.100.10", "--sni $'evil.test.example\\nccproxy forged verdict=allow name=x'")).toBe("closed");
+        expect(await proxyLog()).not.toMatch(/^ccproxy forged/m);
+    });
+
     test("denied lists the proxy's refusals with the name asked for, the address and the reason", async () => {
         await tls("cotenant.test.example", { connect: "198.51.100.10" });
         await tls("198.51.100.10", { sni: null, insecure: true });

@@ -9,7 +9,8 @@
 //   - 80: HTTP for any Host (keep-alive: every request answered), each answer naming the address,
 //     the port and the Host it was asked for ("ok 198.51.100.10 80 host=NAME"). A client that sends
 //     nothing within 300 ms gets the banner and the echo instead.
-//   - Over HTTP on either port, GET /bytes/N answers N bytes (zeros), for throughput benchmarks.
+//   - Over HTTP on either port, GET /bytes/N answers N bytes (zeros), for throughput benchmarks;
+//     GET /delay/N answers after N seconds (a long poll).
 // Prints "ready" once every server listens.
 "use strict";
 const dgram = require("dgram");
@@ -45,6 +46,12 @@ function httpServer(port) {
     const chunk = Buffer.alloc(1 << 16);
     const server = http.createServer((req, res) => {
         const sock = req.socket;
+        const delay = /^\/delay\/(\d{1,3})$/.exec(req.url ?? "");
+        if (delay) {
+            const timer = setTimeout(() => res.end(`late ${addressOf(sock)} ${port} host=${clean(req.headers.host)}\n`), Number(delay[1]) * 1000);
+            res.on("close", () => clearTimeout(timer));
+            return;
+        }
         const bulk = /^\/bytes\/(\d{1,12})$/.exec(req.url ?? "");
         if (bulk) {
             let left = Number(bulk[1]);
