@@ -51,8 +51,8 @@ async function main() {
   if ((await $`id -u`.quiet()).stdout.trim() !== '0') throw new Error('the benchmark needs root (network namespaces)')
   const require = createRequire(import.meta.url)
   require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') })
-  const { Harness, makeTestHome, guestNode } = require(path.join(root, 'test/harness/lib.ts'))
-  const client = path.join(root, 'scripts/lib/tls-bench-client.cjs')
+  const { Harness, makeTestHome, guestNode, guestTools } = require(path.join(root, 'test/harness/lib.ts'))
+  const client = `${guestTools}/tls-bench-client.cjs`
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccfw-bench-proxy-'))
   const h = await Harness.start({ config: stackFile(dir), records: `${name} A ${address}\n`, home: makeTestHome(dir) })
   const as = (user, cmd) => h.exec(cmd, { user, timeoutMs: 600_000 })

@@ -20,6 +20,12 @@ export const repoRoot = path.resolve(__dirname, "../..");
  * which hides a Node installed under the host's /tmp (CI's .tools/node in a clone there).
  */
 export const guestNode = "/run/ccfw-node";
+/**
+ * The tests' own clients, as the guest sees them (copied in at set-up, for the same reason):
+ * tls-client.js, hello.js (test/harness) and tls-bench-client.cjs (scripts/lib).
+ */
+export const guestTools = "/run/ccfw-tools";
+const toolFiles = [path.join(__dirname, "tls-client.js"), path.join(__dirname, "hello.js"), path.join(repoRoot, "scripts/lib/tls-bench-client.cjs")];
 
 export interface HarnessOptions {
     /** A stack under stacks/ (rendered with `npm run render -- --stack NAME`). */
@@ -305,6 +311,7 @@ done
 mount -t tmpfs -o mode=0755 ccfw-run /run
 mkdir -p /run/lock /run/sshd
 touch ${guestNode} && mount --bind ${process.execPath} ${guestNode}
+install -d -m 0755 ${guestTools} && install -m 0644 ${toolFiles.join(" ")} ${guestTools}/
 getent passwd 1001 >/dev/null && ! id agent >/dev/null 2>&1 && { echo "uid 1001 is taken: the agent needs it" >&2; exit 1; }
 id agent >/dev/null 2>&1 || useradd -m -U -u 1001 -s /bin/bash agent
 getent group lxd >/dev/null || groupadd lxd
@@ -410,7 +417,7 @@ ${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sa
         if (opts.hold) args.push("--hold", opts.hold, "--timeout", "60000");
         if (opts.ready) args.push("--ready", opts.ready);
         const start = Date.now();
-        const r = await this.exec(`${guestNode} ${repoRoot}/test/harness/tls-client.js ${args.map((a) => `'${a}'`).join(" ")}`, opts);
+        const r = await this.exec(`${guestNode} ${guestTools}/tls-client.js ${args.map((a) => `'${a}'`).join(" ")}`, opts);
         return { ...r, ms: Date.now() - start };
     }
 

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { guestNode, Harness, repoRoot, waitFor } from "./lib";
+import { guestNode, guestTools, Harness, repoRoot, waitFor } from "./lib";
 
 const records = `
 allowed.test.example      A  198.51.100.10
@@ -50,7 +50,7 @@ function writeStack(dir: string): string {
 const tls = (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => h.tls(host, opts);
 /** A hand-made ClientHello (test/harness/hello.js) as the agent: "reply N first=0x16" or "closed". */
 const hello = async (address: string, args: string) =>
-    (await h.exec(`${guestNode} ${repoRoot}/test/harness/hello.js ${address} 443 ${args}`)).stdout.trim();
+    (await h.exec(`${guestNode} ${guestTools}/hello.js ${address} 443 ${args}`)).stdout.trim();
 /** Raw HTTP/1.1 bytes to ADDRESS:80 as the agent; everything the other end sent back. */
 const http = async (address: string, request: string) =>
     (await h.exec(`exec 3<>/dev/tcp/${address}/80 && printf '${request.replace(/\r\n/g, "\\r\\n")}' >&3 && timeout 3 cat <&3`)).stdout;
