@@ -136,8 +136,9 @@ export GNUPGHOME=$work/keys/gnupg
 mkdir -m 0700 "$GNUPGHOME"
 gpg --quiet --batch --import "$work/keys/deb/usr/share/keyrings/ubuntu-archive-keyring.gpg" 2>/dev/null
 keyring=$work/keys/archive.gpg
-gpg --batch --export "$ARCHIVE_KEY" >"$keyring"
-exported=$(gpg --batch --with-colons --show-keys "$keyring" | awk -F: '$1 == "fpr" { print $10; exit }')
+gpg --batch --export "$ARCHIVE_KEY" >"$keyring" 2>/dev/null || true
+# An empty export (no such key) is no keyring at all: gpg fails on it, and the message below says why.
+exported=$(gpg --batch --with-colons --show-keys "$keyring" 2>/dev/null | awk -F: '$1 == "fpr" { print $10; exit }') || true
 [[ $exported == "$ARCHIVE_KEY" ]] || die "the keyring package holds no key $ARCHIVE_KEY (found '${exported:-none}')"
 # Checked before mmdebstrap so that a bad mirror fails with a clear message.
 curl -fsSL --retry 3 -o "$work/keys/InRelease" "$mirror/dists/$SUITE/InRelease"
