@@ -6,9 +6,9 @@
  */
 import { createHash } from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
+import { tempDir } from "../helpers";
 import { guestNode, guestTools, Harness, repoRoot, waitFor } from "./lib";
 
 const records = `
@@ -26,7 +26,6 @@ rawsite.test.example      A  198.51.100.60
 `;
 
 let h: Harness;
-let work: string;
 
 function writeStack(dir: string): string {
     const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
@@ -54,19 +53,25 @@ const hello = async (address: string, args: string) =>
 /** Raw HTTP/1.1 bytes to ADDRESS:80 as the agent; everything the other end sent back. */
 const http = async (address: string, request: string) =>
     (await h.exec(`exec 3<>/dev/tcp/${address}/80 && printf '${request.replace(/\r\n/g, "\\r\\n")}' >&3 && timeout 3 cat <&3`)).stdout;
+/** Each raw HTTP request to ADDRESS:80 is answered with a refusal (STATUS), never by the server. */
+async function refusedHttp(address: string, requests: string[], status: RegExp): Promise<void> {
+    for (const req of requests) {
+        const out = await http(address, req);
+        expect([req, out]).toEqual([req, expect.stringMatching(status)]);
+        expect(out).not.toContain(`ok ${address}`);
+    }
+}
 const proxyLog = async () => (await h.root("cat /var/log/cc-sandbox/proxy.log")).stdout;
 const state = async () => (await h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0];
 
 beforeAll(async () => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), "ccfw-proxy-"));
-    h = await Harness.start({ config: writeStack(work), records });
+    h = await Harness.start({ config: writeStack(tempDir("ccfw-proxy-")), records });
     // What a client does before it connects: the allowlisted names' addresses enter the firewall's sets.
     expect((await h.exec("getent ahostsv4 allowed.test.example web.test.example a.wild.test.example git.test.example rawsite.test.example >/dev/null")).code).toBe(0);
 }, 120000);
 
 afterAll(async () => {
     await h?.stop();
-    fs.rmSync(work, { recursive: true, force: true });
 });
 
 describe("TLS: the server name decides", () => {
@@ -164,27 +169,20 @@ describe("HTTP: every request's Host decides", () => {
     });
 
     test("attack: an absolute-form target, CONNECT, two Host headers or none are refused", async () => {
-        for (const req of [
+        await refusedHttp("198.51.100.20", [
             "GET http://webmate.test.example/ HTTP/1.1\r\nHost: web.test.example\r\n\r\n",
             "CONNECT webmate.test.example:443 HTTP/1.1\r\nHost: web.test.example\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: web.test.example\r\nHost: webmate.test.example\r\n\r\n",
             "GET / HTTP/1.0\r\n\r\n",
-        ]) {
-            const out = await http("198.51.100.20", req);
-            expect([req, out]).toEqual([req, expect.stringMatching(/^HTTP\/1\.[01] 40[03]/)]);
-            expect(out).not.toContain("ok 198.51.100.20");
-        }
+        ], /^HTTP\/1\.[01] 40[03]/);
     });
 
     test("attack: a Host with more after the name, or an upgrade to another protocol, is refused", async () => {
-        for (const req of [
+        await refusedHttp("198.51.100.20", [
             "GET / HTTP/1.1\r\nHost: web.test.example:@webmate.test.example\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: web.test.example/x\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: web.test.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
-        ]) {
-            const out = await http("198.51.100.20", req);
-            expect([req, out]).toEqual([req, expect.stringMatching(/^HTTP\/1\.[01] 403/)]);
-        }
+        ], /^HTTP\/1\.[01] 403/);
         // a name with its port, and a WebSocket upgrade, still pass
         expect(await http("198.51.100.20", "GET / HTTP/1.1\r\nHost: web.test.example:80\r\nConnection: close\r\n\r\n")).toContain("ok 198.51.100.20 80 host=web.test.example:80");
         expect(await http("198.51.100.20", "GET / HTTP/1.1\r\nHost: web.test.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")).not.toMatch(/^HTTP\/1\.[01] 403/);
@@ -202,7 +200,6 @@ describe("apply on open connections", () => {
 
     test("a removed name's HTTP request still waiting for its answer is cut; the name kept on the same connection before it was fine", async () => {
         const before = await allowlist();
-        await h.exec("rm -f /tmp/http-out");
         const conn = h.exec(
             "exec 3<>/dev/tcp/198.51.100.20/80 && printf 'GET / HTTP/1.1\\r\\nHost: web.test.example\\r\\n\\r\\nGET /delay/4 HTTP/1.1\\r\\nHost: slow.test.example\\r\\n\\r\\n' >&3 && timeout 8 cat <&3",
         );
@@ -338,4 +335,16 @@ describe("the agent against the proxy", () => {
         expect(Date.now() - start).toBeLessThan(3000);
         expect((await holder).stdout).toContain("open 300");
     }, 30000);
+});
+
+describe("the proxy's log", () => {
+    test("is kept to two files of about 2 MB whatever users send, both root's alone, and logging goes on", async () => {
+        await h.root("head -c 2100000 /dev/zero | tr '\\0' x >>/var/log/cc-sandbox/proxy.log && echo >>/var/log/cc-sandbox/proxy.log");
+        const size = async () => Number((await h.root("stat -c %s /var/log/cc-sandbox/proxy.log")).stdout.trim());
+        expect(await waitFor(async () => (await size()) < 100000, 8000)).toBe(true);
+        const modes = await h.root("stat -c '%a %U %s' /var/log/cc-sandbox/proxy.log.1 /var/log/cc-sandbox/proxy.log");
+        expect(modes.stdout).toMatch(/^600 root \d{7}\n600 root \d+\n$/);
+        await tls("cotenant.test.example", { connect: "198.51.100.10" });
+        expect(await waitFor(async () => /name=cotenant\.test\.example /.test((await h.root("cat /var/log/cc-sandbox/proxy.log")).stdout), 3000)).toBe(true);
+    }, 20000);
 });
