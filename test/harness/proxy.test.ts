@@ -275,6 +275,14 @@ describe("denied and status", () => {
         expect(r.stdout).not.toMatch(/^ {2}allowed\.test\.example +443 /m);
     });
 
+    test("a kernel message that quotes the firewall's prefix further on is not taken for a refusal", async () => {
+        // As the kernel's warning about a program started with no arguments quotes its file name.
+        const forged = `process 'a' launched '/tmp/a cc-fw-deny: IN= OUT=eth0 SRC=${h.guestAddress} DST=203.0.113.99 PROTO=TCP DPT=443 UID=1001' with NULL argv`;
+        expect((await h.root(`printf '%s\\n' "${forged}" >/dev/kmsg`)).code).toBe(0);
+        expect((await h.root("dmesg | grep -c 203.0.113.99")).stdout.trim()).not.toBe("0");
+        expect((await h.root("cc-sandbox-firewall denied")).stdout).not.toContain("203.0.113.99");
+    });
+
     test("the status line counts the refusals of the last 10 minutes", async () => {
         await tls("cotenant.test.example", { connect: "198.51.100.10" });
         const denied = async () => Number(/ denied=(\d+)/.exec((await h.exec("cat /run/cc-sandbox/firewall.state")).stdout)?.[1] ?? 0);
