@@ -50,7 +50,7 @@ async function timed(h, snippet) {
   return Number(e) - Number(s)
 }
 
-async function benchSize(Harness, makeTestHome, n, repeat) {
+async function benchSize({ Harness, makeTestHome, planOf }, n, repeat) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccfw-bench-'))
   const all = names(Math.ceil(n * 1.1))
   const records = all.map((name, i) => `${name} A ${address(i)}`).join('\n')
@@ -58,7 +58,8 @@ async function benchSize(Harness, makeTestHome, n, repeat) {
   const changed = [...all.slice(Math.floor(n * 0.1), n), ...all.slice(n)] // 10% out, 10% in
   const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home: makeTestHome(dir), assignAddresses: false })
   try {
-    await h.root(`printf '%s\\n' ${first.join(' ')} >/root/names; printf '%s 443\\n' ${changed.join(' ')} >/root/changed; cp /etc/cc-sandbox/allowlist /root/first`)
+    await h.root(`printf '%s\\n' ${first.join(' ')} >/root/names; cp /etc/cc-sandbox/allowlist /root/first`)
+    await h.root('cat >/root/changed', { input: planOf(changed.map((name) => `${name} 443\n`).join('')) })
     const up = []
     for (let i = 0; i < repeat; i++) {
       await h.root('cc-sandbox-firewall down')
@@ -87,12 +88,12 @@ async function main() {
   if ((await $`id -u`.quiet()).stdout.trim() !== '0') throw new Error('the benchmark needs root (network namespaces)')
   const require = createRequire(import.meta.url)
   require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') })
-  const { Harness, makeTestHome } = require(path.join(root, 'test/harness/lib.ts'))
+  const lib = require(path.join(root, 'test/harness/lib.ts'))
   const sizes = String(flags.sizes).split(',').map(Number)
   const results = []
   for (const n of sizes) {
     console.error(`benchmarking ${n} names...`)
-    results.push(await benchSize(Harness, makeTestHome, n, Number(flags.repeat)))
+    results.push(await benchSize(lib, n, Number(flags.repeat)))
   }
   const small = results[0]
   const large = results[results.length - 1]

@@ -1,15 +1,14 @@
 /** The data guest templates see. Built from the validated config only. */
-import { defaultPortMode, SandboxConfig } from "../config/types";
+import { SandboxConfig } from "../config/types";
+import { renderEgressPlan } from "./egress";
 import { claudePackages, guestPackages } from "./packages";
 
 export interface GuestView {
     readonly stack: string;
     readonly vmName: string;
     readonly users: { readonly agent: string; readonly admin: string };
-    readonly allowlist: {
-        readonly domains: readonly { pattern: string; name: string; wildcard: boolean; ports: readonly number[]; portsCsv: string }[];
-        readonly cidrs: readonly { cidr: string; ports: readonly number[]; portsCsv: string }[];
-    };
+    /** The allowlist as the guest's firewall loads it: the egress plan (src/render/egress.ts). */
+    readonly egressPlan: string;
     readonly firewall: { readonly enabled: boolean; readonly githubMeta: boolean; readonly logDenied: boolean };
     readonly claude: { readonly install: boolean; readonly version: string };
     /** Installed by boot.d/05-packages.sh when the image lacks them. */
@@ -27,17 +26,7 @@ export function guestView(c: SandboxConfig): GuestView {
         stack: c.stack,
         vmName: c.vm.name,
         users: { agent: c.users.agent, admin: c.users.admin },
-        allowlist: {
-            domains: c.allowlist.domains.map((d) => ({
-                pattern: d.wildcard ? `*.${d.name}` : d.name,
-                name: d.name,
-                wildcard: d.wildcard,
-                ports: d.ports,
-                // The guest's port list: a port whose mode is not its default says so (22,443/raw).
-                portsCsv: d.ports.map((p) => (d.modes[p] === defaultPortMode(p) ? `${p}` : `${p}/${d.modes[p]}`)).join(","),
-            })),
-            cidrs: c.allowlist.cidrs.map((x) => ({ cidr: x.cidr, ports: x.ports, portsCsv: x.ports.join(",") })),
-        },
+        egressPlan: renderEgressPlan(c.allowlist),
         firewall: { ...c.firewall },
         claude: { ...c.claude },
         packages: guestPackages(c),

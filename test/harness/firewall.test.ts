@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { guestNode, Harness, RunResult, repoRoot, waitFor } from "./lib";
+import { guestNode, Harness, planOf, RunResult, repoRoot, waitFor } from "./lib";
 
 const records = `
 allowed.test.example        A     198.51.100.10
@@ -357,7 +357,8 @@ describe("denied", () => {
 });
 
 describe("apply", () => {
-    const next = ["allowed.test.example 443", "git.test.example 22,443", "*.wild.test.example 443", "rotate.test.example 443", "added.test.example 443", "203.0.113.0/28 8080", ""].join("\n");
+    const entries = ["allowed.test.example 443", "git.test.example 22,443", "*.wild.test.example 443", "rotate.test.example 443", "added.test.example 443", "203.0.113.0/28 8080", ""].join("\n");
+    const next = planOf(entries);
 
     test("a new allowlist opens a new name, closes a removed one, cuts its open connection and keeps an allowed one", async () => {
         await h.exec("rm -f /tmp/conn-ready /tmp/kept-ready /tmp/conn-go");
@@ -406,7 +407,7 @@ describe("apply", () => {
         const git = hold("198.51.100.20/22", "git");
         const net = hold("203.0.113.5/8080", "net");
         expect(await waitFor(async () => (await h.exec("test -e /tmp/git-ready && test -e /tmp/net-ready")).code === 0, 10000)).toBe(true);
-        const without22 = next.replace("git.test.example 22,443", "git.test.example 443");
+        const without22 = planOf(entries.replace("git.test.example 22,443", "git.test.example 443"));
         expect((await h.root("cc-sandbox-firewall apply -", { input: without22 })).code).toBe(0);
         await h.root("touch /tmp/raw-go");
         expect((await git).stdout).toBe("ok 198.51.100.20 22\necho:\n");
@@ -418,18 +419,24 @@ describe("apply", () => {
 
     test("fail-closed: a malformed allowlist changes nothing and exits non-zero", async () => {
         const before = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
+        // The host's plan for allowed.test.example with one more line, each bad in its own way.
+        const good = planOf("allowed.test.example 443\n");
         for (const bad of [
-            "allowed.test.example 443\nblocked.test.example 70000\n",
-            "allowed.test.example 443\nEVIL.example 443\n",
-            "allowed.test.example 443\n10.0.0.1/8 443\n",
-            "allowed.test.example 443\nblocked.test.example\n",
-            "allowed.test.example 443\n*.  443\n",
-            "allowed.test.example 443\nserver=/#/192.0.2.53 443\n",
+            "set ccfw-d-70000 70000/raw\n",
+            "name EVIL.example only ccfw-d-443\n",
+            "set ccfw-n-443r 443/raw\ncidr ccfw-n-443r 10.0.0.1/8\n",
+            "name blocked.test.example only\n",
+            "name blocked.test.example only ccfw-d-nosuch\n",
+            "proxy tls exact blocked.test.example:443\n",
+            "server=/#/192.0.2.53\n",
+            "blocked.test.example 443\n",
         ]) {
-            const r = await h.root("cc-sandbox-firewall apply -", { input: bad });
+            const r = await h.root("cc-sandbox-firewall apply -", { input: good + bad });
             expect(r.code).not.toBe(0);
-            expect(r.stderr).toMatch(/line 2|nothing was changed/);
+            expect(r.stderr).toMatch(/nothing was changed/);
         }
+        // An allowlist in the form the guest took before plans: refused as a whole.
+        expect((await h.root("cc-sandbox-firewall apply -", { input: "allowed.test.example 443\nblocked.test.example 443\n" })).stderr).toMatch(/first line must be 'plan 1'/);
         const after = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
         expect(after.stdout).toBe(before.stdout);
         expect((await dig("blocked.test.example")).status).toBe("NXDOMAIN");
@@ -482,6 +489,15 @@ describe("the watcher and status", () => {
     });
 });
 
+describe("cc-sandbox-verify against the live firewall", () => {
+    test("with no target given, it takes a name the plan checks by name and proves it reachable and checked", async () => {
+        const r = await h.exec("cc-sandbox-verify --only firewall --blocked-ip 198.51.100.66");
+        expect(r.stdout).toMatch(/firewall-allows: [a-z.]+\.test\.example:443 reachable/);
+        expect(r.stdout).toMatch(/firewall-names: .* not for a name off the allowlist/);
+        expect(r.code).toBe(0);
+    });
+});
+
 describe("controls with the firewall down (the attacks above failed because of it)", () => {
     afterAll(async () => {
         await h.root("cc-sandbox-firewall up");
@@ -502,7 +518,8 @@ describe("controls with the firewall down (the attacks above failed because of i
 
     test("fail-closed at boot: up with a malformed allowlist locks down instead of opening", async () => {
         const good = (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
-        await h.root("printf 'allowed.test.example 99999\\n' >/etc/cc-sandbox/allowlist");
+        const broken = await h.root("sed -i 's/^set ccfw-d-443 443.tls$/set ccfw-d-443 99999\\/tls/' /etc/cc-sandbox/allowlist && grep -c 99999 /etc/cc-sandbox/allowlist");
+        expect(broken.stdout).toBe("1\n");
         try {
             const r = await h.root("cc-sandbox-firewall up");
             expect(r.code).not.toBe(0);

@@ -13,6 +13,8 @@ import * as fs from "fs";
 import { isIP } from "net";
 import * as os from "os";
 import * as path from "path";
+import { loadConfig } from "../../src/config/load";
+import { renderEgressPlan } from "../../src/render/egress";
 
 export const repoRoot = path.resolve(__dirname, "../..");
 /**
@@ -158,6 +160,37 @@ export function makeTestHome(parent = os.tmpdir()): string {
     fs.mkdirSync(path.join(home, ".ssh"), { mode: 0o700 });
     sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "harness", "-f", path.join(home, ".ssh", "id_ed25519")]);
     return home;
+}
+
+let planHome: string | undefined;
+
+/**
+ * The allowlist file the guest loads (an egress plan, src/render/egress.ts) for entries written one
+ * a line as a reader writes them: `NAME PORTS` (`*.name` for a wildcard, ports such as `22,443/raw`)
+ * or `CIDR PORTS`. Validated by the config loader, as a stack's entries are: a bad entry throws.
+ */
+export function planOf(entries: string): string {
+    const domains: { name: string; ports: (number | string)[] }[] = [];
+    const cidrs: { cidr: string; ports: number[] }[] = [];
+    for (const line of entries.split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean)) {
+        const [what, ports = "443"] = line.split(/\s+/);
+        const list = ports.split(",").map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+        if (/^[\d.]+\/\d+$/.test(what)) cidrs.push({ cidr: what, ports: list as number[] });
+        else domains.push({ name: what, ports: list });
+    }
+    if (planHome === undefined) {
+        const made = makeTestHome();
+        process.once("exit", () => fs.rmSync(made, { recursive: true, force: true }));
+        planHome = made;
+    }
+    const home = planHome;
+    const config = loadConfig("harness", { allowlist: { presets: [], domains, cidrs } }, { home, readFile: (f: string) => fs.readFileSync(f, "utf8") });
+    return renderEgressPlan(config.allowlist);
+}
+
+/** The entries an allowlist file was planned from (its `#   NAME PORTS` comment lines). */
+export function entriesOf(plan: string): string {
+    return [...plan.matchAll(/^# {3}(\S+ \S+)$/gm)].map((m) => m[1] + "\n").join("");
 }
 
 /** Renders a stack's guest tree into DIR with the project's own `render` command. */

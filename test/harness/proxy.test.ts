@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parse, stringify } from "yaml";
 import { tempDir } from "../helpers";
-import { guestNode, guestTools, Harness, repoRoot, waitFor } from "./lib";
+import { entriesOf, guestNode, guestTools, Harness, planOf, repoRoot, waitFor } from "./lib";
 
 const records = `
 allowed.test.example      A  198.51.100.10
@@ -196,7 +196,8 @@ describe("HTTP: every request's Host decides", () => {
 
 describe("apply on open connections", () => {
     const allowlist = async () => (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
-    const without = (text: string, name: string) => text.split("\n").filter((l) => !l.startsWith(`${name} `)).join("\n");
+    // The plan of the installed allowlist's entries less one name's.
+    const without = (plan: string, name: string) => planOf(entriesOf(plan).split("\n").filter((l) => !l.startsWith(`${name} `)).join("\n"));
 
     test("a removed name's HTTP request still waiting for its answer is cut; the name kept on the same connection before it was fine", async () => {
         const before = await allowlist();
@@ -238,14 +239,14 @@ describe("apply on open connections", () => {
 
     test("an entry switched from raw to TLS cuts the raw connections it had allowed", async () => {
         const before = await allowlist();
-        expect(before).toContain("rawsite.test.example 443/raw\n");
+        expect(entriesOf(before)).toContain("rawsite.test.example 443/raw\n");
         const hold = h.exec(
             "exec 3<>/dev/tcp/198.51.100.60/443 && touch /tmp/raw443-ready && while [ ! -e /tmp/raw443-go ]; do sleep 0.1; done; " +
                 "printf x >&3 2>/dev/null; read -r -t 2 _ <&3; echo rc=$?",
         );
         expect(await waitFor(async () => (await h.exec("test -e /tmp/raw443-ready")).code === 0, 10000)).toBe(true);
         try {
-            expect((await h.root("cc-sandbox-firewall apply -", { input: before.replace("rawsite.test.example 443/raw", "rawsite.test.example 443") })).code).toBe(0);
+            expect((await h.root("cc-sandbox-firewall apply -", { input: planOf(entriesOf(before).replace("rawsite.test.example 443/raw", "rawsite.test.example 443")) })).code).toBe(0);
             await h.root("touch /tmp/raw443-go");
             // cut: the read fails at once (rc 1), where an open connection would time out (rc > 128)
             expect((await hold).stdout).toBe("rc=1\n");

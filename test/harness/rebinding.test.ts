@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
-import { Harness, RunResult, repoRoot, waitFor } from "./lib";
+import { Harness, planOf, repoRoot, RunResult, waitFor } from "./lib";
 
 /** Addresses that exist only inside the harness's internet namespace. */
 const privateTargets = {
@@ -35,8 +35,8 @@ const records = [
 ].join("\n");
 
 const allowlist = (withRemoved: boolean) =>
-    ["allowed.test.example 443", "*.wild.test.example 443", "explicit.test.example 443", "kept.test.example 443",
-        ...(withRemoved ? ["removed.test.example 443"] : []), "10.255.1.0/24 443", ""].join("\n");
+    planOf(["allowed.test.example 443", "*.wild.test.example 443", "explicit.test.example 443", "kept.test.example 443",
+        ...(withRemoved ? ["removed.test.example 443"] : []), "10.255.1.0/24 443", ""].join("\n"));
 
 let h: Harness;
 let work: string;

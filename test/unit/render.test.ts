@@ -103,15 +103,17 @@ describe("rendering", () => {
         expect(parse(a.userData).write_files.find((f: { path: string }) => f.path === "/etc/cc-sandbox/secure-ops.conf").content).toBe(a.secureOps);
     });
 
-    test("the allowlist file lists exactly the configured entries (property check)", () => {
+    test("the allowlist file lists exactly the configured entries, and its plan lets exactly them through (property check)", () => {
         let seed = 7;
         const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
         const label = () => Array.from({ length: 1 + rand(10) }, () => "abcdefghijklmnopqrstuvwxyz0123456789"[rand(36)]).join("");
         for (let round = 0; round < 50; round++) {
             const domains = Array.from({ length: rand(20) }, () => `${rand(3) === 0 ? "*." : ""}${"x" + label()}.${label()}.example`);
             const r = renderGuest(withAllowlist(stack("alice"), domains), templates);
-            const lines = r.allowlist.split("\n").filter((l) => l && !l.startsWith("#"));
-            expect(new Set(lines)).toEqual(new Set([...new Set(domains)].map((d) => `${d} 443`)));
+            const entries = [...r.allowlist.matchAll(/^# {3}(.*)$/gm)].map((m) => m[1]);
+            expect(new Set(entries)).toEqual(new Set([...new Set(domains)].map((d) => `${d} 443`)));
+            const keys = r.allowlist.split("\n").filter((l) => l.startsWith("proxy "));
+            expect(new Set(keys)).toEqual(new Set(domains.map((d) => (d.startsWith("*.") ? `proxy tls suffix ${d.slice(1)}:443` : `proxy tls exact ${d}:443`))));
         }
     });
 

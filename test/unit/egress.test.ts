@@ -1,0 +1,167 @@
+/**
+ * The egress plan (src/render/egress.ts), and the guest's checker of it (`cc-sandbox-firewall
+ * check`) fed the same good and bad allowlist entries as the config schema.
+ */
+import { spawnSync } from "child_process";
+import * as path from "path";
+import { ConfigError, loadConfig } from "../../src/config/load";
+import { Allowlist } from "../../src/config/types";
+import { formatEgressPlan, planEgress, renderEgressPlan } from "../../src/render/egress";
+import { badCidrs, badDomains, badPorts, goodCidrs, goodDomains, goodPorts } from "../fixtures/allowlist-entries";
+import { hostFor, root, tempHome } from "../helpers";
+
+const host = hostFor(tempHome());
+const firewall = path.join(root, "templates/guest/usr/local/sbin/cc-sandbox-firewall");
+
+const allowlistOf = (domains: unknown[], cidrs: unknown[] = []): Allowlist => loadConfig("dev", { allowlist: { presets: [], domains, cidrs } }, host).allowlist;
+
+function refusal(domains: unknown[], cidrs: unknown[] = []): ConfigError | undefined {
+    try {
+        allowlistOf(domains, cidrs);
+    } catch (err) {
+        if (err instanceof ConfigError) return err;
+        throw err;
+    }
+    return undefined;
+}
+
+/** The guest's checker on a plan: its exit code, its stdout (the counts) and its stderr. */
+function check(plan: string) {
+    const r = spawnSync("bash", [firewall, "check", "-"], { input: plan, encoding: "utf8" });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const planLines = (text: string) => text.split("\n").filter((l) => l && !l.startsWith("#"));
+
+describe("the plan", () => {
+    test("a plain name: its own set, forwarded alone (its subdomains refused), a proxy key per TLS/HTTP port", () => {
+        const plan = planEgress(allowlistOf([{ name: "git.example.org", ports: [22, 443, 80] }]));
+        expect(plan.sets).toEqual([
+            {
+                name: "ccfw-d-22.80.443",
+                ports: [
+                    { port: 22, mode: "raw" },
+                    { port: 80, mode: "http" },
+                    { port: 443, mode: "tls" },
+                ],
+            },
+        ]);
+        expect(plan.names).toEqual([{ name: "git.example.org", scope: "only", sets: ["ccfw-d-22.80.443"] }]);
+        expect(plan.proxy).toEqual([
+            { mode: "http", match: "exact", key: "git.example.org:80" },
+            { mode: "tls", match: "exact", key: "git.example.org:443" },
+        ]);
+    });
+
+    test("a wildcard covers subdomains only; a plain name under it is forwarded with its subtree and takes its sets too", () => {
+        const plan = planEgress(allowlistOf(["*.example.org", { name: "api.example.org", ports: [8443] }, { name: "x.api.example.org", ports: ["443/raw"] }]));
+        expect(plan.names).toEqual([
+            { name: "api.example.org", scope: "tree", sets: ["ccfw-d-8443", "ccfw-d-443"] },
+            { name: "example.org", scope: "below", sets: ["ccfw-d-443"] },
+            { name: "x.api.example.org", scope: "tree", sets: ["ccfw-d-443r", "ccfw-d-443"] },
+        ]);
+        expect(plan.proxy).toEqual([{ mode: "tls", match: "suffix", key: ".example.org:443" }]);
+        expect(plan.counts).toEqual({ names: 2, wildcards: 1, cidrs: 0 });
+    });
+
+    test("a name and its own wildcard: one name line, both sets, both proxy keys", () => {
+        const plan = planEgress(allowlistOf(["example.org", { name: "*.example.org", ports: [8443, "80/tls"] }]));
+        expect(plan.names).toEqual([{ name: "example.org", scope: "tree", sets: ["ccfw-d-443", "ccfw-d-80t.8443"] }]);
+        expect(plan.proxy.map((p) => `${p.mode} ${p.match} ${p.key}`)).toEqual(["tls exact example.org:443", "tls suffix .example.org:80"]);
+    });
+
+    test("a network's ports are raw, in a set of its own kind; a long port list gets a hashed set name of 31 characters at most", () => {
+        const many = Array.from({ length: 16 }, (_, i) => 10000 + i);
+        const plan = planEgress(allowlistOf([{ name: "a.example.org", ports: many }], [{ cidr: "192.0.2.0/24", ports: [443, 22] }]));
+        expect(plan.cidrs).toEqual([{ set: "ccfw-n-22.443r", cidr: "192.0.2.0/24" }]);
+        const long = plan.sets.find((s) => s.name.startsWith("ccfw-d-"))!;
+        expect(long.name).toMatch(/^ccfw-d-h[0-9a-f]{12}$/);
+        expect(long.ports).toHaveLength(16);
+        expect(plan.proxy).toEqual([]);
+    });
+
+    test("the same allowlist, in any order, gives the same bytes", () => {
+        const a = renderEgressPlan(allowlistOf(["b.example.org", "*.a.example.org", "a.example.org"], ["198.51.100.0/24", "192.0.2.0/24"]));
+        const b = renderEgressPlan(allowlistOf(["a.example.org", "b.example.org", "*.a.example.org"], ["192.0.2.0/24", "198.51.100.0/24"]));
+        expect(a).toBe(b);
+        expect(planLines(a)[0]).toBe("plan 1");
+    });
+
+    test("the guest's checker loads a whole plan and reports its counts", () => {
+        const text = renderEgressPlan(
+            allowlistOf(["*.example.org", "example.org", { name: "git.example.org", ports: [22, "443/raw", 80] }, "*.api.example.org", "w.api.example.org"], ["192.0.2.0/24"]),
+        );
+        expect(check(text)).toEqual({ code: 0, stdout: "3 names, 2 wildcards, 1 CIDRs\n", stderr: "" });
+    });
+});
+
+describe("the guest's checker refuses a plan that is not whole", () => {
+    const good = renderEgressPlan(allowlistOf(["example.org", "*.example.org"], ["192.0.2.0/24"]));
+    const lines = planLines(good);
+    test.each([
+        ["an allowlist in the old one-entry-a-line form", "example.org 443\n", /first line must be 'plan 1'/],
+        ["an empty file", "", /empty/],
+        ["no counts", lines.filter((l) => !l.startsWith("counts")).join("\n"), /no counts line/],
+        ["a name whose set is not declared", lines.filter((l) => !l.startsWith("set ccfw-d-")).join("\n"), /name sets declared above/],
+        ["a set declared twice", [...lines.slice(0, 3), lines[2], ...lines.slice(3)].join("\n"), /declared twice/],
+        ["a network in a name set", good.replace(/^cidr ccfw-n-443r/m, "cidr ccfw-d-443"), /no network set/],
+        ["a proxy key for a port its name does not open", good.replace("proxy tls exact example.org:443", "proxy tls exact example.org:8443"), /no name line opens 8443\/tls/],
+        ["a proxy key for a name not listed", `${good}proxy tls exact other.example.org:443\n`, /no name line opens/],
+        ["an unknown directive", `${good}server=/#/192.0.2.53\n`, /no plan line/],
+        ["an address handed to the resolver as a name", `${good}name 192.0.2.1 only ccfw-d-443\n`, /not a lowercase DNS name/],
+    ])("%s", (_what, text, why) => {
+        const r = check(text);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(why);
+        expect(r.stderr).toMatch(/nothing was changed\n$/);
+    });
+});
+
+describe("the schema and the guest's checker agree on every entry", () => {
+    test.each(goodDomains)("%s: the schema takes it and the guest loads its plan", (entry) => {
+        const text = renderEgressPlan(allowlistOf([entry]));
+        expect(check(text)).toMatchObject({ code: 0, stderr: "" });
+    });
+
+    test.each(goodPorts.map((p) => [JSON.stringify(p), p] as const))("ports %s: the schema takes them and the guest loads their plan", (_, ports) => {
+        expect(check(renderEgressPlan(allowlistOf([{ name: "example.org", ports }])))).toMatchObject({ code: 0, stderr: "" });
+    });
+
+    test.each(goodCidrs)("%s: the schema takes it and the guest loads its plan", (cidr) => {
+        expect(check(renderEgressPlan(allowlistOf([], [cidr])))).toMatchObject({ code: 0, stderr: "" });
+    });
+
+    // A bad entry cannot be planned: it is put by hand where the plan would carry it.
+    const base = ["plan 1", "counts 1 0 1", "set ccfw-d-443 443/tls", "set ccfw-n-443r 443/raw"];
+
+    test.each(badDomains)("%j: the schema refuses it, and so does the guest in a plan", (entry) => {
+        expect(refusal([entry])?.issues.map((i) => i.path)).toEqual(["cc-sandbox:allowlist.domains[0]"]);
+        const wildcard = entry.startsWith("*.");
+        const name = wildcard ? entry.slice(2) : entry;
+        const key = wildcard ? `suffix .${name}:443` : `exact ${name}:443`;
+        const r = check([...base, `name ${name} ${wildcard ? "below" : "only"} ccfw-d-443`, `proxy tls ${key}`].join("\n"));
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/:5: /);
+    });
+
+    test.each(badPorts.map((p) => [JSON.stringify(p), p] as const))("ports %s: the schema refuses them, and so does the guest in a plan", (_, ports) => {
+        expect(refusal([{ name: "example.org", ports }])).toBeDefined();
+        const tokens = ports.map((p) => (String(p).includes("/") ? String(p) : `${p}/raw`)).join(",");
+        const r = check([...base, `set ccfw-d-x ${tokens}`].join("\n"));
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/:5: .*comma list of 1 to 16 TCP ports/);
+    });
+
+    test.each(badCidrs)("%j: the schema refuses it, and so does the guest in a plan", (cidr) => {
+        expect(refusal([], [cidr])?.issues.map((i) => i.path)).toEqual(["cc-sandbox:allowlist.cidrs[0]"]);
+        const r = check([...base, `cidr ccfw-n-443r ${cidr}`].join("\n"));
+        expect(r.code).toBe(2);
+        expect(r.stderr).toMatch(/:5: /);
+    });
+
+    test("a good plan with one good line swapped for a bad one is refused at that line", () => {
+        const text = formatEgressPlan(planEgress(allowlistOf(["example.org"])));
+        expect(check(text).code).toBe(0);
+        expect(check(text.replace("name example.org ", "name Example.org ")).stderr).toMatch(/:6: 'Example.org' is not a lowercase DNS name/);
+    });
+});
