@@ -3,6 +3,8 @@
  * reaches a shell, a config file or a CLI argument is held to a format here, so nothing later has
  * to guess whether a value is safe.
  */
+import type { FromSchema } from "json-schema-to-ts";
+import { defaults } from "./defaults";
 import { presetNames } from "./presets";
 
 const label = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
@@ -139,25 +141,25 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
     },
 };
 
-const str = (format: string, description: string) => ({ type: "string", format, description });
+const str = <F extends string>(format: F, description: string) => ({ type: "string", format, description }) as const;
 const ports = {
     type: "array",
-    description: "TCP ports the entry may be reached on (default [443])",
+    description: `TCP ports the entry may be reached on (default [${defaults.ports.join(", ")}])`,
     items: { type: "integer", minimum: 1, maximum: 65535 },
     minItems: 1,
     maxItems: 16,
     uniqueItems: true,
-};
+} as const;
 const domainPorts = {
     ...ports,
-    description: "TCP ports the entry may be reached on (default [443]); 443 carries TLS and 80 HTTP, which the guest's proxy checks by name, any other port is raw (by address); PORT/raw, PORT/tls or PORT/http says otherwise",
+    description: `TCP ports the entry may be reached on (default [${defaults.ports.join(", ")}]); 443 carries TLS and 80 HTTP, which the guest's proxy checks by name, any other port is raw (by address); PORT/raw, PORT/tls or PORT/http says otherwise`,
     items: {
         if: { type: "integer" },
         then: { type: "integer", minimum: 1, maximum: 65535 },
         else: { type: "string", pattern: "^[1-9][0-9]{0,4}/(raw|tls|http)$" },
     },
-};
-const bool = (description: string) => ({ type: "boolean", description });
+} as const;
+const bool = (description: string) => ({ type: "boolean", description }) as const;
 
 /** The schema of the raw config: the `cc-sandbox:` namespace with the prefix taken off. */
 export const configSchema = {
@@ -167,7 +169,7 @@ export const configSchema = {
         hypervisor: {
             type: "string",
             enum: ["multipass", "libvirt"],
-            description: "Which hypervisor creates the VM (default multipass)",
+            description: `Which hypervisor creates the VM (default ${defaults.hypervisor})`,
         },
         vm: {
             type: "object",
@@ -175,15 +177,15 @@ export const configSchema = {
             description: "The VM's name and size",
             properties: {
                 name: str("vm-name", "VM name (default cc-<stack>)"),
-                cpus: { type: "integer", minimum: 1, maximum: 64, description: "vCPUs (default 4)" },
-                memory: str("size", "Memory (default 8G)"),
-                disk: str("size", "Disk size (default 50G)"),
-                image: str("multipass-image", "Multipass image: a release (default 24.04) or file:///path of a local one"),
+                cpus: { type: "integer", minimum: 1, maximum: 64, description: `vCPUs (default ${defaults.vm.cpus})` },
+                memory: str("size", `Memory (default ${defaults.vm.memory})`),
+                disk: str("size", `Disk size (default ${defaults.vm.disk})`),
+                image: str("multipass-image", `Multipass image: a release (default ${defaults.vm.image}) or file:///path of a local one`),
                 timeout: {
                     type: "integer",
                     minimum: 60,
                     maximum: 14400,
-                    description: "Seconds to wait for launch and cloud-init (default 1800)",
+                    description: `Seconds to wait for launch and cloud-init (default ${defaults.vm.timeoutSeconds})`,
                 },
             },
         },
@@ -192,16 +194,16 @@ export const configSchema = {
             additionalProperties: false,
             description: "libvirt driver options",
             properties: {
-                uri: str("libvirt-uri", "Connection URI (default qemu:///system)"),
+                uri: str("libvirt-uri", `Connection URI (default ${defaults.libvirt.uri})`),
                 image: str("image-source", "Ubuntu 24.04 cloud image: path or URL"),
                 imageSha256: str("sha256", "The checksum a URL image must have (pins the release)"),
-                network: str("simple-name", "libvirt network (default default)"),
-                osVariant: str("simple-name", "osinfo name (default ubuntu24.04)"),
-                filesystem: { type: "string", enum: ["virtiofs", "9p"], description: "Host folder sharing (default virtiofs)" },
-                storageDir: str("guest-path", "Directory for disks and seeds on the libvirt host"),
-                machine: { type: "string", enum: ["pc", "q35"], description: "Machine type (default q35)" },
-                virtType: { type: "string", enum: ["kvm", "qemu"], description: "kvm, or qemu for software emulation" },
-                firmware: { type: "string", enum: ["bios", "uefi"], description: "How the VM boots its image: bios (default) or uefi (OVMF)" },
+                network: str("simple-name", `libvirt network (default ${defaults.libvirt.network})`),
+                osVariant: str("simple-name", `osinfo name (default ${defaults.libvirt.osVariant})`),
+                filesystem: { type: "string", enum: ["virtiofs", "9p"], description: `Host folder sharing (default ${defaults.libvirt.filesystem})` },
+                storageDir: str("guest-path", `Directory for disks and seeds on the libvirt host (default ${defaults.libvirt.storageDir})`),
+                machine: { type: "string", enum: ["pc", "q35"], description: `Machine type (default ${defaults.libvirt.machine})` },
+                virtType: { type: "string", enum: ["kvm", "qemu"], description: `kvm, or qemu for software emulation (default ${defaults.libvirt.virtType})` },
+                firmware: { type: "string", enum: ["bios", "uefi"], description: `How the VM boots its image: bios or uefi (OVMF) (default ${defaults.libvirt.firmware})` },
                 kernel: str("guest-path", "Boot this kernel directly (images without a bootloader)"),
                 initrd: str("guest-path", "initrd for the direct kernel boot"),
                 kernelArgs: str("kernel-args", "Kernel command line for the direct kernel boot"),
@@ -210,7 +212,7 @@ export const configSchema = {
         },
         mounts: {
             type: "array",
-            description: "Host folders mounted read-write in the guest (default ~/code at the agent's ~/code)",
+            description: `Host folders mounted read-write in the guest (default ${defaults.mounts[0].host} at ${defaults.mounts[0].guest})`,
             maxItems: 8,
             items: {
                 type: "object",
@@ -229,7 +231,7 @@ export const configSchema = {
             description: "The SSH key that logs in to the VM",
             properties: {
                 publicKey: str("ssh-public-key", "Public key, inline"),
-                publicKeyPath: str("host-path", "Public key file (default ~/.ssh/id_ed25519.pub)"),
+                publicKeyPath: str("host-path", `Public key file (default ${defaults.sshPublicKeyPath})`),
                 privateKeyPath: str("host-path", "Private key for the ssh outputs (default: the public key path without .pub)"),
             },
         },
@@ -249,7 +251,7 @@ export const configSchema = {
             properties: {
                 presets: {
                     type: "array",
-                    description: `Named sets of domains: ${presetNames.join(", ")} (default anthropic, github, npm)`,
+                    description: `Named sets of domains: ${presetNames.join(", ")} (default ${defaults.presets.join(", ")})`,
                     items: { type: "string", enum: presetNames },
                     uniqueItems: true,
                 },
@@ -290,9 +292,9 @@ export const configSchema = {
             additionalProperties: false,
             description: "Egress firewall options",
             properties: {
-                enabled: bool("Default-deny egress firewall (default true)"),
-                githubMeta: bool("Allow GitHub's published CIDRs from api.github.com/meta (default false)"),
-                logDenied: bool("Log denied connections, rate limited (default true)"),
+                enabled: bool(`Default-deny egress firewall (default ${defaults.firewall.enabled})`),
+                githubMeta: bool(`Allow GitHub's published CIDRs from api.github.com/meta (default ${defaults.firewall.githubMeta})`),
+                logDenied: bool(`Log denied connections, rate limited (default ${defaults.firewall.logDenied})`),
             },
         },
         secureOps: {
@@ -327,9 +329,12 @@ export const configSchema = {
             additionalProperties: false,
             description: "Claude Code in the guest",
             properties: {
-                install: bool("Install Claude Code (default true)"),
-                version: str("semver", "Pinned @anthropic-ai/claude-code version"),
+                install: bool(`Install Claude Code (default ${defaults.claude.install})`),
+                version: str("semver", `Pinned @anthropic-ai/claude-code version (default ${defaults.claude.version})`),
             },
         },
     },
 } as const;
+
+/** The raw config as the schema lets it through: what validate.ts hands on, typed from the schema itself. */
+export type RawConfig = FromSchema<typeof configSchema, { parseIfThenElseKeywords: true }>;

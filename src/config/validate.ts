@@ -1,0 +1,154 @@
+/**
+ * Judging raw config: the schema first (every error at once, Ajv's wording turned into "KEY: must
+ * be ..."), then the rules that span several keys or need the host. Nothing here fills a default.
+ */
+import Ajv, { ErrorObject } from "ajv";
+import { defaults, sizeMiB } from "./defaults";
+import { HostContext, mountsOf, rawMounts, snapCannotRead } from "./host";
+import { ConfigIssue, keyPath } from "./issues";
+import { configSchema, formats, RawConfig } from "./schema";
+import { Raw } from "./sources";
+import { SandboxConfig } from "./types";
+
+const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: false, coerceTypes: true });
+for (const [name, f] of Object.entries(formats)) ajv.addFormat(name, { type: "string", validate: f.test });
+const validateRaw = ajv.compile<RawConfig>(configSchema);
+
+function segmentsOf(instancePath: string): (string | number)[] {
+    if (instancePath === "") return [];
+    return instancePath
+        .slice(1)
+        .split("/")
+        .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+        .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function valueAt(raw: unknown, segments: readonly (string | number)[]): unknown {
+    let v: unknown = raw;
+    for (const s of segments) {
+        if (v === null || typeof v !== "object") return undefined;
+        v = (v as Record<string | number, unknown>)[s];
+    }
+    return v;
+}
+
+function issueOf(raw: Raw, e: ErrorObject): ConfigIssue | undefined {
+    const segments = segmentsOf(e.instancePath);
+    if (e.keyword === "propertyNames") return undefined; // the name's own error says which
+    if (e.propertyName !== undefined) {
+        // A key that breaks a rule for names (secrets): the name is shown, the value under it is not.
+        const f = formats[(e.params as { format?: string }).format ?? ""];
+        return { path: keyPath([...segments, e.propertyName]), value: e.propertyName, message: `must be ${f ? f.phrase : "a valid name"}` };
+    }
+    const issue = plainIssueOf(raw, e, segments);
+    return issue && segments[0] === "secrets" ? { ...issue, secret: true } : issue;
+}
+
+function plainIssueOf(raw: Raw, e: ErrorObject, segments: (string | number)[]): ConfigIssue | undefined {
+    switch (e.keyword) {
+        case "if":
+            return undefined; // the failing branch reports the real problem
+        case "additionalProperties": {
+            const key = (e.params as { additionalProperty: string }).additionalProperty;
+            const at = [...segments, key];
+            return { path: keyPath(at), value: valueAt(raw, at), message: "is not a known key" };
+        }
+        case "required": {
+            const key = (e.params as { missingProperty: string }).missingProperty;
+            return { path: keyPath([...segments, key]), value: undefined, message: "is required" };
+        }
+        case "format": {
+            const f = formats[(e.params as { format: string }).format];
+            return { path: keyPath(segments), value: valueAt(raw, segments), message: `must be ${f.phrase}` };
+        }
+        case "enum": {
+            const allowed = (e.params as { allowedValues: unknown[] }).allowedValues;
+            return { path: keyPath(segments), value: valueAt(raw, segments), message: `must be one of ${allowed.join(", ")}` };
+        }
+        default:
+            return { path: keyPath(segments), value: valueAt(raw, segments), message: e.message ?? "is invalid" };
+    }
+}
+
+/** A stack's name goes into file and VM names: letters, digits, '_', '.' and '-'. */
+export function stackNameIssues(stack: string): ConfigIssue[] {
+    return /^[A-Za-z0-9_.-]{1,100}$/.test(stack) ? [] : [{ path: "stack name", value: stack, message: "must be letters, digits, '_', '.' and '-'" }];
+}
+
+/**
+ * The raw config held to the schema, as a typed copy (values given as strings, as `pulumi config
+ * set --path` stores them, coerced), or undefined with every problem added to ISSUES.
+ */
+export function validateSchema(input: Raw, issues: ConfigIssue[]): RawConfig | undefined {
+    const raw = structuredClone(input);
+    if (validateRaw(raw)) return raw;
+    for (const e of validateRaw.errors ?? []) {
+        const issue = issueOf(raw, e);
+        if (issue) issues.push(issue);
+    }
+    return undefined;
+}
+
+/** The rules no schema can say: keys that exclude each other, sizes, what the host can share. */
+export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    const vm = raw.vm ?? {};
+    const lv = raw.libvirt ?? {};
+    const scriptSeen = new Map<string, number>();
+    (raw.secureOps?.scripts ?? []).forEach((x, i) => {
+        const j = scriptSeen.get(x.path);
+        if (j !== undefined) issues.push({ path: keyPath(["secureOps", "scripts", i, "path"]), value: x.path, message: `is already listed as secureOps.scripts[${j}]` });
+        scriptSeen.set(x.path, i);
+    });
+    if (lv.imageSha256 !== undefined && !/^https?:\/\//.test(lv.image ?? defaults.libvirt.image)) {
+        issues.push({ path: keyPath(["libvirt", "imageSha256"]), value: lv.imageSha256, message: "pins a downloaded image: libvirt.image is a local path" });
+    }
+    if (lv.firmware === "uefi" && lv.kernel !== undefined) {
+        issues.push({ path: keyPath(["libvirt", "firmware"]), value: "uefi", message: "boots the image's own loader: drop libvirt.kernel, initrd and kernelArgs, or the firmware" });
+    }
+    if (sizeMiB(vm.memory ?? defaults.vm.memory) < 1024) issues.push({ path: keyPath(["vm", "memory"]), value: vm.memory, message: "must be at least 1G" });
+    if (sizeMiB(vm.disk ?? defaults.vm.disk) < 5 * 1024) issues.push({ path: keyPath(["vm", "disk"]), value: vm.disk, message: "must be at least 5G" });
+
+    const given = rawMounts(raw);
+    const mounts = mountsOf(raw, host);
+    if ((raw.hypervisor ?? defaults.hypervisor) === "multipass") {
+        const image = vm.image;
+        if (image?.startsWith("file://") && snapCannotRead(image.slice("file://".length), host)) {
+            issues.push({
+                path: keyPath(["vm", "image"]),
+                value: image,
+                message: `must be a file under your home (${host.home}) with no hidden part: Multipass on Linux reads nothing else`,
+            });
+        }
+        given.forEach((m, i) => {
+            if (snapCannotRead(mounts[i].host, host)) {
+                issues.push({
+                    path: keyPath(["mounts", i, "host"]),
+                    value: m.host,
+                    message: `must be a folder under your home (${host.home}) with no hidden part: Multipass on Linux shares nothing else`,
+                });
+            }
+            if (m.readOnly) {
+                issues.push({ path: keyPath(["mounts", i, "readOnly"]), value: true, message: "is not supported by Multipass mounts; use hypervisor libvirt or drop readOnly" });
+            }
+        });
+    }
+    const seen = new Map<string, number>();
+    mounts.forEach((m, i) => {
+        const j = seen.get(m.guest);
+        if (j !== undefined) issues.push({ path: keyPath(["mounts", i, "guest"]), value: m.guest, message: `is already mounted by mounts[${j}]` });
+        seen.set(m.guest, i);
+    });
+    return issues;
+}
+
+/**
+ * Host folders the config shares that do not exist on this host: known before anything is created
+ * (Multipass refuses the mount only after the VM is up). A remote libvirt host's folders are its own.
+ */
+export function missingHostFolders(c: SandboxConfig, isDirectory: (p: string) => boolean): ConfigIssue[] {
+    if (c.hypervisor === "libvirt" && !/^qemu:\/\/\/|^qemu\+unix:/.test(c.libvirt.uri)) return [];
+    return c.mounts.flatMap((m, i) =>
+        isDirectory(m.host) ? [] : [{ path: keyPath(["mounts", i, "host"]), value: m.host, message: "is not a folder on this host: create it first" }],
+    );
+}
