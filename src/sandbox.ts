@@ -5,11 +5,10 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import * as fs from "fs";
 import * as path from "path";
 import { SandboxConfig } from "./config/types";
 import { RenderedGuest } from "./render";
-import { Driver, HostIdentity, VmPlan } from "./drivers/types";
+import { Driver, HostIdentity, RunnerStep, StepPlans } from "./drivers/types";
 import { sshOptions } from "./drivers/libvirt";
 import { shellQuote } from "./shell";
 
@@ -22,9 +21,18 @@ export interface SandboxArgs {
     readonly secrets?: pulumi.Input<Record<string, string>>;
 }
 
-const runnerSource = fs.readFileSync(path.join(__dirname, "drivers", "runner.js"), "utf8");
-const step = (name: string) => `${runnerSource}\nrunStep(${JSON.stringify(name)});\n`;
+/**
+ * The lifecycle runner goes to every command by its path (CC_RUNNER), not by its text: editing it
+ * changes no resource's inputs, so nothing runs again for it. A resource whose stored path is gone
+ * (the checkout moved) finds it in the project's folder, where the command provider runs.
+ */
+export const runnerPath = path.join(__dirname, "drivers", "runner.js");
+export const step = (name: RunnerStep) =>
+    `const fs = require("fs"), stored = process.env.CC_RUNNER || "";\n` +
+    `require(fs.existsSync(stored) ? stored : require("path").resolve("src/drivers/runner.js")).runStep(${JSON.stringify(name)});\n`;
 const node = ["node", "-e"];
+/** A resource's CC_PLAN and where its runner is. */
+const runnerEnv = (plan: unknown) => ({ CC_PLAN: JSON.stringify(plan), CC_RUNNER: runnerPath });
 const secureOpsTool = "/usr/local/sbin/cc-sandbox-secure-ops";
 
 /** What forces a new VM: anything first boot installs, and the VM's shape. The allowlist is not here. */
@@ -72,7 +80,7 @@ export class Sandbox extends pulumi.ComponentResource {
     constructor(name: string, args: SandboxArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cc-sandbox:index:Sandbox", name, {}, opts);
         const { config: c, rendered, driver, host } = args;
-        const plan: VmPlan = driver.vmPlan(c, rendered.metaData);
+        const plan: StepPlans["create"] & StepPlans["delete"] & StepPlans["keep"] = driver.vmPlan(c, rendered.metaData);
         const mountPlans = driver.mountPlan ? c.mounts.map((m) => driver.mountPlan!(c, m, host)) : [];
 
         this.vm = new command.local.Command(
@@ -85,34 +93,35 @@ export class Sandbox extends pulumi.ComponentResource {
                 update: step("keep"),
                 delete: step("delete"),
                 stdin: rendered.userData,
-                environment: { CC_PLAN: JSON.stringify(plan) },
+                environment: runnerEnv(plan),
                 triggers: replaceTriggers(c, rendered.firstBootHash),
             },
             // A VM name can exist only once: the old VM goes before the new one is made.
             { parent: this, deleteBeforeReplace: true },
         );
 
-        this.mounts = mountPlans.map(
-            (mp, i) =>
-                new command.local.Command(
-                    `${name}-mount-${c.mounts[i].tag}`,
-                    {
-                        interpreter: node,
-                        create: step("mount"),
-                        delete: step("umount"),
-                        environment: { CC_PLAN: JSON.stringify({ ...plan, mount: mp }) },
-                        triggers: [this.vm.stdout],
-                    },
-                    { parent: this, dependsOn: [this.vm], deleteBeforeReplace: true },
-                ),
-        );
+        this.mounts = mountPlans.map((mp, i) => {
+            const mountStep: StepPlans["mount"] & StepPlans["umount"] = { ...plan, mount: mp };
+            return new command.local.Command(
+                `${name}-mount-${c.mounts[i].tag}`,
+                {
+                    interpreter: node,
+                    create: step("mount"),
+                    delete: step("umount"),
+                    environment: runnerEnv(mountStep),
+                    triggers: [this.vm.stdout],
+                },
+                { parent: this, dependsOn: [this.vm], deleteBeforeReplace: true },
+            );
+        });
+        const infoStep: StepPlans["info"] = { ...plan, mounts: mountPlans };
         const info = command.local.runOutput(
             {
                 interpreter: node,
                 command: step("info"),
                 stdin: rendered.userData,
                 environment: {
-                    CC_PLAN: JSON.stringify({ ...plan, mounts: mountPlans }),
+                    ...runnerEnv(infoStep),
                     CC_DRY_RUN: pulumi.runtime.isDryRun() ? "1" : "0",
                     // Only to order this after the VM exists.
                     CC_VM: this.vm.stdout,
@@ -126,19 +135,21 @@ export class Sandbox extends pulumi.ComponentResource {
 
         // What changes in place on the running guest: each runs again with its new stdin, and on a
         // new VM (triggers).
-        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[]) =>
-            new command.local.Command(
+        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[]) => {
+            const guestStep: StepPlans["guest"] & StepPlans["guest-undo"] = { ...plan, command: ["sudo", ...argv], undo: undo ? ["sudo", ...undo] : undefined };
+            return new command.local.Command(
                 `${name}-${suffix}`,
                 {
                     interpreter: node,
                     create: step("guest"),
                     ...(undo ? { delete: step("guest-undo") } : {}),
                     stdin,
-                    environment: { CC_PLAN: JSON.stringify({ ...plan, command: ["sudo", ...argv], undo: undo ? ["sudo", ...undo] : undefined }) },
+                    environment: runnerEnv(guestStep),
                     triggers: [this.vm.stdout],
                 },
                 { parent: this, dependsOn: [this.vm, ...this.mounts] },
             );
+        };
         this.allowlist = inGuest("allowlist", rendered.allowlist, ["/usr/local/sbin/cc-sandbox-firewall", "apply", "-"]);
         this.secureOps = inGuest("secure-ops", rendered.secureOps, [secureOpsTool, "apply", "-"]);
         // A secret's value travels only on stdin, as a secret: never in argv, the seed or a log.

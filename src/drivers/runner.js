@@ -1,8 +1,12 @@
+// @ts-check
 /*
- * The VM lifecycle steps the Pulumi command resources run: `node -e` with this file followed by
- * `runStep("NAME")`, and the driver's plan (argument lists, never shell strings) as JSON in CC_PLAN. Plain
- * CommonJS with Node built-ins only, because the command provider runs it outside the program.
- * The program also requires it for the parsers, so there is one parser per CLI output.
+ * The VM lifecycle steps the Pulumi command resources run. Loaded by the command provider (the
+ * Sandbox component in src/sandbox.ts makes each resource's command `node -e` with this file and
+ * `runStep("NAME")`), with the driver's plan (argument lists, never shell strings) as JSON in
+ * CC_PLAN: each step's plan is a type in src/drivers/types.ts (StepPlans), checked here through
+ * JSDoc by `npm run build` (tsconfig.runner.json). Plain CommonJS with Node built-ins only, because
+ * the command provider runs it outside the program. The program's tests also require it for the
+ * parsers, so there is one parser per CLI output.
  */
 "use strict";
 const { spawnSync } = require("child_process");
@@ -11,17 +15,29 @@ const os = require("os");
 const path = require("path");
 
 /**
+ * @typedef {import("./types").VmPlan} VmPlan
+ * @typedef {import("./types").MountPlan} MountPlan
+ * @typedef {import("./types").StepPlans} StepPlans
+ * @typedef {import("./types").RunnerStep} RunnerStep
+ * @typedef {import("./types").VmStatus} VmStatus
+ * @typedef {{ code: number, stdout: string, stderr: string }} RunResult
+ * @typedef {{ input?: string, timeoutMs?: number }} RunOptions
+ */
+
+/**
  * `multipass info NAME --format json` -> {state, ip, mounts}. Numbers the daemon reads from the guest
  * are strings; `ipv4` is empty while the instance is not running and ["N/A"] while it runs without an
  * address; `mounts` is keyed by guest path (json_formatter.cpp, runtime_instance_info_helper.cpp).
  */
+/** @param {string} stdout @param {string} name @returns {VmStatus} */
 function parseMultipassInfo(stdout, name) {
     const doc = JSON.parse(stdout);
     const info = doc && doc.info && doc.info[name];
     if (!info) return { state: "absent", ip: "" };
-    const ips = Array.isArray(info.ipv4) ? info.ipv4.filter((a) => typeof a === "string" && /^\d{1,3}(\.\d{1,3}){3}$/.test(a)) : [];
+    const ips = Array.isArray(info.ipv4) ? info.ipv4.filter((/** @type {unknown} */ a) => typeof a === "string" && /^\d{1,3}(\.\d{1,3}){3}$/.test(a)) : [];
+    /** @type {Record<string, string>} */
     const mounts = {};
-    for (const [guest, m] of Object.entries(info.mounts || {})) mounts[guest] = (m && m.source_path) || "";
+    for (const [guest, m] of Object.entries(info.mounts || {})) mounts[guest] = (m && /** @type {{ source_path?: string }} */ (m).source_path) || "";
     return {
         state: String(info.state || "unknown").toLowerCase(),
         ip: ips[0] || "",
@@ -32,6 +48,7 @@ function parseMultipassInfo(stdout, name) {
 }
 
 /** `virsh domstate NAME` -> state. */
+/** @param {string} stdout @returns {string} */
 function parseVirshState(stdout) {
     const s = stdout.trim().toLowerCase();
     if (s === "running" || s === "idle") return "running";
@@ -40,6 +57,7 @@ function parseVirshState(stdout) {
 }
 
 /** `virsh domifaddr NAME [--source lease]` table -> first IPv4 address. */
+/** @param {string} stdout @returns {string} */
 function parseDomifaddr(stdout) {
     for (const line of stdout.split("\n")) {
         const m = /\bipv4\s+(\d{1,3}(?:\.\d{1,3}){3})\/\d+/.exec(line);
@@ -48,12 +66,14 @@ function parseDomifaddr(stdout) {
     return "";
 }
 
+/** @param {string} msg */
 function log(msg) {
     process.stderr.write(`cc-sandbox: ${msg}\n`);
 }
 
+/** `{name}` in each argument replaced by vars.name. @param {readonly string[]} argv @param {Record<string, string>} vars */
 function fill(argv, vars) {
-    return argv.map((a) => a.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? vars[k] : m)));
+    return argv.map((a) => a.replace(/\{(\w+)\}/g, (m, /** @type {string} */ k) => (k in vars ? vars[k] : m)));
 }
 
 // No CLI call may hang the run: `multipass exec` can (an open Multipass issue), and so can a
@@ -61,6 +81,7 @@ function fill(argv, vars) {
 const defaultTimeoutMs = 10 * 60_000;
 const queryTimeoutMs = 60_000;
 
+/** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
 function run(argv, opts = {}) {
     const r = spawnSync(argv[0], argv.slice(1), {
         input: opts.input,
@@ -70,8 +91,9 @@ function run(argv, opts = {}) {
         killSignal: "SIGKILL",
         maxBuffer: 64 * 1024 * 1024,
     });
-    if (r.error && r.error.code === "ENOENT") throw new Error(`${argv[0]} is not installed or not on PATH (npm run doctor)`);
-    const timedOut = r.error && r.error.code === "ETIMEDOUT";
+    const code = r.error && /** @type {NodeJS.ErrnoException} */ (r.error).code;
+    if (code === "ENOENT") throw new Error(`${argv[0]} is not installed or not on PATH (npm run doctor)`);
+    const timedOut = code === "ETIMEDOUT";
     return {
         code: r.status === null ? -1 : r.status,
         stdout: r.stdout || "",
@@ -79,6 +101,7 @@ function run(argv, opts = {}) {
     };
 }
 
+/** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
 function must(argv, opts) {
     const r = run(argv, opts);
     if (r.code !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
@@ -86,10 +109,11 @@ function must(argv, opts) {
     return r;
 }
 
-const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+const sleep = (/** @type {number} */ ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 const pollMs = Number(process.env.CC_POLL_MS) || 1000;
 
 /** With plan.list: the hypervisor lists its VMs and this one is not among them. */
+/** @param {VmPlan} plan */
 function confirmedAbsent(plan) {
     if (!plan.list) return true;
     const r = run(plan.list, { timeoutMs: queryTimeoutMs });
@@ -101,6 +125,7 @@ function confirmedAbsent(plan) {
  * "absent": a daemon that does not answer, or any other failure, is an error, so that destroy never
  * reports a running VM as gone and up never launches a second one.
  */
+/** @param {VmPlan} plan @returns {VmStatus} */
 function status(plan) {
     const r = run(plan.state, { timeoutMs: queryTimeoutMs });
     if (r.code !== 0) {
@@ -114,11 +139,13 @@ function status(plan) {
     return { state, ip };
 }
 
+/** @param {VmPlan} plan @param {string} ip @param {readonly string[]} command @param {RunOptions} [opts] */
 function guest(plan, ip, command, opts) {
     return run([...fill(plan.guestExec, { ip }), ...command], opts);
 }
 
 /** The guest command never ran: guestExec could not reach the guest (ssh's 255, multipass's "exec failed:"). */
+/** @param {VmPlan} plan @param {RunResult} r */
 function unreachable(plan, r) {
     if (r.code === -1) return true;
     const u = plan.unreachable || { codes: [255] };
@@ -126,6 +153,7 @@ function unreachable(plan, r) {
 }
 
 /** Waits for cloud-init; on failure throws with the tail of its output log and the boot log. */
+/** @param {VmPlan} plan @param {string} ip @param {number} deadline */
 function waitForCloudInit(plan, ip, deadline) {
     for (;;) {
         const left = deadline - Date.now();
@@ -155,6 +183,7 @@ function waitForCloudInit(plan, ip, deadline) {
  * shutdown cancelled, waited on while it changes state by itself; a state nothing can be done about
  * is an error naming it, at once.
  */
+/** @param {VmPlan} plan @param {number} deadline @returns {VmStatus} */
 function ensureRunning(plan, deadline) {
     let acted = "";
     for (;;) {
@@ -164,7 +193,7 @@ function ensureRunning(plan, deadline) {
         } catch (err) {
             // A query that failed once (a slow daemon) is asked again until the deadline.
             if (Date.now() > deadline) throw err;
-            log(`${err.message}; asking again`);
+            log(`${/** @type {Error} */ (err).message}; asking again`);
             sleep(Math.max(pollMs, 2000));
             continue;
         }
@@ -212,6 +241,7 @@ function ensureRunning(plan, deadline) {
 }
 
 /** Unmounts a share of the running VM, after the guest let go of what it mounted inside it. */
+/** @param {VmPlan} plan @param {VmStatus} s @param {MountPlan} m */
 function unmountShare(plan, s, m) {
     if (s.state === "running" && s.ip && m.release) {
         const r = guest(plan, s.ip, m.release, { timeoutMs: queryTimeoutMs });
@@ -221,6 +251,7 @@ function unmountShare(plan, s, m) {
 }
 
 /** Mounts a share into the running VM, and has the guest protect its repositories at once. */
+/** @param {VmPlan} plan @param {VmStatus} s @param {MountPlan} m */
 function mountShare(plan, s, m) {
     must(m.mount, { timeoutMs: 5 * 60_000 });
     if (s.state === "running" && s.ip && m.protect) {
@@ -230,16 +261,24 @@ function mountShare(plan, s, m) {
 }
 
 /** Mounts a plan.mounts entry lists but the VM no longer has (Multipass drops one it cannot restore at start). */
+/** @param {StepPlans["info"]} plan @param {VmStatus} s */
 function restoreMounts(plan, s) {
     if (!s.mounts) return;
     for (const m of plan.mounts || []) {
-        if (s.mounts[m.guest] === m.source) continue;
-        if (s.mounts[m.guest] !== undefined) unmountShare(plan, s, m);
+        const mounted = s.mounts[m.guest];
+        if (mounted === m.source) continue;
+        if (mounted !== undefined) unmountShare(plan, s, m);
         log(`${m.source} is not mounted at ${m.guest} in ${plan.name}; mounting it again`);
         mountShare(plan, s, m);
     }
 }
 
+/**
+ * @template T
+ * @param {string} userData @param {string} metaData
+ * @param {(files: { userDataFile: string, metaDataFile: string }) => T} fn
+ * @returns {T}
+ */
 function withSeed(userData, metaData, fn) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-sandbox-seed-"));
     try {
@@ -253,20 +292,23 @@ function withSeed(userData, metaData, fn) {
     }
 }
 
+/** @param {VmPlan} plan @param {string} userData */
 function create(plan, userData) {
     const started = Date.now();
     const deadline = started + plan.timeoutSeconds * 1000;
     // Seconds since started at the end of each phase, logged as one line (the boot benchmark reads it).
+    /** @type {string[]} */
     const phases = [];
-    const phase = (name) => phases.push(`${name} ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const phase = (/** @type {string} */ name) => phases.push(`${name} ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const s = status(plan);
     if (s.state === "absent") {
         for (const step of plan.prepare || []) must(step);
+        /** @type {Record<string, string>} */
         const image = plan.image ? { image: must(plan.image, { timeoutMs: plan.timeoutSeconds * 1000 }).stdout.trim() } : {};
         phase("image");
         log(`creating ${plan.name}`);
         withSeed(userData, plan.metaData, (files) => {
-            if (plan.seed) must(fill(plan.seed, files));
+            if (plan.seed) must(fill(plan.seed, { ...files }));
             const r = run(fill(plan.launch, { ...files, ...image }), { input: plan.launchStdin ? userData : undefined, timeoutMs: plan.timeoutSeconds * 1000 });
             // A launch that timed out may have left a VM that is still booting: adopt it below.
             if (r.code !== 0 && status(plan).state === "absent") {
@@ -285,6 +327,7 @@ function create(plan, userData) {
     return { name: plan.name, ip: up.ip };
 }
 
+/** @param {VmPlan} plan */
 function destroy(plan) {
     if (status(plan).state === "absent") {
         log(`${plan.name} is already gone`);
@@ -298,35 +341,48 @@ function destroy(plan) {
 }
 
 /** Entry point of the command resources: `<this file>\nrunStep("create")`. */
+/** @param {RunnerStep} step */
 function runStep(step) {
     try {
         main(step);
     } catch (err) {
-        log(err.message);
+        log(/** @type {Error} */ (err).message);
         process.exitCode = 1;
     }
 }
 
+/**
+ * The plan this step reads: a resource's CC_PLAN, made by the component as StepPlans[step].
+ * @template {RunnerStep} S
+ * @param {S} step
+ * @returns {StepPlans[S]}
+ */
+function planFor(step) {
+    if (!process.env.CC_PLAN) throw new Error(`step ${step}: no CC_PLAN in the environment`);
+    return JSON.parse(process.env.CC_PLAN);
+}
+
+/** @param {RunnerStep} step */
 function main(step) {
-    const plan = JSON.parse(process.env.CC_PLAN || "{}");
     const stdin = () => fs.readFileSync(0, "utf8");
     switch (step) {
         case "create":
-            process.stdout.write(JSON.stringify(create(plan, stdin())) + "\n");
+            process.stdout.write(JSON.stringify(create(planFor(step), stdin())) + "\n");
             break;
         case "keep": {
             // An update that leaves the VM as it is: the same output as before (the command provider
             // passes it in PULUMI_COMMAND_STDOUT), so nothing that depends on the VM runs again.
             const previous = process.env.PULUMI_COMMAND_STDOUT || "";
-            process.stdout.write(previous ? `${previous}\n` : JSON.stringify(create(plan, stdin())) + "\n");
+            process.stdout.write(previous ? `${previous}\n` : JSON.stringify(create(planFor(step), stdin())) + "\n");
             break;
         }
         case "delete":
-            destroy(plan);
+            destroy(planFor(step));
             break;
         case "info": {
             // Runs on every program run. On `pulumi up` (not preview) it also reconciles: a stopped
             // VM is started, one deleted behind Pulumi's back is created again from the same seed.
+            const plan = planFor(step);
             let s = status(plan);
             if (process.env.CC_DRY_RUN !== "1") {
                 if (s.state === "absent") {
@@ -341,6 +397,7 @@ function main(step) {
         }
         case "guest": {
             // Runs plan.command in the guest with this step's stdin (used to push an allowlist).
+            const plan = planFor(step);
             const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
             const r = guest(plan, s.ip, plan.command, { input: stdin(), timeoutMs: 5 * 60_000 });
             process.stdout.write(r.stdout);
@@ -350,19 +407,23 @@ function main(step) {
         }
         case "guest-undo": {
             // Undoes a "guest" step; nothing to undo in a VM that is gone or stopped.
+            const plan = planFor(step);
+            const undo = plan.undo;
+            if (!undo) throw new Error(`step ${step}: the plan names nothing to undo`);
             const s = status(plan);
             if (s.state !== "running" || !s.ip) {
                 log(`${plan.name} is ${s.state}; nothing to undo in it`);
                 break;
             }
-            const r = guest(plan, s.ip, plan.undo, { timeoutMs: 5 * 60_000 });
+            const r = guest(plan, s.ip, undo, { timeoutMs: 5 * 60_000 });
             process.stderr.write(r.stderr);
-            if (r.code !== 0) throw new Error(`${plan.undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);
+            if (r.code !== 0) throw new Error(`${undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);
             break;
         }
         case "mount": {
             // A share the hypervisor adds to the running VM (plan.mount): mounted once; one already
             // there from the same folder is adopted, one from another folder replaced.
+            const plan = planFor(step);
             const m = plan.mount;
             const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
             if (s.mounts && s.mounts[m.guest] === m.source) {
@@ -374,6 +435,7 @@ function main(step) {
             break;
         }
         case "umount": {
+            const plan = planFor(step);
             const m = plan.mount;
             const s = status(plan);
             if (s.state === "absent" || s.state === "deleted" || !s.mounts || s.mounts[m.guest] === undefined) {

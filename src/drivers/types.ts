@@ -59,3 +59,46 @@ export interface Driver {
     /** Mounts that are their own resources (Multipass); undefined where the VM definition carries them (libvirt). */
     mountPlan?(config: SandboxConfig, mount: Mount, host: HostIdentity): MountPlan;
 }
+
+/**
+ * The runner's steps (src/drivers/runner.js `runStep`), each with the CC_PLAN it reads. One
+ * resource's create and delete steps read the same plan: mount/umount, guest/guest-undo.
+ */
+export interface MountStepPlan extends VmPlan {
+    readonly mount: MountPlan;
+}
+
+export interface InfoStepPlan extends VmPlan {
+    /** The shares the hypervisor adds (Multipass): mounted again when the VM lost one. */
+    readonly mounts: readonly MountPlan[];
+}
+
+export interface GuestStepPlan extends VmPlan {
+    /** Run in the guest (through guestExec) with the step's stdin. */
+    readonly command: readonly string[];
+    /** What `guest-undo` runs when the resource goes. */
+    readonly undo?: readonly string[];
+}
+
+export interface StepPlans {
+    readonly create: VmPlan;
+    readonly keep: VmPlan;
+    readonly delete: VmPlan;
+    readonly info: InfoStepPlan;
+    readonly mount: MountStepPlan;
+    readonly umount: MountStepPlan;
+    readonly guest: GuestStepPlan;
+    readonly "guest-undo": GuestStepPlan;
+}
+
+export type RunnerStep = keyof StepPlans;
+
+/** What the VM's state query tells: a state, an address when it has one, the shares it reports. */
+export interface VmStatus {
+    readonly state: string;
+    readonly ip: string;
+    /** Guest path -> host folder (Multipass); undefined where the hypervisor reports none. */
+    readonly mounts?: Readonly<Record<string, string>>;
+    readonly cpus?: number;
+    readonly release?: string;
+}

@@ -2,6 +2,7 @@
  * The Pulumi program under Pulumi's own mocks: the resource graph, the outputs, and which changes
  * replace the VM (pulumi-command replaces a Command when its `triggers` change).
  */
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
@@ -118,6 +119,32 @@ describe("multipass stack (alice)", () => {
         expect(vm.inputs.create).toContain('runStep("create")');
         expect(vm.inputs.delete).toContain('runStep("delete")');
         expect(vm.inputs.update).toContain('runStep("keep")');
+    });
+
+    test("every command reaches the runner by its path, never carrying its text: editing the runner changes no input", () => {
+        const runnerFile = path.join(root, "src/drivers/runner.js");
+        const runnerText = fs.readFileSync(runnerFile, "utf8");
+        const commands = run.resources.filter((r) => r.type === "command:local:Command");
+        expect(commands.length).toBeGreaterThan(2);
+        for (const r of commands) {
+            expect(r.inputs.environment.CC_RUNNER).toBe(runnerFile);
+            for (const key of ["create", "update", "delete"]) {
+                if (r.inputs[key] === undefined) continue;
+                expect(r.inputs[key].length).toBeLessThan(300);
+                expect(JSON.stringify(r.inputs)).not.toContain(runnerText.slice(0, 200));
+            }
+        }
+        expect(run.calls.map((c) => c.inputs.environment.CC_RUNNER)).toEqual([runnerFile]);
+    });
+
+    test("the runner is found at its stored path, or in the project's folder when that path is gone", () => {
+        const { step } = require("../../src/sandbox") as typeof import("../../src/sandbox");
+        // A plan whose VM the hypervisor says does not exist: delete has nothing to do.
+        const plan = { name: "cc-gone", format: "virsh", state: ["sh", "-c", "echo 'error: failed to get domain' >&2; exit 1"], absent: "failed to get domain", delete: [] };
+        for (const stored of [path.join(root, "src/drivers/runner.js"), "/nonexistent/runner.js"]) {
+            const r = spawnSync(process.execPath, ["-e", step("delete")], { cwd: root, env: { ...process.env, CC_PLAN: JSON.stringify(plan), CC_RUNNER: stored }, encoding: "utf8" });
+            expect([r.status, r.stderr]).toEqual([0, "cc-sandbox: cc-gone is already gone\n"]);
+        }
     });
 
     test("the mount maps the host user to the agent and unmounts on delete", () => {
