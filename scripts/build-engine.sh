@@ -21,8 +21,8 @@
 #                  carried the host inside ($LANGUAGE_HOST_FALLBACK_VERSION). The host only starts
 #                  node on @pulumi/pulumi's own `cmd/run`, so the npm SDK's version is what runs.
 #   command        pulumi-command's provider module at the npm version, else the project's own
-#                  local.Command provider in scripts/engine/command-provider (the proxy
-#                  serves no version of pulumi-command/provider).
+#                  local.Command provider, test code in test/e2e/command-provider with its own
+#                  go.mod and Go tests (the proxy serves no version of pulumi-command/provider).
 # What was built is recorded in engine.env next to bin/.
 set -euo pipefail
 
@@ -61,7 +61,8 @@ stamp="$engine_dir/engine.env"
 readonly engine_dir bin_dir provider_dir pulumi_home build_dir stamp
 
 # A change to this script or to the project's provider makes the next run rebuild.
-build_inputs="$(cat "${BASH_SOURCE[0]}" "$repo_root/scripts/engine/command-provider/main.go" \
+readonly provider_src="$repo_root/test/e2e/command-provider"
+build_inputs="$(cat "${BASH_SOURCE[0]}" "$provider_src/main.go" "$provider_src/go.mod" "$provider_src/go.sum" \
   | sha256sum | cut -d ' ' -f 1)"
 readonly build_inputs
 
@@ -187,19 +188,12 @@ provider_package=$provider_module/cmd/pulumi-resource-command
 if served "$provider_module@$provider_version"; then
   provider_source="$provider_module@$provider_version"
 else
-  provider_source="scripts/engine/command-provider (local.Command only)"
+  provider_source="test/e2e/command-provider (local.Command only)"
   log "the module proxy does not serve $provider_module; using the project's local.Command provider"
 fi
 
 log "resolving $cli_module@$cli_version"
 prepare_module "$build_dir/pulumi" "$cli_module" "$cli_version" "$cli_module/cmd/pulumi"
-if [[ $provider_source == scripts/* ]]; then
-  # The project's provider is built inside the CLI's module: it shares the CLI's sdk/v3 and
-  # dependency versions, and with them the CLI's compiled packages.
-  mkdir -p "$build_dir/pulumi/cmd/pulumi-resource-command"
-  cp "$repo_root/scripts/engine/command-provider/main.go" "$build_dir/pulumi/cmd/pulumi-resource-command/"
-  (cd "$build_dir/pulumi" && go get "github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider@$cli_version") >&2
-fi
 build "$build_dir/pulumi" "$cli_module/cmd/pulumi" "$bin_dir/pulumi" "-X $VERSION_VAR=$cli_version"
 
 log "resolving $host_module@$host_version"
@@ -207,9 +201,10 @@ prepare_module "$build_dir/pulumi-language-nodejs" "$host_module" "$host_version
 build "$build_dir/pulumi-language-nodejs" "$host_package" "$bin_dir/pulumi-language-nodejs" \
   "-X $VERSION_VAR=$host_version"
 
-if [[ $provider_source == scripts/* ]]; then
-  build "$build_dir/pulumi" ./cmd/pulumi-resource-command "$provider_dir/pulumi-resource-command" \
-    "-X main.version=$command_version"
+if [[ $provider_source == test/* ]]; then
+  # From its own module (sdk/v3 pinned in its go.mod, the CLI's fallback version): built with the
+  # same flags as the CLI, it shares the CLI's compiled packages.
+  build "$provider_src" . "$provider_dir/pulumi-resource-command" "-X main.version=$command_version"
 else
   log "resolving $provider_source"
   prepare_module "$build_dir/pulumi-resource-command" "$provider_module" "$provider_version" \
