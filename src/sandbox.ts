@@ -8,8 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import { SandboxConfig } from "./config/types";
 import { RenderedGuest } from "./render";
-import { Driver, HostIdentity, RunnerStep, StepPlans } from "./drivers/types";
-import { sshOptions } from "./drivers/libvirt";
+import { Driver, HostIdentity, RunnerStep, StepPlans, VmPlan } from "./drivers/types";
+import { sshArgv, sshConfigBlock } from "./drivers/ssh";
 import { shellQuote } from "./shell";
 
 export interface SandboxArgs {
@@ -35,35 +35,9 @@ const node = ["node", "-e"];
 const runnerEnv = (plan: unknown) => ({ CC_PLAN: JSON.stringify(plan), CC_RUNNER: runnerPath });
 const secureOpsTool = "/usr/local/sbin/cc-sandbox-secure-ops";
 
-/** What forces a new VM: anything first boot installs, and the VM's shape. The allowlist is not here. */
-export function replaceTriggers(c: SandboxConfig, firstBootHash: string): unknown[] {
-    const base = [firstBootHash, c.hypervisor, c.vm.name, c.vm.cpus, c.vm.memoryMiB, c.vm.diskGiB];
-    if (c.hypervisor === "multipass") return [...base, c.vm.image];
-    const lv = c.libvirt;
-    // libvirt carries the shared folders in the domain definition itself.
-    return [...base, lv.uri, lv.image, lv.network, lv.osVariant, lv.filesystem, lv.machine, lv.virtType, lv.storageDir, lv.boot ?? null,
-        c.mounts.map((m) => [m.host, m.guest, m.readOnly]),
-        // Pinning another release makes a new VM on it; appended only when set, so that stacks
-        // without a pin keep the triggers (and the VM) they had.
-        ...(lv.imageSha256 ? [lv.imageSha256] : []),
-        ...(lv.firmware === "uefi" ? ["uefi"] : [])];
-}
-
-export function sshArgs(c: SandboxConfig, home: string, ip: string): string[] {
-    const opts = c.hypervisor === "libvirt" ? sshOptions(c, home) : ["-i", c.sshPrivateKeyPath, "-o", "IdentitiesOnly=yes"];
-    return ["ssh", ...opts, `${c.users.agent}@${ip}`];
-}
-
-export function sshConfigBlock(c: SandboxConfig, home: string, ip: string): string {
-    const args = sshArgs(c, home, ip).slice(1, -1);
-    const lines = [`Host ${c.vm.name}`, `  HostName ${ip}`, `  User ${c.users.agent}`];
-    for (let i = 0; i < args.length; i += 2) {
-        const [flag, value] = [args[i], args[i + 1]];
-        if (flag === "-i") lines.push(`  IdentityFile "${value}"`);
-        else if (flag === "-J") lines.push(`  ProxyJump ${value}`);
-        else if (flag === "-o") lines.push(`  ${value.replace("=", " ")}`);
-    }
-    return lines.join("\n") + "\n";
+/** What forces a new VM: anything first boot installs, and what the driver says shapes the VM. The allowlist is not here. */
+export function replaceTriggers(plan: VmPlan, firstBootHash: string): unknown[] {
+    return [firstBootHash, ...plan.replaceOn];
 }
 
 export class Sandbox extends pulumi.ComponentResource {
@@ -94,7 +68,7 @@ export class Sandbox extends pulumi.ComponentResource {
                 delete: step("delete"),
                 stdin: rendered.userData,
                 environment: runnerEnv(plan),
-                triggers: replaceTriggers(c, rendered.firstBootHash),
+                triggers: replaceTriggers(plan, rendered.firstBootHash),
             },
             // A VM name can exist only once: the old VM goes before the new one is made.
             { parent: this, deleteBeforeReplace: true },
@@ -163,8 +137,9 @@ export class Sandbox extends pulumi.ComponentResource {
             ),
         );
 
-        this.sshCommand = this.ip.apply((ip) => sshArgs(c, host.home, ip).map(shellQuote).join(" "));
-        this.sshConfig = this.ip.apply((ip) => sshConfigBlock(c, host.home, ip));
+        const ssh = driver.sshTarget(c);
+        this.sshCommand = this.ip.apply((ip) => sshArgv(ssh, c.users.agent, ip).map(shellQuote).join(" "));
+        this.sshConfig = this.ip.apply((ip) => sshConfigBlock(c.vm.name, ssh, c.users.agent, ip));
         this.registerOutputs({ ip: this.ip, state: this.state, sshCommand: this.sshCommand, sshConfig: this.sshConfig });
     }
 }

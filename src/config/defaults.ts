@@ -8,6 +8,12 @@ import { AllowedCidr, AllowedDomain, Mount, SandboxConfig } from "./types";
 /** The Claude Code version a stack installs unless it pins another (and the one `npm run bake` bakes). */
 export const defaultClaudeVersion = "2.1.331";
 
+/**
+ * The agent's uid in the guest: cloud-init creates it with this uid, Multipass maps the host user to
+ * it, and the guest files name it (user@1001.service.d, 10-users.sh; a render test holds them to it).
+ */
+export const agentUid = 1001;
+
 export const defaults = {
     hypervisor: "multipass",
     vm: { cpus: 4, memory: "8G", disk: "50G", image: "24.04", timeoutSeconds: 1800 },

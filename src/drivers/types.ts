@@ -33,6 +33,11 @@ export interface VmPlan {
     /** Cancels a shutdown the hypervisor has scheduled (Multipass's "Delayed Shutdown"). */
     readonly cancelShutdown?: readonly string[];
     readonly timeoutSeconds: number;
+    /**
+     * What makes a new VM, beside first boot's files: the launch arguments that shape it and the
+     * base image it starts from (not how long to wait, nor how an image is fetched).
+     */
+    readonly replaceOn: readonly unknown[];
 }
 
 /** A folder the hypervisor shares into a running VM on its own (Multipass), checked against what the VM reports. */
@@ -54,8 +59,18 @@ export interface HostIdentity {
     readonly gid: number;
 }
 
+/** How the developer (and the program's own guest commands) reach the VM over SSH. */
+export interface SshTarget {
+    readonly identityFile: string;
+    /** ssh `-o` options, `Key=Value`, in order. */
+    readonly options: readonly string[];
+    /** A host to jump through first (a remote libvirt host). */
+    readonly jump?: string;
+}
+
 export interface Driver {
     vmPlan(config: SandboxConfig, metaData: string): VmPlan;
+    sshTarget(config: SandboxConfig): SshTarget;
     /** Mounts that are their own resources (Multipass); undefined where the VM definition carries them (libvirt). */
     mountPlan?(config: SandboxConfig, mount: Mount, host: HostIdentity): MountPlan;
 }

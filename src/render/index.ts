@@ -5,6 +5,7 @@
 import { createHash } from "crypto";
 import Handlebars from "handlebars";
 import { stringify } from "yaml";
+import { agentUid } from "../config/defaults";
 import { SandboxConfig } from "../config/types";
 import { TemplateSet } from "./templates";
 import { guestView } from "./view";
@@ -95,7 +96,7 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
             "default",
             {
                 name: agent,
-                uid: 1001,
+                uid: agentUid,
                 gecos: "Claude Code agent",
                 // Every login of the agent starts with no_new_privs set (10-users.sh keeps it so);
                 // its SSH keys are in a root-owned file sshd reads instead of ~/.ssh.

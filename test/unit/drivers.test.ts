@@ -6,6 +6,7 @@ import { loadConfig } from "../../src/config/load";
 import { jumpHost, libvirtDriver, virtInstallArgs } from "../../src/drivers/libvirt";
 import { ubuntuCloudImageKeys } from "../../src/drivers/libvirt/cloud-image-keys";
 import { launchArgs, multipass } from "../../src/drivers/multipass";
+import { sshArgv, sshConfigBlock } from "../../src/drivers/ssh";
 import { hostFor, tempHome } from "../helpers";
 
 const runner = require("../../src/drivers/runner.js");
@@ -109,3 +110,33 @@ describe("argument lists", () => {
         expect(local.prepare[0]).toEqual(["mkdir", "-p", "/var/lib/libvirt/images"]);
     });
 });
+
+describe("the SSH target", () => {
+    test("the ssh command and the ssh_config block say the same thing, from the driver's one target", () => {
+        const c = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org/system" } }, host);
+        const target = libvirtDriver(home).sshTarget(c);
+        const argv = sshArgv(target, "agent", "192.0.2.7");
+        expect(argv).toEqual([
+            "ssh", "-i", `${home}/.ssh/id_ed25519`,
+            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", `UserKnownHostsFile=${home}/.ssh/known_hosts.cc-sandbox.cc-bob`,
+            "-J", "ops@kvm1.example.org", "agent@192.0.2.7",
+        ]);
+        const block = sshConfigBlock("cc-bob", target, "agent", "192.0.2.7").split("\n");
+        expect(block).toEqual([
+            "Host cc-bob", "  HostName 192.0.2.7", "  User agent", `  IdentityFile "${home}/.ssh/id_ed25519"`,
+            "  IdentitiesOnly yes", "  StrictHostKeyChecking accept-new", `  UserKnownHostsFile ${home}/.ssh/known_hosts.cc-sandbox.cc-bob`,
+            "  ProxyJump ops@kvm1.example.org", "",
+        ]);
+        // The program's own guest commands go the same way, as the admin, never asking anything.
+        const exec = libvirtDriver(home).vmPlan(c, "").guestExec;
+        expect(exec.slice(0, 3)).toEqual(["ssh", "-i", `${home}/.ssh/id_ed25519`]);
+        expect(exec).toEqual(expect.arrayContaining(["IdentitiesOnly=yes", `UserKnownHostsFile=${home}/.ssh/known_hosts.cc-sandbox.cc-bob`, "BatchMode=yes", "-J", "ops@kvm1.example.org", "ubuntu@{ip}"]));
+        expect(exec[exec.length - 1]).toBe("--");
+    });
+
+    test("Multipass's guests: the stack's key only", () => {
+        const c = loadConfig("alice", {}, host);
+        expect(sshArgv(multipass.sshTarget(c), "agent", "10.1.2.3")).toEqual(["ssh", "-i", `${home}/.ssh/id_ed25519`, "-o", "IdentitiesOnly=yes", "agent@10.1.2.3"]);
+    });
+});
+

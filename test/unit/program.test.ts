@@ -233,6 +233,28 @@ describe("what replaces the VM", () => {
         expect((await vmOf(base)).triggers).not.toEqual((await vmOf(bigger)).triggers);
     });
 
+    test("a longer wait does not, on either hypervisor", async () => {
+        for (const stack of ["alice", "bob"]) {
+            const base = stackConfig(stack);
+            const patient = { ...base, "cc-sandbox:vm": { ...(base["cc-sandbox:vm"] as object), timeout: 3600 } };
+            const vm = async (config: Record<string, unknown>) => byName(await runProgram(stack, config), "-vm").inputs;
+            const [a, b] = [await vm(base), await vm(patient)];
+            expect(JSON.parse(a.environment.CC_PLAN).timeoutSeconds).not.toBe(JSON.parse(b.environment.CC_PLAN).timeoutSeconds);
+            expect(a.triggers).toEqual(b.triggers);
+        }
+    });
+
+    test("a libvirt domain's shares, network or pinned image do: the domain carries them", async () => {
+        const base = stackConfig("bob");
+        const vm = async (config: Record<string, unknown>) => byName(await runProgram("bob", config), "-vm").inputs.triggers;
+        const libvirt = base["cc-sandbox:libvirt"] as object;
+        const before = await vm(base);
+        expect(await vm({ ...base, "cc-sandbox:mounts": [{ host: "~/src", guest: "/home/agent/code" }] })).not.toEqual(before);
+        expect(await vm({ ...base, "cc-sandbox:libvirt": { ...libvirt, network: "other" } })).not.toEqual(before);
+        const url = { ...libvirt, image: "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img" };
+        expect(await vm({ ...base, "cc-sandbox:libvirt": url })).not.toEqual(await vm({ ...base, "cc-sandbox:libvirt": { ...url, imageSha256: "a".repeat(64) } }));
+    });
+
     test("a mount change does not replace a Multipass VM", async () => {
         const base = stackConfig("alice");
         const moved = { ...base, "cc-sandbox:mounts": [{ host: "~/src", guest: "/home/agent/code" }] };

@@ -19,6 +19,14 @@ function withAllowlist(c: SandboxConfig, domains: string[]): SandboxConfig {
 }
 
 describe("rendering", () => {
+    test("the agent's uid is one constant: cloud-init's user, and the guest files that name it", () => {
+        const { agentUid } = require("../../src/config/defaults") as typeof import("../../src/config/defaults");
+        const r = renderGuest(stack("alice"), templates);
+        expect(parse(r.userData).users[1]).toMatchObject({ name: "agent", uid: agentUid });
+        expect(r.files.map((f) => f.path)).toContain(`/etc/systemd/system/user@${agentUid}.service.d/cc-sandbox-nnp.conf`);
+        expect(r.files.find((f) => f.path.endsWith("boot.d/10-users.sh"))?.content).toContain(`readonly agent_uid=${agentUid} `);
+    });
+
     test("is deterministic: the same config gives byte-identical output", () => {
         const a = renderGuest(stack("alice"), loadTemplates());
         const b = renderGuest(stack("alice"), loadTemplates());

@@ -2,7 +2,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { SandboxConfig } from "../../config/types";
-import { Driver, VmPlan } from "../types";
+import { sshArgv } from "../ssh";
+import { Driver, SshTarget, VmPlan } from "../types";
 import { ubuntuCloudImageKeys } from "./cloud-image-keys";
 
 const fetchImageScript = fs.readFileSync(path.join(__dirname, "fetch-image.sh"), "utf8");
@@ -40,16 +41,14 @@ export function knownHostsFile(c: SandboxConfig, home: string): string {
     return path.posix.join(home, ".ssh", `known_hosts.cc-sandbox.${c.vm.name}`);
 }
 
-/** ssh options shared by the program's own guest commands and the `sshCommand` output. */
-export function sshOptions(c: SandboxConfig, home: string): string[] {
+/** The VM's SSH target: the stack's key only, its own known_hosts file, through the host when remote. */
+export function sshTarget(c: SandboxConfig, home: string): SshTarget {
     const jump = jumpHost(c.libvirt.uri);
-    return [
-        "-i", c.sshPrivateKeyPath,
-        "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=accept-new",
-        "-o", `UserKnownHostsFile=${knownHostsFile(c, home)}`,
-        ...(jump ? ["-J", jump] : []),
-    ];
+    return {
+        identityFile: c.sshPrivateKeyPath,
+        options: ["IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new", `UserKnownHostsFile=${knownHostsFile(c, home)}`],
+        ...(jump ? { jump } : {}),
+    };
 }
 
 /**
@@ -98,8 +97,11 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
     ];
 }
 
+const withOptions = (t: SshTarget, ...options: string[]): SshTarget => ({ ...t, options: [...t.options, ...options] });
+
 export function libvirtDriver(home: string): Driver {
     return {
+        sshTarget: (c) => sshTarget(c, home),
         vmPlan(c: SandboxConfig, metaData: string): VmPlan {
             const virsh = ["virsh", "--connect", c.libvirt.uri];
             const seed = seedPath(c);
@@ -137,10 +139,11 @@ export function libvirtDriver(home: string): Driver {
                 ],
                 // A session whose peer went silent ends within a minute and is tried again, instead of
                 // holding the whole wait for cloud-init.
-                guestExec: ["ssh", ...sshOptions(c, home), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                    "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", `${c.users.admin}@{ip}`, "--"],
+                guestExec: [...sshArgv(withOptions(sshTarget(c, home), "BatchMode=yes", "ConnectTimeout=10", "ServerAliveInterval=15", "ServerAliveCountMax=4"), c.users.admin, "{ip}"), "--"],
                 unreachable: { codes: [255] },
                 timeoutSeconds: c.vm.timeoutSeconds,
+                // The domain as virt-install defines it (its shares among it), and the image a URL names.
+                replaceOn: [...virtInstallArgs(c), c.libvirt.image, c.libvirt.imageSha256 ?? null],
             };
         },
     };

@@ -1,9 +1,7 @@
 /** Multipass: argument lists for the `multipass` CLI. */
+import { agentUid } from "../../config/defaults";
 import { Mount, SandboxConfig } from "../../config/types";
 import { Driver, HostIdentity, MountPlan, VmPlan } from "../types";
-
-/** The agent user's uid and gid in the guest (created by cloud-init with this uid). */
-export const agentUid = 1001;
 
 export function launchArgs(c: SandboxConfig): string[] {
     return [
@@ -25,6 +23,8 @@ export function sshExecArgs(c: SandboxConfig): string[] {
 }
 
 export const multipass: Driver = {
+    // Multipass's guests are on this host's own network: the stack's key only.
+    sshTarget: (c) => ({ identityFile: c.sshPrivateKeyPath, options: ["IdentitiesOnly=yes"] }),
     vmPlan(c: SandboxConfig, metaData: string): VmPlan {
         return {
             name: c.vm.name,
@@ -48,6 +48,8 @@ export const multipass: Driver = {
             recover: ["multipass", "recover", c.vm.name],
             cancelShutdown: ["multipass", "stop", "--cancel", c.vm.name],
             timeoutSeconds: c.vm.timeoutSeconds,
+            // The launch but its wait. Shares are resources of their own: changing one mounts anew.
+            replaceOn: launchArgs(c).filter((a, i, all) => a !== "--timeout" && all[i - 1] !== "--timeout"),
         };
     },
     mountPlan(c: SandboxConfig, m: Mount, host: HostIdentity): MountPlan {
