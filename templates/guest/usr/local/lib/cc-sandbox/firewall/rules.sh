@@ -1,0 +1,342 @@
+# shellcheck shell=bash disable=SC2034,SC2153,SC2154
+# The firewall's rules and sets: iptables tables written whole, ipsets built under temporary
+# names and swapped in, the VM's own networks, GitHub's published networks.
+# Sourced by /usr/local/sbin/cc-sandbox-firewall, never run: its constants and log() are in scope.
+
+# ---------------------------------------------------------------------------------------------
+# Building the new state: set names, set contents, rules and the resolver's config.
+
+# write_rules FILE [temp]: the complete IPv4 filter table for iptables-restore; with "temp", sets
+# are referred to by their temporary names (to test the rules before the sets are swapped in).
+write_rules() {
+  local use_tmp=${2:-}
+  local up s
+  # Where SSH may come from and DHCP go: the VM's own networks, or anywhere when the sets could not
+  # be built (lockdown without ipset: no allow set exists then either).
+  local from_link=" -m set --match-set $link_set dst"
+  [[ -z ${without_sets:-} ]] || from_link=
+  local -a cidr_sets=() dns_sets=()
+  # The proxy's user, when it exists (lockdown needs none): the only one besides root that may
+  # connect to a name's address on a TLS or HTTP port.
+  user_ids
+  local proxy_uid=$PROXY_UID
+  # set_rules CHAIN SET MODES TARGET...: a rule per 15 of the set's ports whose mode is one of MODES
+  # (words of raw, tls, http; "*" for all), 15 being multiport's limit; under its temporary name
+  # with "temp".
+  set_rules() {
+    local chain=$1 set=$2 name=$2 modes=$3 t chunk
+    shift 3
+    local -a ports=() tokens
+    [[ -z $use_tmp ]] || name=${tmp_of[$set]}
+    IFS=, read -ra tokens <<<"${set_ports[$set]}"
+    for t in "${tokens[@]}"; do
+      [[ $modes != '*' && " $modes " != *" ${t#*/} "* ]] || ports+=("${t%/*}")
+    done
+    while ((${#ports[@]} > 0)); do
+      chunk=$(IFS=,; printf '%s' "${ports[*]:0:15}")
+      ports=("${ports[@]:15}")
+      printf -- '-A %s -p tcp -m set --match-set %s dst -m multiport --dports %s -j %s\n' "$chain" "$name" "$chunk" "$*"
+    done
+  }
+  for s in "${!set_ports[@]}"; do
+    [[ $s == ccfw-n-* ]] && cidr_sets+=("$s") || dns_sets+=("$s")
+  done
+  {
+    printf '%s\n' '*filter' ':INPUT DROP [0:0]' ':FORWARD DROP [0:0]' ':OUTPUT DROP [0:0]' \
+      ':ccfw-in - [0:0]' ':ccfw-out - [0:0]' ':ccfw-deny - [0:0]' ':ccfw-via - [0:0]' \
+      '-A INPUT -j ccfw-in' '-A OUTPUT -j ccfw-out' \
+      '-A ccfw-in -i lo -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset' \
+      '-A ccfw-in -i lo -j ACCEPT' \
+      '-A ccfw-in -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT' \
+      '-A ccfw-in -m conntrack --ctstate INVALID -j DROP' \
+      "-A ccfw-in -p tcp -m tcp --dport 22${from_link/dst/src} -j ACCEPT" \
+      '-A ccfw-in -p udp -m udp --sport 67 --dport 68 -j ACCEPT'
+    # SSH in comes only from the VM's own network (the hypervisor's side of it), never over
+    # loopback: a key the agent planted, or a shell opened that way, would skip the login's own
+    # wrapping. SSH sessions that were open before the first `up` (cloud-init's first boot) are not
+    # in conntrack: when sshd writes first, its packet is NEW. Only root can bind port 22, and a
+    # packet without SYN opens no connection.
+    # DNS on loopback only to our resolver: a stub such as systemd-resolved's 127.0.0.53 would
+    # forward any name. DHCP goes only to the VM's own network or as a broadcast.
+    printf '%s\n' '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p udp -m udp --dport 53 -j ccfw-deny' \
+      '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p tcp -m tcp --dport 53 -j ccfw-deny' \
+      '-A ccfw-out -o lo -j ACCEPT' \
+      "-A ccfw-out -d 127.0.0.1/32 -p tcp -m multiport --dports $proxy_tls_port,$proxy_http_port -m conntrack --ctstate DNAT -j ACCEPT" \
+      '-A ccfw-out -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT' \
+      '-A ccfw-out -m conntrack --ctstate INVALID -j DROP' \
+      "-A ccfw-out -p tcp -m tcp --sport 22 ! --syn${from_link} -j ACCEPT" \
+      '-A ccfw-out -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j ACCEPT' \
+      "-A ccfw-out -p udp -m udp --sport 68 --dport 67${from_link} -j ACCEPT"
+    for up in "${upstreams[@]}"; do
+      printf -- '-A ccfw-out -d %s/32 -p %s -m %s --dport 53 -m owner --uid-owner %s -j ACCEPT\n' \
+        "$up" udp udp "$resolver_user" "$up" tcp tcp "$resolver_user"
+    done
+    # Explicit CIDR entries first: reaching a private network on purpose takes one. Then no address
+    # a DNS answer named may be private, loopback, link-local, multicast or the VM's own network,
+    # whatever the answer put into the sets (rebinding).
+    for s in "${cidr_sets[@]}"; do set_rules ccfw-out "$s" '*' ACCEPT; done
+    [[ -z $from_link ]] || printf -- '-A ccfw-out -m set --match-set %s dst -j ccfw-deny\n' "$never_set" "$link_set"
+    # A name's address: raw ports for anyone; TLS and HTTP ports only through the proxy (every
+    # other user's connection there was redirected to it before this table saw it).
+    for s in "${dns_sets[@]}"; do
+      set_rules ccfw-out "$s" raw ACCEPT
+      set_rules ccfw-out "$s" 'tls http' ccfw-via
+    done
+    if [[ $CC_FIREWALL_GITHUB_META == 1 ]]; then
+      printf -- '-A ccfw-out -p tcp -m set --match-set %s dst -m multiport --dports %s -j ACCEPT\n' "$github_set" "$github_ports"
+    fi
+    printf '%s\n' '-A ccfw-out -j ccfw-deny' '-A ccfw-via -m owner --uid-owner 0 -j ACCEPT'
+    [[ -z $proxy_uid ]] || printf -- '-A ccfw-via -m owner --uid-owner %s -j ACCEPT\n' "$proxy_uid"
+    printf '%s\n' '-A ccfw-via -j ccfw-deny'
+    if [[ $CC_FIREWALL_LOG_DENIED == 1 ]]; then
+      printf -- '-A ccfw-deny -m limit --limit 20/min --limit-burst 40 -j LOG --log-prefix "%s" --log-uid\n' "$deny_prefix"
+    fi
+    printf '%s\n' '-A ccfw-deny -p tcp -j REJECT --reject-with tcp-reset' \
+      '-A ccfw-deny -j REJECT --reject-with icmp-admin-prohibited' COMMIT
+    # Connections by any user but root and the proxy's to a name's address on a TLS or HTTP port go
+    # to the proxy, which checks the name they ask for. Raw ports, CIDR entries and GitHub's
+    # networks are reached by address, and come first: an address in one of them is not redirected.
+    printf '%s\n' '*nat' ':PREROUTING ACCEPT [0:0]' ':INPUT ACCEPT [0:0]' ':OUTPUT ACCEPT [0:0]' ':POSTROUTING ACCEPT [0:0]' \
+      ':ccfw-nat - [0:0]' '-A OUTPUT -p tcp -j ccfw-nat' '-A ccfw-nat -m owner --uid-owner 0 -j RETURN'
+    [[ -z $proxy_uid ]] || printf -- '-A ccfw-nat -m owner --uid-owner %s -j RETURN\n' "$proxy_uid"
+    for s in "${cidr_sets[@]}"; do set_rules ccfw-nat "$s" '*' RETURN; done
+    if [[ $CC_FIREWALL_GITHUB_META == 1 ]]; then
+      printf -- '-A ccfw-nat -p tcp -m set --match-set %s dst -m multiport --dports %s -j RETURN\n' "$github_set" "$github_ports"
+    fi
+    for s in "${dns_sets[@]}"; do set_rules ccfw-nat "$s" raw RETURN; done
+    for s in "${dns_sets[@]}"; do
+      set_rules ccfw-nat "$s" tls REDIRECT --to-ports "$proxy_tls_port"
+      set_rules ccfw-nat "$s" http REDIRECT --to-ports "$proxy_http_port"
+    done
+    printf '%s\n' COMMIT
+  } >"$1"
+}
+
+# IPv6 is fully blocked: loopback only, and local programs are refused at once rather than left
+# waiting on a drop.
+write_rules_v6() {
+  printf '%s\n' '*filter' ':INPUT DROP [0:0]' ':FORWARD DROP [0:0]' ':OUTPUT DROP [0:0]' \
+    '-A INPUT -i lo -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset' \
+    '-A INPUT -i lo -j ACCEPT' '-A OUTPUT -o lo -j ACCEPT' \
+    '-A OUTPUT -j REJECT --reject-with icmp6-adm-prohibited' COMMIT >"$1"
+}
+
+# Lockdown: what stays when the config cannot be used. Loopback, SSH in and DHCP only.
+write_rules_lockdown() {
+  declare -gA set_ports=()
+  upstreams=()
+  CC_FIREWALL_GITHUB_META=0
+  write_rules "$1"
+}
+
+# The same without any set, for when the sets themselves cannot be built (no ip_set module).
+write_rules_lockdown_without_sets() {
+  local without_sets=1
+  write_rules_lockdown "$1"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Sets: built under temporary names with one `ipset restore`, then swapped in.
+
+# list_sets: every set name, space-separated with spaces around, in live_sets.
+list_sets() {
+  local -a names=()
+  mapfile -t names < <(ipset list -n 2>/dev/null)
+  live_sets=" ${names[*]} "
+}
+
+# write_set_restore FILE [temp]: the sets (under temporary names tmp_of[set] with "temp"), with the CIDRs and, for an
+# update in place, every current DNS address whose allowlist domain is still there, taken into the
+# sets of that domain's entries now (established work goes on; a removed name's addresses go).
+write_set_restore() {
+  local file=$1 temp=${2:-} s i=0
+  declare -gA tmp_of=()
+  for s in "${!set_ports[@]}"; do
+    if [[ -n $temp ]]; then tmp_of[$s]="ccfw-tmp-$i"; i=$((i + 1)); else tmp_of[$s]=$s; fi
+  done
+  {
+    for s in "${!tmp_of[@]}"; do printf 'map %s %s\n' "$s" "${tmp_of[$s]}"; done
+    if [[ $live_sets == *' ccfw-d-'* ]]; then
+      # Which allowlist domain each address last came from: the resolver logs every set insertion.
+      for f in "$resolver_log.1" "$resolver_log"; do
+        [[ ! -r $f ]] || awk '$5 == "ipset" && $6 == "add" { print "from", $8, $9 }' "$f"
+      done
+      ipset save 2>/dev/null | awk '$1 == "add" && $2 ~ /^ccfw-d-/ { print "live", $3 }'
+    fi
+  } | awk -v domains="$work/plan.domains" -v cidrs="$work/plan.cidrs" '
+    BEGIN {
+      while ((getline line < domains) > 0) { split(line, f, " "); sets_of[f[1]] = f[2] }
+      while ((getline line < cidrs) > 0) { split(line, f, " "); cidr_set[f[2]] = f[1] }
+    }
+    $1 == "map" { tmp[$2] = $3; next }
+    # Every domain an address came from (several names share a CDN address): it stays while any
+    # of them is still allowlisted.
+    $1 == "from" { if (index(domains_of[$2] " ", " " $3 " ") == 0) domains_of[$2] = domains_of[$2] " " $3; next }
+    $1 == "live" && !($2 in seen) { seen[$2] = 1; live[++n] = $2 }
+    END {
+      for (s in tmp) {
+        printf "create %s %s family inet hashsize 1024 maxelem 65536\n", tmp[s], (s ~ /^ccfw-d-/ ? "hash:ip" : "hash:net")
+        if (tmp[s] == s) printf "flush %s\n", s # loaded under its final name (-exist): start empty
+      }
+      for (c in cidr_set) printf "add %s %s\n", tmp[cidr_set[c]], c
+      for (i = 1; i <= n; i++) {
+        split("", added)
+        nd = split(domains_of[live[i]], ds, " ")
+        for (m = 1; m <= nd; m++) {
+          # the name asked for, or the allowlist domain above it (a name under a wildcard)
+          d = ds[m]
+          while (!(d in sets_of) && d ~ /\./) sub(/^[^.]*\./, "", d)
+          if (!(d in sets_of)) continue
+          k = split(sets_of[d], t, ",")
+          for (j = 1; j <= k; j++) if (!(t[j] in added)) { added[t[j]] = 1; printf "add %s %s\n", tmp[t[j]], live[i] }
+        }
+      }
+    }' >"$file"
+}
+
+destroy_temp_sets() {
+  local s cmds=
+  for s in $live_sets; do [[ $s != ccfw-tmp-* ]] || cmds+="destroy $s"$'\n'; done
+  [[ -z $cmds ]] || ipset restore <<<"$cmds" 2>/dev/null || true
+}
+
+# swap_sets: the `ipset restore` commands by which each temporary set takes its final name
+# (swapping with the live one if it exists).
+swap_sets() {
+  local s cmds=
+  for s in "${!tmp_of[@]}"; do
+    if [[ $live_sets == *" $s "* ]]; then
+      cmds+="swap ${tmp_of[$s]} $s"$'\n'"destroy ${tmp_of[$s]}"$'\n'
+    else
+      cmds+="rename ${tmp_of[$s]} $s"$'\n'
+    fi
+  done
+  printf '%s' "$cmds"
+}
+
+# destroy_unused_sets: after the new rules are in, sets no rule refers to any more.
+destroy_unused_sets() {
+  local s cmds=
+  for s in $live_sets; do
+    [[ $s == ccfw-[dn]-* && -z ${set_ports[$s]:-} ]] && cmds+="destroy $s"$'\n'
+  done
+  [[ -z $cmds ]] || ipset restore <<<"$cmds" 2>/dev/null || log "warning: could not remove unused sets"
+}
+
+ensure_github_set() {
+  [[ $CC_FIREWALL_GITHUB_META == 1 ]] || return 0
+  [[ $live_sets == *" $github_set "* ]] || ipset create -exist "$github_set" hash:net family inet hashsize 1024 maxelem 65536
+  if [[ -s $github_cidrs ]] && [[ $(ipset list "$github_set" | awk '/^Number of entries:/ { print $4 }') == 0 ]]; then
+    load_github_cidrs "$github_cidrs" || log "warning: stored GitHub CIDRs not loaded"
+  fi
+}
+
+# hex_ip VAR HEX: VAR set to the dotted quad of an address as /proc/net/route prints it (host
+# byte order). Into a variable, not printed: a command substitution would fork on every route.
+hex_ip() {
+  local h=$2
+  printf -v "$1" '%d.%d.%d.%d' "0x${h:6:2}" "0x${h:4:2}" "0x${h:2:2}" "0x${h:0:2}"
+}
+
+# mask_len VAR HEX: VAR set to the prefix length of a netmask as /proc/net/route prints it.
+mask_len() {
+  local m=$((0x$2)) n=0
+  while ((m & 1)); do n=$((n + 1)); m=$((m >> 1)); done
+  printf -v "$1" '%d' "$n"
+}
+
+# link_nets: the VM's directly connected IPv4 networks and its gateways (no loopback), one a line,
+# read from /proc/net/route without starting a process. Sets LINK_NETS.
+link_nets() {
+  local iface dest gw flags _ mask net addr len
+  local -A seen=()
+  LINK_NETS=
+  while read -r iface dest gw flags _ _ _ mask _; do
+    [[ $iface != Iface && $iface != lo && $dest =~ ^[0-9A-F]{8}$ && $gw =~ ^[0-9A-F]{8}$ ]] || continue
+    ((0x$flags & 1)) || continue # RTF_UP
+    if [[ $gw != 00000000 ]]; then
+      hex_ip addr "$gw"
+      net=$addr/32
+    elif [[ $dest != 00000000 ]]; then
+      hex_ip addr "$dest"
+      mask_len len "$mask"
+      net=$addr/$len
+    else
+      continue # a default route without a gateway names no network
+    fi
+    [[ -n ${seen[$net]:-} ]] || { seen[$net]=1; LINK_NETS+="$net"$'\n'; }
+  done </proc/net/route
+}
+
+# ensure_base_sets: the sets every rule set refers to, lockdown's too; the VM's own networks are
+# loaded as they are now.
+ensure_base_sets() {
+  local n
+  {
+    printf 'create %s hash:net family inet hashsize 64 maxelem 256\n' "$never_set" "$link_set"
+    for n in $never_nets; do printf 'add %s %s\n' "$never_set" "$n"; done
+  } | ipset -exist restore || return 1
+  refresh_link_set force
+}
+
+# refresh_link_set [force]: reloads the VM's own networks into their set when they changed (one
+# swap: never an empty moment).
+refresh_link_set() {
+  local n tmp=ccfw-tmp-link
+  link_nets
+  [[ -n ${1:-} || $LINK_NETS != "${loaded_link_nets-}" ]] || return 0
+  {
+    printf 'create %s hash:net family inet hashsize 64 maxelem 256\nflush %s\n' "$tmp" "$tmp"
+    for n in $LINK_NETS; do printf 'add %s %s\n' "$tmp" "$n"; done
+    printf 'swap %s %s\ndestroy %s\n' "$tmp" "$link_set" "$tmp"
+  } | ipset -exist restore || { ipset destroy "$tmp" 2>/dev/null; return 1; }
+  loaded_link_nets=$LINK_NETS
+}
+
+
+# load_github_cidrs FILE: IPv4 CIDRs one a line; all must be valid and the list non-empty.
+load_github_cidrs() {
+  local bad n tmp=ccfw-tmp-gh
+  local -a cidrs=()
+  if ! bad=$(awk "$awk_rules"' NF && (NF != 1 || !valid_cidr($1, 8)) { print; exit 1 }' "$1"); then
+    log "GitHub CIDR '$bad' is invalid; keeping the current set"
+    return 1
+  fi
+  mapfile -t cidrs < <(awk NF "$1")
+  n=${#cidrs[@]}
+  ((n > 0)) || { log "no GitHub CIDRs found; keeping the current set"; return 1; }
+  ipset destroy "$tmp" 2>/dev/null || true
+  { printf 'create %s hash:net family inet hashsize 1024 maxelem 65536\n' "$tmp"
+    printf "add $tmp %s\n" "${cidrs[@]}"; } | ipset restore -exist || { ipset destroy "$tmp" 2>/dev/null; return 1; }
+  ipset create -exist "$github_set" hash:net family inet hashsize 1024 maxelem 65536
+  ipset swap "$tmp" "$github_set"
+  ipset destroy "$tmp"
+  log "loaded $n GitHub CIDRs"
+}
+
+# cmd_github_meta [FILE]: GitHub's /meta JSON (fetched through the firewall when no FILE): the
+# IPv4 networks of its web, api and git services.
+cmd_github_meta() {
+  need_root github-meta
+  load_env
+  [[ $CC_FIREWALL_GITHUB_META == 1 ]] || die "CC_FIREWALL_GITHUB_META is not 1 in $env_file"
+  prepare_dirs
+  local json=$work/github-meta.json list=$work/github-meta.cidrs
+  if [[ $# -gt 0 ]]; then
+    cp -- "$1" "$json"
+  else
+    curl -fsS --max-time 15 -o "$json" https://api.github.com/meta || die "could not fetch https://api.github.com/meta (is api.github.com allowlisted?)"
+  fi
+  python3 -c '
+import ipaddress, json, sys
+meta = json.load(open(sys.argv[1]))
+for key in ("web", "api", "git"):
+    for c in meta.get(key, []):
+        if ":" not in c:
+            print(c)
+' "$json" | sort -u >"$list" || die "GitHub meta JSON could not be read"
+  exec 9>"$run_dir/firewall.lock"
+  flock -w 30 9 || die "another cc-sandbox-firewall is running"
+  load_github_cidrs "$list" || die "GitHub CIDRs rejected"
+  mv -f "$list" "$github_cidrs"
+}

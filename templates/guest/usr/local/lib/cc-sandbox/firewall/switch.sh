@@ -1,0 +1,141 @@
+# shellcheck shell=bash disable=SC2034,SC2153,SC2154
+# Switching: the one path both `up` and `apply` take, lockdown, and the self-check.
+# Sourced by /usr/local/sbin/cc-sandbox-firewall, never run: its constants and log() are in scope.
+
+# ---------------------------------------------------------------------------------------------
+# Switching: the one path both `up` and `apply` take.
+
+# switch_to ALLOWLIST_FILE: validate, build everything, test it, then swap in. Any failure before
+# the swap leaves the live state as it was.
+switch_to() {
+  local file=$1 parsed=${2:-} conf=$work/dnsmasq.conf.new rules=$work/rules.v4.new rules6=$work/rules.v6 set_file=$work/sets.new
+  # With live rules to protect (a reload), everything is built under temporary names and tested
+  # first; from a clean state (boot, after down) the new state is loaded directly.
+  local protect=0
+  [[ ! -s $expected_rules ]] || protect=1
+  ((protect)) || [[ -n $parsed ]] || conf=$resolver_conf
+  if [[ -z $parsed ]]; then
+    find_upstreams
+    load_plan "$file" "$conf" || return 2
+  fi
+  local resolver="" proxy=""
+  if ((protect == 0)); then
+    # From a clean state the proxy starts first, while everything else is built (it takes tens of
+    # milliseconds to start; until the rules redirect to it, nothing reaches it).
+    write_proxy_lists "$proxy_dir"
+    write_proxy_conf
+    start_proxy &
+    proxy=$!
+  fi
+  write_rules "$rules"
+  # IPv6's rules never change: load them alongside the rest (two cores, fewer waits).
+  write_rules_v6 "$rules6"
+  ip6tables-restore <"$rules6" &
+  local v6=$!
+  ensure_base_sets || { log "building the base sets failed"; return 1; }
+  if ((protect)); then
+    dnsmasq --test --conf-file="$conf" >/dev/null 2>&1 ||
+      { dnsmasq --test --conf-file="$conf" || true; log "resolver config rejected"; return 1; }
+    # The old resolver stops before the live addresses are carried over: an answer it gave during
+    # the switch would otherwise put a removed name's address into the new sets. Until the new
+    # one starts, lookups fail; nothing is opened.
+    stop_resolver
+    # undo: a failure before the swap leaves the old state, with its resolver running again.
+    undo() { list_sets; destroy_temp_sets; start_resolver || log "the previous resolver did not start again"; }
+    list_sets
+    destroy_temp_sets
+    write_set_restore "$set_file" temp
+    ipset restore <"$set_file" || { undo; log "building the new sets failed"; return 1; }
+    ensure_github_set || { undo; return 1; }
+    write_rules "$work/rules.v4.test" temp
+    iptables-restore --test <"$work/rules.v4.test" ||
+      { undo; log "new rules rejected by iptables-restore --test"; return 1; }
+    # From here on, each step only narrows or switches: rules reference final set names.
+    swap_sets | ipset restore
+  else
+    live_sets=' '
+    write_set_restore "$set_file"
+    ipset -exist restore <"$set_file" || { log "building the sets failed"; return 1; }
+    ensure_github_set || return 1
+    # Nothing to protect: the resolver can start while the rules load (its sets exist).
+    [[ $conf == "$resolver_conf" ]] && { start_resolver & resolver=$!; }
+  fi
+  # After a swap the old state is gone: a failure from here on is a half-made switch (3).
+  local after=1
+  ((protect == 0)) || after=3
+  iptables-restore <"$rules" || { log "loading the new rules failed"; return "$after"; }
+  wait "$v6" || { log "loading IPv6 rules failed"; return "$after"; }
+  if ((protect)); then
+    destroy_unused_sets
+    mv -f "$conf" "$resolver_conf"
+  elif [[ $conf != "$resolver_conf" ]]; then
+    mv -f "$conf" "$resolver_conf"
+  fi
+  if [[ -n $resolver ]]; then
+    wait "$resolver" || { log "the resolver did not start: names will not resolve (still closed)"; return 1; }
+  else
+    start_resolver || { log "the resolver did not start: names will not resolve (still closed)"; return "$after"; }
+  fi
+  # The proxy takes the new lists in place (a restart would cut every open connection), then
+  # closes the connections they no longer allow. Not running: it starts with them.
+  if [[ -n $proxy ]]; then
+    wait "$proxy" || { log "the proxy did not start: TLS and HTTP ports are closed"; return "$after"; }
+  elif write_proxy_lists "$proxy_dir" && proxy_running && update_proxy_lists; then
+    cut_sessions || log "warning: could not close the connections the new allowlist no longer allows"
+  else
+    # A new proxy process: every connection the old one carried is gone with it.
+    : >"$work/proxy.clients"
+    write_proxy_conf
+    start_proxy || { log "the proxy did not start: TLS and HTTP ports are closed"; return "$after"; }
+  fi
+  # Then the connections that went straight to an address (raw ports, root's own).
+  ((protect == 0)) || cut_connections
+  point_resolv_conf
+  # The policy in force, by the hash of its allowlist (the host can compute the same).
+  # (hashed while the live state is read back: two cores)
+  { sha256sum <"$file" >"$work/policy.sum" 9>&-; } &
+  local hashing=$! sum
+  live_state >"$expected_rules"
+  wait "$hashing" && read -r sum _ <"$work/policy.sum" && printf '%s\n' "${sum:0:16}" >"$work/policy"
+}
+
+# lockdown: loopback, SSH in and DHCP only. Fails (1) only when no rules could be loaded at all.
+lockdown() {
+  local rules=$work/rules.v4.lockdown rules6=$work/rules.v6
+  # What a failed switch left starting in the background (resolver, proxy) finishes first.
+  wait 2>/dev/null || true
+  write_rules_v6 "$rules6"
+  local loaded=0
+  if ensure_base_sets; then
+    write_rules_lockdown "$rules"
+  else
+    log "the firewall's sets cannot be built: locking down without them (SSH in from anywhere)"
+    write_rules_lockdown_without_sets "$rules"
+  fi
+  if iptables-restore <"$rules" && ip6tables-restore <"$rules6"; then
+    loaded=1
+  else
+    log "LOCKDOWN rules did not load; policies may still be whatever they were"
+  fi
+  stop_resolver
+  stop_proxy
+  point_resolv_conf
+  if ((loaded)); then live_state >"$expected_rules"; else rm -f "$expected_rules"; fi
+  ((loaded)) || return 1
+  log "LOCKDOWN: only loopback, SSH in and DHCP are allowed until the allowlist is fixed and 'up' runs again"
+}
+
+# selfcheck: the resolver is listening and refuses a name outside the allowlist; another user
+# cannot reach an upstream DNS server directly.
+selfcheck() {
+  local ok=1
+  local line listening=0
+  while read -r _ line _; do [[ $line != 0100007F:0035 ]] || listening=1; done </proc/net/udp
+  if ! resolver_running || ((listening == 0)); then
+    log "self-check: the resolver is not listening on 127.0.0.1:53"; ok=0
+  fi
+  if getent ahostsv4 "$selfcheck_name" >/dev/null; then
+    log "self-check: $selfcheck_name resolved: names outside the allowlist are not refused"; ok=0
+  fi
+  ((ok))
+}
