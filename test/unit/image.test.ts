@@ -161,6 +161,25 @@ test("pinning the new release's checksum moves to it; the old image stays for th
     expect((await fetchImage(store)).stdout).toBe(`${store}/${first}.img\n`);
 });
 
+test("a kept image altered on disk is refused at its next use, pinned or not, and never replaced", async () => {
+    const image = randomBytes(1 << 20);
+    const sum = publish(image);
+    const store = newStore();
+    expect((await fetchImage(store)).code).toBe(0);
+    fs.appendFileSync(`${store}/${sum}.img`, "x");
+    for (const pin of [undefined, sum]) {
+        const r = await fetchImage(store, pin);
+        expect(r.code).toBe(1);
+        expect(r.stdout).toBe("");
+        expect(r.stderr).toContain(`${store}/${sum}.img no longer has the checksum it is kept by`);
+    }
+    // The same with the record gone: the release names that checksum, the kept file does not match.
+    fs.rmSync(`${store}/.by-url`, { recursive: true });
+    const fresh = await fetchImage(store);
+    expect([fresh.code, fresh.stdout]).toEqual([1, ""]);
+    expect(fs.readFileSync(`${store}/${sum}.img`).length).toBe(image.length + 1);
+});
+
 test("a pin the release does not list fails, naming both checksums, and downloads nothing", async () => {
     const sum = publish(randomBytes(4096));
     const store = newStore();

@@ -10,11 +10,22 @@
 #   taken only when the stack says so by pinning its checksum (SHA256).
 # - With SHA256 (libvirt.imageSha256), an image by that checksum already in STORE is used as it is;
 #   otherwise the release must list exactly that checksum.
+# - An image kept in STORE is hashed again before each use: one that no longer matches its name
+#   (altered or damaged on disk) is refused, never used.
 # Existing images are never overwritten: a VM's disk keeps its backing file for as long as it lives.
 set -euo pipefail
 
 log() { printf 'fetch-image: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# kept SUM: STORE/SUM.img, after checking that its content still hashes to SUM.
+kept() {
+  local got
+  got=$(sha256sum <"$store/$1.img" | cut -c1-64)
+  [[ $got == "$1" ]] ||
+    die "$store/$1.img no longer has the checksum it is kept by (it hashes to $got): altered or damaged on disk, so it is not used; remove it (and any VM disk backed by it) and run again"
+  printf '%s\n' "$store/$1.img"
+}
 
 (($# == 4 || $# == 5)) || die "usage: fetch-image.sh URL STORE KEYRING_BASE64 FINGERPRINTS [SHA256]"
 url=$1 store=$2 keyring_b64=$3 fingerprints=$4 pin=${5:-}
@@ -30,14 +41,14 @@ flock 9
 url_key=$(printf '%s' "$url" | sha256sum | cut -c1-64)
 record=$store/.by-url/$url_key
 if [[ -n $pin && -s $store/$pin.img ]]; then
+  kept "$pin"
   printf '%s\n' "$pin" >"$record"
-  printf '%s\n' "$store/$pin.img"
   exit 0
 fi
 if [[ -z $pin && -s $record ]]; then
   read -r known <"$record"
   if [[ $known =~ ^[0-9a-f]{64}$ && -s $store/$known.img ]]; then
-    printf '%s\n' "$store/$known.img"
+    kept "$known"
     exit 0
   fi
 fi
@@ -62,7 +73,9 @@ if [[ -n $pin && $sum != "$pin" ]]; then
   die "the release lists $sum for $name, and the stack pins $pin (libvirt.imageSha256): set it to $sum to move to this release"
 fi
 
-if [[ ! -s $store/$sum.img ]]; then
+if [[ -s $store/$sum.img ]]; then
+  kept "$sum" >/dev/null
+else
   log "downloading $url (sha256 $sum)"
   fetch "$url" "$tmp/image"
   got=$(sha256sum <"$tmp/image" | cut -c1-64)
