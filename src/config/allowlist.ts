@@ -8,6 +8,9 @@ import { presets } from "./presets";
 import type { RawConfig } from "./schema";
 import { AllowedCidr, AllowedDomain, defaultPortMode, PortMode } from "./types";
 
+/** One entry's port list is at most 16 long (the schema); entries for one name together are too. */
+const maxPorts = 16;
+
 interface DomainEntry {
     readonly name: string;
     readonly ports?: readonly (number | string)[];
@@ -42,6 +45,9 @@ function mergeDomains(entries: readonly { e: DomainEntry; source: string; at: st
             mine[port] = mode;
             modes[port] = mode;
         }
+        if (Object.keys(modes).length > maxPorts) {
+            issues.push({ path: `${at}.ports`, value: e.ports ?? defaults.ports, message: `gives ${key} more than ${maxPorts} ports with its other entries (${Object.keys(modes).length})` });
+        }
         byName.set(key, {
             name,
             wildcard,
@@ -53,11 +59,14 @@ function mergeDomains(entries: readonly { e: DomainEntry; source: string; at: st
     return [...byName.values()].sort((a, b) => (a.name === b.name ? Number(a.wildcard) - Number(b.wildcard) : a.name < b.name ? -1 : 1));
 }
 
-function mergeCidrs(entries: readonly { cidr: string; ports?: readonly number[] }[]): AllowedCidr[] {
+function mergeCidrs(entries: readonly { cidr: string; ports?: readonly number[] }[], issues: ConfigIssue[]): AllowedCidr[] {
     const byCidr = new Map<string, AllowedCidr>();
-    for (const e of entries) {
+    for (const [i, e] of entries.entries()) {
         const prev = byCidr.get(e.cidr);
         const ports = [...new Set([...(prev?.ports ?? []), ...(e.ports ?? defaults.ports)])].sort((a, b) => a - b);
+        if (ports.length > maxPorts) {
+            issues.push({ path: keyPath(["allowlist", "cidrs", i]), value: e.cidr, message: `gives ${e.cidr} more than ${maxPorts} ports with its other entries (${ports.length})` });
+        }
         byCidr.set(e.cidr, { cidr: e.cidr, ports, source: "cidrs" });
     }
     return [...byCidr.values()].sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
@@ -74,6 +83,6 @@ export function resolveAllowlist(raw: RawConfig, issues: ConfigIssue[]): { domai
     ];
     return {
         domains: mergeDomains(domainEntries, issues),
-        cidrs: mergeCidrs((al.cidrs ?? []).map((c) => (typeof c === "string" ? { cidr: c } : c))),
+        cidrs: mergeCidrs((al.cidrs ?? []).map((c) => (typeof c === "string" ? { cidr: c } : c)), issues),
     };
 }

@@ -496,6 +496,19 @@ describe("cc-sandbox-verify against the live firewall", () => {
         expect(r.stdout).toMatch(/firewall-names: .* not for a name off the allowlist/);
         expect(r.code).toBe(0);
     });
+
+    test("with raw ports only in the plan, it takes the first name on the first port of its set", async () => {
+        const before = (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
+        try {
+            expect((await h.root("cc-sandbox-firewall apply -", { input: planOf("git.test.example 22\n") })).code).toBe(0);
+            const r = await h.exec("cc-sandbox-verify --only firewall --blocked-ip 198.51.100.66");
+            expect(r.stdout).toContain("firewall-allows: git.test.example:22 reachable");
+            expect(r.stdout).not.toContain("firewall-names");
+            expect(r.code).toBe(0);
+        } finally {
+            await h.root("cc-sandbox-firewall apply -", { input: before });
+        }
+    });
 });
 
 describe("controls with the firewall down (the attacks above failed because of it)", () => {

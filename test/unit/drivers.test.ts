@@ -2,6 +2,7 @@
  * Driver argument lists and CLI parsing. The lifecycle runner against a Multipass that behaves as
  * Multipass does: test/unit/multipass.test.ts.
  */
+import * as fs from "fs";
 import { loadConfig } from "../../src/config/load";
 import { jumpHost, libvirtDriver, virtInstallArgs } from "../../src/drivers/libvirt";
 import { ubuntuCloudImageKeys } from "../../src/drivers/libvirt/cloud-image-keys";
@@ -137,6 +138,30 @@ describe("the SSH target", () => {
     test("Multipass's guests: the stack's key only", () => {
         const c = loadConfig("alice", {}, host);
         expect(sshArgv(multipass.sshTarget(c), "agent", "10.1.2.3")).toEqual(["ssh", "-i", `${home}/.ssh/id_ed25519`, "-o", "IdentitiesOnly=yes", "agent@10.1.2.3"]);
+    });
+});
+
+describe("what replaces a VM (replaceOn)", () => {
+    // A tripwire: every existing VM is deleted and made again when these change (the component's
+    // triggers). Edit the expectation only for a change that must make new VMs.
+    const pinHost = { home: "/home/dev", readFile: () => fs.readFileSync(`${home}/.ssh/id_ed25519.pub`, "utf8"), platform: "linux" };
+
+    test("Multipass: its launch, but not how long to wait", () => {
+        const c = loadConfig("pin", { hypervisor: "multipass", vm: { timeout: 600 } }, pinHost);
+        expect(multipass.vmPlan(c, "").replaceOn).toEqual(["multipass", "launch", "24.04", "--name", "cc-pin", "--cpus", "4", "--memory", "8192M", "--disk", "50G", "--cloud-init", "-"]);
+    });
+
+    test("libvirt: the domain virt-install defines, and the image a URL names", () => {
+        const c = loadConfig("pin", { hypervisor: "libvirt", mounts: [{ host: "/srv/code", guest: "/home/agent/code" }] }, pinHost);
+        expect(libvirtDriver("/home/dev").vmPlan(c, "").replaceOn).toEqual([
+            "virt-install", "--connect", "qemu:///system", "--name", "cc-pin", "--memory", "8192", "--vcpus", "4", "--import",
+            "--disk", "path=/var/lib/libvirt/images/cc-pin.qcow2,size=50,backing_store={image},backing_format=qcow2,format=qcow2,bus=virtio",
+            "--disk", "path=/var/lib/libvirt/images/cc-pin-seed.iso,device=disk,bus=virtio,format=raw,readonly=on",
+            "--osinfo", "ubuntu24.04", "--network", "network=default,model=virtio", "--virt-type", "kvm", "--machine", "q35",
+            "--graphics", "none", "--console", "pty,target_type=serial", "--noautoconsole",
+            "--memorybacking", "source.type=memfd,access.mode=shared", "--filesystem", "source=/srv/code,target=m0-code,driver.type=virtiofs",
+            "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img", null,
+        ]);
     });
 });
 

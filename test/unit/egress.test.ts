@@ -3,6 +3,7 @@
  * check`) fed the same good and bad allowlist entries as the config schema.
  */
 import { spawnSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { ConfigError, loadConfig } from "../../src/config/load";
 import { Allowlist } from "../../src/config/types";
@@ -95,6 +96,16 @@ describe("the plan", () => {
     });
 });
 
+test("the checker finds the firewall's parts however the script is reached: by a link, or by its bare name", () => {
+    const plan = renderEgressPlan(allowlistOf(["example.org"]));
+    const link = path.join(tempHome(), "ccfw-link");
+    fs.symlinkSync(firewall, link);
+    for (const [cmd, cwd] of [[link, undefined], ["cc-sandbox-firewall", path.dirname(firewall)]] as const) {
+        const r = spawnSync("bash", [cmd, "check", "-"], { input: plan, encoding: "utf8", cwd });
+        expect([r.status, r.stdout, r.stderr]).toEqual([0, "1 names, 0 wildcards, 0 CIDRs\n", ""]);
+    }
+});
+
 describe("the guest's checker refuses a plan that is not whole", () => {
     const good = renderEgressPlan(allowlistOf(["example.org", "*.example.org"], ["192.0.2.0/24"]));
     const lines = planLines(good);
@@ -157,6 +168,16 @@ describe("the schema and the guest's checker agree on every entry", () => {
         const r = check([...base, `cidr ccfw-n-443r ${cidr}`].join("\n"));
         expect(r.code).toBe(2);
         expect(r.stderr).toMatch(/:5: /);
+    });
+
+    test("entries for one name or network together carry 16 ports at most, as the guest's sets do", () => {
+        const sixteen = Array.from({ length: 16 }, (_, i) => 1000 + i);
+        expect(check(renderEgressPlan(allowlistOf([{ name: "x.example.org", ports: sixteen }], [{ cidr: "192.0.2.0/24", ports: sixteen }]))).code).toBe(0);
+        const names = refusal([{ name: "x.example.org", ports: sixteen }, { name: "x.example.org", ports: [2000] }]);
+        expect(names?.issues.map((i) => i.path)).toEqual(["cc-sandbox:allowlist.domains[1].ports"]);
+        expect(names?.message).toMatch(/gives x\.example\.org more than 16 ports with its other entries \(17\)/);
+        const nets = refusal([], [{ cidr: "192.0.2.0/24", ports: sixteen }, { cidr: "192.0.2.0/24", ports: [2000] }]);
+        expect(nets?.issues.map((i) => i.path)).toEqual(["cc-sandbox:allowlist.cidrs[1]"]);
     });
 
     test("a good plan with one good line swapped for a bad one is refused at that line", () => {

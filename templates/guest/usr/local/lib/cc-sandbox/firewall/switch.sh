@@ -92,11 +92,17 @@ switch_to() {
   ((protect == 0)) || cut_connections
   point_resolv_conf
   # The policy in force, by the hash of its allowlist (the host can compute the same).
-  # (hashed while the live state is read back: two cores)
+  # (hashed while the live state is read back: two cores). The state ON is checked against must be
+  # whole; a policy hash that could not be taken is only missing from `status`.
   { sha256sum <"$file" >"$work/policy.sum" 9>&-; } &
   local hashing=$! sum
-  live_state >"$expected_rules"
-  wait "$hashing" && read -r sum _ <"$work/policy.sum" && printf '%s\n' "${sum:0:16}" >"$work/policy"
+  live_state >"$expected_rules" || { wait "$hashing" || true; log "the live state could not be read back"; return "$after"; }
+  if wait "$hashing" && read -r sum _ <"$work/policy.sum"; then
+    printf '%s\n' "${sum:0:16}" >"$work/policy"
+  else
+    rm -f "$work/policy"
+    log "warning: the policy's hash could not be taken"
+  fi
 }
 
 # lockdown: loopback, SSH in and DHCP only. Fails (1) only when no rules could be loaded at all.
