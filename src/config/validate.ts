@@ -103,6 +103,11 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
     if (lv.imageSha256 !== undefined && !/^https?:\/\//.test(lv.image ?? defaults.libvirt.image)) {
         issues.push({ path: keyPath(["libvirt", "imageSha256"]), value: lv.imageSha256, message: "pins a downloaded image: libvirt.image is a local path" });
     }
+    // A remote host's sshd is the guests' jump host: its user, name and port go into ssh's own
+    // configuration and a ProxyCommand, so they are held to plain characters.
+    if (lv.uri !== undefined && /^[a-z0-9]+\+ssh:/.test(lv.uri) && !/^[a-z0-9]+\+ssh:\/\/(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?:[/?]|$)/.test(lv.uri)) {
+        issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: "must name its SSH host as [user@]host[:port], of letters, digits, '.', '_' and '-' (not starting with '-')" });
+    }
     if (lv.firmware === "uefi" && lv.kernel !== undefined) {
         issues.push({ path: keyPath(["libvirt", "firmware"]), value: "uefi", message: "boots the image's own loader: drop libvirt.kernel, initrd and kernelArgs, or the firmware" });
     }

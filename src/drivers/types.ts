@@ -64,8 +64,11 @@ export interface SshTarget {
     readonly identityFile: string;
     /** ssh `-o` options, `Key=Value`, in order. */
     readonly options: readonly string[];
-    /** A host to jump through first (a remote libvirt host). */
-    readonly jump?: string;
+    /**
+     * A host to go through first (a remote libvirt host's sshd), reached with the same identity and
+     * options as the VM itself.
+     */
+    readonly jump?: { readonly user?: string; readonly host: string; readonly port?: number };
 }
 
 export interface Driver {

@@ -31,10 +31,11 @@ export function fetchImageArgs(c: SandboxConfig): string[] | undefined {
         ...(c.libvirt.imageSha256 ? [c.libvirt.imageSha256] : [])];
 }
 
-/** `qemu+ssh://user@host/system` -> `user@host`: guests of a remote host are reached through it. */
-export function jumpHost(uri: string): string | undefined {
-    const m = /^[a-z0-9]+\+ssh:\/\/([^/?]+)/.exec(uri);
-    return m ? m[1] : undefined;
+/** `qemu+ssh://user@host:port/system` -> {user, host, port}: guests of a remote host are reached through it. */
+export function jumpHost(uri: string): { user?: string; host: string; port?: number } | undefined {
+    const m = /^[a-z0-9]+\+ssh:\/\/(?:([^@/?]+)@)?([^:/?]+)(?::(\d+))?/.exec(uri);
+    if (!m) return undefined;
+    return { ...(m[1] ? { user: m[1] } : {}), host: m[2], ...(m[3] ? { port: Number(m[3]) } : {}) };
 }
 
 export function knownHostsFile(c: SandboxConfig, home: string): string {
