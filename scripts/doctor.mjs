@@ -1,6 +1,6 @@
 #!/usr/bin/env zx
 // Checks this host for what `pulumi up` needs and prints how to fix each miss.
-//   npm run doctor [-- --stack NAME]
+//   npm run doctor [-- --stack NAME | --config FILE]
 import { $, argv, fs, os, path, which } from 'zx'
 import { requireSrc, root } from './lib/project.mjs'
 
@@ -20,22 +20,24 @@ async function main() {
   let diskGiB = 50
   let keyPath = path.join(os.homedir(), '.ssh', 'id_ed25519.pub')
   let config
-  if (typeof argv.stack === 'string') {
-    const { loadStackConfig, stackFile, isDirectory } = requireSrc('config/stack')
+  if (typeof argv.stack === 'string' || typeof argv.config === 'string') {
+    const { loadStackConfig, stackFile, stackNameOf, isDirectory } = requireSrc('config/stack')
     const { missingHostFolders } = requireSrc('config/load')
+    const file = typeof argv.config === 'string' ? argv.config : stackFile(argv.stack)
+    const name = typeof argv.config === 'string' ? stackNameOf(file) : argv.stack
     try {
-      config = loadStackConfig(stackFile(argv.stack), argv.stack)
+      config = loadStackConfig(file, name)
       hypervisor = config.hypervisor
       diskGiB = config.vm.diskGiB
       keyPath = config.sshPrivateKeyPath + '.pub'
-      check(true, `stack ${argv.stack}: config is valid`)
+      check(true, `stack ${name}: config is valid`)
       const missing = missingHostFolders(config, isDirectory)
       config.mounts.forEach((m, i) => {
         const miss = missing.find((x) => x.path.endsWith(`mounts[${i}].host`))
         check(!miss, `shared folder ${m.host} exists`, `mkdir -p ${m.host} (or change cc-sandbox:mounts[${i}].host)`)
       })
     } catch (err) {
-      check(false, `stack ${argv.stack}: config is invalid`, err.message)
+      check(false, `stack ${name}: config is invalid`, err.message)
     }
   }
   const major = Number(process.versions.node.split('.')[0])
@@ -55,9 +57,13 @@ async function main() {
     }
   }
   check(fs.existsSync(keyPath), `SSH public key ${keyPath}`, `ssh-keygen -t ed25519 -f ${keyPath.replace(/\.pub$/, '')}`)
-  const stat = await fs.statfs(os.homedir())
-  const freeGiB = Math.floor((stat.bavail * stat.bsize) / 2 ** 30)
-  check(freeGiB >= diskGiB + 5, `${freeGiB} GiB free in ${os.homedir()}`, `free at least ${diskGiB + 5} GiB, or lower cc-sandbox:vm.disk`)
+  if (config && config.hypervisor === 'libvirt' && (await which('virsh', { nothrow: true }))) {
+    await checkLibvirtHost(config)
+  } else {
+    const stat = await fs.statfs(os.homedir())
+    const freeGiB = Math.floor((stat.bavail * stat.bsize) / 2 ** 30)
+    check(freeGiB >= diskGiB + 5, `${freeGiB} GiB free in ${os.homedir()}`, `free at least ${diskGiB + 5} GiB, or lower cc-sandbox:vm.disk`)
+  }
 
   for (const r of results) console.log(`${r.ok ? 'ok  ' : 'MISS'} ${r.what}${r.ok ? '' : `\n     fix: ${r.fix}`}`)
   process.exitCode = results.every((r) => r.ok) ? 0 : 1
@@ -82,6 +88,63 @@ async function checkMultipass() {
   const driver = (await $`multipass get local.driver`.nothrow().quiet()).stdout.trim()
   check(['qemu', 'hyperv', 'virtualbox', 'lxd', 'libvirt'].includes(driver), `multipass driver ${driver || 'unknown'}`,
     'multipass set local.driver=qemu')
+}
+
+// libvirt: the host the stack names, before anything is created there: it answers, has the memory
+// and disk the VM takes, has the network, and a usable place for the VM's disks (a directory on
+// this host; on a remote host, a storage pool at storageDir).
+async function checkLibvirtHost(c) {
+  const uri = c.libvirt.uri
+  const virsh = (...args) => $`timeout 30 virsh --connect ${uri} ${args}`.nothrow().quiet()
+  const first = (r) => (r.stderr || r.stdout).trim().split('\n')[0]
+  const version = await virsh('version')
+  if (!check(version.exitCode === 0, `libvirt at ${uri} answers`,
+    `${first(version)}: check the URI (cc-sandbox:libvirt.uri); for qemu+ssh, that ssh to the host works and its user may use libvirt`)) return
+
+  const kib = (text, key) => Number(new RegExp(`^${key}\\s*:\\s*(\\d+) KiB`, 'm').exec(text)?.[1] ?? NaN)
+  const mem = (await virsh('nodememstats')).stdout
+  const freeMiB = Math.floor((kib(mem, 'free') + kib(mem, 'buffers') + kib(mem, 'cached')) / 1024)
+  check(freeMiB >= c.vm.memoryMiB, `${Number.isNaN(freeMiB) ? 'unknown' : freeMiB} MiB of memory free on the host (the VM takes ${c.vm.memoryMiB})`,
+    `free memory on the host, or lower cc-sandbox:vm.memory`)
+
+  const net = await virsh('net-info', c.libvirt.network)
+  const active = /^Active:\s+yes\s*$/m.test(net.stdout)
+  check(net.exitCode === 0 && active, `network ${c.libvirt.network} ${net.exitCode !== 0 ? 'does not exist' : active ? 'exists and is active' : 'exists but is not active'}`,
+    net.exitCode !== 0 ? `define it on the host, or set cc-sandbox:libvirt.network (virsh --connect ${uri} net-list --all)` : `virsh --connect ${uri} net-start ${c.libvirt.network} && virsh --connect ${uri} net-autostart ${c.libvirt.network}`)
+
+  const dir = c.libvirt.storageDir
+  const needGiB = c.vm.diskGiB + 1
+  if (/^qemu:\/\/\/|^qemu\+unix:/.test(uri)) {
+    // On this host: the directory, or the nearest folder above it that exists (it is created there).
+    let at = dir
+    while (!fs.existsSync(at)) at = path.dirname(at)
+    let writable = true
+    try {
+      fs.accessSync(at, fs.constants.W_OK)
+    } catch {
+      writable = false
+    }
+    check(writable && fs.statSync(at).isDirectory(), `storage directory ${dir} is usable${at === dir ? '' : ` (made in ${at})`}`,
+      `make it writable for the user running pulumi (sudo install -d -o $USER ${dir}), or set cc-sandbox:libvirt.storageDir`)
+    const stat = await fs.statfs(at)
+    const freeGiB = Math.floor((stat.bavail * stat.bsize) / 2 ** 30)
+    check(freeGiB >= needGiB, `${freeGiB} GiB free for disks in ${at}`, `free at least ${needGiB} GiB there, or lower cc-sandbox:vm.disk`)
+    return
+  }
+  // A remote host: a storage pool whose directory is storageDir.
+  const pools = (await virsh('pool-list', '--all', '--name')).stdout.split('\n').map((p) => p.trim()).filter(Boolean)
+  let pool
+  for (const name of pools) {
+    if ((await virsh('pool-dumpxml', name)).stdout.includes(`<path>${dir}</path>`)) pool = name
+  }
+  const define = `virsh --connect ${uri} pool-define-as cc-sandbox dir --target ${dir} && virsh --connect ${uri} pool-build cc-sandbox && virsh --connect ${uri} pool-start cc-sandbox && virsh --connect ${uri} pool-autostart cc-sandbox`
+  if (!check(!!pool, pool ? `storage pool ${pool} on the host is at ${dir}` : `no storage pool on the host is at ${dir}`, define)) return
+  const info = (await virsh('pool-info', pool)).stdout
+  const running = /^State:\s+running\s*$/m.test(info)
+  const avail = /^Available:\s+([\d.]+) (KiB|MiB|GiB|TiB)/m.exec(info)
+  const availGiB = avail ? Number(avail[1]) * { KiB: 2 ** -20, MiB: 2 ** -10, GiB: 1, TiB: 2 ** 10 }[avail[2]] : NaN
+  check(running && availGiB >= needGiB, `storage pool ${pool} is ${running ? 'running' : 'not running'} with ${Number.isNaN(availGiB) ? 'unknown' : Math.floor(availGiB)} GiB free (the VM takes ${c.vm.diskGiB})`,
+    running ? `free at least ${needGiB} GiB in ${dir} on the host, or lower cc-sandbox:vm.disk` : `virsh --connect ${uri} pool-start ${pool}`)
 }
 
 main().catch((err) => {

@@ -1,0 +1,97 @@
+/**
+ * `npm run doctor` for a libvirt stack: the host it names is checked before anything is created
+ * there. virsh is a test double that answers as virsh does (virsh-host.c nodememstats "%-7s: %20llu
+ * KiB", net-info and pool-info "%-15s %s", vshPrettyCapacity "%.2lf GiB"), from files a test writes.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { stringify } from "yaml";
+import { root, tempDir, tempHome } from "../helpers";
+
+const fakeVirsh = `#!/bin/bash
+# virsh --connect URI COMMAND ARGS...
+shift 2
+w=$FAKE_VIRSH
+echo "$*" >>"$w/calls"
+case $1 in
+  version)
+    [[ ! -e $w/down ]] || { echo "error: failed to connect to the hypervisor" >&2; echo "error: Cannot recv data: Connection reset by peer" >&2; exit 1; }
+    printf 'Compiled against library: libvirt 9.0.0\\nUsing library: libvirt 9.0.0\\nUsing API: QEMU 9.0.0\\nRunning hypervisor: QEMU 7.2.0\\n' ;;
+  nodememstats)
+    printf '%-7s: %20s KiB\\n' total 24555284 free "$(cat "$w/free-kib")" buffers 1024 cached 2048 ;;
+  net-info)
+    [[ -e $w/net-$2 ]] || { echo "error: failed to get network '$2'" >&2; echo "error: Network not found: no network with matching name '$2'" >&2; exit 1; }
+    printf '%-15s %s\\n' Name: "$2" Active: "$(cat "$w/net-$2")" Persistent: yes Autostart: yes Bridge: virbr0 ;;
+  pool-list) cat "$w/pools" 2>/dev/null ;;
+  pool-dumpxml) printf "<pool type='dir'>\\n  <name>%s</name>\\n  <target>\\n    <path>%s</path>\\n  </target>\\n</pool>\\n" "$2" "$(cat "$w/pool-$2")" ;;
+  pool-info) printf '%-15s %s\\n' Name: "$2" State: running Capacity: "200.00 GiB" Allocation: "20.00 GiB" Available: "$(cat "$w/avail-$2")" ;;
+  *) echo "error: unknown command '$1'" >&2; exit 1 ;;
+esac
+`;
+
+const bin = tempDir("cc-doctor-bin-");
+fs.writeFileSync(path.join(bin, "virsh"), fakeVirsh, { mode: 0o755 });
+
+function doctor(libvirt: Record<string, unknown>, world: Record<string, string>, vm = { memory: "4G", disk: "20G" }) {
+    const w = tempDir("cc-doctor-world-");
+    for (const [f, v] of Object.entries(world)) fs.writeFileSync(path.join(w, f), v);
+    const home = tempHome();
+    fs.mkdirSync(path.join(home, "code"));
+    const stack = path.join(tempDir("cc-doctor-stack-"), "Pulumi.lv.yaml");
+    fs.writeFileSync(stack, stringify({ config: { "cc-sandbox:hypervisor": "libvirt", "cc-sandbox:vm": vm, "cc-sandbox:libvirt": libvirt } }));
+    const r = spawnSync(path.join(root, "node_modules/.bin/zx"), ["scripts/doctor.mjs", "--config", stack], {
+        cwd: root,
+        encoding: "utf8",
+        env: { ...process.env, HOME: home, PATH: `${bin}:${process.env.PATH}`, FAKE_VIRSH: w },
+    });
+    return { out: r.stdout + r.stderr, calls: fs.existsSync(path.join(w, "calls")) ? fs.readFileSync(path.join(w, "calls"), "utf8") : "" };
+}
+
+const gib = (n: number) => String(n * 1024 * 1024);
+
+describe("a local libvirt host", () => {
+    const storage = () => path.join(tempDir("cc-doctor-storage-"), "vms");
+
+    test("answers, has the memory, the network is active, the storage directory is usable", () => {
+        const dir = storage();
+        const { out } = doctor({ storageDir: dir, network: "default" }, { "free-kib": gib(8), "net-default": "yes" });
+        expect(out).toMatch(/^ok {3}libvirt at qemu:\/\/\/system answers$/m);
+        expect(out).toMatch(/^ok {3}8195 MiB of memory free on the host \(the VM takes 4096\)$/m);
+        expect(out).toMatch(/^ok {3}network default exists and is active$/m);
+        expect(out).toMatch(new RegExp(`^ok {3}storage directory ${dir} is usable \\(made in ${path.dirname(dir)}\\)$`, "m"));
+        expect(out).toMatch(/^ok {3}\d+ GiB free for disks in /m);
+    });
+
+    test("each miss names its fix: too little memory, an inactive network, a missing one", () => {
+        const low = doctor({ storageDir: storage() }, { "free-kib": gib(2), "net-default": "no" });
+        expect(low.out).toMatch(/^MISS 2051 MiB of memory free on the host \(the VM takes 4096\)\n {5}fix: free memory on the host, or lower cc-sandbox:vm.memory$/m);
+        expect(low.out).toMatch(/^MISS network default exists but is not active\n {5}fix: virsh --connect qemu:\/\/\/system net-start default/m);
+        const none = doctor({ storageDir: storage(), network: "isolated" }, { "free-kib": gib(8) });
+        expect(none.out).toMatch(/^MISS network isolated does not exist\n {5}fix: define it on the host, or set cc-sandbox:libvirt.network/m);
+    });
+
+    test("a host that does not answer is named with what virsh said, and nothing more is asked of it", () => {
+        const { out, calls } = doctor({ storageDir: storage() }, { down: "" });
+        expect(out).toMatch(/^MISS libvirt at qemu:\/\/\/system answers\n {5}fix: error: failed to connect to the hypervisor: check the URI/m);
+        expect(calls).toBe("version\n");
+    });
+});
+
+describe("a remote libvirt host", () => {
+    const uri = "qemu+ssh://ops@kvm1.example.org/system";
+
+    test("its disks go to a storage pool at storageDir, running with room for the VM's disk", () => {
+        const { out } = doctor({ uri, storageDir: "/srv/vms" }, { "free-kib": gib(8), "net-default": "yes", pools: "default\ncc\n", "pool-default": "/var/lib/libvirt/images", "pool-cc": "/srv/vms", "avail-cc": "150.25 GiB" });
+        expect(out).toMatch(/^ok {3}storage pool cc on the host is at \/srv\/vms$/m);
+        expect(out).toMatch(/^ok {3}storage pool cc is running with 150 GiB free \(the VM takes 20\)$/m);
+        expect(out).not.toMatch(/GiB free for disks in/);
+    });
+
+    test("no pool there, or one too small: each named with its fix", () => {
+        const none = doctor({ uri, storageDir: "/srv/vms" }, { "free-kib": gib(8), "net-default": "yes", pools: "default\n", "pool-default": "/var/lib/libvirt/images" });
+        expect(none.out).toMatch(/^MISS no storage pool on the host is at \/srv\/vms\n {5}fix: virsh --connect qemu\+ssh:\/\/ops@kvm1\.example\.org\/system pool-define-as cc-sandbox dir --target \/srv\/vms/m);
+        const small = doctor({ uri, storageDir: "/srv/vms" }, { "free-kib": gib(8), "net-default": "yes", pools: "cc\n", "pool-cc": "/srv/vms", "avail-cc": "512.00 MiB" });
+        expect(small.out).toMatch(/^MISS storage pool cc is running with 0 GiB free \(the VM takes 20\)\n {5}fix: free at least 21 GiB in \/srv\/vms on the host/m);
+    });
+});
