@@ -99,6 +99,12 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
         test: (v) => /^\/[A-Za-z0-9._/-]*$/.test(v) && !v.split("/").includes("..") && v !== "/",
         phrase: "an absolute guest path made of letters, digits, '.', '_', '-' and '/', without '..'",
     },
+    "key-path": {
+        // ssh reads it as IdentityFile: `%` tokens and `${VAR}` are expanded there, and a quote or
+        // backslash would end the value in an ssh_config block.
+        test: (v) => /^(?:~|~\/[^\0\n\r"\\%$]*|\/[^\0\n\r"\\%$]*)$/.test(v),
+        phrase: "an absolute path or one starting with ~/, without \", \\, % or $",
+    },
     "host-path": {
         test: (v) => /^(?:~|~\/[^\0\n\r]*|\/[^\0\n\r]*)$/.test(v),
         phrase: "an absolute host path or one starting with ~/",
@@ -231,8 +237,8 @@ export const configSchema = {
             description: "The SSH key that logs in to the VM",
             properties: {
                 publicKey: str("ssh-public-key", "Public key, inline"),
-                publicKeyPath: str("host-path", `Public key file (default ${defaults.sshPublicKeyPath})`),
-                privateKeyPath: str("host-path", "Private key for the ssh outputs (default: the public key path without .pub)"),
+                publicKeyPath: str("key-path", `Public key file (default ${defaults.sshPublicKeyPath})`),
+                privateKeyPath: str("key-path", "Private key for the ssh outputs (default: the public key path without .pub)"),
             },
         },
         git: {

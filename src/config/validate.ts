@@ -103,10 +103,16 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
     if (lv.imageSha256 !== undefined && !/^https?:\/\//.test(lv.image ?? defaults.libvirt.image)) {
         issues.push({ path: keyPath(["libvirt", "imageSha256"]), value: lv.imageSha256, message: "pins a downloaded image: libvirt.image is a local path" });
     }
-    // A remote host's sshd is the guests' jump host: its user, name and port go into ssh's own
-    // configuration and a ProxyCommand, so they are held to plain characters.
-    if (lv.uri !== undefined && /^[a-z0-9]+\+ssh:/.test(lv.uri) && !/^[a-z0-9]+\+ssh:\/\/(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?:[/?]|$)/.test(lv.uri)) {
-        issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: "must name its SSH host as [user@]host[:port], of letters, digits, '.', '_' and '-' (not starting with '-')" });
+    // A remote host's sshd is the guests' jump host: its user, name, port and key file go into a
+    // ProxyCommand and ssh's own parsing, so they are held to plain characters.
+    if (lv.uri !== undefined && /^[a-z0-9]+\+(?:ssh|libssh2|libssh):/.test(lv.uri)) {
+        const m = /^[a-z0-9+]+:\/\/(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*(?::([0-9]{1,5}))?(?:\/[^?]*)?(?:\?(.*))?$/.exec(lv.uri);
+        const keyfile = m ? new URLSearchParams(m[2] ?? "").get("keyfile") : null;
+        if (!m || Number(m[1] ?? 22) < 1 || Number(m[1] ?? 22) > 65535) {
+            issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: "must name its SSH host as [user@]host[:port], of letters, digits, '.', '_' and '-' (not starting with '-'; a port 1-65535; no IPv6 address)" });
+        } else if (keyfile !== null && !formats["key-path"].test(keyfile)) {
+            issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: `names a keyfile that must be ${formats["key-path"].phrase}` });
+        }
     }
     if (lv.firmware === "uefi" && lv.kernel !== undefined) {
         issues.push({ path: keyPath(["libvirt", "firmware"]), value: "uefi", message: "boots the image's own loader: drop libvirt.kernel, initrd and kernelArgs, or the firmware" });

@@ -64,11 +64,16 @@ export interface SshTarget {
     readonly identityFile: string;
     /** ssh `-o` options, `Key=Value`, in order. */
     readonly options: readonly string[];
-    /**
-     * A host to go through first (a remote libvirt host's sshd), reached with the same identity and
-     * options as the VM itself.
-     */
-    readonly jump?: { readonly user?: string; readonly host: string; readonly port?: number };
+    /** A host to go through first: a remote libvirt host's sshd. */
+    readonly jump?: {
+        readonly user?: string;
+        readonly host: string;
+        readonly port?: number;
+        /** Offered to the host, after which ssh's own defaults (the user's keys, an agent) follow. */
+        readonly identityFiles: readonly string[];
+        /** ssh `-o` options for this hop, `Key=Value`. */
+        readonly options: readonly string[];
+    };
 }
 
 export interface Driver {

@@ -1,57 +1,78 @@
 /**
- * Reaching a remote libvirt host's guest through the host: the ssh command the program prints
- * (src/drivers/ssh.ts) gives the jump host the stack's key and known_hosts file too, so it works
- * where the user's own SSH configuration knows neither. Two sshds of our own (a jump host and a
- * "guest") on loopback, in a network namespace of their own inside the throw-away guest.
+ * Reaching a remote libvirt host's guest through the host: the ssh command and config block the
+ * program prints (src/drivers/ssh.ts, from the libvirt driver's target) go through the host with a
+ * ProxyCommand that offers the stack's key and checks the host's key against a file that outlives
+ * the VMs. Two sshds of our own (a jump host and a "guest") on loopback, in a network namespace of
+ * their own inside the throw-away guest; the user has no SSH configuration or known_hosts of its own.
  */
+import * as fs from "fs";
+import * as path from "path";
+import { loadConfig } from "../../src/config/load";
+import { libvirtDriver } from "../../src/drivers/libvirt";
 import { sshArgv, sshConfigBlock } from "../../src/drivers/ssh";
 import { shellQuote } from "../../src/shell";
+import { tempHome } from "../helpers";
 import { inGuest } from "./guest";
 
-const known = "/tmp/jump-test/known_hosts.cc-sandbox.cc-test";
-const target = {
-    identityFile: "/tmp/jump-test/key",
-    options: ["IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new", `UserKnownHostsFile=${known}`, "BatchMode=yes", "ConnectTimeout=5"],
-    jump: { user: "root", host: "127.0.0.1", port: 2201 },
-};
-const printed = sshArgv(target, "root", "127.0.0.2").map(shellQuote).join(" ");
+const d = "/tmp/jump-test";
+// The driver's own target for a stack on qemu+ssh://root@127.0.0.1:2201, with the stack's key in
+// $d and the user's home at $d/home.
+const config = loadConfig(
+    "jt",
+    { hypervisor: "libvirt", vm: { name: "cc-jt" }, libvirt: { uri: "qemu+ssh://root@127.0.0.1:2201/system" }, ssh: { publicKeyPath: `${d}/key.pub` } },
+    // (Only read to validate the config: the key the sshds trust is made in the guest, at $d/key.)
+    { home: `${d}/home`, readFile: () => fs.readFileSync(path.join(tempHome(), ".ssh", "id_ed25519.pub"), "utf8"), platform: "linux" },
+);
+const driver = libvirtDriver(`${d}/home`);
+const target = { ...driver.sshTarget(config), options: [...driver.sshTarget(config).options, "BatchMode=yes", "ConnectTimeout=5"] };
+const jump = { ...target.jump!, options: [...target.jump!.options, "BatchMode=yes", "ConnectTimeout=5"] };
+const printed = sshArgv({ ...target, jump }, "root", "127.0.0.2").map(shellQuote).join(" ");
+const block = sshConfigBlock("cc-jt", { ...target, jump }, "root", "127.0.0.2");
 // What `ssh -J` does: the first hop gets the user's own configuration, not the stack's key and file.
-const config = sshConfigBlock("cc-test", target, "root", "127.0.0.2");
 const withJ = ["ssh", "-i", target.identityFile, ...target.options.flatMap((o) => ["-o", o]), "-J", "root@127.0.0.1:2201", "root@127.0.0.2"].map(shellQuote).join(" ");
+const q = (s: string) => s.replace(/'/g, "'\\''");
 
 let out = "";
 
 beforeAll(() => {
     const r = inGuest(`
         set -euo pipefail
-        d=/tmp/jump-test
-        mkdir -p "$d" /run/sshd
+        d=${d}
+        mkdir -p "$d/home/.ssh" /run/sshd
         ssh-keygen -q -t ed25519 -N '' -f "$d/key"
-        ssh-keygen -q -t ed25519 -N '' -f "$d/jump_host_key"
-        ssh-keygen -q -t ed25519 -N '' -f "$d/guest_host_key"
+        for who in jump guest other; do ssh-keygen -q -t ed25519 -N '' -f "$d/\${who}_host_key"; done
         cp "$d/key.pub" "$d/authorized_keys"
-        cat >"$d/config" <<'CONFIG'
-${config}CONFIG
-        # No known_hosts of the user's own: only the stack's file can vouch for a host.
+        # No SSH configuration or known_hosts of the user's own: only our files can vouch for a host.
         rm -rf /root/.ssh /etc/ssh/ssh_known_hosts
+        cat >"$d/config" <<'CONFIG'
+${block}CONFIG
         for who in jump guest; do
-          printf '%s\\n' "HostKey $d/\${who}_host_key" "PidFile $d/$who.pid" "AuthorizedKeysFile $d/authorized_keys" \\
-            "PermitRootLogin prohibit-password" "PasswordAuthentication no" "KbdInteractiveAuthentication no" "UsePAM no" \\
-            "StrictModes no" "AllowTcpForwarding yes" >"$d/$who.conf"
+          printf '%s\\n' "PidFile $d/$who.pid" "AuthorizedKeysFile $d/authorized_keys" "PermitRootLogin prohibit-password" \\
+            "PasswordAuthentication no" "KbdInteractiveAuthentication no" "UsePAM no" "StrictModes no" "AllowTcpForwarding yes" >"$d/$who.conf"
         done
         unshare --net bash -euo pipefail -c '
-          d=/tmp/jump-test
+          d=${d}
           ip link set lo up
-          ip addr add 127.0.0.2/32 dev lo 2>/dev/null || true
-          /usr/sbin/sshd -f "$d/jump.conf" -o ListenAddress=127.0.0.1:2201 -E "$d/jump.log"
-          /usr/sbin/sshd -f "$d/guest.conf" -o ListenAddress=127.0.0.2:22 -E "$d/guest.log"
-          rc=0; msg=$(timeout 60 ${withJ.replace(/'/g, "'\\''")} echo via-J 2>&1 </dev/null) || rc=$?
-          echo "with-J=$rc $(tr "\\r\\n" "  " <<<"$msg")"
-          rc=0; msg=$(timeout 60 ${printed.replace(/'/g, "'\\''")} echo through-the-host 2>&1 </dev/null) || rc=$?
-          echo "printed=$rc $(tr "\\r\\n" "  " <<<"$msg")"
-          echo "known=$(wc -l <"$d/known_hosts.cc-sandbox.cc-test")"
-          rc=0; msg=$(timeout 60 ssh -F "$d/config" cc-test echo by-the-config-block 2>&1 </dev/null) || rc=$?
-          echo "config=$rc $(tr "\\r\\n" "  " <<<"$msg")"
+          jump() { /usr/sbin/sshd -f "$d/jump.conf" -o "HostKey=$d/$1_host_key" -o ListenAddress=127.0.0.1:2201 -E "$d/jump.log"; }
+          jump jump
+          /usr/sbin/sshd -f "$d/guest.conf" -o "HostKey=$d/guest_host_key" -o ListenAddress=127.0.0.2:22 -E "$d/guest.log"
+          try() {
+            local name=$1; shift
+            local rc=0 msg
+            msg=$(timeout 60 "$@" 2>&1 </dev/null) || rc=$?
+            echo "$name=$rc $(tr "\\r\\n" "  " <<<"$msg")"
+          }
+          try with-J ${q(withJ)} echo via-J
+          try printed ${q(printed)} echo through-the-host
+          echo "vm-known=$(wc -l <"$d/home/.ssh/known_hosts.cc-sandbox.cc-jt") hosts-known=$(wc -l <"$d/home/.ssh/known_hosts.cc-sandbox-hosts")"
+          try config ssh -F "$d/config" cc-jt echo by-the-config-block
+          # A new VM empties its own file; the host stays known.
+          rm -f "$d/home/.ssh/known_hosts.cc-sandbox.cc-jt"
+          try again ${q(printed)} echo again
+          # Someone else answering as the host: another host key, where the host was known.
+          kill "$(cat "$d/jump.pid")"; sleep 0.2
+          jump other
+          try impostor ${q(printed)} echo through-an-impostor
           kill "$(cat "$d/jump.pid")" "$(cat "$d/guest.pid")"
         '
     `);
@@ -61,12 +82,27 @@ ${config}CONFIG
 
 const result = (name: string) => new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(out);
 
-test("the printed ssh command reaches the guest through the host with the stack's key, trusting both hosts on first use", () => {
+test("the printed ssh command reaches the guest through the host with the stack's key, trusting each on first use", () => {
     const r = result("printed");
     expect(r?.[1]).toBe("0");
     expect(r?.[2]).toMatch(/(^| )through-the-host *$/);
-    // One line for the host (at its port), one for the guest: both in the stack's own file.
-    expect(out).toMatch(/^known=2$/m);
+    // The guest's key in the VM's own file, the host's in the file that outlives VMs.
+    expect(out).toMatch(/^vm-known=1 hosts-known=1$/m);
+});
+
+test("the ssh_config block takes the same way, with OpenSSH as it is", () => {
+    const r = result("config");
+    expect(r?.[1]).toBe("0");
+    expect(r?.[2]).toMatch(/(^| )by-the-config-block *$/);
+    expect(block).toMatch(/^ {2}ProxyCommand ssh -i .* -W %h:%p root@127\.0\.0\.1$/m);
+});
+
+test("a new VM is trusted on first use again; the host is not: another key there is refused", () => {
+    expect(result("again")?.slice(1, 2)).toEqual(["0"]);
+    const r = result("impostor");
+    expect(r?.[1]).not.toBe("0");
+    expect(r?.[2]).toMatch(/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
+    expect(r?.[2]).not.toContain("through-an-impostor");
 });
 
 test("control: ssh -J gives the first hop the user's own configuration, and fails there", () => {
@@ -74,14 +110,4 @@ test("control: ssh -J gives the first hop the user's own configuration, and fail
     expect(r?.[1]).not.toBe("0");
     expect(r?.[2]).toMatch(/Host key verification failed|Permission denied/);
     expect(r?.[2]).not.toContain("via-J");
-});
-
-test("the ssh_config block names the same two hops, and OpenSSH takes it as it is", () => {
-    const r = result("config");
-    expect(r?.[1]).toBe("0");
-    expect(r?.[2]).toMatch(/(^| )by-the-config-block *$/);
-    const block = config;
-    expect(block).toContain("Host cc-test-host\n  HostName 127.0.0.1\n  User root\n  Port 2201\n");
-    expect(block).toContain("Host cc-test\n  HostName 127.0.0.2\n  User root\n");
-    expect(block).toMatch(/ProxyJump cc-test-host\n$/);
 });

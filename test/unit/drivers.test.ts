@@ -90,7 +90,7 @@ describe("argument lists", () => {
         const url = "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img";
         const c = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org/system" } }, host);
         expect(jumpHost(c.libvirt.uri)).toEqual({ user: "ops", host: "kvm1.example.org" });
-        expect(jumpHost("qemu+ssh://kvm2.example.org:2222/system?keyfile=x")).toEqual({ host: "kvm2.example.org", port: 2222 });
+        expect(jumpHost("qemu+ssh://kvm2.example.org:2222/system?keyfile=/x")).toEqual({ host: "kvm2.example.org", port: 2222, keyfile: "/x" });
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.guestExec).toEqual(expect.arrayContaining([expect.stringMatching(/^ProxyCommand=ssh .* -W %h:%p ops@kvm1\.example\.org$/), "ubuntu@{ip}"]));
         // virt-install uploads a --cloud-init seed to the remote host itself.
@@ -114,39 +114,47 @@ describe("argument lists", () => {
 });
 
 describe("the SSH target", () => {
-    test("the ssh command and the ssh_config block say the same thing, from the driver's one target, on both hops", () => {
-        const c = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org:2222/system" } }, host);
+    test("the ssh command and the ssh_config block say the same thing, from the driver's one target, through the host", () => {
+        const c = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org:2222/system?keyfile=/home/ops/.ssh/kvm" } }, host);
         const target = libvirtDriver(home).sshTarget(c);
-        const known = `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`;
-        const opts = ["IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new", `UserKnownHostsFile=${known}`];
-        const argv = sshArgv(target, "agent", "192.0.2.7");
-        // The jump host gets the stack's key and known_hosts too, not the user's own configuration.
-        const proxy = `ssh -i ${home}/.ssh/id_ed25519 ${opts.map((o) => `-o ${o}`).join(" ")} -p 2222 -W %h:%p ops@kvm1.example.org`;
-        expect(argv).toEqual(["ssh", "-i", `${home}/.ssh/id_ed25519`, ...opts.flatMap((o) => ["-o", o]), "-o", `ProxyCommand=${proxy}`, "agent@192.0.2.7"]);
-        const own = [`  IdentityFile "${home}/.ssh/id_ed25519"`, "  IdentitiesOnly yes", "  StrictHostKeyChecking accept-new", `  UserKnownHostsFile ${known}`];
+        const vmKnown = `"${home}/.ssh/known_hosts.cc-sandbox.cc-bob"`;
+        const opts = ["IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new", `UserKnownHostsFile=${vmKnown}`];
+        // The host: the stack's key first, then the URI's keyfile (and ssh's own defaults after,
+        // as virsh's ssh offers them); its key checked against a file of ours and the user's own.
+        const hostKnown = `UserKnownHostsFile="${home}/.ssh/known_hosts.cc-sandbox-hosts" "${home}/.ssh/known_hosts"`;
+        const proxy = `ssh -i ${home}/.ssh/id_ed25519 -i /home/ops/.ssh/kvm -o StrictHostKeyChecking=accept-new -o '${hostKnown}' -p 2222 -W %h:%p ops@kvm1.example.org`;
+        expect(sshArgv(target, "agent", "192.0.2.7")).toEqual(["ssh", "-i", `${home}/.ssh/id_ed25519`, ...opts.flatMap((o) => ["-o", o]), "-o", `ProxyCommand=${proxy}`, "agent@192.0.2.7"]);
         expect(sshConfigBlock("cc-bob", target, "agent", "192.0.2.7").split("\n")).toEqual([
-            "Host cc-bob-host", "  HostName kvm1.example.org", "  User ops", "  Port 2222", ...own, "",
-            "Host cc-bob", "  HostName 192.0.2.7", "  User agent", ...own, "  ProxyJump cc-bob-host", "",
+            "Host cc-bob", "  HostName 192.0.2.7", "  User agent", `  IdentityFile "${home}/.ssh/id_ed25519"`,
+            "  IdentitiesOnly yes", "  StrictHostKeyChecking accept-new", `  UserKnownHostsFile ${vmKnown}`, `  ProxyCommand ${proxy}`, "",
         ]);
-        // The program's own guest commands go the same way, as the admin, never asking anything.
+        // The program's own guest commands go the same way, as the admin, never asking anything, on both hops.
         const exec = libvirtDriver(home).vmPlan(c, "").guestExec;
         expect(exec.slice(0, 3)).toEqual(["ssh", "-i", `${home}/.ssh/id_ed25519`]);
         expect(exec).toEqual(expect.arrayContaining(["BatchMode=yes", "ubuntu@{ip}"]));
         expect(exec.find((w) => w.startsWith("ProxyCommand="))).toContain("-o BatchMode=yes");
         expect(exec[exec.length - 1]).toBe("--");
+        // A new VM empties its own known_hosts file, never the hosts'.
+        const plan = libvirtDriver(home).vmPlan(c, "");
+        expect([...plan.prepare, ...plan.delete].flat().join(" ")).not.toContain("known_hosts.cc-sandbox-hosts");
     });
 
     test("what reaches the ProxyCommand's shell is quoted, and ssh's % tokens escaped", () => {
-        const target = { identityFile: "/home/d e v/%k;x", options: ["UserKnownHostsFile=/tmp/a b"], jump: { user: "ops", host: "h.example.org" } };
+        const target = { identityFile: "/k", options: [], jump: { user: "ops", host: "h.example.org", identityFiles: ["/home/d e v/;x"], options: ['UserKnownHostsFile="/tmp/a b"', "X=50%"] } };
         const proxy = sshArgv(target, "agent", "192.0.2.7").find((w) => w.startsWith("ProxyCommand="))!;
-        expect(proxy).toBe("ProxyCommand=ssh -i '/home/d e v/%%k;x' -o 'UserKnownHostsFile=/tmp/a b' -W %h:%p ops@h.example.org");
+        expect(proxy).toBe(`ProxyCommand=ssh -i '/home/d e v/;x' -o 'UserKnownHostsFile="/tmp/a b"' -o X=50%% -W %h:%p ops@h.example.org`);
     });
 
     test("a remote URI's SSH host is held to plain characters before it reaches ssh", () => {
-        for (const uri of ["qemu+ssh://a;touch${IFS}x@h.example.org/system", "qemu+ssh://ops@h%h.example.org/system", "qemu+ssh://ops@-oProxyCommand=x/system", "qemu+ssh://-oX@h.example.org/system", "qemu+ssh://ops@-h.example.org/system"]) {
+        for (const uri of ["qemu+ssh://a;touch${IFS}x@h.example.org/system", "qemu+ssh://ops@h%h.example.org/system", "qemu+ssh://ops@-oProxyCommand=x/system",
+            "qemu+ssh://-oX@h.example.org/system", "qemu+ssh://ops@-h.example.org/system", "qemu+ssh://ops@h.example.org:99999/system", "qemu+libssh2://a;b@h.example.org/system"]) {
             expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri } }, host)).toThrow(/libvirt\.uri: must name its SSH host as \[user@\]host\[:port\]/);
         }
-        expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org:2222/system?keyfile=/k" } }, host)).not.toThrow();
+        expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@h.example.org/system?keyfile=/k%h" } }, host)).toThrow(/libvirt\.uri: names a keyfile that must be/);
+        for (const uri of ["qemu+ssh://ops@kvm1.example.org:2222/system?keyfile=/k&no_verify=1", "qemu+ssh://first.last@kvm_host/system", "qemu+libssh2://kvm1/system"]) {
+            expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri } }, host)).not.toThrow();
+        }
+        expect(jumpHost("qemu+libssh2://kvm1/system")).toEqual({ host: "kvm1" });
     });
 
     test("Multipass's guests: the stack's key only", () => {

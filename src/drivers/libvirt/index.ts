@@ -31,24 +31,50 @@ export function fetchImageArgs(c: SandboxConfig): string[] | undefined {
         ...(c.libvirt.imageSha256 ? [c.libvirt.imageSha256] : [])];
 }
 
-/** `qemu+ssh://user@host:port/system` -> {user, host, port}: guests of a remote host are reached through it. */
-export function jumpHost(uri: string): { user?: string; host: string; port?: number } | undefined {
-    const m = /^[a-z0-9]+\+ssh:\/\/(?:([^@/?]+)@)?([^:/?]+)(?::(\d+))?/.exec(uri);
+/** libvirt's SSH transports: their guests are reached through the host they name. */
+const sshTransport = /^[a-z0-9]+\+(?:ssh|libssh2|libssh):\/\//;
+
+/** `qemu+ssh://user@host:port/system?keyfile=K` -> {user, host, port, keyfile}. */
+export function jumpHost(uri: string): { user?: string; host: string; port?: number; keyfile?: string } | undefined {
+    if (!sshTransport.test(uri)) return undefined;
+    const m = /^[^:]+:\/\/(?:([^@/?]+)@)?([^:/?]+)(?::(\d+))?[^?]*(?:\?(.*))?$/.exec(uri);
     if (!m) return undefined;
-    return { ...(m[1] ? { user: m[1] } : {}), host: m[2], ...(m[3] ? { port: Number(m[3]) } : {}) };
+    const keyfile = new URLSearchParams(m[4] ?? "").get("keyfile") ?? undefined;
+    return { ...(m[1] ? { user: m[1] } : {}), host: m[2], ...(m[3] ? { port: Number(m[3]) } : {}), ...(keyfile ? { keyfile } : {}) };
+}
+
+/** Host keys of the libvirt hosts guests are reached through: kept when VMs come and go. */
+export function hostsKnownHostsFile(home: string): string {
+    return path.posix.join(home, ".ssh", "known_hosts.cc-sandbox-hosts");
 }
 
 export function knownHostsFile(c: SandboxConfig, home: string): string {
     return path.posix.join(home, ".ssh", `known_hosts.cc-sandbox.${c.vm.name}`);
 }
 
-/** The VM's SSH target: the stack's key only, its own known_hosts file, through the host when remote. */
+/**
+ * The VM's SSH target: the stack's key only, and a known_hosts file of the VM's own (renewed with
+ * the VM). Through a remote host: the stack's key first and the user's own after it, as virsh's ssh
+ * would offer them, and the host's key checked against the user's known_hosts and a file of ours
+ * that a new VM does not empty.
+ */
 export function sshTarget(c: SandboxConfig, home: string): SshTarget {
-    const jump = jumpHost(c.libvirt.uri);
+    const j = jumpHost(c.libvirt.uri);
+    const quoted = (f: string) => `"${f}"`;
     return {
         identityFile: c.sshPrivateKeyPath,
-        options: ["IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new", `UserKnownHostsFile=${knownHostsFile(c, home)}`],
-        ...(jump ? { jump } : {}),
+        options: ["IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new", `UserKnownHostsFile=${quoted(knownHostsFile(c, home))}`],
+        ...(j
+            ? {
+                  jump: {
+                      ...(j.user ? { user: j.user } : {}),
+                      host: j.host,
+                      ...(j.port ? { port: j.port } : {}),
+                      identityFiles: [c.sshPrivateKeyPath, ...(j.keyfile ? [j.keyfile] : [])],
+                      options: ["StrictHostKeyChecking=accept-new", `UserKnownHostsFile=${quoted(hostsKnownHostsFile(home))} ${quoted(path.posix.join(home, ".ssh", "known_hosts"))}`],
+                  },
+              }
+            : {}),
     };
 }
 
@@ -98,7 +124,12 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
     ];
 }
 
-const withOptions = (t: SshTarget, ...options: string[]): SshTarget => ({ ...t, options: [...t.options, ...options] });
+/** The target with OPTIONS on every hop (the program's own calls: no prompts, bounded waits). */
+const withOptions = (t: SshTarget, ...options: string[]): SshTarget => ({
+    ...t,
+    options: [...t.options, ...options],
+    ...(t.jump ? { jump: { ...t.jump, options: [...t.jump.options, ...options] } } : {}),
+});
 
 export function libvirtDriver(home: string): Driver {
     return {
