@@ -95,17 +95,23 @@ async function checkMultipass() {
 // this host; on a remote host, a storage pool at storageDir).
 async function checkLibvirtHost(c) {
   const uri = c.libvirt.uri
-  const virsh = (...args) => $`timeout 30 virsh --connect ${uri} ${args}`.nothrow().quiet()
-  const first = (r) => (r.stderr || r.stdout).trim().split('\n')[0]
+  // Over ssh, virsh must not wait on a password or host-key prompt (no_tty: ssh runs in BatchMode).
+  const asked = /^[a-z0-9]+\+(ssh|libssh2|libssh):/.test(uri) && !/[?&]no_tty=/.test(uri) ? `${uri}${uri.includes('?') ? '&' : '?'}no_tty=1` : uri
+  // virsh's labels (Active:, State:, Available:) in English whatever the user's locale.
+  const virsh = (...args) => $({ env: { ...process.env, LC_ALL: 'C' } })`timeout 30 virsh --connect ${asked} ${args}`.nothrow().quiet()
+  const said = (r) => (r.stderr || r.stdout).trim().split('\n').map((l) => l.trim()).filter(Boolean).join('; ')
   const version = await virsh('version')
   if (!check(version.exitCode === 0, `libvirt at ${uri} answers`,
-    `${first(version)}: check the URI (cc-sandbox:libvirt.uri); for qemu+ssh, that ssh to the host works and its user may use libvirt`)) return
+    `${said(version)}: check the URI (cc-sandbox:libvirt.uri); for qemu+ssh, that ssh to the host works and its user may use libvirt`)) return
 
   const kib = (text, key) => Number(new RegExp(`^${key}\\s*:\\s*(\\d+) KiB`, 'm').exec(text)?.[1] ?? NaN)
   const mem = (await virsh('nodememstats')).stdout
   const freeMiB = Math.floor((kib(mem, 'free') + kib(mem, 'buffers') + kib(mem, 'cached')) / 1024)
-  check(freeMiB >= c.vm.memoryMiB, `${Number.isNaN(freeMiB) ? 'unknown' : freeMiB} MiB of memory free on the host (the VM takes ${c.vm.memoryMiB})`,
-    `free memory on the host, or lower cc-sandbox:vm.memory`)
+  if (Number.isNaN(freeMiB)) {
+    check(true, `the host reports no free memory (virsh nodememstats): not checked (the VM takes ${c.vm.memoryMiB} MiB)`)
+  } else {
+    check(freeMiB >= c.vm.memoryMiB, `${freeMiB} MiB of memory free on the host (the VM takes ${c.vm.memoryMiB})`, `free memory on the host, or lower cc-sandbox:vm.memory`)
+  }
 
   const net = await virsh('net-info', c.libvirt.network)
   const active = /^Active:\s+yes\s*$/m.test(net.stdout)
@@ -133,16 +139,20 @@ async function checkLibvirtHost(c) {
   }
   // A remote host: a storage pool whose directory is storageDir.
   const pools = (await virsh('pool-list', '--all', '--name')).stdout.split('\n').map((p) => p.trim()).filter(Boolean)
+  // The pool's <target><path> (XML-escaped), compared as a path: /srv/vms/ is /srv/vms.
+  const unxml = (t) => t.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&')
   let pool
   for (const name of pools) {
-    if ((await virsh('pool-dumpxml', name)).stdout.includes(`<path>${dir}</path>`)) pool = name
+    const xml = (await virsh('pool-dumpxml', name)).stdout
+    const at = /<target>[\s\S]*?<path>([^<]*)<\/path>/.exec(xml)?.[1]
+    if (at !== undefined && path.posix.normalize(unxml(at)).replace(/(.)\/$/, '$1') === path.posix.normalize(dir).replace(/(.)\/$/, '$1')) pool = name
   }
   const define = `virsh --connect ${uri} pool-define-as cc-sandbox dir --target ${dir} && virsh --connect ${uri} pool-build cc-sandbox && virsh --connect ${uri} pool-start cc-sandbox && virsh --connect ${uri} pool-autostart cc-sandbox`
   if (!check(!!pool, pool ? `storage pool ${pool} on the host is at ${dir}` : `no storage pool on the host is at ${dir}`, define)) return
   const info = (await virsh('pool-info', pool)).stdout
   const running = /^State:\s+running\s*$/m.test(info)
-  const avail = /^Available:\s+([\d.]+) (KiB|MiB|GiB|TiB)/m.exec(info)
-  const availGiB = avail ? Number(avail[1]) * { KiB: 2 ** -20, MiB: 2 ** -10, GiB: 1, TiB: 2 ** 10 }[avail[2]] : NaN
+  const avail = /^Available:\s+([\d.]+) (B|KiB|MiB|GiB|TiB|PiB)\s*$/m.exec(info)
+  const availGiB = avail ? Number(avail[1]) * { B: 2 ** -30, KiB: 2 ** -20, MiB: 2 ** -10, GiB: 1, TiB: 2 ** 10, PiB: 2 ** 20 }[avail[2]] : NaN
   check(running && availGiB >= needGiB, `storage pool ${pool} is ${running ? 'running' : 'not running'} with ${Number.isNaN(availGiB) ? 'unknown' : Math.floor(availGiB)} GiB free (the VM takes ${c.vm.diskGiB})`,
     running ? `free at least ${needGiB} GiB in ${dir} on the host, or lower cc-sandbox:vm.disk` : `virsh --connect ${uri} pool-start ${pool}`)
 }

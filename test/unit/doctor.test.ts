@@ -11,20 +11,22 @@ import { root, tempDir, tempHome } from "../helpers";
 
 const fakeVirsh = `#!/bin/bash
 # virsh --connect URI COMMAND ARGS...
-shift 2
 w=$FAKE_VIRSH
+echo "$2 LC_ALL=\${LC_ALL:-}" >>"$w/uris"
+shift 2
 echo "$*" >>"$w/calls"
 case $1 in
   version)
     [[ ! -e $w/down ]] || { echo "error: failed to connect to the hypervisor" >&2; echo "error: Cannot recv data: Connection reset by peer" >&2; exit 1; }
     printf 'Compiled against library: libvirt 9.0.0\\nUsing library: libvirt 9.0.0\\nUsing API: QEMU 9.0.0\\nRunning hypervisor: QEMU 7.2.0\\n' ;;
   nodememstats)
+    [[ -e $w/free-kib ]] || { echo "error: this function is not supported by the connection driver: virNodeGetMemoryStats" >&2; exit 1; }
     printf '%-7s: %20s KiB\\n' total 24555284 free "$(cat "$w/free-kib")" buffers 1024 cached 2048 ;;
   net-info)
     [[ -e $w/net-$2 ]] || { echo "error: failed to get network '$2'" >&2; echo "error: Network not found: no network with matching name '$2'" >&2; exit 1; }
     printf '%-15s %s\\n' Name: "$2" Active: "$(cat "$w/net-$2")" Persistent: yes Autostart: yes Bridge: virbr0 ;;
   pool-list) cat "$w/pools" 2>/dev/null ;;
-  pool-dumpxml) printf "<pool type='dir'>\\n  <name>%s</name>\\n  <target>\\n    <path>%s</path>\\n  </target>\\n</pool>\\n" "$2" "$(cat "$w/pool-$2")" ;;
+  pool-dumpxml) printf "<pool type='dir'>\\n  <name>%s</name>\\n  <source>\\n  </source>\\n  <target>\\n    <path>%s</path>\\n  </target>\\n</pool>\\n" "$2" "$(cat "$w/pool-$2")" ;;
   pool-info) printf '%-15s %s\\n' Name: "$2" State: running Capacity: "200.00 GiB" Allocation: "20.00 GiB" Available: "$(cat "$w/avail-$2")" ;;
   *) echo "error: unknown command '$1'" >&2; exit 1 ;;
 esac
@@ -45,7 +47,8 @@ function doctor(libvirt: Record<string, unknown>, world: Record<string, string>,
         encoding: "utf8",
         env: { ...process.env, HOME: home, PATH: `${bin}:${process.env.PATH}`, FAKE_VIRSH: w },
     });
-    return { out: r.stdout + r.stderr, calls: fs.existsSync(path.join(w, "calls")) ? fs.readFileSync(path.join(w, "calls"), "utf8") : "" };
+    const read = (f: string) => (fs.existsSync(path.join(w, f)) ? fs.readFileSync(path.join(w, f), "utf8") : "");
+    return { out: r.stdout + r.stderr, calls: read("calls"), uris: read("uris") };
 }
 
 const gib = (n: number) => String(n * 1024 * 1024);
@@ -73,7 +76,8 @@ describe("a local libvirt host", () => {
 
     test("a host that does not answer is named with what virsh said, and nothing more is asked of it", () => {
         const { out, calls } = doctor({ storageDir: storage() }, { down: "" });
-        expect(out).toMatch(/^MISS libvirt at qemu:\/\/\/system answers\n {5}fix: error: failed to connect to the hypervisor: check the URI/m);
+        // Both of virsh's lines: the first is always the same, the cause is in the second.
+        expect(out).toMatch(/^MISS libvirt at qemu:\/\/\/system answers\n {5}fix: error: failed to connect to the hypervisor; error: Cannot recv data: Connection reset by peer: check the URI/m);
         expect(calls).toBe("version\n");
     });
 });
@@ -82,8 +86,10 @@ describe("a remote libvirt host", () => {
     const uri = "qemu+ssh://ops@kvm1.example.org/system";
 
     test("its disks go to a storage pool at storageDir, running with room for the VM's disk", () => {
-        const { out } = doctor({ uri, storageDir: "/srv/vms" }, { "free-kib": gib(8), "net-default": "yes", pools: "default\ncc\n", "pool-default": "/var/lib/libvirt/images", "pool-cc": "/srv/vms", "avail-cc": "150.25 GiB" });
-        expect(out).toMatch(/^ok {3}storage pool cc on the host is at \/srv\/vms$/m);
+        const { out, uris } = doctor({ uri, storageDir: "/srv/vms/" }, { "free-kib": gib(8), "net-default": "yes", pools: "default\ncc\n", "pool-default": "/var/lib/libvirt/images", "pool-cc": "/srv/vms", "avail-cc": "150.25 GiB" });
+        // Over ssh, virsh never waits on a prompt, and its labels are read in English.
+        expect(new Set(uris.trim().split("\n"))).toEqual(new Set([`${uri}?no_tty=1 LC_ALL=C`]));
+        expect(out).toMatch(/^ok {3}storage pool cc on the host is at \/srv\/vms\/$/m);
         expect(out).toMatch(/^ok {3}storage pool cc is running with 150 GiB free \(the VM takes 20\)$/m);
         expect(out).not.toMatch(/GiB free for disks in/);
     });
@@ -93,5 +99,11 @@ describe("a remote libvirt host", () => {
         expect(none.out).toMatch(/^MISS no storage pool on the host is at \/srv\/vms\n {5}fix: virsh --connect qemu\+ssh:\/\/ops@kvm1\.example\.org\/system pool-define-as cc-sandbox dir --target \/srv\/vms/m);
         const small = doctor({ uri, storageDir: "/srv/vms" }, { "free-kib": gib(8), "net-default": "yes", pools: "cc\n", "pool-cc": "/srv/vms", "avail-cc": "512.00 MiB" });
         expect(small.out).toMatch(/^MISS storage pool cc is running with 0 GiB free \(the VM takes 20\)\n {5}fix: free at least 21 GiB in \/srv\/vms on the host/m);
+    });
+
+    test("an empty pool (virsh prints 0.00 B) has no room; a host that reports no memory is not held to it", () => {
+        const { out } = doctor({ uri, storageDir: "/srv/vms" }, { "net-default": "yes", pools: "cc\n", "pool-cc": "/srv/vms", "avail-cc": "0.00 B" });
+        expect(out).toMatch(/^MISS storage pool cc is running with 0 GiB free \(the VM takes 20\)$/m);
+        expect(out).toMatch(/^ok {3}the host reports no free memory \(virsh nodememstats\): not checked/m);
     });
 });
