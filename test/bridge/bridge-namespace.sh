@@ -12,11 +12,9 @@ stage=$1
 work=$2
 
 ip link set lo up
-for dir in /etc /usr/local /var; do
-  name=${dir//\//_}
-  mkdir -p "$work/$name.upper" "$work/$name.work"
-  mount -t overlay overlay -o "lowerdir=$dir,upperdir=$work/$name.upper,workdir=$work/$name.work" "$dir"
-done
+# shellcheck source-path=SCRIPTDIR source=../guest-root.sh
+. "$(dirname "$0")/../guest-root.sh"
+guest_overlays "$work" /etc /usr/local /var
 while read -r mode path; do
   install -D -m "$mode" -o root -g root "$stage/files$path" "$path"
 done <"$stage/manifest"
@@ -38,9 +36,8 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
 ln -s pts/ptmx /dev/ptmx
 ln -s /proc/self/fd /dev/fd
 
-# What cloud-init does before the boot steps: the agent user, and sandbox.env naming it.
-getent passwd agent >/dev/null || useradd --create-home --shell /bin/bash agent
-printf "CC_AGENT_USER='agent'\nCC_ADMIN_USER='root'\n" >/etc/cc-sandbox/sandbox.env
+# What cloud-init does before the boot steps: its users (/home is a fresh tmpfs by now).
+guest_users
 
 /usr/local/lib/cc-sandbox/boot.d/15-proc.sh
 /usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh

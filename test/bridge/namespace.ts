@@ -8,9 +8,10 @@
 import { spawn, spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
-import Handlebars from "handlebars";
 import * as os from "os";
 import * as path from "path";
+import { loadConfig, rawConfigFromStackFile } from "../../src/config/load";
+import { renderFiles } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
 
 /** The guest files of the secure-ops layer, cc-sandbox-verify that checks it, and claude-backup that attacks it (the namespace installs nothing else). */
@@ -51,19 +52,23 @@ export interface Bridge {
     stop(): void;
 }
 
-const hbs = Handlebars.create();
-
-/** Renders the bridge's guest files for a stack whose secureOps.scripts are `scripts`. */
-export function renderBridgeFiles(scripts: readonly AllowedScript[]): { path: string; mode: string; content: string }[] {
-    const view = { secureOps: { scripts: scripts.map((s) => ({ path: s.path, args: s.args ?? "" })) } };
-    const templates = loadTemplates().files.filter((t) => bridgeFiles.includes(t.guestPath));
-    const missing = bridgeFiles.filter((p) => !templates.some((t) => t.guestPath === p));
+/**
+ * Renders the bridge's guest files, and sandbox.env, as the program renders them for the ci stack
+ * whose secureOps.scripts are `scripts` (HOME holds the SSH key loading the config reads).
+ */
+export function renderBridgeFiles(scripts: readonly AllowedScript[], home: string): { path: string; mode: string; content: string }[] {
+    const stack = path.join(__dirname, "../../stacks/Pulumi.ci.yaml");
+    const raw = rawConfigFromStackFile(fs.readFileSync(stack, "utf8"), stack);
+    const config = loadConfig(
+        "bridge",
+        { ...raw, secureOps: { scripts: scripts.map((s) => (s.args === undefined ? { path: s.path } : { path: s.path, args: s.args })) } },
+        { home, readFile: (f: string) => fs.readFileSync(f, "utf8") },
+    );
+    const wanted = [...bridgeFiles, "/etc/cc-sandbox/sandbox.env"];
+    const files = renderFiles(config, loadTemplates()).filter((f) => wanted.includes(f.path));
+    const missing = wanted.filter((p) => !files.some((f) => f.path === p));
     if (missing.length > 0) throw new Error(`templates/guest lacks ${missing.join(", ")}`);
-    return templates.map((t) => ({
-        path: t.guestPath,
-        mode: t.mode,
-        content: t.isTemplate ? hbs.compile(t.source, { noEscape: true, strict: true })(view) : t.source,
-    }));
+    return files.map((f) => ({ path: f.path, mode: f.mode, content: f.content }));
 }
 
 function childPid(pid: number): number {
@@ -79,7 +84,10 @@ export async function startBridge(scripts: readonly AllowedScript[], timeoutMs =
     const work = path.join(dir, "work");
     fs.mkdirSync(path.join(stage, "files"), { recursive: true, mode: 0o700 });
     fs.mkdirSync(work, { mode: 0o700 });
-    const files = renderBridgeFiles(scripts);
+    const home = path.join(dir, "home");
+    fs.mkdirSync(path.join(home, ".ssh"), { recursive: true, mode: 0o700 });
+    spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "bridge", "-f", path.join(home, ".ssh", "id_ed25519")]);
+    const files = renderBridgeFiles(scripts, home);
     for (const f of files) {
         const target = path.join(stage, "files", f.path);
         fs.mkdirSync(path.dirname(target), { recursive: true });

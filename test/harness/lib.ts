@@ -336,23 +336,14 @@ export class Harness {
         const setup = `
 set -euo pipefail
 mount -t tmpfs -o mode=0755 ccfw-guest ${mnt}
-for d in ${guestTopDirs.join(" ")}; do
-  [ -d /$d ] || continue
-  mkdir -p ${mnt}/$d.up ${mnt}/$d.work
-  mount -t overlay overlay -o lowerdir=/$d,upperdir=${mnt}/$d.up,workdir=${mnt}/$d.work /$d
-done
+. ${path.join(repoRoot, "test/guest-root.sh")}
+guest_overlays ${mnt} ${guestTopDirs.map((d) => `/${d}`).join(" ")}
 mount -t tmpfs -o mode=0755 ccfw-run /run
 mkdir -p /run/lock /run/sshd
 touch ${guestNode} && mount --bind ${process.execPath} ${guestNode}
 install -d -m 0755 ${guestTools} && install -m 0644 ${toolFiles.join(" ")} ${guestTools}/
-getent passwd 1001 >/dev/null && ! id agent >/dev/null 2>&1 && { echo "uid 1001 is taken: the agent needs it" >&2; exit 1; }
-id agent >/dev/null 2>&1 || useradd -m -U -u 1001 -s /bin/bash agent
-getent group lxd >/dev/null || groupadd lxd
-id ubuntu >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo,adm,lxd ubuntu
-printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' >/etc/sudoers.d/90-cloud-init-users
-chmod 0440 /etc/sudoers.d/90-cloud-init-users
-cp -a ${files}/. /
-chown -R agent: /home/agent
+guest_users
+guest_files ${files} ${guestTopDirs.map((d) => `/${d}`).join(" ")}
 rm -f /etc/resolv.conf
 printf 'nameserver %s\n' ${this.dnsAddress} >/etc/resolv.conf
 # The test servers' CA, trusted as a public one is: curl and openssl check certificates against it.
