@@ -201,7 +201,7 @@ describe("libvirt stack (bob)", () => {
     });
 
     test("its ssh command pins a per-VM known_hosts file", () => {
-        expect(run.outputs.sshCommand).toContain(`UserKnownHostsFile=${home}/.ssh/known_hosts.cc-sandbox.cc-bob`);
+        expect(run.outputs.sshCommand).toContain(`UserKnownHostsFile="${home}/.ssh/known_hosts.cc-sandbox.cc-bob"`);
         expect(run.outputs.hypervisor).toBe("libvirt");
     });
 });
