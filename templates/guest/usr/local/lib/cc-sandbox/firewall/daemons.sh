@@ -28,17 +28,22 @@ resolver_running() {
     read -r comm 2>/dev/null <"/proc/$pid/comm" && [[ $comm == dnsmasq ]]
 }
 
-stop_resolver() {
+# stop_pid PIDFILE: ends the daemon the file names (TERM, then KILL after 3 s) and removes the file.
+stop_pid() {
   local pid i
-  resolver_running || return 0
-  read -r pid <"$resolver_pid"
+  read -r pid <"$1"
   kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 300; i++)); do
     alive "$pid" || break
     nap
   done
   ! alive "$pid" || { kill -9 "$pid" 2>/dev/null || true; sleep 0.05; }
-  rm -f "$resolver_pid"
+  rm -f "$1"
+}
+
+stop_resolver() {
+  resolver_running || return 0
+  stop_pid "$resolver_pid"
 }
 
 start_resolver() {
@@ -182,16 +187,8 @@ proxy_listening() {
 }
 
 stop_proxy() {
-  local pid i
   proxy_running || { rm -f "$proxy_pid"; return 0; }
-  read -r pid <"$proxy_pid"
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    alive "$pid" || break
-    nap
-  done
-  ! alive "$pid" || { kill -9 "$pid" 2>/dev/null || true; sleep 0.05; }
-  rm -f "$proxy_pid"
+  stop_pid "$proxy_pid"
 }
 
 # start_proxy: (re)starts it from its configuration and lists, and waits until it listens.
