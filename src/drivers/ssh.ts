@@ -11,8 +11,8 @@ import { SshTarget } from "./types";
 type Jump = NonNullable<SshTarget["jump"]>;
 
 /** The first hop, as the ProxyCommand ssh runs through the shell: every word quoted, `%` escaped. */
-export function proxyCommand(j: Jump, extraOptions: readonly string[] = []): string {
-    const words = ["ssh", ...j.identityFiles.flatMap((f) => ["-i", f]), ...[...j.options, ...extraOptions].flatMap((o) => ["-o", o]),
+function proxyCommand(j: Jump): string {
+    const words = ["ssh", ...j.identityFiles.flatMap((f) => ["-i", f]), ...j.options.flatMap((o) => ["-o", o]),
         ...(j.port ? ["-p", String(j.port)] : []), "-W", "%h:%p", `${j.user ? `${j.user}@` : ""}${j.host}`];
     return words.map((w) => (w === "%h:%p" ? w : shellQuote(w).replace(/%/g, "%%"))).join(" ");
 }

@@ -155,6 +155,12 @@ describe("the SSH target", () => {
             expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri } }, host)).not.toThrow();
         }
         expect(jumpHost("qemu+libssh2://kvm1/system")).toEqual({ host: "kvm1" });
+        // A key path reaches ssh_config and ssh's own expansion: a quote, backslash, % or $ is named and refused.
+        for (const bad of ['/tmp/x" ProxyCommand "touch /tmp/pwned', "/tmp/k%h", "/tmp/${HOME}/k", "/tmp/k\\x"]) {
+            const err = (() => { try { loadConfig("bob", { ssh: { privateKeyPath: bad } }, host); } catch (e) { return e as Error; } return undefined; })();
+            expect(err?.message).toContain(`cc-sandbox:ssh.privateKeyPath: must be an absolute path or one starting with ~/, without`);
+            expect(err?.message).toContain(JSON.stringify(bad));
+        }
     });
 
     test("Multipass's guests: the stack's key only", () => {
