@@ -152,6 +152,9 @@ function unreachable(plan, r) {
     return u.codes.includes(r.code) && (!u.stderr || new RegExp(u.stderr, "m").test(r.stderr));
 }
 
+/** @param {VmPlan} plan */
+const consoleHint = (plan) => (plan.consoleLog ? ` (what its console printed: ${plan.consoleLog} on the libvirt host)` : "");
+
 /** Waits for cloud-init; on failure throws with the tail of its output log and the boot log. */
 /** @param {VmPlan} plan @param {string} ip @param {number} deadline */
 function waitForCloudInit(plan, ip, deadline) {
@@ -160,7 +163,7 @@ function waitForCloudInit(plan, ip, deadline) {
         const r = guest(plan, ip, ["cloud-init", "status", "--wait", "--long"], { timeoutMs: Math.max(left, 1000) });
         if (r.code === 0) return;
         if (unreachable(plan, r)) {
-            if (Date.now() > deadline) throw new Error(`cannot reach ${plan.name} to wait for cloud-init: ${r.stderr.trim()}`);
+            if (Date.now() > deadline) throw new Error(`cannot reach ${plan.name} to wait for cloud-init: ${r.stderr.trim()}${consoleHint(plan)}`);
             sleep(pollMs);
             continue;
         }
@@ -234,7 +237,7 @@ function ensureRunning(plan, deadline) {
                 break;
         }
         if (Date.now() > deadline) {
-            throw new Error(`${plan.name} is ${s.state}${s.state === "running" ? " with no IPv4 address" : ""} after ${plan.timeoutSeconds}s`);
+            throw new Error(`${plan.name} is ${s.state}${s.state === "running" ? " with no IPv4 address" : ""} after ${plan.timeoutSeconds}s${consoleHint(plan)}`);
         }
         sleep(pollMs);
     }

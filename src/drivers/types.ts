@@ -33,6 +33,8 @@ export interface VmPlan {
     /** Cancels a shutdown the hypervisor has scheduled (Multipass's "Delayed Shutdown"). */
     readonly cancelShutdown?: readonly string[];
     readonly timeoutSeconds: number;
+    /** Where the guest's console output is kept (on the hypervisor's host), named when a VM does not answer. */
+    readonly consoleLog?: string;
     /**
      * What makes a new VM, beside first boot's files: the launch arguments that shape it and the
      * base image it starts from (not how long to wait, nor how an image is fetched).

@@ -16,7 +16,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { shellQuote } from "../../src/shell";
 import { root } from "../helpers";
-import { host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
+import { consoleLog, host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
 
 jest.setTimeout(60 * 60_000);
 
@@ -53,9 +53,16 @@ async function timed<T>(step: string, fn: () => Promise<T>): Promise<T> {
     }
 }
 
+/**
+ * A failed command's error leads with its error lines (a CI summary keeps only part of a long
+ * message), then what libvirt says of the VM, then the output's tail.
+ */
 function ok(r: Run, what: string): Run {
-    if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${tail(r.stdout)}\n${tail(r.stderr)}`);
-    return r;
+    if (r.code === 0) return r;
+    const errors = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /error/i.test(l) && !/^\s+at /.test(l)).slice(0, 20);
+    throw new Error(
+        `${what} failed (exit ${r.code}):\n${errors.join("\n")}\n--- libvirt ---\n${world.diagnose()}\n--- output ---\n${tail(r.stdout)}\n${tail(r.stderr)}`,
+    );
 }
 
 const tail = (s: string, n = 60) => s.split("\n").slice(-n).join("\n");
@@ -127,6 +134,12 @@ step("1. pulumi up creates the VM and waits for cloud-init", async () => {
     expect(outputs).toMatchObject({ name: vmName, hypervisor: "libvirt", sshUser: "agent", state: "running" });
     expect(String(outputs.ip)).toMatch(new RegExp(`^${subnet.replace(/\./g, "\\.")}\\.1\\d\\d$`));
     expect(sshCommand).toContain(`agent@${outputs.ip}`);
+    // The guest's console is kept on the libvirt host (what a VM that never answers printed), root's
+    // only, and the stack's secret is not in it.
+    const consoleText = fs.readFileSync(consoleLog, "utf8");
+    expect(consoleText).toMatch(/Linux version \d/);
+    expect(consoleText).not.toContain(token);
+    expect(fs.statSync(consoleLog).mode & 0o077).toBe(0);
 });
 
 step("2. the stack's sshCommand logs in, and ~/code is the host's folder both ways", async () => {

@@ -23,6 +23,8 @@ export const bridge = "ccsbx0";
 export const imageLink = "/var/lib/cc-sandbox/ci-image";
 export const storageDir = "/var/lib/cc-sandbox/vms";
 export const vmName = "cc-ci";
+/** The guest's console, as the libvirt driver keeps it. */
+export const consoleLog = `/var/log/libvirt/qemu/${vmName}-console.log`;
 
 /**
  * The test's "internet": addresses of the namespace outside the VM's own subnet, which the VM
@@ -213,6 +215,19 @@ export class World {
         return { code: r.status, stdout: r.stdout };
     }
 
+    /** What libvirt knows of the VM when a step fails: its state, leases and QEMU's log. */
+    diagnose(): string {
+        const out = (args: string[]) => `$ virsh ${args.join(" ")}\n${this.virsh(...args).stdout.trim()}`;
+        const logTail = (file: string, n: number) => `$ tail -n ${n} ${file}\n${fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").slice(-n).join("\n") : "(none)"}`;
+        return [
+            out(["list", "--all"]),
+            out(["domifaddr", vmName, "--source", "lease"]),
+            out(["net-dhcp-leases", network]),
+            logTail(`/var/log/libvirt/qemu/${vmName}.log`, 15),
+            logTail(consoleLog, 60),
+        ].join("\n");
+    }
+
     /** Everything libvirt and the state backend still hold of the VM. */
     leftovers(): string[] {
         const found: string[] = [];
@@ -226,6 +241,7 @@ export class World {
         // A UEFI VM's variable store (libvirt's default place for it).
         const nvram = `/var/lib/libvirt/qemu/nvram/${vmName}_VARS.fd`;
         if (fs.existsSync(nvram)) found.push(`file ${nvram}`);
+        if (fs.existsSync(consoleLog)) found.push(`file ${consoleLog}`);
         const knownHosts = path.join(this.home, ".ssh", `known_hosts.cc-sandbox.${vmName}`);
         if (fs.existsSync(knownHosts)) found.push(`file ${knownHosts}`);
         return found;
@@ -258,7 +274,10 @@ export class World {
             }
         }
         fs.rmSync(this.home, { recursive: true, force: true });
-        if (process.env.CC_E2E_KEEP !== "1") fs.rmSync(this.dir, { recursive: true, force: true });
+        if (process.env.CC_E2E_KEEP !== "1") {
+            fs.rmSync(this.dir, { recursive: true, force: true });
+            for (const n of ["", ".0", ".1", ".2"]) fs.rmSync(consoleLog + n, { force: true });
+        }
     }
 }
 

@@ -86,6 +86,18 @@ describe("argument lists", () => {
         expect(libvirtDriver(home).vmPlan(uefi, "").delete).toContainEqual(["virsh", "--connect", "qemu:///system", "undefine", "cc-bob", "--remove-all-storage", "--nvram"]);
     });
 
+    test("libvirt: the guest's console is kept on the libvirt host, named in the runner's timeouts, and goes with a local VM", () => {
+        const c = loadConfig("bob", { hypervisor: "libvirt" }, host);
+        const plan = libvirtDriver(home).vmPlan(c, "");
+        const log = "/var/log/libvirt/qemu/cc-bob-console.log";
+        expect(plan.launch[plan.launch.indexOf("--console") + 1]).toBe(`pty,target_type=serial,log.file=${log},log.append=on`);
+        expect(plan.consoleLog).toBe(log);
+        expect(plan.delete).toContainEqual(["rm", "-f", log, `${log}.0`, `${log}.1`, `${log}.2`]);
+        // A remote host's log directory is its own.
+        const remote = libvirtDriver(home).vmPlan(loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://kvm1.example.org/system" } }, host), "");
+        expect(remote.delete.flat()).not.toContain(log);
+    });
+
     test("libvirt: a URL image is verified and kept by checksum by fetch-image.sh; a remote URI's guests are reached through its host", () => {
         const url = "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img";
         const c = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@kvm1.example.org/system" } }, host);

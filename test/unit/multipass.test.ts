@@ -153,6 +153,9 @@ describe("create", () => {
         expect(r.code).toBe(1);
         expect(r.stderr).toContain("cannot reach cc-fake to wait for cloud-init: exec failed: [ssh client] channel creation failed");
         expect(r.stderr).not.toContain("cloud-init failed");
+        // A plan that keeps the guest's console says where to look.
+        const named = step("create", { input: userData, plan: { ...plan, timeoutSeconds: 1, consoleLog: "/var/log/libvirt/qemu/cc-fake-console.log" } });
+        expect(named.stderr).toContain("(what its console printed: /var/log/libvirt/qemu/cc-fake-console.log on the libvirt host)");
     });
 
     test("an exec that hangs is cut at the deadline instead of hanging the run", () => {

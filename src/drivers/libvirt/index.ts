@@ -89,7 +89,19 @@ export function seedPath(c: SandboxConfig): string | undefined {
     return jumpHost(c.libvirt.uri) ? undefined : path.posix.join(c.libvirt.storageDir, `${c.vm.name}-seed.iso`);
 }
 
-export function virtInstallArgs(c: SandboxConfig): string[] {
+/**
+ * The guest's serial console, kept by libvirt's virtlogd on the libvirt host (size-capped and
+ * rotated by it): what a VM that never answers printed while it booted.
+ */
+export function consoleLog(c: SandboxConfig): string {
+    return `/var/log/libvirt/qemu/${c.vm.name}-console.log`;
+}
+
+/**
+ * virt-install's arguments. `consoleLog: false` leaves the console's log out: the log changes nothing
+ * in the guest, so it is not among what replaces a VM (replaceOn).
+ */
+export function virtInstallArgs(c: SandboxConfig, opts: { consoleLog?: boolean } = {}): string[] {
     const lv = c.libvirt;
     const disk = path.posix.join(lv.storageDir, `${c.vm.name}.qcow2`);
     const seed = seedPath(c);
@@ -115,7 +127,7 @@ export function virtInstallArgs(c: SandboxConfig): string[] {
         "--virt-type", lv.virtType,
         "--machine", lv.machine,
         "--graphics", "none",
-        "--console", "pty,target_type=serial",
+        "--console", `pty,target_type=serial${opts.consoleLog === false ? "" : `,log.file=${consoleLog(c)},log.append=on`}`,
         "--noautoconsole",
         ...(lv.boot ? ["--boot", `kernel=${lv.boot.kernel},initrd=${lv.boot.initrd},kernel_args="${lv.boot.args}"`] : []),
         ...(lv.firmware === "uefi" ? ["--boot", "uefi"] : []),
@@ -168,14 +180,17 @@ export function libvirtDriver(home: string): Driver {
                     // Gone with the storage above, unless a create failed before the VM was defined.
                     ...(seed ? [["rm", "-f", seed]] : []),
                     ["rm", "-f", knownHostsFile(c, home)],
+                    // virtlogd keeps up to three rotated copies beside it.
+                    ...(jumpHost(c.libvirt.uri) ? [] : [["rm", "-f", ...["", ".0", ".1", ".2"].map((n) => consoleLog(c) + n)]]),
                 ],
+                consoleLog: consoleLog(c),
                 // A session whose peer went silent ends within a minute and is tried again, instead of
                 // holding the whole wait for cloud-init.
                 guestExec: [...sshArgv(withOptions(sshTarget(c, home), "BatchMode=yes", "ConnectTimeout=10", "ServerAliveInterval=15", "ServerAliveCountMax=4"), c.users.admin, "{ip}"), "--"],
                 unreachable: { codes: [255] },
                 timeoutSeconds: c.vm.timeoutSeconds,
                 // The domain as virt-install defines it (its shares among it), and the image a URL names.
-                replaceOn: [...virtInstallArgs(c), c.libvirt.image, c.libvirt.imageSha256 ?? null],
+                replaceOn: [...virtInstallArgs(c, { consoleLog: false }), c.libvirt.image, c.libvirt.imageSha256 ?? null],
             };
         },
     };
