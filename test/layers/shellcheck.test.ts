@@ -1,6 +1,10 @@
-/** Every guest script, whoever wrote it, passes shellcheck and fails fast (set -euo pipefail). */
+/**
+ * Every guest script, whoever wrote it, passes shellcheck and fails fast (set -euo pipefail); so do
+ * the host's own scripts (the drivers', the build and test scripts).
+ */
 import * as fs from "fs";
 import * as path from "path";
+import { root } from "../helpers";
 import { guestDir, run } from "./guest";
 
 function walk(dir: string): string[] {
@@ -56,4 +60,23 @@ test("shellcheck does reject a bad script (the check can fail)", () => {
     const r = run("shellcheck", ["-"], { input: "#!/bin/bash\nrm -rf $dir/*\n" });
     expect(r.status).not.toBe(0);
     expect(r.stdout).toMatch(/SC2115|SC2086/);
+});
+
+const hostScripts = ["src/drivers/libvirt", "scripts", "test"]
+    .flatMap((d) => walk(path.join(root, d)))
+    .filter((f) => f.endsWith(".sh") && !f.includes("/node_modules/"))
+    .map((f) => path.relative(root, f))
+    .sort();
+
+test("the host's scripts this suite is meant to cover are found", () => {
+    expect(hostScripts).toEqual(expect.arrayContaining(["src/drivers/libvirt/fetch-image.sh", "src/drivers/libvirt/host-storage.sh", "scripts/libvirt-netns.sh", "test/libvirt-host.sh"]));
+});
+
+test.each(hostScripts)("shellcheck %s (host side)", (file) => {
+    const r = run("shellcheck", ["--external-sources", "--severity=style", file], { cwd: root });
+    expect(r.stdout + r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    // Before any command: the first line that is neither a comment nor blank (a sourced library excepted).
+    const text = fs.readFileSync(path.join(root, file), "utf8");
+    if (!/^# shellcheck shell=/m.test(text)) expect(text.split("\n").find((l) => l.trim() !== "" && !l.startsWith("#"))).toBe("set -euo pipefail");
 });
