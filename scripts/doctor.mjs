@@ -1,6 +1,7 @@
 #!/usr/bin/env zx
 // Checks this host for what `pulumi up` needs and prints how to fix each miss.
 //   npm run doctor [-- --stack NAME | --config FILE]
+import { createHash } from 'node:crypto'
 import { $, argv, fs, os, path, which } from 'zx'
 import { requireSrc, root } from './lib/project.mjs'
 
@@ -92,7 +93,7 @@ async function checkMultipass() {
 
 // libvirt: the host the stack names, before anything is created there: it answers, has the memory
 // and disk the VM takes, has the network, and a usable place for the VM's disks (a directory on
-// this host; on a remote host, a storage pool at storageDir).
+// this host; on a remote host, the storage pool at storageDir, which pulumi up defines if missing).
 async function checkLibvirtHost(c) {
   const uri = c.libvirt.uri
   // Over ssh, virsh must not wait on a password or host-key prompt (no_tty: ssh runs in BatchMode).
@@ -147,14 +148,23 @@ async function checkLibvirtHost(c) {
     const at = /<target>[\s\S]*?<path>([^<]*)<\/path>/.exec(xml)?.[1]
     if (at !== undefined && path.posix.normalize(unxml(at)).replace(/(.)\/$/, '$1') === path.posix.normalize(dir).replace(/(.)\/$/, '$1')) pool = name
   }
-  const define = `virsh --connect ${uri} pool-define-as cc-sandbox dir --target ${dir} && virsh --connect ${uri} pool-build cc-sandbox && virsh --connect ${uri} pool-start cc-sandbox && virsh --connect ${uri} pool-autostart cc-sandbox`
-  if (!check(!!pool, pool ? `storage pool ${pool} on the host is at ${dir}` : `no storage pool on the host is at ${dir}`, define)) return
+  if (!pool) {
+    // The driver defines it (src/drivers/libvirt/host-storage.sh), under this name.
+    const name = `cc-sandbox-${createHash('sha256').update(dir.replace(/\/$/, '')).digest('hex').slice(0, 8)}`
+    check(true, `no storage pool on the host is at ${dir} yet: pulumi up defines ${name} there (its room is checked once it exists)`)
+    return
+  }
+  check(true, `storage pool ${pool} on the host is at ${dir}`)
   const info = (await virsh('pool-info', pool)).stdout
   const running = /^State:\s+running\s*$/m.test(info)
+  if (!running) {
+    check(true, `storage pool ${pool} is not running: pulumi up starts it (its room is checked once it runs)`)
+    return
+  }
   const avail = /^Available:\s+([\d.]+) (B|KiB|MiB|GiB|TiB|PiB)\s*$/m.exec(info)
   const availGiB = avail ? Number(avail[1]) * { B: 2 ** -30, KiB: 2 ** -20, MiB: 2 ** -10, GiB: 1, TiB: 2 ** 10, PiB: 2 ** 20 }[avail[2]] : NaN
-  check(running && availGiB >= needGiB, `storage pool ${pool} is ${running ? 'running' : 'not running'} with ${Number.isNaN(availGiB) ? 'unknown' : Math.floor(availGiB)} GiB free (the VM takes ${c.vm.diskGiB})`,
-    running ? `free at least ${needGiB} GiB in ${dir} on the host, or lower cc-sandbox:vm.disk` : `virsh --connect ${uri} pool-start ${pool}`)
+  check(availGiB >= needGiB, `storage pool ${pool} is running with ${Number.isNaN(availGiB) ? 'unknown' : Math.floor(availGiB)} GiB free (the VM takes ${c.vm.diskGiB})`,
+    `free at least ${needGiB} GiB in ${dir} on the host, or lower cc-sandbox:vm.disk`)
 }
 
 main().catch((err) => {

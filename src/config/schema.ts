@@ -110,8 +110,9 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
         phrase: "an absolute host path or one starting with ~/",
     },
     "image-source": {
-        test: (v) => /^(?:https?:\/\/[^\s'"\\]+|\/[^\0\n\r]+)$/.test(v),
-        phrase: "an absolute path or an http(s) URL",
+        // A path goes into virt-install's --disk option, whose fields are split on commas.
+        test: (v) => /^(?:https?:\/\/[^\s'"\\]+|(?:file:\/\/)?\/[^,\0\n\r]+)$/.test(v),
+        phrase: "an absolute path, file:// and an absolute path, or an http(s) URL (a path without commas)",
     },
     sha256: {
         test: (v) => /^[0-9a-f]{64}$/.test(v),
@@ -201,7 +202,7 @@ export const configSchema = {
             description: "libvirt driver options",
             properties: {
                 uri: str("libvirt-uri", `Connection URI (default ${defaults.libvirt.uri})`),
-                image: str("image-source", "Ubuntu 24.04 cloud image: path or URL"),
+                image: str("image-source", "Ubuntu 24.04 cloud image: a path on the libvirt host, file:///path of one on this machine (uploaded to a remote host), or an http(s) URL"),
                 imageSha256: str("sha256", "The checksum a URL image must have (pins the release)"),
                 network: str("simple-name", `libvirt network (default ${defaults.libvirt.network})`),
                 osVariant: str("simple-name", `osinfo name (default ${defaults.libvirt.osVariant})`),

@@ -105,20 +105,43 @@ describe("argument lists", () => {
         expect(jumpHost("qemu+ssh://kvm2.example.org:2222/system?keyfile=/x")).toEqual({ host: "kvm2.example.org", port: 2222, keyfile: "/x" });
         const plan = libvirtDriver(home).vmPlan(c, "");
         expect(plan.guestExec).toEqual(expect.arrayContaining([expect.stringMatching(/^ProxyCommand=ssh .* -W %h:%p ops@kvm1\.example\.org$/), "ubuntu@{ip}"]));
-        // virt-install uploads a --cloud-init seed to the remote host itself.
-        expect(plan.seed).toBeUndefined();
-        expect(plan.launch[plan.launch.indexOf("--cloud-init") + 1]).toBe("user-data={userDataFile},meta-data={metaDataFile}");
-        expect(plan.prepare).toEqual([["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`]]);
-        // The image step prints the verified file's path; the disk is backed by whatever it printed.
+        // The seed is a volume of the VM's own in the host's pool (a reboot keeps it), uploaded by
+        // host-storage.sh over the URI, and attached by its path there.
+        const storage = (...args: string[]) => ["bash", "-c", expect.stringContaining("vol-upload"), "host-storage", ...args];
+        const uri = "qemu+ssh://ops@kvm1.example.org/system";
+        expect(plan.seed).toEqual(storage("seed", uri, "/var/lib/libvirt/images", "cc-bob-seed.iso", "{userDataFile}", "{metaDataFile}"));
+        expect(plan.launch).not.toContain("--cloud-init");
+        expect(plan.launch).toEqual(expect.arrayContaining(["--disk", "path=/var/lib/libvirt/images/cc-bob-seed.iso,device=disk,bus=virtio,format=raw,readonly=on"]));
+        // The pool is made sure of on the host, never a directory here.
+        expect(plan.prepare).toEqual([storage("pool", uri, "/var/lib/libvirt/images"), ["rm", "-f", `${home}/.ssh/known_hosts.cc-sandbox.cc-bob`]]);
+        // A URL is downloaded and verified here (kept in HOME's cache), then uploaded.
+        expect(plan.image).toEqual(
+            storage("image", uri, "/var/lib/libvirt/images", "fetch", expect.stringContaining("SHA256SUMS.gpg"), url, `${home}/.cache/cc-sandbox/images`,
+                ubuntuCloudImageKeys.keyringBase64, ubuntuCloudImageKeys.fingerprints.join(",")),
+        );
+        // Destroy takes the VM's leftover volumes and the base image no disk is backed by any more.
+        expect(plan.delete).toContainEqual(storage("remove", uri, "/var/lib/libvirt/images", "cc-bob"));
+        expect(plan.delete.flat()).not.toContain("/var/lib/libvirt/images/cc-bob-seed.iso");
+        // A file of this machine's (a baked image) is uploaded; a plain path is the host's own.
+        const baked = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri, image: "file:///srv/baked.qcow2" } }, host);
+        expect(libvirtDriver(home).vmPlan(baked, "").image).toEqual(storage("image", uri, "/var/lib/libvirt/images", "file", "/srv/baked.qcow2"));
+        expect(virtInstallArgs(baked).join(" ")).toContain("backing_store={image},");
+        const onHost = loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri, image: "/srv/baked.qcow2" } }, host);
+        expect(libvirtDriver(home).vmPlan(onHost, "").image).toBeUndefined();
+        expect(virtInstallArgs(onHost).join(" ")).toContain("backing_store=/srv/baked.qcow2,");
+        // On this host, the image step prints the verified file's path; the disk is backed by whatever it printed.
         const keys = ubuntuCloudImageKeys;
-        expect(plan.image).toEqual(["bash", "-c", expect.stringContaining("SHA256SUMS.gpg"), "fetch-image", url, "/var/lib/libvirt/images/images", keys.keyringBase64, keys.fingerprints.join(",")]);
-        expect(plan.launch).toContainEqual(expect.stringMatching(/^path=\/var\/lib\/libvirt\/images\/cc-bob.qcow2,size=\d+,backing_store={image},backing_format=qcow2,/));
+        const here = libvirtDriver(home).vmPlan(loadConfig("bob", { hypervisor: "libvirt" }, host), "");
+        expect(here.image).toEqual(["bash", "-c", expect.stringContaining("SHA256SUMS.gpg"), "fetch-image", url, "/var/lib/libvirt/images/images", keys.keyringBase64, keys.fingerprints.join(",")]);
+        expect(here.launch).toContainEqual(expect.stringMatching(/^path=\/var\/lib\/libvirt\/images\/cc-bob.qcow2,size=\d+,backing_store={image},backing_format=qcow2,/));
         const pinned = loadConfig("bob", { hypervisor: "libvirt", libvirt: { imageSha256: "a".repeat(64) } }, host);
         expect(libvirtDriver(home).vmPlan(pinned, "").image?.slice(-1)).toEqual(["a".repeat(64)]);
         // A local image is used as it is: nothing is fetched.
-        const localImage = loadConfig("bob", { hypervisor: "libvirt", libvirt: { image: "/srv/images/baked.qcow2" } }, host);
-        expect(libvirtDriver(home).vmPlan(localImage, "").image).toBeUndefined();
-        expect(virtInstallArgs(localImage).join(" ")).toContain("backing_store=/srv/images/baked.qcow2,");
+        for (const image of ["/srv/images/baked.qcow2", "file:///srv/images/baked.qcow2"]) {
+            const localImage = loadConfig("bob", { hypervisor: "libvirt", libvirt: { image } }, host);
+            expect(libvirtDriver(home).vmPlan(localImage, "").image).toBeUndefined();
+            expect(virtInstallArgs(localImage).join(" ")).toContain("backing_store=/srv/images/baked.qcow2,");
+        }
         expect(jumpHost("qemu:///system")).toBeUndefined();
         const local = libvirtDriver(home).vmPlan(loadConfig("bob", { hypervisor: "libvirt" }, host), "");
         expect(local.prepare[0]).toEqual(["mkdir", "-p", "/var/lib/libvirt/images"]);

@@ -7,28 +7,46 @@ import { Driver, SshTarget, VmPlan } from "../types";
 import { ubuntuCloudImageKeys } from "./cloud-image-keys";
 
 const fetchImageScript = fs.readFileSync(path.join(__dirname, "fetch-image.sh"), "utf8");
+const hostStorageScript = fs.readFileSync(path.join(__dirname, "host-storage.sh"), "utf8");
 
 const isUrl = (image: string) => /^https?:\/\//.test(image);
+const isFileUrl = (image: string) => image.startsWith("file://");
+
+/** A remote host's storage, through virsh over the URI (host-storage.sh). */
+const hostStorage = (c: SandboxConfig, action: string, ...args: string[]) =>
+    ["bash", "-c", hostStorageScript, "host-storage", action, c.libvirt.uri, c.libvirt.storageDir, ...args];
 
 /**
- * The base image as virt-install names it: a local path as given, or for a URL `{image}`, which the
- * runner fills with the path the image step prints (the verified download, kept by checksum).
+ * The base image as virt-install names it: a path on the libvirt host as given (a `file://` one
+ * of this machine's, on this machine), or `{image}`, which the runner fills with the path the
+ * image step prints: the verified download, or on a remote host the volume it was uploaded to.
  */
 export function backingImage(c: SandboxConfig): string {
-    return isUrl(c.libvirt.image) ? "{image}" : c.libvirt.image;
+    const image = c.libvirt.image;
+    if (isUrl(image) || (isFileUrl(image) && jumpHost(c.libvirt.uri))) return "{image}";
+    return isFileUrl(image) ? image.slice("file://".length) : image;
 }
 
-/** Where downloaded base images are kept on this host, each as <sha256>.img. */
-export function imageStore(c: SandboxConfig): string {
-    return path.posix.join(c.libvirt.storageDir, "images");
+/** Where downloaded base images are kept on this machine, each as <sha256>.img: beside the VMs, or for a remote host in HOME's cache. */
+export function imageStore(c: SandboxConfig, home: string): string {
+    return jumpHost(c.libvirt.uri) ? path.posix.join(home, ".cache", "cc-sandbox", "images") : path.posix.join(c.libvirt.storageDir, "images");
 }
 
-/** Downloads a URL image verified against its release's signed SHA256SUMS (fetch-image.sh); prints its path. */
-export function fetchImageArgs(c: SandboxConfig): string[] | undefined {
-    if (!isUrl(c.libvirt.image)) return undefined;
-    const keys = ubuntuCloudImageKeys;
-    return ["bash", "-c", fetchImageScript, "fetch-image", c.libvirt.image, imageStore(c), keys.keyringBase64, keys.fingerprints.join(","),
-        ...(c.libvirt.imageSha256 ? [c.libvirt.imageSha256] : [])];
+/**
+ * The image step: a URL is downloaded and verified against its release's signed SHA256SUMS
+ * (fetch-image.sh), and on a remote host uploaded into its pool, as a `file://` image is
+ * (host-storage.sh); it prints the path virt-install backs the disk with. None for a path already
+ * on the libvirt host.
+ */
+export function imageStep(c: SandboxConfig, home: string): string[] | undefined {
+    const image = c.libvirt.image;
+    const remote = !!jumpHost(c.libvirt.uri);
+    if (isUrl(image)) {
+        const keys = ubuntuCloudImageKeys;
+        const fetch = [image, imageStore(c, home), keys.keyringBase64, keys.fingerprints.join(","), ...(c.libvirt.imageSha256 ? [c.libvirt.imageSha256] : [])];
+        return remote ? hostStorage(c, "image", "fetch", fetchImageScript, ...fetch) : ["bash", "-c", fetchImageScript, "fetch-image", ...fetch];
+    }
+    return remote && isFileUrl(image) ? hostStorage(c, "image", "file", image.slice("file://".length)) : undefined;
 }
 
 /** libvirt's SSH transports: their guests are reached through the host they name. */
@@ -79,14 +97,13 @@ export function sshTarget(c: SandboxConfig, home: string): SshTarget {
 }
 
 /**
- * The NoCloud seed as a disk of the VM's own, on this host. virt-install's `--cloud-init` treats
- * its seed as install media: the first guest reboot shuts the VM off and later boots have no seed,
- * so cloud-init takes the VM for a new instance. A seed that is one of the VM's disks stays, and
- * `undefine --remove-all-storage` removes it. A remote libvirt host gets `--cloud-init` (virt-install
- * uploads its seed there).
+ * The NoCloud seed as a disk of the VM's own. virt-install's `--cloud-init` treats its seed as
+ * install media: the first guest reboot shuts the VM off and later boots have no seed, so cloud-init
+ * takes the VM for a new instance. A seed that is one of the VM's disks stays (on a remote host, a
+ * volume uploaded into the pool), and `undefine --remove-all-storage` removes it.
  */
-export function seedPath(c: SandboxConfig): string | undefined {
-    return jumpHost(c.libvirt.uri) ? undefined : path.posix.join(c.libvirt.storageDir, `${c.vm.name}-seed.iso`);
+export function seedPath(c: SandboxConfig): string {
+    return path.posix.join(c.libvirt.storageDir, `${c.vm.name}-seed.iso`);
 }
 
 /**
@@ -121,7 +138,7 @@ export function virtInstallArgs(c: SandboxConfig, opts: { consoleLog?: boolean }
         // A virtio disk, not a cdrom: the bus a cdrom gets depends on the machine type (IDE on pc,
         // SATA on q35) and Linux did not find an IDE cdrom behind UEFI firmware under emulation;
         // cloud-init finds the seed by its label on any block device.
-        ...(seed ? ["--disk", `path=${seed},device=disk,bus=virtio,format=raw,readonly=on`] : ["--cloud-init", "user-data={userDataFile},meta-data={metaDataFile}"]),
+        "--disk", `path=${seed},device=disk,bus=virtio,format=raw,readonly=on`,
         "--osinfo", lv.osVariant,
         "--network", `network=${lv.network},model=virtio`,
         "--virt-type", lv.virtType,
@@ -149,6 +166,7 @@ export function libvirtDriver(home: string): Driver {
         vmPlan(c: SandboxConfig, metaData: string): VmPlan {
             const virsh = ["virsh", "--connect", c.libvirt.uri];
             const seed = seedPath(c);
+            const remote = !!jumpHost(c.libvirt.uri);
             return {
                 name: c.vm.name,
                 format: "virsh",
@@ -161,15 +179,17 @@ export function libvirtDriver(home: string): Driver {
                 address: [...virsh, "domifaddr", c.vm.name, "--source", "lease"],
                 start: [...virsh, "start", c.vm.name],
                 prepare: [
-                    // On this host only: a remote libvirt host's directories are its own.
-                    ...(jumpHost(c.libvirt.uri) ? [] : [["mkdir", "-p", c.libvirt.storageDir]]),
+                    // The VMs' directory: on this host, made; on a remote one, a storage pool there.
+                    remote ? hostStorage(c, "pool") : ["mkdir", "-p", c.libvirt.storageDir],
                     // A new VM has new host keys: the ones of a VM removed behind Pulumi's back must
                     // not make every SSH call fail as a changed host key.
                     ["rm", "-f", knownHostsFile(c, home)],
                 ],
-                image: fetchImageArgs(c),
+                image: imageStep(c, home),
                 // genisoimage, as cloud-localds uses: an ISO labelled cidata holding user-data and meta-data.
-                seed: seed ? ["genisoimage", "-quiet", "-output", seed, "-volid", "cidata", "-joliet", "-rock", "{userDataFile}", "{metaDataFile}"] : undefined,
+                seed: remote
+                    ? hostStorage(c, "seed", path.posix.basename(seed), "{userDataFile}", "{metaDataFile}")
+                    : ["genisoimage", "-quiet", "-output", seed, "-volid", "cidata", "-joliet", "-rock", "{userDataFile}", "{metaDataFile}"],
                 launch: virtInstallArgs(c),
                 launchStdin: false,
                 metaData,
@@ -177,11 +197,12 @@ export function libvirtDriver(home: string): Driver {
                     [...virsh, "destroy", c.vm.name],
                     // --nvram: a UEFI VM's variable store, which libvirt keeps otherwise.
                     [...virsh, "undefine", c.vm.name, "--remove-all-storage", "--nvram"],
-                    // Gone with the storage above, unless a create failed before the VM was defined.
-                    ...(seed ? [["rm", "-f", seed]] : []),
+                    // Gone with the storage above, unless a create failed before the VM was defined;
+                    // on a remote host also the base image no disk is backed by any more.
+                    remote ? hostStorage(c, "remove", c.vm.name) : ["rm", "-f", seed],
                     ["rm", "-f", knownHostsFile(c, home)],
                     // virtlogd keeps up to three rotated copies beside it.
-                    ...(jumpHost(c.libvirt.uri) ? [] : [["rm", "-f", ...["", ".0", ".1", ".2"].map((n) => consoleLog(c) + n)]]),
+                    ...(remote ? [] : [["rm", "-f", ...["", ".0", ".1", ".2"].map((n) => consoleLog(c) + n)]]),
                 ],
                 consoleLog: consoleLog(c),
                 // A session whose peer went silent ends within a minute and is tried again, instead of
