@@ -311,11 +311,16 @@ function create(plan, userData) {
         phase("image");
         log(`creating ${plan.name}`);
         withSeed(userData, plan.metaData, (files) => {
-            if (plan.seed) must(fill(plan.seed, { ...files }));
-            const r = run(fill(plan.launch, { ...files, ...image }), { input: plan.launchStdin ? userData : undefined, timeoutMs: plan.timeoutSeconds * 1000 });
-            // A launch that timed out may have left a VM that is still booting: adopt it below.
-            if (r.code !== 0 && status(plan).state === "absent") {
-                throw new Error(`creating ${plan.name} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+            try {
+                if (plan.seed) must(fill(plan.seed, { ...files }));
+                const r = run(fill(plan.launch, { ...files, ...image }), { input: plan.launchStdin ? userData : undefined, timeoutMs: plan.timeoutSeconds * 1000 });
+                // A launch that timed out may have left a VM that is still booting: adopt it below.
+                if (r.code !== 0 && status(plan).state === "absent") {
+                    throw new Error(`creating ${plan.name} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+                }
+            } catch (err) {
+                removeLeftovers(plan);
+                throw err;
             }
         });
         phase("launch");
@@ -328,6 +333,17 @@ function create(plan, userData) {
     phase("cloud-init");
     log(`timing ${plan.name}: ${phases.join(", ")}`);
     return { name: plan.name, ip: up.ip };
+}
+
+/**
+ * After a create that made no VM: delete's steps, whose failures (nothing to destroy) are expected,
+ * take what the create had made for it (its seed; on a remote host the image no disk uses), so a
+ * failed create leaves nothing behind that destroy would not reach.
+ */
+/** @param {VmPlan} plan */
+function removeLeftovers(plan) {
+    log(`removing what the failed create of ${plan.name} left`);
+    for (const step of plan.delete) run(step, { timeoutMs: 5 * 60_000 });
 }
 
 /** @param {VmPlan} plan */

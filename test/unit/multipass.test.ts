@@ -102,6 +102,9 @@ describe("create", () => {
         const missing = step("create", { input: userData, plan: baked });
         expect(missing.code).toBe(1);
         expect(missing.stderr).toContain(`Custom image \`${disk}\` does not exist.`);
+        // Nothing was made; what delete would take is taken (here: nothing to purge).
+        expect(missing.stderr).toContain("removing what the failed create of cc-fake left");
+        expect(calls().filter((l) => l.startsWith("delete"))).toEqual(["delete --purge cc-fake"]);
         fs.mkdirSync(path.dirname(disk), { recursive: true });
         fs.writeFileSync(disk, "qcow2");
         const r = step("create", { input: userData, plan: baked });
