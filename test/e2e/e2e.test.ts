@@ -14,7 +14,6 @@
 import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { shellQuote } from "../../src/shell";
 import { root } from "../helpers";
 import { consoleLog, host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
 
@@ -79,11 +78,7 @@ async function readOutputs(): Promise<void> {
 
 /** A command in the guest over the stack's own sshCommand (as the agent), or as the admin. */
 function inGuest(command: string, opts: { admin?: boolean; input?: string; timeoutMs?: number } = {}): Promise<Run> {
-    // The destination is sshCommand's last word; options go before it.
-    const words = sshCommand.split(" ");
-    const destination = words.pop()!;
-    const user = opts.admin ? destination.replace(/^agent@/, `${outputs.adminUser}@`) : destination;
-    return world.shell([...words, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", user, "--", shellQuote(command)].join(" "), opts);
+    return world.inGuest(sshCommand, opts.admin ? String(outputs.adminUser) : "agent", command, opts);
 }
 
 /** What the first line of a test server's banner says, as the agent sees it ("" when unreachable). */

@@ -9,6 +9,7 @@ import { ChildProcess, spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { shellQuote } from "../../src/shell";
 import { root, tempHome } from "../helpers";
 import { makeTestCa } from "../harness/lib";
 
@@ -57,7 +58,7 @@ export interface Run {
     readonly seconds: number;
 }
 
-function sh(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): string {
+export function sh(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): string {
     const r = spawnSync(cmd, args, { encoding: "utf8", env: opts.env ?? process.env, input: opts.input, maxBuffer: 64 << 20 });
     if (r.error) throw r.error;
     if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}):\n${r.stderr}${r.stdout}`);
@@ -100,6 +101,8 @@ export class World {
     readonly home: string;
     readonly code: string;
     engineBin = "";
+    /** The image directory scripts/build-image.sh printed (disk.qcow2 in it). */
+    imageDir = "";
     private servers?: ChildProcess;
     private previousImageLink?: string;
 
@@ -119,16 +122,46 @@ export class World {
         this.engineBin = sh(path.join(root, "scripts/build-engine.sh"), []).trim();
         const engine = (Date.now() - t) / 1000;
         t = Date.now();
-        const image = sh(path.join(root, "scripts/build-image.sh"), []).trim();
-        fs.mkdirSync(path.dirname(imageLink), { recursive: true });
-        if (isSymlink(imageLink)) this.previousImageLink = fs.readlinkSync(imageLink);
-        fs.rmSync(imageLink, { force: true });
-        fs.symlinkSync(image, imageLink);
+        this.imageDir = sh(path.join(root, "scripts/build-image.sh"), []).trim();
         return { engine, image: (Date.now() - t) / 1000 };
+    }
+
+    /** A command in the guest over an sshCommand output (its last word is the destination) as USER. */
+    inGuest(sshCommand: string, user: string, command: string, opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+        const words = sshCommand.split(" ");
+        const destination = words.pop()!;
+        return this.shell([...words, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", destination.replace(/^[^@]+@/, `${user}@`), "--", shellQuote(command)].join(" "), opts);
+    }
+
+    /** The state directory and a copy of the project, with the ci stack's file the test may edit. */
+    protected copyProject(): void {
+        fs.mkdirSync(this.state);
+        fs.mkdirSync(this.project);
+        for (const f of ["Pulumi.yaml", "package.json", "tsconfig.json", "src", "templates"]) {
+            fs.cpSync(path.join(root, f), path.join(this.project, f), { recursive: true });
+        }
+        fs.mkdirSync(path.join(this.project, "stacks"));
+        fs.copyFileSync(path.join(root, "stacks", "Pulumi.ci.yaml"), this.stackFile);
+        fs.symlinkSync(path.join(root, "node_modules"), path.join(this.project, "node_modules"));
+    }
+
+    /** The command prefix that puts what follows where the CLI and ssh run: inside the namespace. */
+    protected enter(): string[] {
+        return ["ip", "netns", "exec", ns];
+    }
+
+    /** HOME as the CLI sees it there. */
+    protected cliHome(): string {
+        return this.home;
     }
 
     /** libvirt in the namespace, the test internet on its bridge, the HOME and the project copy. */
     async start(): Promise<void> {
+        // The ci stack names the image by this link.
+        fs.mkdirSync(path.dirname(imageLink), { recursive: true });
+        if (isSymlink(imageLink)) this.previousImageLink = fs.readlinkSync(imageLink);
+        fs.rmSync(imageLink, { force: true });
+        fs.symlinkSync(this.imageDir, imageLink);
         // QEMU (9p) runs as libvirt-qemu: it must reach and write the shared folder, as the agent must.
         fs.chmodSync(this.home, 0o755);
         fs.mkdirSync(this.code, { mode: 0o777 });
@@ -139,14 +172,7 @@ export class World {
         sh("git", ["init", "-q", repo]);
         sh("git", ["-C", repo, "-c", "user.name=dev", "-c", "user.email=dev@example.org", "commit", "-q", "--allow-empty", "-m", "first"]);
         sh("chmod", ["-R", "a+rwX", repo]);
-        fs.mkdirSync(this.state);
-        fs.mkdirSync(this.project);
-        for (const f of ["Pulumi.yaml", "package.json", "tsconfig.json", "src", "templates"]) {
-            fs.cpSync(path.join(root, f), path.join(this.project, f), { recursive: true });
-        }
-        fs.mkdirSync(path.join(this.project, "stacks"));
-        fs.copyFileSync(path.join(root, "stacks", "Pulumi.ci.yaml"), this.stackFile);
-        fs.symlinkSync(path.join(root, "node_modules"), path.join(this.project, "node_modules"));
+        this.copyProject();
 
         sh(path.join(root, "scripts/libvirt-netns.sh"), ["up", ns], {
             env: { ...process.env, CCSBX_SUBNET: subnet, CCSBX_SUBNET6: subnet6, CCSBX_ROUTES: `${internet}.0/24 ${privateHost}/32` },
@@ -167,10 +193,10 @@ export class World {
     }
 
     /** The environment of every pulumi call: the built engine, local state, no service. */
-    private pulumiEnv(): NodeJS.ProcessEnv {
+    protected pulumiEnv(): NodeJS.ProcessEnv {
         return {
             PATH: `${this.engineBin}:${process.env.PATH}`,
-            HOME: this.home,
+            HOME: this.cliHome(),
             PULUMI_HOME: path.join(path.dirname(this.engineBin), "home"),
             PULUMI_SKIP_UPDATE_CHECK: "1",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
@@ -181,8 +207,8 @@ export class World {
     }
 
     /** The command line of `pulumi ARGS` inside the namespace, with only pulumiEnv's environment. */
-    private pulumiArgv(args: readonly string[]): string[] {
-        return ["ip", "netns", "exec", ns, "env", "-i", ...envArgs(this.pulumiEnv()), "pulumi", ...args, "--non-interactive"];
+    protected pulumiArgv(args: readonly string[]): string[] {
+        return [...this.enter(), "env", "-i", ...envArgs(this.pulumiEnv()), "pulumi", ...args, "--non-interactive"];
     }
 
     /** `pulumi ARGS` in the project copy, inside the namespace. */
@@ -207,7 +233,7 @@ export class World {
 
     /** A shell command line (such as the sshCommand output plus a remote command) inside the namespace. */
     shell(line: string, opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
-        return runAsync(["ip", "netns", "exec", ns, "bash", "-c", line], { timeoutMs: opts.timeoutMs ?? 5 * 60_000, input: opts.input, log: this.log });
+        return runAsync([...this.enter(), "bash", "-c", line], { timeoutMs: opts.timeoutMs ?? 5 * 60_000, input: opts.input, log: this.log });
     }
 
     virsh(...args: string[]): { code: number | null; stdout: string } {
@@ -281,7 +307,7 @@ export class World {
     }
 }
 
-function envArgs(env: NodeJS.ProcessEnv): string[] {
+export function envArgs(env: NodeJS.ProcessEnv): string[] {
     return Object.entries(env)
         .filter(([, v]) => v !== undefined && v !== "")
         .map(([k, v]) => `${k}=${v}`);

@@ -1,0 +1,138 @@
+/**
+ * The ci stack on a remote libvirt host, end to end: the Pulumi CLI on a workstation that reaches
+ * the host only over SSH (qemu+ssh://) makes the sandbox there from nothing (the pool, the image
+ * uploaded from the workstation, the seed a volume of the VM's own), reaches it through the host with
+ * the stack's sshCommand and its sshConfig block, applies an allowlist change in place, survives a
+ * reboot with its seed and firewall, and destroy leaves no domain and no volume on the host.
+ * Durations are printed and added to $CC_E2E_RESULTS (default .cache/e2e/steps-remote.json).
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { root } from "../helpers";
+import { remoteDir, remoteSubnet, RemoteWorld } from "./remote-world";
+import { Run } from "./world";
+
+jest.setTimeout(40 * 60_000);
+
+const world = new RemoteWorld();
+const durations: { step: string; seconds: number }[] = [];
+let outputs: Record<string, unknown> = {};
+
+let broken = "";
+function step(name: string, fn: () => Promise<void>): void {
+    test(name, async () => {
+        if (broken) throw new Error(`not run: step "${broken}" failed`);
+        try {
+            await fn();
+        } catch (err) {
+            broken = name;
+            throw err;
+        }
+    });
+}
+
+async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    try {
+        return await fn();
+    } finally {
+        const seconds = Math.round((Date.now() - started) / 100) / 10;
+        durations.push({ step: what, seconds });
+        process.stdout.write(`e2e-remote: ${what}: ${seconds} s\n`);
+    }
+}
+
+function ok(r: Run, what: string): Run {
+    if (r.code === 0) return r;
+    const errors = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /error/i.test(l) && !/^\s+at /.test(l)).slice(0, 20);
+    throw new Error(`${what} failed (exit ${r.code}):\n${errors.join("\n")}\n--- host ---\n${world.volumes().join("\n")}\n--- output ---\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
+}
+
+const up = async (what: string, extra: string[] = []) => ok(await world.pulumi(["up", "--yes", "--skip-preview", "-s", "ci", ...extra]), what);
+const summary = (r: Run) => r.stdout.slice(r.stdout.lastIndexOf("Resources:"));
+const inGuest = (command: string, opts: { admin?: boolean; timeoutMs?: number } = {}) =>
+    world.inGuest(String(outputs.sshCommand), opts.admin ? String(outputs.adminUser) : "agent", command, opts);
+
+async function readOutputs(): Promise<void> {
+    outputs = JSON.parse(ok(await world.pulumi(["stack", "output", "--json", "--show-secrets", "-s", "ci"]), "stack output").stdout);
+}
+
+beforeAll(async () => {
+    await timed("prepare engine and image", async () => {
+        world.prepareTools();
+    });
+    await timed("start the host and the workstation", () => world.start());
+    ok(await world.pulumi(["stack", "init", "ci", "--secrets-provider", "passphrase"]), "stack init");
+});
+
+afterAll(() => {
+    const file = process.env.CC_E2E_RESULTS ? process.env.CC_E2E_RESULTS.replace(/\.json$/, "-remote.json") : path.join(root, ".cache", "e2e", "steps-remote.json");
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), steps: durations }, null, 2) + "\n");
+    process.stdout.write(`e2e-remote: durations in ${file}; log in ${world.log}\n`);
+    world.stop();
+});
+
+step("R1. pulumi up makes the sandbox on the host from nothing: pool, uploaded image, seed volume", async () => {
+    const r = await timed("pulumi up on the remote host (create, boot, cloud-init)", () => up("pulumi up"));
+    expect(summary(r)).toMatch(/\+ \d+ created/);
+    expect(r.stdout + r.stderr).toMatch(/uploading .*disk\.qcow2 to pool cc-sandbox-[0-9a-f]{8}/);
+    await readOutputs();
+    expect(outputs).toMatchObject({ name: "cc-ci", hypervisor: "libvirt", state: "running" });
+    expect(String(outputs.ip)).toMatch(new RegExp(`^${remoteSubnet.replace(/\./g, "\\.")}\\.1\\d\\d$`));
+    const vols = world.volumes().map((v) => v.replace(/^[^:]+: /, "")).sort();
+    expect(vols).toEqual(["cc-ci-seed.iso", "cc-ci.qcow2", expect.stringMatching(/^cc-sandbox-base-[0-9a-f]{64}\.qcow2$/)]);
+    expect(world.virsh("domblklist", "cc-ci").stdout).toContain(`${remoteDir}/cc-ci-seed.iso`);
+    // Nothing of it on the workstation's side of the filesystem.
+    expect(fs.existsSync(remoteDir)).toBe(false);
+});
+
+step("R2. the sshCommand and the sshConfig block both log in, through the host", async () => {
+    expect(String(outputs.sshCommand)).toMatch(/ProxyCommand=ssh .* -W %h:%p root@198\.18\.9\.2/);
+    expect((await inGuest("id -un")).stdout).toBe("agent\n");
+    const config = path.join(world.home, ".ssh", "config.cc-sandbox");
+    fs.writeFileSync(config, String(outputs.sshConfig));
+    const r = await world.shell("ssh -F /root/.ssh/config.cc-sandbox -o BatchMode=yes cc-ci -- id -un");
+    expect(r.stderr).not.toMatch(/Permission denied|Host key verification failed/);
+    expect(r.stdout).toBe("agent\n");
+});
+
+step("R3. an allowlist change applies in place: no replacement, the same boot", async () => {
+    const stack = fs.readFileSync(world.stackFile, "utf8");
+    expect(stack).toContain("- allowed.test.example\n");
+    fs.writeFileSync(world.stackFile, stack.replace("- allowed.test.example\n", "- new.test.example\n"));
+    const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
+    const r = await timed("pulumi up on the remote host (allowlist only)", () => up("pulumi up (allowlist)"));
+    expect(summary(r)).toMatch(/~ 2 updated/);
+    expect(summary(r)).not.toMatch(/replaced|created|deleted/);
+    expect((await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout).toBe(bootId);
+    const before = String(outputs.policy);
+    await readOutputs();
+    expect(outputs.policy).not.toBe(before);
+    expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
+});
+
+step("R4. a reboot keeps the seed and the firewall: the same instance, its policy in force", async () => {
+    const instance = (await inGuest("cat /var/lib/cloud/data/instance-id", { admin: true })).stdout;
+    expect(instance).not.toBe("");
+    const before = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
+    await inGuest("sudo systemctl reboot", { admin: true, timeoutMs: 30_000 });
+    await timed("reboot on the remote host until SSH answers", async () => {
+        for (let i = 0; i < 100; i++) {
+            await new Promise((res) => setTimeout(res, 5000));
+            const r = await inGuest("cat /proc/sys/kernel/random/boot_id", { timeoutMs: 20_000 });
+            if (r.code === 0 && r.stdout !== before) return;
+        }
+        throw new Error("the guest did not come back within 500 s");
+    });
+    // The seed is still one of its disks, and cloud-init took this boot for the same instance.
+    expect((await inGuest("blkid -L cidata", { admin: true })).stdout).toMatch(/^\/dev\/vd[a-z]\n$/);
+    expect((await inGuest("cat /var/lib/cloud/data/instance-id", { admin: true })).stdout).toBe(instance);
+    expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
+});
+
+step("R5. pulumi destroy leaves no domain and no volume on the host, and no known_hosts or state here", async () => {
+    await timed("pulumi destroy on the remote host", async () => ok(await world.pulumi(["destroy", "--yes", "--skip-preview", "-s", "ci"]), "pulumi destroy"));
+    expect(world.leftovers()).toEqual([]);
+    expect(await world.stateResources()).toEqual([]);
+});
