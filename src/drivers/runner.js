@@ -1,15 +1,13 @@
 // @ts-check
 /*
- * The VM lifecycle steps the Pulumi command resources run. Loaded by the command provider (the
- * Sandbox component in src/sandbox.ts makes each resource's command `node -e` with this file and
- * `runStep("NAME")`), with the driver's plan (argument lists, never shell strings) as JSON in
+ * The VM lifecycle steps the Pulumi command resources run. Each resource's command is a `node -e`
+ * that requires this file by its path (CC_RUNNER; src/sandbox.ts `step`) and calls
+ * `runStep("NAME")`, with the driver's plan (argument lists, never shell strings) as JSON in
  * CC_PLAN: each step's plan is a type in src/drivers/types.ts (StepPlans), checked here through
  * JSDoc by `npm run build` (tsconfig.runner.json). Plain CommonJS with Node built-ins only, because
- * the command provider runs it outside the program. The program's tests also require it for the
- * parsers, so there is one parser per CLI output.
+ * the command provider runs it outside the program; what it asks of the CLIs is in vm-query.js.
  */
 "use strict";
-const { spawnSync } = require("child_process");
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
@@ -20,137 +18,8 @@ const path = require("path");
  * @typedef {import("./types").StepPlans} StepPlans
  * @typedef {import("./types").RunnerStep} RunnerStep
  * @typedef {import("./types").VmStatus} VmStatus
- * @typedef {{ code: number, stdout: string, stderr: string }} RunResult
- * @typedef {{ input?: string, timeoutMs?: number }} RunOptions
  */
-
-/**
- * `multipass info NAME --format json` -> {state, ip, mounts}. Numbers the daemon reads from the guest
- * are strings; `ipv4` is empty while the instance is not running and ["N/A"] while it runs without an
- * address; `mounts` is keyed by guest path (json_formatter.cpp, runtime_instance_info_helper.cpp).
- */
-/** @param {string} stdout @param {string} name @returns {VmStatus} */
-function parseMultipassInfo(stdout, name) {
-    const doc = JSON.parse(stdout);
-    const info = doc && doc.info && doc.info[name];
-    if (!info) return { state: "absent", ip: "" };
-    const ips = Array.isArray(info.ipv4) ? info.ipv4.filter((/** @type {unknown} */ a) => typeof a === "string" && /^\d{1,3}(\.\d{1,3}){3}$/.test(a)) : [];
-    /** @type {Record<string, string>} */
-    const mounts = {};
-    for (const [guest, m] of Object.entries(info.mounts || {})) mounts[guest] = (m && /** @type {{ source_path?: string }} */ (m).source_path) || "";
-    return {
-        state: String(info.state || "unknown").toLowerCase(),
-        ip: ips[0] || "",
-        mounts,
-        cpus: Number(info.cpu_count) || undefined,
-        release: info.release || info.image_release || undefined,
-    };
-}
-
-/** `virsh domstate NAME` -> state. */
-/** @param {string} stdout @returns {string} */
-function parseVirshState(stdout) {
-    const s = stdout.trim().toLowerCase();
-    if (s === "running" || s === "idle") return "running";
-    if (s === "shut off" || s === "shutoff" || s === "crashed") return "stopped";
-    return s || "unknown";
-}
-
-/** `virsh domifaddr NAME [--source lease]` table -> first IPv4 address. */
-/** @param {string} stdout @returns {string} */
-function parseDomifaddr(stdout) {
-    for (const line of stdout.split("\n")) {
-        const m = /\bipv4\s+(\d{1,3}(?:\.\d{1,3}){3})\/\d+/.exec(line);
-        if (m) return m[1];
-    }
-    return "";
-}
-
-/** @param {string} msg */
-function log(msg) {
-    process.stderr.write(`cc-sandbox: ${msg}\n`);
-}
-
-/** `{name}` in each argument replaced by vars.name. @param {readonly string[]} argv @param {Record<string, string>} vars */
-function fill(argv, vars) {
-    return argv.map((a) => a.replace(/\{(\w+)\}/g, (m, /** @type {string} */ k) => (k in vars ? vars[k] : m)));
-}
-
-// No CLI call may hang the run: `multipass exec` can (an open Multipass issue), and so can a
-// daemon that stopped answering. A call that times out counts as a failure (code -1).
-const defaultTimeoutMs = 10 * 60_000;
-const queryTimeoutMs = 60_000;
-
-/** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
-function run(argv, opts = {}) {
-    const r = spawnSync(argv[0], argv.slice(1), {
-        input: opts.input,
-        encoding: "utf8",
-        stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-        timeout: opts.timeoutMs || defaultTimeoutMs,
-        killSignal: "SIGKILL",
-        maxBuffer: 64 * 1024 * 1024,
-    });
-    const code = r.error && /** @type {NodeJS.ErrnoException} */ (r.error).code;
-    if (code === "ENOENT") throw new Error(`${argv[0]} is not installed or not on PATH (npm run doctor)`);
-    const timedOut = code === "ETIMEDOUT";
-    return {
-        code: r.status === null ? -1 : r.status,
-        stdout: r.stdout || "",
-        stderr: (r.stderr || "") + (timedOut ? `\n${argv.slice(0, 3).join(" ")} did not finish within ${Math.round((opts.timeoutMs || defaultTimeoutMs) / 1000)} s` : ""),
-    };
-}
-
-/** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
-function must(argv, opts) {
-    const r = run(argv, opts);
-    if (r.code !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
-    if (r.stderr.trim()) log(r.stderr.trim());
-    return r;
-}
-
-const sleep = (/** @type {number} */ ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-const pollMs = Number(process.env.CC_POLL_MS) || 1000;
-
-/** With plan.list: the hypervisor lists its VMs and this one is not among them. */
-/** @param {VmPlan} plan */
-function confirmedAbsent(plan) {
-    if (!plan.list) return true;
-    const r = run(plan.list, { timeoutMs: queryTimeoutMs });
-    return r.code === 0 && !r.stdout.split("\n").map((l) => l.trim()).includes(plan.name);
-}
-
-/**
- * The VM's state. Only the hypervisor saying the VM does not exist (plan.absent on stderr) means
- * "absent": a daemon that does not answer, or any other failure, is an error, so that destroy never
- * reports a running VM as gone and up never launches a second one.
- */
-/** @param {VmPlan} plan @returns {VmStatus} */
-function status(plan) {
-    const r = run(plan.state, { timeoutMs: queryTimeoutMs });
-    if (r.code !== 0) {
-        if (plan.absent && new RegExp(plan.absent).test(r.stderr) && confirmedAbsent(plan)) return { state: "absent", ip: "" };
-        const hint = plan.format === "multipass" ? " (is multipassd running? npm run doctor)" : " (is libvirtd reachable? npm run doctor)";
-        throw new Error(`cannot tell the state of ${plan.name}: ${plan.state.slice(0, 2).join(" ")} failed (exit ${r.code}): ${r.stderr.trim()}${hint}`);
-    }
-    if (plan.format === "multipass") return parseMultipassInfo(r.stdout, plan.name);
-    const state = parseVirshState(r.stdout);
-    const ip = state === "running" ? parseDomifaddr(run(plan.address, { timeoutMs: queryTimeoutMs }).stdout) : "";
-    return { state, ip };
-}
-
-/** @param {VmPlan} plan @param {string} ip @param {readonly string[]} command @param {RunOptions} [opts] */
-function guest(plan, ip, command, opts) {
-    return run([...fill(plan.guestExec, { ip }), ...command], opts);
-}
-
-/** The guest command never ran: guestExec could not reach the guest (ssh's 255, multipass's "exec failed:"). */
-/** @param {VmPlan} plan @param {RunResult} r */
-function unreachable(plan, r) {
-    if (r.code === -1) return true;
-    const u = plan.unreachable || { codes: [255] };
-    return u.codes.includes(r.code) && (!u.stderr || new RegExp(u.stderr, "m").test(r.stderr));
-}
+const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
 
 /** @param {VmPlan} plan */
 const consoleHint = (plan) => (plan.consoleLog ? ` (what its console printed: ${plan.consoleLog} on the libvirt host)` : "");

@@ -15,6 +15,7 @@ import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { root } from "../helpers";
+import { steps } from "./steps";
 import { consoleLog, host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
 
 jest.setTimeout(60 * 60_000);
@@ -22,49 +23,10 @@ jest.setTimeout(60 * 60_000);
 const world = new World();
 const token = `e2e-${randomBytes(12).toString("hex")}`;
 const digestScript = "/usr/local/lib/cc-e2e/token-digest";
-const durations: { step: string; seconds: number }[] = [];
 let outputs: Record<string, unknown> = {};
 let sshCommand = "";
 
-// The steps build on each other: after one fails, the rest fail at once instead of waiting on a VM
-// that is not there.
-let broken = "";
-function step(name: string, fn: () => Promise<void>): void {
-    test(name, async () => {
-        if (broken) throw new Error(`not run: step "${broken}" failed`);
-        try {
-            await fn();
-        } catch (err) {
-            broken = name;
-            throw err;
-        }
-    });
-}
-
-async function timed<T>(step: string, fn: () => Promise<T>): Promise<T> {
-    const started = Date.now();
-    try {
-        return await fn();
-    } finally {
-        const seconds = Math.round((Date.now() - started) / 100) / 10;
-        durations.push({ step, seconds });
-        process.stdout.write(`e2e: ${step}: ${seconds} s\n`);
-    }
-}
-
-/**
- * A failed command's error leads with its error lines (a CI summary keeps only part of a long
- * message), then what libvirt says of the VM, then the output's tail.
- */
-function ok(r: Run, what: string): Run {
-    if (r.code === 0) return r;
-    const errors = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /error/i.test(l) && !/^\s+at /.test(l)).slice(0, 20);
-    throw new Error(
-        `${what} failed (exit ${r.code}):\n${errors.join("\n")}\n--- libvirt ---\n${world.diagnose()}\n--- output ---\n${tail(r.stdout)}\n${tail(r.stderr)}`,
-    );
-}
-
-const tail = (s: string, n = 60) => s.split("\n").slice(-n).join("\n");
+const { step, timed, ok, save } = steps("e2e", () => world.diagnose());
 
 async function up(what: string, extra: string[] = []): Promise<Run> {
     return ok(await world.pulumi(["up", "--yes", "--skip-preview", "-s", "ci", ...extra]), what);
@@ -114,10 +76,8 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-    const file = process.env.CC_E2E_RESULTS ?? path.join(root, ".cache", "e2e", "steps.json");
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), steps: durations }, null, 2) + "\n");
-    process.stdout.write(`e2e: durations in ${file}; log in ${world.log}\n`);
+    save(process.env.CC_E2E_RESULTS ?? path.join(root, ".cache", "e2e", "steps.json"));
+    process.stdout.write(`e2e: log in ${world.log}\n`);
     world.stop();
 });
 

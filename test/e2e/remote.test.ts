@@ -10,43 +10,14 @@ import * as fs from "fs";
 import * as path from "path";
 import { root } from "../helpers";
 import { remoteDir, remoteSubnet, RemoteWorld } from "./remote-world";
+import { steps } from "./steps";
 import { Run } from "./world";
 
 jest.setTimeout(40 * 60_000);
 
 const world = new RemoteWorld();
-const durations: { step: string; seconds: number }[] = [];
 let outputs: Record<string, unknown> = {};
-
-let broken = "";
-function step(name: string, fn: () => Promise<void>): void {
-    test(name, async () => {
-        if (broken) throw new Error(`not run: step "${broken}" failed`);
-        try {
-            await fn();
-        } catch (err) {
-            broken = name;
-            throw err;
-        }
-    });
-}
-
-async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const started = Date.now();
-    try {
-        return await fn();
-    } finally {
-        const seconds = Math.round((Date.now() - started) / 100) / 10;
-        durations.push({ step: what, seconds });
-        process.stdout.write(`e2e-remote: ${what}: ${seconds} s\n`);
-    }
-}
-
-function ok(r: Run, what: string): Run {
-    if (r.code === 0) return r;
-    const errors = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /error/i.test(l) && !/^\s+at /.test(l)).slice(0, 20);
-    throw new Error(`${what} failed (exit ${r.code}):\n${errors.join("\n")}\n--- host ---\n${world.volumes().join("\n")}\n--- output ---\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
-}
+const { step, timed, ok, save } = steps("e2e-remote", () => world.volumes().join("\n"));
 
 const up = async (what: string, extra: string[] = []) => ok(await world.pulumi(["up", "--yes", "--skip-preview", "-s", "ci", ...extra]), what);
 const summary = (r: Run) => r.stdout.slice(r.stdout.lastIndexOf("Resources:"));
@@ -66,10 +37,8 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-    const file = process.env.CC_E2E_RESULTS ? process.env.CC_E2E_RESULTS.replace(/\.json$/, "-remote.json") : path.join(root, ".cache", "e2e", "steps-remote.json");
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), steps: durations }, null, 2) + "\n");
-    process.stdout.write(`e2e-remote: durations in ${file}; log in ${world.log}\n`);
+    save(process.env.CC_E2E_RESULTS ? process.env.CC_E2E_RESULTS.replace(/\.json$/, "-remote.json") : path.join(root, ".cache", "e2e", "steps-remote.json"));
+    process.stdout.write(`e2e-remote: log in ${world.log}\n`);
     world.stop();
 });
 
@@ -113,7 +82,7 @@ step("R3. an allowlist change applies in place: no replacement, the same boot", 
 });
 
 step("R4. a reboot keeps the seed and the firewall: the same instance, its policy in force", async () => {
-    const instance = (await inGuest("cat /var/lib/cloud/data/instance-id", { admin: true })).stdout;
+    const instance = (await inGuest("sudo cat /var/lib/cloud/data/instance-id", { admin: true })).stdout;
     expect(instance).not.toBe("");
     const before = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
     await inGuest("sudo systemctl reboot", { admin: true, timeoutMs: 30_000 });
@@ -126,8 +95,8 @@ step("R4. a reboot keeps the seed and the firewall: the same instance, its polic
         throw new Error("the guest did not come back within 500 s");
     });
     // The seed is still one of its disks, and cloud-init took this boot for the same instance.
-    expect((await inGuest("blkid -L cidata", { admin: true })).stdout).toMatch(/^\/dev\/vd[a-z]\n$/);
-    expect((await inGuest("cat /var/lib/cloud/data/instance-id", { admin: true })).stdout).toBe(instance);
+    expect((await inGuest("sudo blkid -L cidata", { admin: true })).stdout).toMatch(/^\/dev\/vd[a-z]\n$/);
+    expect((await inGuest("sudo cat /var/lib/cloud/data/instance-id", { admin: true })).stdout).toBe(instance);
     expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
 });
 

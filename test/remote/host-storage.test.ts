@@ -20,7 +20,7 @@ jest.setTimeout(5 * 60_000);
 const st = tempDir("cc-remote-");
 const hostScript = path.join(root, "test/libvirt-host.sh");
 const storageScript = path.join(root, "src/drivers/libvirt/host-storage.sh");
-const runner = fs.readFileSync(path.join(root, "src/drivers/runner.js"), "utf8");
+const runnerFile = path.join(root, "src/drivers/runner.js");
 const uri = "qemu+ssh://root@198.18.9.2/system";
 const dir = "/var/lib/libvirt/cc-vms";
 const image = path.join(st, "base.qcow2");
@@ -61,7 +61,7 @@ function plan(name: string) {
 }
 
 function step(name: "create" | "delete", p: object, input = userData): Run {
-    return ws([process.execPath, "-e", `${runner}\nrunStep(${JSON.stringify(name)});`], { input, env: { CC_PLAN: JSON.stringify(p), CC_POLL_MS: "500" } });
+    return ws([process.execPath, "-e", `require(${JSON.stringify(runnerFile)}).runStep(${JSON.stringify(name)});`], { input, env: { CC_PLAN: JSON.stringify(p), CC_POLL_MS: "500" } });
 }
 
 const vols = () => must(virsh("vol-list", "--pool", pool()), "vol-list").split("\n").map((l) => l.trim().split(/\s+/)[0]).filter(Boolean).sort();

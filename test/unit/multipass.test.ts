@@ -22,7 +22,8 @@ const c = loadConfig("t", { vm: { name: "cc-fake", timeout: 60 } }, host);
 const userData = renderGuest(c, loadTemplates()).userData;
 const plan = multipass.vmPlan(c, "instance-id: x\n");
 const mount = multipass.mountPlan!(c, c.mounts[0], { uid: 1000, gid: 1000 });
-const source = fs.readFileSync(path.join(root, "src/drivers/runner.js"), "utf8");
+// Required by its path, as each resource's command does (src/sandbox.ts step).
+const runnerFile = path.join(root, "src/drivers/runner.js");
 const fake = path.join(__dirname, "fakes", "multipass.js");
 
 interface Vm {
@@ -67,7 +68,7 @@ const calls = () => (fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(pa
 const running = (extra: Partial<Vm> = {}): Vm => ({ state: "Running", ip: "10.1.2.3", mounts: {}, sshfs: true, cloudInit: 0, exec: "ok", ...extra });
 
 function step(name: string, opts: { input?: string; plan?: object; env?: Record<string, string>; cwd?: string } = {}) {
-    const r = spawnSync(process.execPath, ["-e", `${source}\nrunStep(${JSON.stringify(name)});`], {
+    const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(runnerFile)}).runStep(${JSON.stringify(name)});`], {
         input: opts.input ?? "",
         encoding: "utf8",
         cwd: opts.cwd,
@@ -345,7 +346,7 @@ describe("guest commands", () => {
     });
 
     test("a missing CLI is named with a hint", () => {
-        const r = spawnSync(process.execPath, ["-e", `${source}\nrunStep("create");`], {
+        const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(runnerFile)}).runStep("create");`], {
             input: "",
             encoding: "utf8",
             env: { PATH: "/nonexistent", CC_PLAN: JSON.stringify(plan) },
