@@ -39,6 +39,9 @@ host_init() {
   find "$st/etc-libvirt" -name '*.xml' -path '*/qemu/*' -delete
   rm -rf "$st/etc-libvirt/storage" "$st/etc-libvirt/qemu/networks/autostart"
   mount --bind "$st/etc-libvirt" /etc/libvirt
+  # libvirt's dnsmasq forwards what it cannot answer to resolv.conf's servers: none here.
+  printf 'nameserver 127.0.0.1\n' >"$st/resolv.conf"
+  mount --bind "$st/resolv.conf" /etc/resolv.conf
   # Without udev /dev/kvm is root's only, and libvirt re-probes QEMU on every call (scripts/libvirt-netns.sh).
   if [[ -c /dev/kvm ]] && ! runuser -u libvirt-qemu -- test -r /dev/kvm -a -w /dev/kvm; then
     mknod -m 0660 /run/kvm c "$((16#$(stat -c %t /dev/kvm)))" "$((16#$(stat -c %T /dev/kvm)))"
