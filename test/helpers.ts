@@ -32,3 +32,13 @@ export function tempHome(prefix = "cc-sandbox-home-"): string {
 export function hostFor(home: string) {
     return { home, readFile: (f: string) => fs.readFileSync(f, "utf8") };
 }
+
+/** Polls check every everyMs until it holds or ms have passed; the last answer is the result. */
+export async function waitFor(check: () => Promise<boolean> | boolean, ms: number, everyMs = 200): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+        if (await check()) return true;
+        await new Promise((r) => setTimeout(r, everyMs));
+    }
+    return check();
+}

@@ -14,7 +14,7 @@
 import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { root } from "../helpers";
+import { root, waitFor } from "../helpers";
 import { steps } from "./steps";
 import { consoleLog, host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
 
@@ -303,14 +303,7 @@ step("5. a second pulumi up with nothing changed changes nothing", async () => {
 step("6. after a reboot the firewall is up before the network and SSH", async () => {
     const before = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
     await inGuest("sudo systemctl reboot", { admin: true, timeoutMs: 30_000 });
-    const back = await timed("reboot until SSH answers", async () => {
-        for (let i = 0; i < 100; i++) {
-            await new Promise((res) => setTimeout(res, 5000));
-            const r = await inGuest("cat /proc/sys/kernel/random/boot_id", { timeoutMs: 20_000 });
-            if (r.code === 0 && r.stdout !== before) return r;
-        }
-        throw new Error("the guest did not come back within 500 s");
-    });
+    const back = await timed("reboot until SSH answers", () => world.newBoot(sshCommand, before));
     expect(back.stdout).not.toBe(before);
     // Where the reboot's time went, for the log (the poll above only sees when SSH answers).
     const analyze = await inGuest("systemd-analyze; systemd-analyze blame --no-pager | head -n 8", { admin: true });
@@ -349,8 +342,8 @@ step("7. pulumi destroy leaves no domain, disk, seed, UEFI variable store, known
 step("8a. a pulumi up killed while creating converges when run again", async () => {
     const child = world.pulumiDetached(["up", "--yes", "--skip-preview", "-s", "ci"]);
     await timed("pulumi up killed during create", async () => {
-        for (let i = 0; i < 600 && world.virsh("dominfo", vmName).code !== 0; i++) await new Promise((res) => setTimeout(res, 500));
-        expect(world.virsh("dominfo", vmName).code).toBe(0);
+        expect(await waitFor(() => world.virsh("dominfo", vmName).code === 0, 300_000, 500)).toBe(true);
+        // Into the create, past the domain's definition.
         await new Promise((res) => setTimeout(res, 5000));
         process.kill(-child.pid!, "SIGKILL");
     });

@@ -10,7 +10,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { shellQuote } from "../../src/shell";
-import { root, tempHome } from "../helpers";
+import { root, tempHome, waitFor } from "../helpers";
 import { makeTestCa } from "../harness/lib";
 
 export const ns = "ccsbx-e2e";
@@ -124,6 +124,17 @@ export class World {
         t = Date.now();
         this.imageDir = sh(path.join(root, "scripts/build-image.sh"), []).trim();
         return { engine, image: (Date.now() - t) / 1000 };
+    }
+
+    /** Waits for the guest to answer SSH (as the agent) from a boot other than BEFORE (its boot id); returns that answer. */
+    async newBoot(sshCommand: string, before: string): Promise<Run> {
+        let r: Run | undefined;
+        const back = await waitFor(async () => {
+            r = await this.inGuest(sshCommand, "agent", "cat /proc/sys/kernel/random/boot_id", { timeoutMs: 20_000 });
+            return r.code === 0 && r.stdout !== before;
+        }, 500_000, 5000);
+        if (!back || !r) throw new Error("the guest did not come back within 500 s");
+        return r;
     }
 
     /** A command in the guest over an sshCommand output (its last word is the destination) as USER. */

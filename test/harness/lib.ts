@@ -15,6 +15,8 @@ import * as os from "os";
 import * as path from "path";
 import { loadConfig } from "../../src/config/load";
 import { renderEgressPlan } from "../../src/render/egress";
+import { waitFor } from "../helpers";
+export { waitFor };
 
 export const repoRoot = path.resolve(__dirname, "../..");
 /**
@@ -121,15 +123,6 @@ function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: nu
     });
 }
 
-/** Polls check every 200 ms until it holds or ms have passed; the last answer is the result. */
-export async function waitFor(check: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
-    const until = Date.now() + ms;
-    while (Date.now() < until) {
-        if (await check()) return true;
-        await new Promise((r) => setTimeout(r, 200));
-    }
-    return check();
-}
 
 /**
  * A certificate authority made for one test run, and a server certificate it signs for every given
@@ -323,9 +316,7 @@ export class Harness {
         // bash as that PID 1 reaps the daemons' exited children, as init does.
         this.holder = spawn("ip", ["netns", "exec", g, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private",
             "bash", "-c", "while :; do sleep 3600 & wait; done"], { stdio: "ignore" });
-        await new Promise((r) => setTimeout(r, 50));
-        for (let n = 0; n < 100 && !this.holderReady(); n++) await new Promise((r) => setTimeout(r, 20));
-        if (!this.holderReady()) throw new Error("the guest namespace holder did not start");
+        if (!(await waitFor(() => this.holderReady(), 2050, 20))) throw new Error("the guest namespace holder did not start");
 
         const mnt = path.join(this.dir, "mnt");
         fs.mkdirSync(mnt);

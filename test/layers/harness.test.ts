@@ -3,7 +3,7 @@
  * harness's test internet, the users made as cloud-init makes them and hardened by the boot steps,
  * then cc-sandbox-verify from inside and the status line following the live firewall.
  */
-import { Harness } from "../harness/lib";
+import { Harness, waitFor } from "../harness/lib";
 import { layerChecks } from "./guest";
 
 const records = `
@@ -78,14 +78,12 @@ test("attack: rules flushed (by root) -> FW:OFF within seconds, and verify fails
     const flush = await h.root("iptables -P OUTPUT ACCEPT && iptables -F OUTPUT");
     expect(flush.code).toBe(0);
     let line = "";
-    const start = Date.now();
-    while (Date.now() - start < 15_000) {
+    const off = await waitFor(async () => {
         line = (await h.exec(`cc-sandbox-statusline <<<'${json}'`)).stdout;
-        if (line.includes("FW:OFF")) break;
-        await new Promise((r) => setTimeout(r, 500));
-    }
+        return line.includes("FW:OFF");
+    }, 15_000, 500);
     expect(line).toBe("[Opus 4.6] 45% | FW:OFF | NNP:OFF\n");
-    expect(Date.now() - start).toBeLessThan(15_000);
+    expect(off).toBe(true);
     const v = await h.root(`cc-sandbox-verify --only firewall ${targets}`, { timeoutMs: 60_000 });
     expect(lines(v.stdout, "FAIL")).toContain("firewall-state");
     expect(v.code).toBe(1);
