@@ -62,7 +62,7 @@ readonly engine_dir bin_dir provider_dir pulumi_home build_dir stamp
 
 # A change to this script or to the project's provider makes the next run rebuild.
 readonly provider_src="$repo_root/test/e2e/command-provider"
-build_inputs="$(cat "${BASH_SOURCE[0]}" "$provider_src/main.go" "$provider_src/go.mod" "$provider_src/go.sum" \
+build_inputs="$(cat "${BASH_SOURCE[0]}" "$provider_src"/*.go "$provider_src/go.mod" "$provider_src/go.sum" \
   | sha256sum | cut -d ' ' -f 1)"
 readonly build_inputs
 
