@@ -11,7 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import { shellQuote } from "../../src/shell";
 import { root, tempHome, waitFor } from "../helpers";
-import { makeTestCa } from "../harness/lib";
+import { makeTestCa } from "../harness/inputs";
 
 export const ns = "ccsbx-e2e";
 export const subnet = "198.18.0";

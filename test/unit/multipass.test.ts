@@ -7,13 +7,13 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { loadConfig } from "../../src/config/load";
 import { multipass } from "../../src/drivers/multipass";
 import { renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
 import { hostFor, root, tempHome } from "../helpers";
+import { multipassWorld, Vm, World } from "./fakes/multipass-world";
 
 const home = tempHome();
 fs.mkdirSync(path.join(home, "code"));
@@ -22,67 +22,9 @@ const c = loadConfig("t", { vm: { name: "cc-fake", timeout: 60 } }, host);
 const userData = renderGuest(c, loadTemplates()).userData;
 const plan = multipass.vmPlan(c, "instance-id: x\n");
 const mount = multipass.mountPlan!(c, c.mounts[0], { uid: 1000, gid: 1000 });
-// Required by its path, as each resource's command does (src/sandbox.ts step).
-const runnerFile = path.join(root, "src/drivers/runner.js");
-const fake = path.join(__dirname, "fakes", "multipass.js");
 
-interface Vm {
-    state: string;
-    deleted?: boolean;
-    ip?: string | null;
-    nextIp?: string;
-    looksToAddress?: number;
-    mounts?: Record<string, { source: string }>;
-    sshfs?: boolean;
-    snapStore?: boolean;
-    cloudInit?: number;
-    exec?: string;
-    applied?: string;
-    released?: string[];
-    protected?: string[];
-    userData?: string;
-    image?: string;
-}
-interface World {
-    daemon?: string;
-    instances: Record<string, Vm>;
-    cloudInit?: number;
-    launchTimesOut?: boolean;
-    failInfoCalls?: number[];
-}
+const { dirs, setWorld, world, vm, calls, running, step } = multipassWorld(plan);
 
-let dir: string;
-let bin: string;
-beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-fake-mp-"));
-    bin = path.join(dir, "bin");
-    fs.mkdirSync(bin);
-    fs.symlinkSync(fake, path.join(bin, "multipass"));
-});
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-const setWorld = (w: World) => fs.writeFileSync(path.join(dir, "world.json"), JSON.stringify(w));
-const world = (): World => (fs.existsSync(path.join(dir, "world.json")) ? JSON.parse(fs.readFileSync(path.join(dir, "world.json"), "utf8")) : { instances: {} });
-const vm = () => world().instances["cc-fake"];
-const calls = () => (fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8").trim().split("\n") : []);
-const running = (extra: Partial<Vm> = {}): Vm => ({ state: "Running", ip: "10.1.2.3", mounts: {}, sshfs: true, cloudInit: 0, exec: "ok", ...extra });
-
-function step(name: string, opts: { input?: string; plan?: object; env?: Record<string, string>; cwd?: string } = {}) {
-    const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(runnerFile)}).runStep(${JSON.stringify(name)});`], {
-        input: opts.input ?? "",
-        encoding: "utf8",
-        cwd: opts.cwd,
-        env: {
-            ...process.env,
-            PATH: `${bin}:${process.env.PATH}`,
-            FAKE_MP: dir,
-            CC_POLL_MS: "20",
-            CC_PLAN: JSON.stringify(opts.plan ?? plan),
-            ...opts.env,
-        },
-    });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 const up = (input = userData) => step("info", { input, plan: { ...plan, mounts: [mount] }, env: { CC_DRY_RUN: "0" } });
 
 describe("create", () => {
@@ -346,12 +288,8 @@ describe("guest commands", () => {
     });
 
     test("a missing CLI is named with a hint", () => {
-        const r = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(runnerFile)}).runStep("create");`], {
-            input: "",
-            encoding: "utf8",
-            env: { PATH: "/nonexistent", CC_PLAN: JSON.stringify(plan) },
-        });
-        expect(r.status).toBe(1);
+        const r = step("create", { env: { PATH: "/nonexistent" } });
+        expect(r.code).toBe(1);
         expect(r.stderr).toContain("multipass is not installed or not on PATH");
     });
 });
@@ -364,7 +302,7 @@ describe("npm run doctor for a Multipass stack", () => {
         const r = spawnSync(path.join(root, "node_modules/.bin/zx"), ["scripts/doctor.mjs", "--stack", "alice"], {
             cwd: root,
             encoding: "utf8",
-            env: { ...process.env, HOME: h, PATH: `${bin}:${process.env.PATH}`, FAKE_MP: dir },
+            env: { ...process.env, HOME: h, PATH: `${dirs().bin}:${process.env.PATH}`, FAKE_MP: dirs().dir },
         });
         fs.rmSync(h, { recursive: true, force: true });
         return r.stdout + r.stderr;
@@ -396,20 +334,20 @@ case "$*" in
 esac
 `;
     const lvPlan = { name: "cc-lv", format: "virsh", state: ["virsh", "domstate", "cc-lv"], address: ["virsh", "domifaddr", "cc-lv"], absent: "failed to get domain", list: ["virsh", "list", "--all", "--name"], delete: [["virsh", "undefine", "cc-lv"]], timeoutSeconds: 5 };
-    beforeEach(() => fs.writeFileSync(path.join(bin, "virsh"), fakeVirsh, { mode: 0o755 }));
+    beforeEach(() => fs.writeFileSync(path.join(dirs().bin, "virsh"), fakeVirsh, { mode: 0o755 }));
 
     test("listed (or the list fails): an error, and destroy does not call it gone", () => {
-        fs.writeFileSync(path.join(dir, "listed"), "other\ncc-lv\n");
+        fs.writeFileSync(path.join(dirs().dir, "listed"), "other\ncc-lv\n");
         const listed = step("delete", { plan: lvPlan });
         expect(listed.code).toBe(1);
         expect(listed.stderr).toContain("cannot tell the state of cc-lv");
-        fs.writeFileSync(path.join(dir, "listed"), "");
-        fs.writeFileSync(path.join(dir, "list-rc"), "1");
+        fs.writeFileSync(path.join(dirs().dir, "listed"), "");
+        fs.writeFileSync(path.join(dirs().dir, "list-rc"), "1");
         expect(step("delete", { plan: lvPlan }).code).toBe(1);
     });
 
     test("not listed: absent, and destroy says it is already gone", () => {
-        fs.writeFileSync(path.join(dir, "listed"), "other\n");
+        fs.writeFileSync(path.join(dirs().dir, "listed"), "other\n");
         const r = step("delete", { plan: lvPlan });
         expect(r.code).toBe(0);
         expect(r.stderr).toContain("already gone");
