@@ -1,0 +1,229 @@
+/**
+ * The egress firewall of a running guest, for real: its allowlist changed in place (apply), GitHub's
+ * published networks, the watcher and the status, cc-sandbox-verify against it, and the controls
+ * that show the attacks failed because of it. The attacks themselves: firewall.test.ts. Needs root.
+ */
+import { firewallSuite, probes } from "./firewall-suite";
+import { Harness, planOf, waitFor } from "./lib";
+
+const suite = firewallSuite();
+let h: Harness;
+beforeAll(() => {
+    h = suite.h;
+});
+const { tcp, tls, udp, dig, state } = probes(() => h);
+
+describe("apply", () => {
+    const entries = ["allowed.test.example 443", "git.test.example 22,443", "*.wild.test.example 443", "rotate.test.example 443", "added.test.example 443", "203.0.113.0/28 8080", ""].join("\n");
+    const next = planOf(entries);
+
+    test("a new allowlist opens a new name, closes a removed one, cuts its open connection and keeps an allowed one", async () => {
+        await h.exec("rm -f /tmp/conn-ready /tmp/kept-ready /tmp/conn-go");
+        const removed = tls("removed.test.example", { hold: "/tmp/conn-go", ready: "/tmp/conn-ready" });
+        const kept = tls("allowed.test.example", { hold: "/tmp/conn-go", ready: "/tmp/kept-ready" });
+        let removedEnded = 0;
+        void removed.then(() => (removedEnded = Date.now()));
+        expect(await waitFor(async () => (await h.exec("test -e /tmp/conn-ready && test -e /tmp/kept-ready")).code === 0, 10000)).toBe(true);
+        expect((await dig("added.test.example")).status).toBe("NXDOMAIN");
+
+        const start = Date.now();
+        const applied = await h.root("cc-sandbox-firewall apply -", { input: next });
+        const appliedAt = Date.now();
+        expect(applied.code).toBe(0);
+        // Its only word on stderr is what it applied: no error, no warning.
+        expect(applied.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
+        expect(appliedAt - start).toBeLessThan(3000);
+
+        // The removed name's open connection is cut (its client sees the close), within a second.
+        const r = await removed;
+        expect(r.stdout).toBe("ok 198.51.100.50 443 sni=removed.test.example\necho:\n");
+        expect(removedEnded - appliedAt).toBeLessThan(1000);
+
+        expect((await tls("added.test.example")).stdout).toBe("ok 198.51.100.51 443 sni=added.test.example\n");
+        expect((await dig("removed.test.example")).status).toBe("NXDOMAIN");
+        expect((await tls("198.51.100.50")).stdout).toBe("");
+        expect((await tls("removed.test.example", { connect: "198.51.100.50" })).stdout).toBe("");
+        // addresses of names still allowlisted stay reachable without a new lookup
+        expect((await tls("allowed.test.example", { connect: "198.51.100.10" })).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+
+        // The allowed name's connection was left alone: it still carries data both ways.
+        await h.root("touch /tmp/conn-go");
+        expect((await kept).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\necho:still-here\n");
+        expect((await h.root("cat /etc/cc-sandbox/allowlist")).stdout).toBe(next);
+    });
+
+    test("a port removed from an entry cuts its open raw connections; an entry kept keeps its own", async () => {
+        const hold = (target: string, tag: string) =>
+            h.exec(
+                `exec 3<>/dev/tcp/${target}; read -r banner <&3; echo "$banner"; touch /tmp/${tag}-ready; ` +
+                    `while [ ! -e /tmp/raw-go ]; do sleep 0.1; done; echo still-here >&3 2>/dev/null; read -r -t 3 echoed <&3; echo "echo:$echoed"`,
+            );
+        await h.root("cc-sandbox-firewall apply -", { input: next });
+        await h.exec("rm -f /tmp/git-ready /tmp/net-ready /tmp/raw-go");
+        expect((await dig("git.test.example")).answers).toEqual(["198.51.100.20"]);
+        const git = hold("198.51.100.20/22", "git");
+        const net = hold("203.0.113.5/8080", "net");
+        expect(await waitFor(async () => (await h.exec("test -e /tmp/git-ready && test -e /tmp/net-ready")).code === 0, 10000)).toBe(true);
+        const without22 = planOf(entries.replace("git.test.example 22,443", "git.test.example 443"));
+        expect((await h.root("cc-sandbox-firewall apply -", { input: without22 })).code).toBe(0);
+        await h.root("touch /tmp/raw-go");
+        expect((await git).stdout).toBe("ok 198.51.100.20 22\necho:\n");
+        expect((await net).stdout).toBe("ok 203.0.113.5 8080\necho:still-here\n");
+        expect((await tcp("git.test.example", 22)).stdout).toBe("");
+        expect((await tls("git.test.example")).stdout).toBe("ok 198.51.100.20 443 sni=git.test.example\n");
+        await h.root("cc-sandbox-firewall apply -", { input: next });
+    });
+
+    test("fail-closed: a malformed allowlist changes nothing and exits non-zero", async () => {
+        const before = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
+        // The host's plan for allowed.test.example with one more line, each bad in its own way.
+        const good = planOf("allowed.test.example 443\n");
+        for (const bad of [
+            "set ccfw-d-70000 70000/raw\n",
+            "name EVIL.example only ccfw-d-443\n",
+            "set ccfw-n-443r 443/raw\ncidr ccfw-n-443r 10.0.0.1/8\n",
+            "name blocked.test.example only\n",
+            "name blocked.test.example only ccfw-d-nosuch\n",
+            "proxy tls exact blocked.test.example:443\n",
+            "server=/#/192.0.2.53\n",
+            "blocked.test.example 443\n",
+        ]) {
+            const r = await h.root("cc-sandbox-firewall apply -", { input: good + bad });
+            expect(r.code).not.toBe(0);
+            expect(r.stderr).toMatch(/nothing was changed/);
+        }
+        // An allowlist in the form the guest took before plans: refused as a whole.
+        expect((await h.root("cc-sandbox-firewall apply -", { input: "allowed.test.example 443\nblocked.test.example 443\n" })).stderr).toMatch(/first line must be 'plan 1'/);
+        const after = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
+        expect(after.stdout).toBe(before.stdout);
+        expect((await dig("blocked.test.example")).status).toBe("NXDOMAIN");
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+    });
+});
+
+describe("GitHub's published CIDRs", () => {
+    test("valid /meta JSON opens its IPv4 networks on 22 and 443 only", async () => {
+        const meta = JSON.stringify({ web: ["198.18.0.0/24", "2001:db8::/32"], api: ["198.18.0.0/24"], git: ["198.18.1.0/24"], actions: ["198.19.0.0/16"] });
+        const r = await h.root("cat >/tmp/meta.json && cc-sandbox-firewall github-meta /tmp/meta.json", { input: meta });
+        expect(r.code).toBe(0);
+        expect((await tls("198.18.0.10")).stdout).toBe("ok 198.18.0.10 443 sni=-\n");
+        expect((await tcp("198.18.0.10", 8080)).stdout).toBe("");
+    });
+
+    test("fail-closed: invalid CIDRs in /meta are rejected and the loaded set stays", async () => {
+        const bad = JSON.stringify({ web: ["198.18.0.0/24", "0.0.0.0/0"] });
+        const r = await h.root("cat >/tmp/bad.json && cc-sandbox-firewall github-meta /tmp/bad.json", { input: bad });
+        expect(r.code).not.toBe(0);
+        expect((await h.root("ipset list ccfw-gh | grep -c '^198.18'")).stdout.trim()).toBe("2");
+        expect((await tls("198.51.100.66")).stdout).toBe("");
+    });
+});
+
+describe("the watcher and status", () => {
+    test("the resolver is restarted if it dies", async () => {
+        await h.root("kill $(cat /run/cc-sandbox/firewall/dnsmasq.pid)");
+        expect(await waitFor(async () => (await dig("allowed.test.example")).answers.includes("198.51.100.10"), 8000)).toBe(true);
+    });
+
+    test("OFF within seconds after root flushes the rules, ON again after up", async () => {
+        expect(await state()).toBe("ON");
+        await h.root("iptables -F");
+        expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
+        expect((await h.root("cc-sandbox-firewall status")).code).toBe(3);
+        expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
+    });
+
+    test("OFF after root sets an ACCEPT policy (IPv4 or IPv6)", async () => {
+        await h.root("iptables -P OUTPUT ACCEPT");
+        expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
+        await h.root("cc-sandbox-firewall up");
+        expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
+        await h.root("ip6tables -P OUTPUT ACCEPT");
+        expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
+        await h.root("cc-sandbox-firewall up");
+        expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
+    });
+});
+
+describe("cc-sandbox-verify against the live firewall", () => {
+    test("with no target given, it takes a name the plan checks by name and proves it reachable and checked", async () => {
+        const r = await h.exec("cc-sandbox-verify --only firewall --blocked-ip 198.51.100.66");
+        expect(r.stdout).toMatch(/firewall-allows: [a-z.]+\.test\.example:443 reachable/);
+        expect(r.stdout).toMatch(/firewall-names: .* not for a name off the allowlist/);
+        expect(r.code).toBe(0);
+    });
+
+    test("with raw ports only in the plan, it takes the first name on the first port of its set", async () => {
+        const before = (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
+        try {
+            expect((await h.root("cc-sandbox-firewall apply -", { input: planOf("git.test.example 22\n") })).code).toBe(0);
+            const r = await h.exec("cc-sandbox-verify --only firewall --blocked-ip 198.51.100.66");
+            expect(r.stdout).toContain("firewall-allows: git.test.example:22 reachable");
+            expect(r.stdout).not.toContain("firewall-names");
+            expect(r.code).toBe(0);
+        } finally {
+            await h.root("cc-sandbox-firewall apply -", { input: before });
+        }
+    });
+});
+
+describe("controls with the firewall down (the attacks above failed because of it)", () => {
+    afterAll(async () => {
+        await h.root("cc-sandbox-firewall up");
+    });
+
+    test("down opens UDP, ICMP, IPv6 and foreign DNS; up closes them again", async () => {
+        expect((await h.root("cc-sandbox-firewall down")).code).toBe(0);
+        expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
+        expect((await udp("198.51.100.66", 9999)).stdout).toContain("ok udp 9999");
+        expect((await h.exec("ping -c1 -W1 198.51.100.66")).code).toBe(0);
+        expect((await tls(h.internetAddress6)).stdout).toContain("ok");
+        expect((await dig("blocked.test.example", { server: h.dnsAddress })).answers).toEqual(["198.51.100.66"]);
+
+        expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        expect((await udp("198.51.100.66", 9999)).stdout).not.toContain("ok udp");
+        expect((await tls("198.51.100.66")).stdout).toBe("");
+    });
+
+    test("fail-closed at boot: up with a malformed allowlist locks down instead of opening", async () => {
+        const good = (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
+        const broken = await h.root("sed -i 's/^set ccfw-d-443 443.tls$/set ccfw-d-443 99999\\/tls/' /etc/cc-sandbox/allowlist && grep -c 99999 /etc/cc-sandbox/allowlist");
+        expect(broken.stdout).toBe("1\n");
+        try {
+            const r = await h.root("cc-sandbox-firewall up");
+            expect(r.code).not.toBe(0);
+            expect(r.stderr).toMatch(/LOCKDOWN/);
+            expect((await tls("198.51.100.10")).stdout).toBe("");
+            expect((await dig("allowed.test.example", { server: h.dnsAddress, user: "root" })).answers).toEqual([]);
+            const ping = await h.exec("ping -c1 -W1 127.0.0.1");
+            expect([ping.code, ping.stderr]).toEqual([0, ""]);
+        } finally {
+            await h.root("cat >/etc/cc-sandbox/allowlist", { input: good });
+        }
+        expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+    });
+
+    test("fail-closed without ipset: up locks down with rules that need no set, SSH in still answers", async () => {
+        // An ipset that fails every call, as on a kernel without the ip_set module.
+        const stub = "mkdir -p /tmp/noipset && printf '#!/bin/sh\\necho ipset: no kernel support >&2; exit 1\\n' >/tmp/noipset/ipset && chmod 0755 /tmp/noipset/ipset";
+        await h.root(stub);
+        try {
+            const r = await h.root("PATH=/tmp/noipset:$PATH cc-sandbox-firewall up");
+            expect(r.code).not.toBe(0);
+            expect(r.stderr).toMatch(/locking down without them/);
+            expect(r.stderr).toMatch(/LOCKDOWN is in place/);
+            const rules = (await h.root("iptables-save -t filter")).stdout;
+            expect(rules).toMatch(/^:OUTPUT DROP/m);
+            expect(rules).not.toMatch(/match-set/);
+            expect((await tls("198.51.100.10")).stdout).toBe("");
+            const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
+            expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
+        } finally {
+            await h.root("rm -rf /tmp/noipset");
+        }
+        expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+    });
+});
