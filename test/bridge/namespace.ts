@@ -23,6 +23,8 @@ export const bridgeFiles = [
     "/usr/local/bin/secure_run",
     "/usr/local/bin/srun",
     "/usr/local/bin/cc-sandbox-verify",
+    "/usr/local/lib/cc-sandbox/verify/network.sh",
+    "/usr/local/lib/cc-sandbox/verify/bridge.sh",
     "/usr/local/bin/claude-backup",
     "/usr/local/lib/cc-sandbox/boot.d/15-proc.sh",
     "/usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh",
