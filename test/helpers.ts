@@ -42,3 +42,17 @@ export async function waitFor(check: () => Promise<boolean> | boolean, ms: numbe
     }
     return check();
 }
+
+/**
+ * What GET() returns, standing in for it before it exists: a suite's harness, made in a beforeAll,
+ * used by name in its tests. Methods are bound to the real object.
+ */
+export function late<T extends object>(get: () => T): T {
+    return new Proxy({} as T, {
+        get(_, key) {
+            const target = get() as Record<string | symbol, unknown>;
+            const value = target[key];
+            return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+    });
+}

@@ -2,17 +2,9 @@
  * The secure-ops bridge attacked, for real (see namespace.ts): every way around it fails and is
  * logged, each beside the allowed path (bridge.test.ts). Needs root, sshd, ssh, bwrap.
  */
-import type { Bridge } from "./namespace";
-import { bridgeSuite, refused, secret, secrets, ssh, tries } from "./bridge-suite";
+import { bridgeSuite, refused, secret, secrets, ssh } from "./bridge-suite";
 
-const suite = bridgeSuite();
-let bridge: Bridge;
-let digest: string;
-beforeAll(() => {
-    bridge = suite.bridge;
-    digest = suite.digest;
-});
-const { attempt, expectNoLeak } = tries(() => bridge);
+const { bridge, digest, attempt, expectNoLeak } = bridgeSuite();
 
 describe("attacks", () => {
     test("1. reading the secret, its directory or the bridge's keys directly", () => {
@@ -161,7 +153,7 @@ describe("attacks", () => {
         expect(swap.status).toBe(refused);
         expect(swap.stderr).toContain("cannot be trusted: /opt/agent-ops is not owned by root");
         expectNoLeak(swap.out);
-        expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest}`);
+        expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest()}`);
     });
 
     test("10. editing an allowed script", () => {
@@ -181,7 +173,7 @@ describe("attacks", () => {
             secure_run loose.sh; echo "loose=$?"; secure_run token-digest.sh; echo "digest=$?"`;
         const expectChecks = (r: ReturnType<typeof attempt>) => {
             expect(r.stdout).toContain("link=126\nswapped=126\nloose=126\n");
-            expect(r.stdout).toContain(`sha256=${digest}\ndigest=0\n`);
+            expect(r.stdout).toContain(`sha256=${digest()}\ndigest=0\n`);
             expect(r.stderr).toContain("/opt/ops/link.sh is a symlink");
             expect(r.stderr).toContain("/opt/agent-ops is not owned by root");
             expect(r.stderr).toContain("/opt/ops/loose.sh is writable by group or others");
@@ -205,7 +197,7 @@ describe("attacks", () => {
         } finally {
             unmount();
         }
-        expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest}`);
+        expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest()}`);
     });
 
     test("11. port forwarding: -W, -L, -R, -D and through the multiplexing master", () => {

@@ -3,6 +3,7 @@
  * started for each file (its own, so the files run apart), and how the agent tries it.
  */
 import { createHash } from "crypto";
+import { late } from "../helpers";
 import { Bridge, startBridge } from "./namespace";
 
 export const secrets = "/var/lib/cc-sandbox/secure-ops/secrets";
@@ -29,28 +30,28 @@ export const ssh = (opts: string) =>
     `ssh -F /dev/null -i ~/.ssh/cc-sandbox-secure-ops -o IdentitiesOnly=yes -o BatchMode=yes ` +
     `-o UserKnownHostsFile=/etc/cc-sandbox/secure-ops.known_hosts -o ConnectTimeout=5 -p 2222 ${opts}`;
 
-/** A bridge of this file's own, started before its tests and stopped after them; digest: SHA-256 of its token. */
-export function bridgeSuite(): { bridge: Bridge; digest: string } {
+/**
+ * A bridge of this file's own, started before its tests and stopped after them; digest() is the
+ * SHA-256 of its token; attempt runs a script as the agent and returns its result and the log
+ * lines it added.
+ */
+export function bridgeSuite() {
     const s = { bridge: undefined as unknown as Bridge, digest: "" };
     beforeAll(async () => {
         s.bridge = await startBridge(scripts);
         s.digest = createHash("sha256").update(s.bridge.token).digest("hex");
     }, 120000);
     afterAll(() => s.bridge?.stop());
-    return s;
-}
-
-/** How the agent tries the bridge BRIDGE() gives. */
-export function tries(bridge: () => Bridge) {
     return {
-        /** Runs `script` as the agent; returns its result and the log lines it added. */
+        bridge: late(() => s.bridge),
+        digest: () => s.digest,
         attempt(script: string) {
-            const before = bridge().log().length;
-            const r = bridge().run("agent", script);
-            return { ...r, out: r.stdout + r.stderr, logged: bridge().log().slice(before) };
+            const before = s.bridge.log().length;
+            const r = s.bridge.run("agent", script);
+            return { ...r, out: r.stdout + r.stderr, logged: s.bridge.log().slice(before) };
         },
         expectNoLeak(out: string) {
-            expect(out).not.toContain(bridge().token);
+            expect(out).not.toContain(s.bridge.token);
         },
     };
 }

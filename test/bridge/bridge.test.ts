@@ -3,23 +3,15 @@
  * never read, and cc-sandbox-verify's checks of it; every way around it fails and is logged:
  * bridge-attacks.test.ts. Needs root, sshd, ssh, bwrap.
  */
-import type { Bridge } from "./namespace";
-import { bridgeSuite, refused, scripts, secrets, ssh, tries } from "./bridge-suite";
+import { bridgeSuite, refused, scripts, secrets, ssh } from "./bridge-suite";
 
-const suite = bridgeSuite();
-let bridge: Bridge;
-let digest: string;
-beforeAll(() => {
-    bridge = suite.bridge;
-    digest = suite.digest;
-});
-const { attempt, expectNoLeak } = tries(() => bridge);
+const { bridge, digest, attempt, expectNoLeak } = bridgeSuite();
 
 describe("the allowed path", () => {
     test("an allowed script reads its secret and prints a digest of it", () => {
         const r = attempt("secure_run token-digest.sh");
         expect(r.status).toBe(0);
-        expect(r.stdout.trim()).toBe(`sha256=${digest}`);
+        expect(r.stdout.trim()).toBe(`sha256=${digest()}`);
         expectNoLeak(r.out);
         expect(r.logged.some((l) => / outcome=allowed script=\/opt\/ops\/token-digest.sh /.test(l))).toBe(true);
         expect(r.logged.some((l) => / outcome=finished status=0 .*script=\/opt\/ops\/token-digest.sh /.test(l))).toBe(true);
@@ -28,7 +20,7 @@ describe("the allowed path", () => {
     test("srun passes arguments that match the script's pattern, and the exit status comes back", () => {
         const ok = attempt("srun /opt/ops/deploy.sh production");
         expect(ok.status).toBe(0);
-        expect(ok.stdout).toBe(`deploying to production with token sha256=${digest}\n`);
+        expect(ok.stdout).toBe(`deploying to production with token sha256=${digest()}\n`);
         const fails = attempt("srun false");
         expect(fails.status).toBe(1);
         expect(fails.logged.some((l) => / outcome=finished status=1 .*script=\/usr\/bin\/false /.test(l))).toBe(true);
@@ -59,7 +51,7 @@ describe("the allowed path", () => {
         expect(narrowed.status).toBe(0);
         expect(attempt("secure_run token-digest.sh").status).toBe(refused);
         expect(bridge.run("root", "cc-sandbox-secure-ops apply -", current).status).toBe(0);
-        expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest}`);
+        expect(attempt("secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest()}`);
     });
 
     test("secrets are installed from stdin only, owner-only, and names are checked", () => {
@@ -84,7 +76,7 @@ describe("the allowed path", () => {
         const r = bridge.run("root", "/usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh");
         expect(r.status).toBe(0);
         expect(keys()).toBe(before);
-        expect(attempt("SECURE_RUN_MUX=0 secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest}`);
+        expect(attempt("SECURE_RUN_MUX=0 secure_run token-digest.sh").stdout.trim()).toBe(`sha256=${digest()}`);
     });
 
     test("status shows the bridge, each script's trust and the secret names, never their values", () => {

@@ -3,15 +3,10 @@
  * published networks, the watcher and the status, cc-sandbox-verify against it, and the controls
  * that show the attacks failed because of it. The attacks themselves: firewall.test.ts. Needs root.
  */
-import { firewallSuite, probes } from "./firewall-suite";
-import { Harness, planOf, waitFor } from "./lib";
+import { firewallSuite } from "./firewall-suite";
+import { planOf, waitFor } from "./lib";
 
-const suite = firewallSuite();
-let h: Harness;
-beforeAll(() => {
-    h = suite.h;
-});
-const { tcp, tls, udp, dig, state } = probes(() => h);
+const { h, tcp, tls, udp, dig, state } = firewallSuite();
 
 describe("apply", () => {
     const entries = ["allowed.test.example 443", "git.test.example 22,443", "*.wild.test.example 443", "rotate.test.example 443", "added.test.example 443", "203.0.113.0/28 8080", ""].join("\n");

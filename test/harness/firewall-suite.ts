@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse, stringify } from "yaml";
+import { late } from "../helpers";
 import { Harness, repoRoot, RunResult } from "./lib";
 
 export const records = `
@@ -48,8 +49,8 @@ function writeStack(dir: string): string {
     return file;
 }
 
-/** A harness of this file's own, started before its tests and stopped after them. */
-export function firewallSuite(): { h: Harness; work: string } {
+/** A harness of this file's own (h), started before its tests and stopped after them, and how the agent probes the network from its guest. */
+export function firewallSuite() {
     const s = { h: undefined as unknown as Harness, work: "" };
     beforeAll(async () => {
         s.work = fs.mkdtempSync(path.join(os.tmpdir(), "ccfw-test-"));
@@ -59,27 +60,23 @@ export function firewallSuite(): { h: Harness; work: string } {
         await s.h?.stop();
         fs.rmSync(s.work, { recursive: true, force: true });
     });
-    return s;
-}
-
-/** How the agent probes the network from the guest of the harness HARNESS() gives. */
-export function probes(harness: () => Harness) {
     return {
+        h: late(() => s.h),
         /** Connects over TCP as the agent; resolves with the banner line (empty when refused) and timing. */
         async tcp(host: string, port: number, user = "agent"): Promise<RunResult & { ms: number }> {
             const start = Date.now();
-            const r = await harness().exec(`timeout 5 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`, { user });
+            const r = await s.h.exec(`timeout 5 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`, { user });
             return { ...r, ms: Date.now() - start };
         },
         /** A TLS connection on 443 as the agent (test/harness/tls-client.js): the banner, "" when refused. */
-        tls: (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => harness().tls(host, opts),
-        udp: (host: string, port: number): Promise<RunResult> => harness().exec(`exec 3<>/dev/udp/${host}/${port} && echo probe >&3 && timeout 2 head -1 <&3`),
+        tls: (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => s.h.tls(host, opts),
+        udp: (host: string, port: number): Promise<RunResult> => s.h.exec(`exec 3<>/dev/udp/${host}/${port} && echo probe >&3 && timeout 2 head -1 <&3`),
         async dig(name: string, opts: { server?: string; type?: string; tcp?: boolean; user?: string } = {}) {
-            const r = await harness().exec(`dig +time=2 +tries=1 ${opts.tcp ? "+tcp" : ""} @${opts.server ?? "127.0.0.1"} ${name} ${opts.type ?? "A"}`, { user: opts.user });
+            const r = await s.h.exec(`dig +time=2 +tries=1 ${opts.tcp ? "+tcp" : ""} @${opts.server ?? "127.0.0.1"} ${name} ${opts.type ?? "A"}`, { user: opts.user });
             const status = /status: ([A-Z]+)/.exec(r.stdout)?.[1] ?? "NO-ANSWER";
             const answers = [...r.stdout.matchAll(/^\S+\s+\d+\s+IN\s+(A|AAAA|TXT|CNAME)\s+(\S+)/gm)].map((m) => m[2]);
             return { status, answers, out: r.stdout };
         },
-        state: async () => (await harness().exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0],
+        state: async () => (await s.h.exec("cat /run/cc-sandbox/firewall.state")).stdout.split(" ")[0],
     };
 }

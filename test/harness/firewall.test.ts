@@ -4,15 +4,10 @@
  * Changing the allowlist of a running guest, GitHub's networks, the watcher, verify and the
  * controls with the firewall down: firewall-apply.test.ts. Needs root (see test/README.md).
  */
-import { firewallSuite, probes, records } from "./firewall-suite";
-import { guestNode, Harness, waitFor } from "./lib";
+import { firewallSuite, records } from "./firewall-suite";
+import { guestNode, waitFor } from "./lib";
 
-const suite = firewallSuite();
-let h: Harness;
-beforeAll(() => {
-    h = suite.h;
-});
-const { tcp, tls, udp, dig, state } = probes(() => h);
+const { h, tcp, tls, udp, dig, state } = firewallSuite();
 
 describe("IPv4 hosts outside the allowlist", () => {
     test("allowed: an allowlisted name answers on its port", async () => {
