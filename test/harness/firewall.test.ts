@@ -174,7 +174,8 @@ describe("names that change", () => {
     test("a rotating name: the new address is reachable at once", async () => {
         expect((await tls("rotate.test.example")).stdout).toBe("ok 198.51.100.40 443 sni=rotate.test.example\n");
         h.setRecords(records.replace("rotate.test.example         A     198.51.100.40", "rotate.test.example A 198.51.100.45"));
-        await new Promise((r) => setTimeout(r, 300));
+        // Once the name's server says so: the new address, through the guest's resolver.
+        expect(await waitFor(async () => (await dig("rotate.test.example")).answers.includes("198.51.100.45"), 5000)).toBe(true);
         expect((await tls("rotate.test.example")).stdout).toBe("ok 198.51.100.45 443 sni=rotate.test.example\n");
     });
 

@@ -11,7 +11,6 @@ allowed.test.example   A   198.51.100.10
 blocked.test.example   A   198.51.100.66
 `;
 let h: Harness;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
     h = await Harness.start({ stack: "ci", records, bringUp: false });
@@ -31,7 +30,8 @@ test("a session open before the first up keeps flowing when the guest writes fir
     expect(await waitFor(async () => (await h.root("ss -ltn | grep -c ':22 '")).stdout.trim() === "1", 5000)).toBe(true);
 
     const session = h.internet(`timeout 6 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22; cat <&3'`);
-    await sleep(1500);
+    // The session is open and flowing before the firewall comes up.
+    expect(await waitFor(async () => (await h.root("ss -Htn state established sport :22 | wc -l")).stdout.trim() === "1", 5000)).toBe(true);
     const up = await h.root("cc-sandbox-firewall up");
     expect(up.code).toBe(0);
     const ticks = (await session).stdout.split("\n").filter((l) => l.startsWith("tick"));

@@ -338,7 +338,9 @@ describe("the agent against the proxy", () => {
         const holder = h.exec(
             `${guestNode} -e 'const net=require("net");const s=[];let n=0;for(let i=0;i<300;i++){const c=net.connect(443,"198.51.100.10",()=>{if(++n===300)console.log("open "+n)});c.on("error",()=>{});s.push(c)}setTimeout(()=>process.exit(0),8000)'`,
         );
-        await new Promise((r) => setTimeout(r, 1500));
+        // All 300 open (to the proxy, which REDIRECT leaves them thinking is 198.51.100.10) before allowed work is tried.
+        const open = async () => Number((await h.root("ss -Htn state established dst 198.51.100.10:443 | wc -l")).stdout.trim());
+        expect(await waitFor(async () => (await open()) >= 300, 5000)).toBe(true);
         const start = Date.now();
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
         expect(Date.now() - start).toBeLessThan(3000);

@@ -163,7 +163,7 @@ describe("SSH in (the guest's own sshd)", () => {
 describe("the DHCP client's port", () => {
     beforeAll(async () => {
         await h.internet(`rm -f ${work}/dhcp.log; setsid -f socat -u UDP-RECVFROM:67,fork OPEN:${work}/dhcp.log,creat,append </dev/null >/dev/null 2>&1`);
-        await new Promise((r) => setTimeout(r, 300));
+        await waitFor(async () => (await h.internet("ss -Hlun sport :67 | wc -l")).stdout.trim() !== "0", 5000);
     });
     const sendFrom68 = (to: string, word: string) =>
         h.root(`echo ${word} | timeout 2 socat -u - UDP-SENDTO:${to}:67,sourceport=68,reuseaddr`);
