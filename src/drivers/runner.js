@@ -211,6 +211,14 @@ function create(plan, userData) {
  */
 /** @param {VmPlan} plan */
 function removeLeftovers(plan) {
+    // Only when the hypervisor still says there is no such VM: delete's steps would take one that is there.
+    let absent = false;
+    try {
+        absent = status(plan).state === "absent";
+    } catch {
+        /* cannot tell: leave everything */
+    }
+    if (!absent) return;
     log(`removing what the failed create of ${plan.name} left`);
     for (const step of plan.delete) run(step, { timeoutMs: 5 * 60_000 });
 }
