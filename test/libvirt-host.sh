@@ -14,8 +14,6 @@
 # either namespace; the host's network forwards nothing. Needs root, libvirt, QEMU and OpenSSH.
 set -euo pipefail
 
-readonly HOST_NS=${CCSBX_HOST_NS:-ccsbx-rhost}
-readonly WS_NS=${CCSBX_WS_NS:-ccsbx-rws}
 readonly WS_ADDR=198.18.9.1 HOST_ADDR=198.18.9.2
 readonly HOST_NET=ccsbx-remote HOST_BRIDGE=ccsbxr0 HOST_SUBNET=198.18.10
 
@@ -84,17 +82,17 @@ up() {
 
   ip netns add "$HOST_NS"
   ip netns add "$WS_NS"
-  ip link add ccsbx-rw type veth peer name ccsbx-rh
-  ip link set ccsbx-rw netns "$WS_NS"
-  ip link set ccsbx-rh netns "$HOST_NS"
-  ip -n "$WS_NS" addr add "$WS_ADDR/24" dev ccsbx-rw
-  ip -n "$HOST_NS" addr add "$HOST_ADDR/24" dev ccsbx-rh
+  ip link add "$VETH_WS" type veth peer name "$VETH_HOST"
+  ip link set "$VETH_WS" netns "$WS_NS"
+  ip link set "$VETH_HOST" netns "$HOST_NS"
+  ip -n "$WS_NS" addr add "$WS_ADDR/24" dev "$VETH_WS"
+  ip -n "$HOST_NS" addr add "$HOST_ADDR/24" dev "$VETH_HOST"
   for ns in "$WS_NS" "$HOST_NS"; do
     ip -n "$ns" link set lo up
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=0
   done
-  ip -n "$WS_NS" link set ccsbx-rw up
-  ip -n "$HOST_NS" link set ccsbx-rh up
+  ip -n "$WS_NS" link set "$VETH_WS" up
+  ip -n "$HOST_NS" link set "$VETH_HOST" up
 
   # setsid: the host outlives the shell that started it, until down.
   setsid ip netns exec "$HOST_NS" unshare --mount --propagation private -- \
@@ -147,6 +145,9 @@ down() {
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 action=$1 state=$2
 shift 2
+# Names of this state's own, so that two runs on one machine (CI and a developer) never meet.
+tag=$(printf '%s' "$(realpath -m -- "$state")" | sha256sum | cut -c1-6)
+readonly HOST_NS=ccsbx-rh-$tag WS_NS=ccsbx-rw-$tag VETH_WS=crw$tag VETH_HOST=crh$tag
 case $action in
   up) up "$state" ;;
   down) down "$state" ;;

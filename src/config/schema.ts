@@ -111,8 +111,8 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
     },
     "image-source": {
         // A path goes into virt-install's --disk option, whose fields are split on commas.
-        test: (v) => /^(?:https?:\/\/[^\s'"\\]+|(?:file:\/\/)?\/[^,\0\n\r]+)$/.test(v),
-        phrase: "an absolute path, file:// and an absolute path, or an http(s) URL (a path without commas)",
+        test: (v) => /^(?:https?:\/\/[^\s'"\\]+|(?:file:\/\/)?\/[^,'"\0\n\r]+)$/.test(v),
+        phrase: "an absolute path, file:// and an absolute path, or an http(s) URL (a path without commas or quotes)",
     },
     sha256: {
         test: (v) => /^[0-9a-f]{64}$/.test(v),

@@ -1,3 +1,4 @@
+import * as path from "path";
 /**
  * Judging raw config: the schema first (every error at once, Ajv's wording turned into "KEY: must
  * be ..."), then the rules that span several keys or need the host. Nothing here fills a default.
@@ -107,12 +108,27 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
     // ProxyCommand and ssh's own parsing, so they are held to plain characters.
     if (lv.uri !== undefined && /^[a-z0-9]+\+(?:ssh|libssh2|libssh):/.test(lv.uri)) {
         const m = /^[a-z0-9+]+:\/\/(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*(?::([0-9]{1,5}))?(?:\/[^?]*)?(?:\?(.*))?$/.exec(lv.uri);
-        const keyfile = m ? new URLSearchParams(m[2] ?? "").get("keyfile") : null;
+        const params = new URLSearchParams(m?.[2] ?? "");
+        const keyfile = params.get("keyfile");
+        // libvirt also takes parameters that run a program of the stack file's choosing (command,
+        // netcat) or skip the host-key check (no_verify): only these are let through.
+        const foreign = [...params.keys()].filter((k) => !["keyfile", "no_tty", "sshauth", "mode", "socket"].includes(k));
         if (!m || Number(m[1] ?? 22) < 1 || Number(m[1] ?? 22) > 65535) {
             issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: "must name its SSH host as [user@]host[:port], of letters, digits, '.', '_' and '-' (not starting with '-'; a port 1-65535; no IPv6 address)" });
         } else if (keyfile !== null && !formats["key-path"].test(keyfile)) {
             issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: `names a keyfile that must be ${formats["key-path"].phrase}` });
+        } else if (foreign.length > 0) {
+            issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: `has parameters libvirt would act on unchecked (${foreign.join(", ")}): only keyfile, no_tty, sshauth, mode and socket are taken` });
         }
+    } else if (lv.uri !== undefined && /^[a-z0-9+]+:\/\/[^/]/.test(lv.uri)) {
+        // A host reached otherwise (tls, tcp, plain): its guests would be unreachable, and the disks,
+        // seed and image would be made on this machine.
+        issues.push({ path: keyPath(["libvirt", "uri"]), value: lv.uri, message: "names a remote host by a transport other than SSH: use qemu+ssh:// (or +libssh2, +libssh), through which the VM is reached" });
+    }
+    // Compared as written with the pools' paths on the host: one spelling per directory.
+    const dir = lv.storageDir;
+    if (dir !== undefined && (path.posix.normalize(dir) !== dir || (dir.length > 1 && dir.endsWith("/")))) {
+        issues.push({ path: keyPath(["libvirt", "storageDir"]), value: dir, message: `must be written plainly, as ${path.posix.normalize(dir).replace(/(.)\/$/, "$1")} (no '.', '..', '//' or trailing '/')` });
     }
     if (lv.firmware === "uefi" && lv.kernel !== undefined) {
         issues.push({ path: keyPath(["libvirt", "firmware"]), value: "uefi", message: "boots the image's own loader: drop libvirt.kernel, initrd and kernelArgs, or the firmware" });

@@ -19,7 +19,7 @@ const path = require("path");
  * @typedef {import("./types").RunnerStep} RunnerStep
  * @typedef {import("./types").VmStatus} VmStatus
  */
-const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
+const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
 
 /** @param {VmPlan} plan */
 const consoleHint = (plan) => (plan.consoleLog ? ` (what its console printed: ${plan.consoleLog} on the libvirt host)` : "");
@@ -231,7 +231,7 @@ function destroy(plan) {
     }
     for (const step of plan.delete) {
         const r = run(step, { timeoutMs: 5 * 60_000 });
-        if (r.code !== 0) log(`${step.slice(0, 3).join(" ")}: ${r.stderr.trim()} (continuing)`);
+        if (r.code !== 0) log(`${named(step)}: ${r.stderr.trim()} (continuing)`);
     }
     if (status(plan).state !== "absent") throw new Error(`${plan.name} still exists after delete`);
 }

@@ -75,9 +75,20 @@ function fill(argv, vars) {
 const defaultTimeoutMs = 10 * 60_000;
 const queryTimeoutMs = 60_000;
 
+/**
+ * A command as errors name it: its first words, or for `bash -c SCRIPT NAME ARGS…` (the drivers'
+ * scripts) the script's name and first argument, never the script's text.
+ * @param {readonly string[]} argv
+ */
+function named(argv) {
+    return argv[0] === "bash" && argv[1] === "-c" && argv.length > 3 ? argv.slice(3, 5).join(" ") : argv.slice(0, 3).join(" ");
+}
+
 /** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
 function run(argv, opts = {}) {
     const r = spawnSync(argv[0], argv.slice(1), {
+        // The CLIs' states and labels in English whatever the user's locale (virsh translates them).
+        env: { ...process.env, LC_ALL: "C" },
         input: opts.input,
         encoding: "utf8",
         stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
@@ -91,14 +102,14 @@ function run(argv, opts = {}) {
     return {
         code: r.status === null ? -1 : r.status,
         stdout: r.stdout || "",
-        stderr: (r.stderr || "") + (timedOut ? `\n${argv.slice(0, 3).join(" ")} did not finish within ${Math.round((opts.timeoutMs || defaultTimeoutMs) / 1000)} s` : ""),
+        stderr: (r.stderr || "") + (timedOut ? `\n${named(argv)} did not finish within ${Math.round((opts.timeoutMs || defaultTimeoutMs) / 1000)} s` : ""),
     };
 }
 
 /** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
 function must(argv, opts) {
     const r = run(argv, opts);
-    if (r.code !== 0) throw new Error(`${argv.slice(0, 3).join(" ")} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+    if (r.code !== 0) throw new Error(`${named(argv)} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
     if (r.stderr.trim()) log(r.stderr.trim());
     return r;
 }
@@ -146,4 +157,4 @@ function unreachable(plan, r) {
     return u.codes.includes(r.code) && (!u.stderr || new RegExp(u.stderr, "m").test(r.stderr));
 }
 
-module.exports = { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable };
+module.exports = { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable };

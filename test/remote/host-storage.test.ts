@@ -65,6 +65,8 @@ function step(name: "create" | "delete", p: object, input = userData): Run {
 }
 
 const vols = () => must(virsh("vol-list", "--pool", pool()), "vol-list").split("\n").map((l) => l.trim().split(/\s+/)[0]).filter(Boolean).sort();
+const stalePart = `cc-sandbox-base-${"0".repeat(64)}.qcow2.part-1-1`;
+const livePart = `cc-sandbox-base-${"1".repeat(64)}.qcow2.part-2-2`;
 let poolName = "";
 const pool = () => (poolName ||= must(ws(["bash", storageScript, "pool", uri, dir]), "pool").trim());
 const disks = (name: string) => must(virsh("domblklist", name), "domblklist").split("\n").map((l) => l.trim().split(/\s+/)[1]).filter(Boolean);
@@ -91,9 +93,10 @@ describe("a remote libvirt host's storage, through the driver's plan", () => {
         expect(r0.stderr).toMatch(/uploading .*base\.qcow2 to pool cc-sandbox-[0-9a-f]{8}/);
         expect(r0.stderr).toContain("creating cc-rt failed");
         expect(vols()).toEqual([]);
-        // What an upload cut short leaves, and a seed by the VM's name that is not this create's.
-        const part = `cc-sandbox-base-${"0".repeat(64)}.qcow2.part`;
-        must(virsh("vol-create-as", pool(), part, "1M", "--format", "raw"), "vol-create-as");
+        // What an upload cut short leaves (untouched for two hours), one another stack is writing
+        // now, and a seed by the VM's name that is not this create's.
+        for (const p of [stalePart, livePart]) must(virsh("vol-create-as", pool(), p, "1M", "--format", "raw"), "vol-create-as");
+        must(sh([hostScript, "host", st, "touch", "-d", "2 hours ago", `${dir}/${stalePart}`]), "touch");
         must(virsh("vol-create-as", pool(), "cc-rt-seed.iso", "1M", "--format", "raw"), "vol-create-as");
 
         const r = step("create", plan("cc-rt"));
@@ -112,7 +115,7 @@ describe("a remote libvirt host's storage, through the driver's plan", () => {
         expect(iso.includes("cidata")).toBe(true);
         expect(iso.includes(userData.trim())).toBe(true);
         expect(iso.includes("# stale")).toBe(false);
-        expect(vols()).toEqual([baseName(), "cc-rt-seed.iso", "cc-rt.qcow2", part].sort());
+        expect(vols()).toEqual([baseName(), "cc-rt-seed.iso", "cc-rt.qcow2", stalePart, livePart].sort());
         // Nothing of it on the workstation: no directory, no local libvirt asked (its socket hidden).
         expect(fs.existsSync(dir)).toBe(false);
     });
@@ -130,15 +133,39 @@ describe("a remote libvirt host's storage, through the driver's plan", () => {
         const d = step("delete", plan("cc-rt"));
         expect(d.code).toBe(0);
         expect(virsh("dominfo", "cc-rt").code).not.toBe(0);
-        // The first VM's volumes and the interrupted upload's leftover are gone; the image stays for cc-rt2.
-        expect(vols()).toEqual([baseName(), "cc-rt2-seed.iso", "cc-rt2.qcow2"].sort());
+        // The first VM's volumes and the stale part are gone; the image stays for cc-rt2, the part
+        // another upload is writing stays too.
+        expect(vols()).toEqual([baseName(), "cc-rt2-seed.iso", "cc-rt2.qcow2", livePart].sort());
     });
 
     test("delete of the last VM leaves no volume in the pool; the pool stays, empty", () => {
+        // That upload is long gone by now.
+        must(sh([hostScript, "host", st, "touch", "-d", "2 hours ago", `${dir}/${livePart}`]), "touch");
         expect(step("delete", plan("cc-rt2")).code).toBe(0);
         expect(virsh("dominfo", "cc-rt2").code).not.toBe(0);
         expect(vols()).toEqual([]);
         expect(must(virsh("pool-list", "--all", "--name"), "pool-list").trim()).toMatch(/^cc-sandbox-[0-9a-f]{8}$/);
+    });
+
+    test("attack: volumes named for the VM that are another domain's disk (a renamed VM) are neither replaced nor removed", () => {
+        must(virsh("vol-create-as", pool(), "cc-rt3.qcow2", "16M", "--format", "qcow2"), "vol-create-as");
+        fs.writeFileSync(path.join(st, "home", "other.xml"),
+            `<domain type='qemu'><name>cc-other</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os>` +
+            `<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${dir}/cc-rt3.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain>`);
+        must(virsh("define", "/root/other.xml"), "define");
+        try {
+            const r = step("create", plan("cc-rt3"));
+            expect(r.code).toBe(1);
+            expect(r.stderr).toContain(`${dir}/cc-rt3.qcow2 is a disk of another domain on the host`);
+            expect(vols()).toContain("cc-rt3.qcow2");
+            // Destroy of that stack leaves it too.
+            expect(step("delete", plan("cc-rt3")).code).toBe(0);
+            expect(vols()).toContain("cc-rt3.qcow2");
+        } finally {
+            virsh("undefine", "cc-other");
+            virsh("vol-delete", "--pool", pool(), "cc-rt3.qcow2");
+        }
+        expect(vols()).toEqual([]);
     });
 
     test("an administrator's own pool at the directory is used, under its name; none is defined beside it", () => {

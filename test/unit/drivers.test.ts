@@ -44,6 +44,12 @@ describe("parsing CLI output", () => {
     });
 });
 
+test("a failed command is named by its first words, a driver script by its name and action, never its text", () => {
+    const { named } = require("../../src/drivers/vm-query.js");
+    expect(named(["virsh", "--connect", "qemu:///system", "domstate", "cc-x"])).toBe("virsh --connect qemu:///system");
+    expect(named(["bash", "-c", "set -euo pipefail\ndie() { exit 1; }\n", "host-storage", "seed", "qemu+ssh://h/system"])).toBe("host-storage seed");
+});
+
 describe("argument lists", () => {
     test("multipass launch: pinned image, size, generous timeout, cloud-init from stdin", () => {
         const c = loadConfig("alice", { vm: { cpus: 2, memory: "4G", disk: "20G" } }, host);
@@ -109,7 +115,7 @@ describe("argument lists", () => {
         // host-storage.sh over the URI, and attached by its path there.
         const storage = (...args: string[]) => ["bash", "-c", expect.stringContaining("vol-upload"), "host-storage", ...args];
         const uri = "qemu+ssh://ops@kvm1.example.org/system";
-        expect(plan.seed).toEqual(storage("seed", uri, "/var/lib/libvirt/images", "cc-bob-seed.iso", "{userDataFile}", "{metaDataFile}"));
+        expect(plan.seed).toEqual(storage("seed", uri, "/var/lib/libvirt/images", "cc-bob", "{userDataFile}", "{metaDataFile}"));
         expect(plan.launch).not.toContain("--cloud-init");
         expect(plan.launch).toEqual(expect.arrayContaining(["--disk", "path=/var/lib/libvirt/images/cc-bob-seed.iso,device=disk,bus=virtio,format=raw,readonly=on"]));
         // The pool is made sure of on the host, never a directory here.
@@ -186,9 +192,16 @@ describe("the SSH target", () => {
             expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri } }, host)).toThrow(/libvirt\.uri: must name its SSH host as \[user@\]host\[:port\]/);
         }
         expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://ops@h.example.org/system?keyfile=/k%h" } }, host)).toThrow(/libvirt\.uri: names a keyfile that must be/);
-        for (const uri of ["qemu+ssh://ops@kvm1.example.org:2222/system?keyfile=/k&no_verify=1", "qemu+ssh://first.last@kvm_host/system", "qemu+libssh2://kvm1/system"]) {
+        for (const uri of ["qemu+ssh://ops@kvm1.example.org:2222/system?keyfile=/k&no_tty=1", "qemu+ssh://first.last@kvm_host/system", "qemu+libssh2://kvm1/system"]) {
             expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri } }, host)).not.toThrow();
         }
+        // Parameters that would have libvirt run a program, or skip the host-key check, are named.
+        for (const [param, uri] of [["command", "qemu+ssh://ops@kvm1/system?command=/tmp/x"], ["no_verify", "qemu+ssh://kvm1/system?keyfile=/k&no_verify=1"], ["netcat", "qemu+ssh://kvm1/system?netcat=/tmp/nc"]]) {
+            expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri } }, host)).toThrow(new RegExp(`libvirt\\.uri: has parameters libvirt would act on unchecked \\(${param}\\)`));
+        }
+        // A remote host over another transport would have its disks made here and its guests out of reach.
+        expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+tcp://kvm1/system" } }, host)).toThrow(/libvirt\.uri: names a remote host by a transport other than SSH/);
+        for (const uri of ["qemu:///system", "qemu:///session", "qemu+unix:///system"]) expect(() => loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri } }, host)).not.toThrow();
         expect(jumpHost("qemu+libssh2://kvm1/system")).toEqual({ host: "kvm1" });
         // A key path reaches ssh_config and ssh's own expansion: a quote, backslash, % or $ is named and refused.
         for (const bad of ['/tmp/x" ProxyCommand "touch /tmp/pwned', "/tmp/k%h", "/tmp/${HOME}/k", "/tmp/k\\x"]) {

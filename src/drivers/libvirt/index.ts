@@ -188,7 +188,7 @@ export function libvirtDriver(home: string): Driver {
                 image: imageStep(c, home),
                 // genisoimage, as cloud-localds uses: an ISO labelled cidata holding user-data and meta-data.
                 seed: remote
-                    ? hostStorage(c, "seed", path.posix.basename(seed), "{userDataFile}", "{metaDataFile}")
+                    ? hostStorage(c, "seed", c.vm.name, "{userDataFile}", "{metaDataFile}")
                     : ["genisoimage", "-quiet", "-output", seed, "-volid", "cidata", "-joliet", "-rock", "{userDataFile}", "{metaDataFile}"],
                 launch: virtInstallArgs(c),
                 launchStdin: false,
