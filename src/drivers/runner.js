@@ -194,6 +194,7 @@ function create(plan, userData) {
         });
         phase("launch");
     } else {
+        checkOwner(plan);
         log(`${plan.name} already exists (${s.state === "deleted" ? "deleted, not purged" : s.state}); adopting it`);
     }
     const up = ensureRunning(plan, deadline);
@@ -223,12 +224,29 @@ function removeLeftovers(plan) {
     for (const step of plan.delete) run(step, { timeoutMs: 5 * 60_000 });
 }
 
+/**
+ * A VM of this name that carries another stack's mark is not this stack's to adopt or delete (a
+ * shared host, two developers with one VM name). One with no mark at all was made before marks.
+ * @param {VmPlan} plan
+ */
+function checkOwner(plan) {
+    if (!plan.owner) return;
+    const said = must(plan.owner.query, { timeoutMs: queryTimeoutMs }).stdout.trim();
+    if (said.includes(plan.owner.mark)) return;
+    if (!said.includes("cc-sandbox-owner:")) {
+        log(`${plan.name} carries no owner mark (made before marks were kept): taking it as this stack's`);
+        return;
+    }
+    throw new Error(`${plan.name} on the libvirt host is another stack's VM (its description: "${said}"): choose another cc-sandbox:vm.name`);
+}
+
 /** @param {VmPlan} plan */
 function destroy(plan) {
     if (status(plan).state === "absent") {
         log(`${plan.name} is already gone`);
         return;
     }
+    checkOwner(plan);
     for (const step of plan.delete) {
         const r = run(step, { timeoutMs: 5 * 60_000 });
         if (r.code !== 0) log(`${named(step)}: ${r.stderr.trim()} (continuing)`);

@@ -35,6 +35,8 @@ export interface VmPlan {
     readonly timeoutSeconds: number;
     /** Where the guest's console output is kept (on the hypervisor's host), named when a VM does not answer. */
     readonly consoleLog?: string;
+    /** Whose VM it is: query prints the domain's description, which holds mark for this stack's VM. */
+    readonly owner?: { readonly query: readonly string[]; readonly mark: string };
     /**
      * What makes a new VM, beside first boot's files: the launch arguments that shape it and the
      * base image it starts from (not how long to wait, nor how an image is fetched).

@@ -92,12 +92,18 @@ describe("argument lists", () => {
         expect(libvirtDriver(home).vmPlan(uefi, "").delete).toContainEqual(["virsh", "--connect", "qemu:///system", "undefine", "cc-bob", "--remove-all-storage", "--nvram"]);
     });
 
-    test("libvirt: the guest's console is kept on the libvirt host, named in the runner's timeouts, and goes with a local VM", () => {
+    test("libvirt: the guest's console is kept on the libvirt host and goes with a local VM; the domain carries its owner's mark", () => {
         const c = loadConfig("bob", { hypervisor: "libvirt" }, host);
         const plan = libvirtDriver(home).vmPlan(c, "");
         const log = "/var/log/libvirt/qemu/cc-bob-console.log";
         expect(plan.launch[plan.launch.indexOf("--console") + 1]).toBe(`pty,target_type=serial,log.file=${log},log.append=on`);
         expect(plan.consoleLog).toBe(log);
+        // Whose VM it is, by the stack's key: in the domain's description, asked before adopting or deleting.
+        const mark = plan.owner!.mark;
+        expect(mark).toMatch(/^cc-sandbox-owner:[0-9a-f]{16}$/);
+        expect(plan.launch).toEqual(expect.arrayContaining(["--metadata", `description=${mark}`]));
+        expect(plan.owner!.query).toEqual(["virsh", "--connect", "qemu:///system", "desc", "cc-bob"]);
+        expect(plan.replaceOn).not.toContain("--metadata");
         expect(plan.delete).toContainEqual(["rm", "-f", log, `${log}.0`, `${log}.1`, `${log}.2`]);
         // A remote host's log directory is its own.
         const remote = libvirtDriver(home).vmPlan(loadConfig("bob", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://kvm1.example.org/system" } }, host), "");

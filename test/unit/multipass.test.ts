@@ -354,3 +354,45 @@ esac
     });
 });
 
+
+describe("libvirt on a shared host: a VM of this name that is another stack's is neither adopted nor deleted", () => {
+    // A running domain whose description is in $FAKE_MP/desc; every undefine is recorded.
+    const fakeVirsh = `#!/bin/bash
+echo "$*" >>"$FAKE_MP/virsh-calls"
+case "$*" in
+  *domstate*) echo running ;;
+  *domifaddr*) printf ' vnet0  52:54:00:00:00:01  ipv4  192.0.2.9/24\\n' ;;
+  "desc "*) cat "$FAKE_MP/desc" ;;
+  *) exit 0 ;;
+esac
+`;
+    const mark = "cc-sandbox-owner:0123456789abcdef";
+    const lvPlan = {
+        name: "cc-lv", format: "virsh", state: ["virsh", "domstate", "cc-lv"], address: ["virsh", "domifaddr", "cc-lv"], absent: "failed to get domain",
+        delete: [["virsh", "undefine", "cc-lv"]], owner: { query: ["virsh", "desc", "cc-lv"], mark }, guestExec: ["true", "{ip}"], unreachable: { codes: [255] },
+        launch: ["false"], prepare: [], metaData: "", timeoutSeconds: 5,
+    };
+    const undefines = () => (fs.existsSync(path.join(dirs().dir, "virsh-calls")) ? fs.readFileSync(path.join(dirs().dir, "virsh-calls"), "utf8") : "").split("\n").filter((l) => l.startsWith("undefine"));
+    beforeEach(() => fs.writeFileSync(path.join(dirs().bin, "virsh"), fakeVirsh, { mode: 0o755 }));
+
+    test("attack: another stack's mark: create refuses to adopt, delete refuses to delete", () => {
+        fs.writeFileSync(path.join(dirs().dir, "desc"), "cc-sandbox-owner:fedcba9876543210\n");
+        const adopt = step("create", { plan: lvPlan });
+        expect(adopt.code).toBe(1);
+        expect(adopt.stderr).toContain('cc-lv on the libvirt host is another stack\'s VM (its description: "cc-sandbox-owner:fedcba9876543210")');
+        const del = step("delete", { plan: lvPlan });
+        expect(del.code).toBe(1);
+        expect(undefines()).toEqual([]);
+    });
+
+    test("allowed: its own mark, or none (made before marks): adopted, and deleted", () => {
+        for (const desc of [`${mark}\n`, "No description for domain: cc-lv\n"]) {
+            fs.writeFileSync(path.join(dirs().dir, "desc"), desc);
+            const adopt = step("create", { plan: lvPlan });
+            expect(adopt.stderr).toContain("already exists (running); adopting it");
+            expect(adopt.code).toBe(0);
+        }
+        expect(step("delete", { plan: lvPlan }).code).toBe(1); // the fake still says running after undefine
+        expect(undefines()).toEqual(["undefine cc-lv"]);
+    });
+});

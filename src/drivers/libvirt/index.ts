@@ -1,4 +1,5 @@
 /** libvirt: argument lists for `virt-install` and `virsh`, for any libvirt URI. */
+import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { SandboxConfig } from "../../config/types";
@@ -115,10 +116,18 @@ export function consoleLog(c: SandboxConfig): string {
 }
 
 /**
- * virt-install's arguments. `consoleLog: false` leaves the console's log out: the log changes nothing
- * in the guest, so it is not among what replaces a VM (replaceOn).
+ * The stack's mark in its domain's description: whose VM it is (a hash of the stack's SSH key), so
+ * that a stack on a shared host never adopts nor deletes another developer's VM of the same name.
  */
-export function virtInstallArgs(c: SandboxConfig, opts: { consoleLog?: boolean } = {}): string[] {
+export function ownerMark(c: SandboxConfig): string {
+    return `cc-sandbox-owner:${createHash("sha256").update(c.sshAuthorizedKeys[0] ?? c.vm.name).digest("hex").slice(0, 16)}`;
+}
+
+/**
+ * virt-install's arguments. `shapeOnly` leaves out what changes nothing in the guest (the console's
+ * log, the owner mark), so it is not among what replaces a VM (replaceOn).
+ */
+export function virtInstallArgs(c: SandboxConfig, opts: { shapeOnly?: boolean } = {}): string[] {
     const lv = c.libvirt;
     const disk = path.posix.join(lv.storageDir, `${c.vm.name}.qcow2`);
     const seed = seedPath(c);
@@ -144,8 +153,9 @@ export function virtInstallArgs(c: SandboxConfig, opts: { consoleLog?: boolean }
         "--virt-type", lv.virtType,
         "--machine", lv.machine,
         "--graphics", "none",
-        "--console", `pty,target_type=serial${opts.consoleLog === false ? "" : `,log.file=${consoleLog(c)},log.append=on`}`,
+        "--console", `pty,target_type=serial${opts.shapeOnly ? "" : `,log.file=${consoleLog(c)},log.append=on`}`,
         "--noautoconsole",
+        ...(opts.shapeOnly ? [] : ["--metadata", `description=${ownerMark(c)}`]),
         ...(lv.boot ? ["--boot", `kernel=${lv.boot.kernel},initrd=${lv.boot.initrd},kernel_args="${lv.boot.args}"`] : []),
         ...(lv.firmware === "uefi" ? ["--boot", "uefi"] : []),
         ...(lv.filesystem === "virtiofs" && shares.length > 0 ? ["--memorybacking", "source.type=memfd,access.mode=shared"] : []),
@@ -205,13 +215,14 @@ export function libvirtDriver(home: string): Driver {
                     ...(remote ? [] : [["rm", "-f", ...["", ".0", ".1", ".2"].map((n) => consoleLog(c) + n)]]),
                 ],
                 consoleLog: consoleLog(c),
+                owner: { query: [...virsh, "desc", c.vm.name], mark: ownerMark(c) },
                 // A session whose peer went silent ends within a minute and is tried again, instead of
                 // holding the whole wait for cloud-init.
                 guestExec: [...sshArgv(withOptions(sshTarget(c, home), "BatchMode=yes", "ConnectTimeout=10", "ServerAliveInterval=15", "ServerAliveCountMax=4"), c.users.admin, "{ip}"), "--"],
                 unreachable: { codes: [255] },
                 timeoutSeconds: c.vm.timeoutSeconds,
                 // The domain as virt-install defines it (its shares among it), and the image a URL names.
-                replaceOn: [...virtInstallArgs(c, { consoleLog: false }), c.libvirt.image, c.libvirt.imageSha256 ?? null],
+                replaceOn: [...virtInstallArgs(c, { shapeOnly: true }), c.libvirt.image, c.libvirt.imageSha256 ?? null],
             };
         },
     };
