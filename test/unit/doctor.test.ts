@@ -87,10 +87,10 @@ describe("a remote libvirt host", () => {
     const uri = "qemu+ssh://ops@kvm1.example.org/system";
 
     test("its disks go to a storage pool at storageDir, running with room for the VM's disk", () => {
-        const { out, uris } = doctor({ uri, storageDir: "/srv/vms/" }, { "free-kib": gib(8), "net-default": "yes", pools: "default\ncc\n", "pool-default": "/var/lib/libvirt/images", "pool-cc": "/srv/vms", "avail-cc": "150.25 GiB" });
+        const { out, uris } = doctor({ uri, storageDir: "/srv/vms" }, { "free-kib": gib(8), "net-default": "yes", pools: "default\ncc\n", "pool-default": "/var/lib/libvirt/images", "pool-cc": "/srv/vms/", "avail-cc": "150.25 GiB" });
         // Over ssh, virsh never waits on a prompt, and its labels are read in English.
         expect(new Set(uris.trim().split("\n"))).toEqual(new Set([`${uri}?no_tty=1 LC_ALL=C`]));
-        expect(out).toMatch(/^ok {3}storage pool cc on the host is at \/srv\/vms\/$/m);
+        expect(out).toMatch(/^ok {3}storage pool cc on the host is at \/srv\/vms$/m);
         expect(out).toMatch(/^ok {3}storage pool cc is running with 150 GiB free \(the VM takes 20\)$/m);
         expect(out).not.toMatch(/GiB free for disks in/);
     });
