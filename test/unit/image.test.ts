@@ -11,7 +11,7 @@ import { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { ubuntuCloudImageKeys } from "../../src/drivers/libvirt/cloud-image-keys";
-import { root } from "../helpers";
+import { root, tempDir } from "../helpers";
 
 const script = path.join(root, "src/drivers/libvirt/fetch-image.sh");
 const name = "ubuntu-24.04-server-cloudimg-amd64.img";
@@ -251,4 +251,22 @@ describe("attacks: nothing is kept, nothing temporary is left", () => {
         expect(r.stderr).toMatch(message);
         expect(requests).toEqual([]);
     });
+});
+
+test("attack: an image with a backing file of its own is not uploaded to a remote host, and the host is not asked", () => {
+    // Uploaded, it would back the VM's disk with whatever that path holds on the host (another VM's disk).
+    const dir = tempDir("cc-backed-");
+    const base = path.join(dir, "base.qcow2");
+    const backed = path.join(dir, "backed.qcow2");
+    expect(spawnSync("qemu-img", ["create", "-q", "-f", "qcow2", base, "64M"]).status).toBe(0);
+    expect(spawnSync("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, backed]).status).toBe(0);
+    const storage = path.join(root, "src/drivers/libvirt/host-storage.sh");
+    // A host on loopback where nothing listens: reaching it would fail differently.
+    const run = (file: string) => spawnSync("bash", [storage, "image", "qemu+ssh://root@127.0.0.1:1/system", "/srv/vms", "file", file], { encoding: "utf8", timeout: 30_000 });
+    const r = run(backed);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`${backed} has a backing file of its own`);
+    // The standalone base gets past the check, to the host.
+    expect(run(base).stderr).not.toContain("backing file");
+    expect(run(path.join(dir, "missing.qcow2")).stderr).toContain("is not a readable file on this workstation");
 });

@@ -82,13 +82,17 @@ refuse_taken() {
 
 has_vol() { v vol-info --pool "$pool" "$1" >/dev/null 2>&1; }
 
-upload_image() { # local file
-  local file=$1 sum vol part
-  [[ -f $file && -r $file ]] || die "$file is not a readable file on this workstation"
+# check_image FILE: a file here that may be uploaded; checked before the host is asked anything.
+check_image() {
+  [[ -f $1 && -r $1 ]] || die "$1 is not a readable file on this workstation"
   # An image backed by another file would, once uploaded, point the VM's disk at a path of the host's.
-  if qemu-img info --output=json "$file" | grep -q '"backing-filename"'; then
-    die "$file has a backing file of its own: upload a standalone image (qemu-img convert -O qcow2)"
+  if qemu-img info --output=json "$1" | grep -q '"backing-filename"'; then
+    die "$1 has a backing file of its own: upload a standalone image (qemu-img convert -O qcow2)"
   fi
+}
+
+upload_image() { # local file, checked
+  local file=$1 sum vol part
   sum=$(sha256sum <"$file" | cut -c1-64)
   vol=cc-sandbox-base-$sum.qcow2
   # A part of this upload's own: another stack uploading the same image meanwhile has its own.
@@ -175,14 +179,20 @@ case $action in
     printf '%s\n' "$pool"
     ;;
   image)
-    ensure_pool
     case ${1:-} in
-      file) (($# == 2)) || die "usage: image URI DIR file PATH"; upload_image "$2" ;;
+      file)
+        (($# == 2)) || die "usage: image URI DIR file PATH"
+        check_image "$2"
+        ensure_pool
+        upload_image "$2"
+        ;;
       fetch)
         (($# >= 3)) || die "usage: image URI DIR fetch SCRIPT ARGS..."
         script=$2
         shift 2
         local_file=$(bash -c "$script" fetch-image "$@")
+        check_image "$local_file"
+        ensure_pool
         upload_image "$local_file"
         ;;
       *) die "image: 'file' or 'fetch', not '${1:-}'" ;;
