@@ -69,7 +69,9 @@ export function sh(cmd: string, args: readonly string[], opts: { env?: NodeJS.Pr
 export function runAsync(argv: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string; timeoutMs?: number; log?: string } = {}): Promise<Run> {
     const started = Date.now();
     return new Promise((resolve, reject) => {
-        const child = spawn(argv[0], argv.slice(1), { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+        // A group of its own: on timeout everything it started goes too (an ssh under `bash -c`, its
+        // ProxyCommand), or their open pipes would hold this run until they end by themselves.
+        const child = spawn(argv[0], argv.slice(1), { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"], detached: true });
         let stdout = "";
         let stderr = "";
         const log = opts.log ? fs.createWriteStream(opts.log, { flags: "a" }) : undefined;
@@ -82,7 +84,15 @@ export function runAsync(argv: readonly string[], opts: { env?: NodeJS.ProcessEn
             stderr += d;
             log?.write(d);
         });
-        const timer = opts.timeoutMs ? setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs) : undefined;
+        const timer = opts.timeoutMs
+            ? setTimeout(() => {
+                  try {
+                      process.kill(-child.pid!, "SIGKILL");
+                  } catch {
+                      child.kill("SIGKILL");
+                  }
+              }, opts.timeoutMs)
+            : undefined;
         child.on("error", reject);
         child.on("close", (code) => {
             if (timer) clearTimeout(timer);
