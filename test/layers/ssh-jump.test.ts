@@ -59,7 +59,8 @@ ${block}CONFIG
           try() {
             local name=$1; shift
             local rc=0 msg
-            msg=$(timeout 60 "$@" 2>&1 </dev/null) || rc=$?
+            # In a session of its own: no terminal to ask on, as under CI or an IDE, wherever jest runs.
+            msg=$(setsid -w timeout 60 "$@" 2>&1 </dev/null) || rc=$?
             echo "$name=$rc $(tr "\\r\\n" "  " <<<"$msg")"
           }
           try with-J ${q(withJ)} echo via-J
