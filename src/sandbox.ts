@@ -34,6 +34,7 @@ const node = ["node", "-e"];
 /** A resource's CC_PLAN and where its runner is. */
 const runnerEnv = (plan: unknown) => ({ CC_PLAN: JSON.stringify(plan), CC_RUNNER: runnerPath });
 const secureOpsTool = "/usr/local/sbin/cc-sandbox-secure-ops";
+const projectTool = "/usr/local/sbin/cc-sandbox-project";
 
 /** What forces a new VM: anything first boot installs, and what the driver says shapes the VM. The allowlist is not here. */
 export function replaceTriggers(plan: VmPlan, firstBootHash: string): unknown[] {
@@ -50,6 +51,7 @@ export class Sandbox extends pulumi.ComponentResource {
     public readonly mounts: command.local.Command[];
     public readonly secureOps: command.local.Command;
     public readonly secrets: command.local.Command[];
+    public readonly projects: command.local.Command[];
 
     constructor(name: string, args: SandboxArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cc-sandbox:index:Sandbox", name, {}, opts);
@@ -136,6 +138,9 @@ export class Sandbox extends pulumi.ComponentResource {
                 [secureOpsTool, "remove-secret", secret],
             ),
         );
+
+        // Each project's worker comes and goes with its own resource: in place, the others untouched.
+        this.projects = c.projects.map((p) => inGuest(`project-${p.name}`, "", [projectTool, "add", p.name, String(p.uid)], [projectTool, "remove", p.name]));
 
         const ssh = driver.sshTarget(c);
         this.sshCommand = this.ip.apply((ip) => sshArgv(ssh, c.users.agent, ip).map(shellQuote).join(" "));

@@ -3,7 +3,7 @@
  * and Pulumi.yaml declares the same (test/unit/project.test.ts holds it to them).
  */
 import type { RawConfig } from "./schema";
-import { AllowedCidr, AllowedDomain, Mount, SandboxConfig } from "./types";
+import { AllowedCidr, AllowedDomain, Mount, Project, SandboxConfig } from "./types";
 
 /** The Claude Code version a stack installs unless it pins another (and the one `npm run bake` bakes). */
 export const defaultClaudeVersion = "2.1.331";
@@ -38,6 +38,8 @@ export const defaults = {
     ports: [443],
     firewall: { enabled: true, githubMeta: false, logDenied: true },
     claude: { install: true, version: defaultClaudeVersion },
+    /** At most this many projects in one stack. */
+    maxProjects: 32,
 } as const;
 
 /** `cc-<stack>`, lowercased, other characters as hyphens, at most 40 characters. */
@@ -60,6 +62,7 @@ export interface Resolved {
     readonly cidrs: readonly AllowedCidr[];
     readonly sshKeys: readonly string[];
     readonly sshPrivateKeyPath: string;
+    readonly projects: readonly Project[];
 }
 
 /** A validated raw config with every default filled: the typed SandboxConfig. */
@@ -108,5 +111,6 @@ export function fillDefaults(stack: string, raw: RawConfig, resolved: Resolved):
         claude: { install: cl.install ?? defaults.claude.install, version: cl.version ?? defaults.claude.version },
         secureOps: { scripts: (raw.secureOps?.scripts ?? []).map((x) => (x.args === undefined ? { path: x.path } : { path: x.path, args: x.args })) },
         secretNames: Object.keys(raw.secrets ?? {}).sort(),
+        projects: [...resolved.projects],
     };
 }

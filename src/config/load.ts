@@ -2,12 +2,14 @@
  * Raw stack config -> one typed, defaulted SandboxConfig, in steps each with a file of its own:
  * sources.ts (where raw config comes from; no judging), validate.ts (the schema, then the rules
  * across keys), allowlist.ts (presets expanded, entries merged), host.ts (`~`, the SSH key file),
- * defaults.ts (every default, filled). Every error names its key path and value (issues.ts).
+ * projects.ts (each project's worker user), defaults.ts (every default, filled). Every error names
+ * its key path and value (issues.ts).
  */
 import { resolveAllowlist } from "./allowlist";
 import { fillDefaults } from "./defaults";
 import { HostContext, mountsOf, readSshKeys } from "./host";
 import { ConfigError, dedupe } from "./issues";
+import { projectsOf } from "./projects";
 import { Raw } from "./sources";
 import { SandboxConfig } from "./types";
 import { crossFieldIssues, stackNameIssues, validateSchema } from "./validate";
@@ -27,6 +29,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
     issues.push(...crossFieldIssues(raw, host));
     const { domains, cidrs } = resolveAllowlist(raw, issues);
     const { keys, privateKeyPath } = readSshKeys(raw, host, issues);
+    const projects = projectsOf(raw, issues);
     if (issues.length > 0) throw new ConfigError(dedupe(issues));
-    return fillDefaults(stack, raw, { mounts: mountsOf(raw, host), domains, cidrs, sshKeys: keys, sshPrivateKeyPath: privateKeyPath });
+    return fillDefaults(stack, raw, { mounts: mountsOf(raw, host), domains, cidrs, sshKeys: keys, sshPrivateKeyPath: privateKeyPath, projects });
 }

@@ -142,6 +142,11 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
         test: (v) => /^[^\s@<>"'\\]+@[^\s@<>"'\\]+\.[^\s@<>"'\\]+$/.test(v),
         phrase: "an email address",
     },
+    "project-name": {
+        // The worker user is cc-NAME: a user name useradd takes, and a word in a file name.
+        test: (v) => /^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$/.test(v),
+        phrase: "a project name: lowercase letters, digits and hyphens, starting with a letter, at most 20 characters",
+    },
     semver: {
         test: (v) => /^\d{1,4}\.\d{1,4}\.\d{1,6}$/.test(v),
         phrase: "an exact version such as 2.1.0",
@@ -330,6 +335,17 @@ export const configSchema = {
             maxProperties: 100,
             propertyNames: { format: "secret-name" },
             additionalProperties: { type: "string", minLength: 1, maxLength: 1048576 },
+        },
+        projects: {
+            type: "array",
+            maxItems: defaults.maxProjects,
+            description: "Projects side by side in the sandbox: each gets a worker user of its own (cc-NAME) that cannot read, change or watch the agent's, the admin's or another project's files and processes (default none)",
+            items: {
+                type: "object",
+                additionalProperties: false,
+                required: ["name"],
+                properties: { name: str("project-name", "The project's name; its worker user is cc-NAME") },
+            },
         },
         claude: {
             type: "object",

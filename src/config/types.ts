@@ -110,6 +110,16 @@ export interface SecureOpsScript {
     readonly args?: string;
 }
 
+/**
+ * A project: one worker user of its own in the guest (`cc-NAME`), with a uid derived from the name
+ * (projectUid), so that adding, removing or reordering projects never renumbers another's files.
+ */
+export interface Project {
+    readonly name: string;
+    readonly user: string;
+    readonly uid: number;
+}
+
 export interface SandboxConfig {
     readonly stack: string;
     readonly hypervisor: Hypervisor;
@@ -128,4 +138,5 @@ export interface SandboxConfig {
     readonly secureOps: { readonly scripts: readonly SecureOpsScript[] };
     /** Names of the secrets placed for the secrets owner; their values never enter this config. */
     readonly secretNames: readonly string[];
+    readonly projects: readonly Project[];
 }

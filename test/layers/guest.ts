@@ -66,4 +66,4 @@ export const asAgent = "setpriv --reuid=agent --regid=agent --init-groups --rese
 /** A shell command that runs one boot.d step the way the first-boot runner does. */
 export const boot = (step: string) => `bash /usr/local/lib/cc-sandbox/boot.d/${step}`;
 /** cc-sandbox-verify's checks less the credential bridge's (test/bridge checks those where a bridge runs). */
-export const layerChecks = "firewall,dns,ipv6,users,nnp,bwrap,ssh,shares,apparmor,statusline,claude";
+export const layerChecks = "firewall,dns,ipv6,users,nnp,bwrap,ssh,shares,apparmor,statusline,claude,projects";

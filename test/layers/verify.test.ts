@@ -70,6 +70,7 @@ test("every layer holding: one ok line per check, exit 0", () => {
         "shares",
         "apparmor",
         "statusline",
+        "projects",
     ]);
     // Every line is one of the three forms.
     for (const l of r.lines) expect(l).toMatch(/^(ok  [a-z0-9-]+(: .*)?|FAIL [a-z0-9-]+: .+|skip [a-z0-9-]+: .+)$/);
@@ -97,17 +98,18 @@ test.each([
     ["statusline", "the status line is missing", "rm /usr/local/bin/cc-sandbox-statusline", ""],
     ["agent-su", "su is no longer restricted to group sudo", "sed -i '/pam_wheel/d' /etc/pam.d/su", ""],
     ["admin-user", "the admin user is gone", "userdel --remove ubuntu 2>/dev/null", ""],
+    ["projects", "a project's worker has its home opened", "cc-sandbox-project add web 24102 2>/dev/null && chmod 0755 /home/cc-web", ""],
 ])("FAIL %s when %s", (check, _why, breakIt, args) => {
     const r = verify(breakIt, { args });
     expect(names(r.lines, "FAIL")).toContain(check);
     expect(r.exit).toBe(1);
     // The other checks still ran: the last one always prints a line.
-    expect(r.lines[r.lines.length - 1]).toMatch(/ claude: /);
+    expect(r.lines[r.lines.length - 1]).toMatch(/ projects: /);
 });
 
 test("as the agent: the root-only checks are skipped, the rest still run", () => {
     const r = verify("", { asAgent: true });
-    expect(names(r.lines, "skip")).toEqual(["ssh", "claude"]);
+    expect(names(r.lines, "skip")).toEqual(["ssh", "claude", "projects"]);
     expect(names(r.lines, "FAIL")).toEqual([]);
     expect(names(r.lines, "ok ")).toEqual(expect.arrayContaining(["nnp-wrapper", "nnp-sudo", "nnp-login", "bwrap", "agent-sudo", "firewall-allows"]));
     expect(r.exit).toBe(0);

@@ -111,6 +111,23 @@ describe("malformed stacks", () => {
 });
 
 describe("values", () => {
+    test("projects: each a worker cc-NAME whose uid follows from the name alone, in 20000-29999", () => {
+        const one = loadConfig("t", { projects: [{ name: "web" }, { name: "api" }] }, host).projects;
+        const other = loadConfig("t", { projects: [{ name: "docs" }, { name: "api" }, { name: "web" }] }, host).projects;
+        expect(one.map((p) => p.user)).toEqual(["cc-web", "cc-api"]);
+        for (const p of one) {
+            expect(p.uid).toBeGreaterThanOrEqual(20000);
+            expect(p.uid).toBeLessThanOrEqual(29999);
+            // Adding a project, or reordering them, renumbers no other.
+            expect(other.find((o) => o.name === p.name)?.uid).toBe(p.uid);
+        }
+        expect(loadConfig("t", {}, host).projects).toEqual([]);
+        const clash = errorOf(() => loadConfig("t", { projects: [{ name: "p71" }, { name: "p159" }] }, host));
+        expect(clash.message).toContain('cc-sandbox:projects[1].name: gives its worker the uid 21029, as projects[0] (p71) does: choose another name (got "p159")');
+        const many = errorOf(() => loadConfig("t", { projects: Array.from({ length: 33 }, (_, i) => ({ name: `w${i}` })) }, host));
+        expect(many.message).toContain("cc-sandbox:projects: must NOT have more than 32 items");
+    });
+
     test("shared folders are named without a trailing slash, as Multipass reports them", () => {
         const c = loadConfig("t", { mounts: [{ host: "~/code/", guest: "/home/agent/code/" }] }, host);
         expect(c.mounts[0]).toMatchObject({ host: path.join(home, "code"), guest: "/home/agent/code" });

@@ -301,6 +301,40 @@ describe("credential bridge", () => {
     });
 });
 
+describe("projects", () => {
+    const withProjects = (names: string[]) => ({ ...stackConfig("alice"), "cc-sandbox:projects": names.map((name) => ({ name })) });
+    let run: Run;
+    beforeAll(async () => {
+        run = await runProgram("alice", withProjects(["web", "api"]));
+    });
+
+    test("each project's worker is added by a resource of its own, and removed when it goes", () => {
+        for (const name of ["web", "api"]) {
+            const r = byName(run, `-project-${name}`);
+            const plan = JSON.parse(r.inputs.environment.CC_PLAN);
+            expect(plan.command).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-project", "add", name, expect.stringMatching(/^2\d{4}$/)]);
+            expect(plan.undo).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-project", "remove", name]);
+            expect(r.inputs.delete).toContain('runStep("guest-undo")');
+        }
+    });
+
+    test("a stack without projects has no project resources", async () => {
+        const none = await runProgram("alice", stackConfig("alice"));
+        expect(none.resources.filter((r) => /-project-/.test(r.name))).toEqual([]);
+    });
+
+    test("adding or removing a project leaves the VM and the other project as they were", async () => {
+        const more = await runProgram("alice", withProjects(["web", "api", "docs"]));
+        const fewer = await runProgram("alice", withProjects(["api"]));
+        for (const other of [more, fewer]) {
+            expect(byName(other, "-vm").inputs.triggers).toEqual(byName(run, "-vm").inputs.triggers);
+            expect(byName(other, "-vm").inputs.stdin).toEqual(byName(run, "-vm").inputs.stdin);
+            expect(byName(other, "-project-api").inputs).toEqual(byName(run, "-project-api").inputs);
+        }
+        expect(fewer.resources.filter((r) => /-project-(web|docs)$/.test(r.name))).toEqual([]);
+    });
+});
+
 describe("invalid config", () => {
     /** The program's failure, with what it declared before failing. */
     async function failureOf(config: Record<string, unknown>): Promise<Error & { run: Run }> {

@@ -1,0 +1,38 @@
+/**
+ * Projects: each a worker user in the guest, `cc-NAME`, whose uid is derived from its name alone,
+ * in a range no other guest user takes (useradd gives regular users 1000-59999 from the bottom;
+ * cloud-init's two are 1000 and 1001). Two names that land on one uid are an issue naming the later.
+ */
+import { createHash } from "crypto";
+import { ConfigIssue, keyPath } from "./issues";
+import type { RawConfig } from "./schema";
+import { Project } from "./types";
+
+export const projectUidBase = 20000;
+export const projectUidSlots = 10000;
+
+/** The worker's uid (and its group's gid): 20000-29999, from the SHA-256 of the name. */
+export function projectUid(name: string): number {
+    return projectUidBase + (createHash("sha256").update(name).digest().readUInt32BE(0) % projectUidSlots);
+}
+
+export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
+    const byName = new Map<string, number>();
+    const byUid = new Map<number, number>();
+    const out: Project[] = [];
+    (raw.projects ?? []).forEach((p, i) => {
+        const at = keyPath(["projects", i, "name"]);
+        const uid = projectUid(p.name);
+        const sameName = byName.get(p.name);
+        const sameUid = byUid.get(uid);
+        if (sameName !== undefined) {
+            issues.push({ path: at, value: p.name, message: `is already the name of projects[${sameName}]` });
+        } else if (sameUid !== undefined) {
+            issues.push({ path: at, value: p.name, message: `gives its worker the uid ${uid}, as projects[${sameUid}] (${out[sameUid].name}) does: choose another name` });
+        }
+        byName.set(p.name, i);
+        byUid.set(uid, i);
+        out.push({ name: p.name, user: `cc-${p.name}`, uid });
+    });
+    return out;
+}

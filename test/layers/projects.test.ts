@@ -1,0 +1,171 @@
+/**
+ * Projects' workers, attacked: in one guest namespace (with a PID namespace and a /proc of its own,
+ * mounted hidepid=invisible as boot step 15 does), cc-sandbox-project adds two projects, web and
+ * api; then web's worker goes after api's files and processes, the agent's and the admin's, and
+ * root, each beside the allowed work that must still succeed. api is removed while it runs
+ * processes that fork as they are killed.
+ */
+import { projectUid } from "../../src/config/projects";
+import { asAgent, boot, inGuest } from "./guest";
+
+const tool = "/usr/local/sbin/cc-sandbox-project";
+const web = projectUid("web");
+const api = projectUid("api");
+const asWeb = "setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env --";
+
+const attempts: Record<string, string> = {
+    // allowed work: its own home, through the way in the tool gives (a PAM login, no_new_privs)
+    "web-own-home": `${tool} enter web -- sh -c 'echo mine > ~/notes && cat ~/notes'`,
+    "web-nnp-at-login": `${tool} enter web -- grep NoNewPrivs /proc/self/status`,
+    "web-own-process": `${asWeb} sh -c 'sleep 30 >/dev/null & pgrep -u cc-web -x sleep >/dev/null && echo seen; kill $!'`,
+    "web-groups": "id -nG cc-web",
+    "api-reads-own": `${tool} enter api -- cat /home/cc-api/token.txt`,
+    // another project's files
+    "web-list-api-home": `${asWeb} ls /home/cc-api`,
+    "web-read-api-file": `${asWeb} cat /home/cc-api/token.txt`,
+    "web-write-api-home": `${asWeb} touch /home/cc-api/planted`,
+    "web-read-api-tmp": `${asWeb} cat /tmp/api-private`,
+    // another project's processes
+    "web-see-api-process": `${asWeb} sh -c 'pgrep -u cc-api && echo visible; ls /proc | grep -qx "$(cat /tmp/api-pid)" && echo visible; true'`,
+    "web-read-api-environ": `${asWeb} sh -c 'cat /proc/$(cat /tmp/api-pid)/environ'`,
+    "web-kill-api": `${asWeb} sh -c 'kill -9 $(cat /tmp/api-pid)'`,
+    // the agent's and the admin's
+    "web-list-agent-home": `${asWeb} ls /home/agent`,
+    "web-list-admin-home": `${asWeb} ls /home/ubuntu`,
+    "agent-list-web-home": `${asAgent} ls /home/cc-web`,
+    // root, and the other worker
+    "web-sudo": `${asWeb} sudo -n true`,
+    "web-su-api": `${asWeb} su cc-api -c true </dev/null`,
+    "web-runs-tool": `${asWeb} ${tool} remove api`,
+    "web-edit-registry": `${asWeb} sh -c 'echo uid=0 > /etc/cc-sandbox/projects.d/web'`,
+};
+
+let out = "";
+const result = (name: string) => {
+    const m = new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(out);
+    if (!m) throw new Error(`no result for ${name} in:\n${out}`);
+    return { rc: Number(m[1]), out: m[2] };
+};
+
+beforeAll(() => {
+    const tries = Object.entries(attempts)
+        .map(([name, cmd]) => `try ${name} ${JSON.stringify(cmd).replace(/\$/g, "\\$")}`)
+        .join("\n");
+    const r = inGuest(`
+        unshare --pid --fork --mount-proc bash -euo pipefail -c '
+          mount -o remount,hidepid=invisible /proc
+          try() {
+            local name=$1 rc=0 msg
+            msg=$(timeout 30 bash -c "$2" 2>&1 </dev/null) || rc=$?
+            echo "$name=$rc $(tr "\\n" " " <<<"$msg")"
+          }
+          ${boot("10-users.sh")} 2>/dev/null
+          ${tool} add web ${web}
+          ${tool} add api ${api}
+          echo "again=$(${tool} add web ${web} 2>&1 | tail -1)"
+          ${tool} enter api -- sh -c "umask 022; echo api-token > ~/token.txt; umask 077; echo private > /tmp/api-private"
+          # A process of api that web tries to find, read and kill.
+          ${tool} enter api -- sh -c "exec sleep 300" &
+          for i in $(seq 50); do pid=$(pgrep -u cc-api -x sleep || true); [[ -z $pid ]] || break; sleep 0.1; done
+          echo "$pid" > /tmp/api-pid
+          ${tries.replace(/'/g, "'\\''")}
+          echo "status-before=$(${tool} status >/dev/null 2>&1; echo $?)"
+          echo "verify-before=$(cc-sandbox-verify --only projects 2>&1 | tr "\n" " ")"
+          chmod 0755 /home/cc-api
+          echo "verify-loose=$(cc-sandbox-verify --only projects 2>&1 | tr "\n" " ")"
+          echo "status-loose=$(${tool} status 2>&1 | grep FAIL | tr "\\n" " ")rc=$(${tool} status >/dev/null 2>&1; echo $?)"
+          chmod 0700 /home/cc-api
+          # api keeps processes alive that fork as they are killed, in sessions of their own.
+          for i in 1 2 3; do
+            setsid setpriv --reuid=cc-api --regid=cc-api --init-groups -- bash -c "while :; do sleep 60 & sleep 0.01; done" </dev/null >/dev/null 2>&1 &
+          done
+          sleep 1
+          echo "api-procs-before=$(pgrep -u ${api} | wc -l)"
+          ${tool} remove api
+          echo "api-procs-after=$(pgrep -u ${api} | wc -l) user=$(getent passwd cc-api | wc -l) home=$(ls -d /home/cc-api 2>/dev/null | wc -l) tmp=$(ls /tmp/api-private 2>/dev/null | wc -l) sudoers=$(grep -c cc-api /etc/sudoers.d/cc-sandbox-projects || true)"
+          echo "removed-again=$(${tool} remove api >/dev/null 2>&1; echo $?)"
+          echo "list=$(${tool} list | tail -n +2 | tr -s " " | tr "\\n" ";")"
+          # What add refuses.
+          useradd --no-create-home cc-evil
+          refuse() { local name=$1 rc=0 msg; shift; msg=$("$@" 2>&1) || rc=$?; echo "$name=$rc $(tr "\\n" " " <<<"$msg")"; }
+          refuse refuse-foreign-user ${tool} add evil 20001
+          refuse refuse-renumber ${tool} add web 20002
+          useradd --no-create-home --uid 20003 squatter
+          refuse refuse-taken-uid ${tool} add other 20003
+          refuse refuse-low-uid ${tool} add other 1001
+          refuse refuse-bad-name ${tool} add ../etc 20004
+          refuse refuse-remove-foreign ${tool} remove evil
+          refuse agent-runs-tool ${asAgent} ${tool} list
+        '
+    `);
+    out = r.stdout;
+    if (r.status !== 0) throw new Error(`the projects run failed (${r.status}): ${r.stderr}\n${r.stdout}`);
+}, 180_000);
+
+test("a worker works in its own home, logs in with no_new_privs, and has no group but its own", () => {
+    expect(result("web-own-home")).toEqual({ rc: 0, out: "mine " });
+    expect(result("web-nnp-at-login").out).toMatch(/NoNewPrivs:\s+1/);
+    expect(result("web-own-process")).toEqual({ rc: 0, out: "seen " });
+    expect(result("web-groups").out.trim()).toBe("cc-web");
+    expect(result("api-reads-own")).toEqual({ rc: 0, out: "api-token " });
+    expect(out).toMatch(/^again=.*project web: cc-web \(uid \d+\)/m);
+});
+
+test("a worker can neither list, read nor write another project's home or private files", () => {
+    for (const name of ["web-list-api-home", "web-read-api-file", "web-write-api-home"]) {
+        expect({ name, ...result(name) }).toMatchObject({ name, out: expect.stringMatching(/Permission denied/) });
+        expect(result(name).rc).not.toBe(0);
+    }
+    // /tmp is shared: a file there is as private as its mode (api made this one 0600).
+    expect(result("web-read-api-tmp").rc).not.toBe(0);
+    expect(result("web-read-api-file").out).not.toContain("api-token");
+});
+
+test("a worker cannot see, read or signal another project's processes", () => {
+    expect(result("web-see-api-process").out.trim()).toBe("");
+    expect(result("web-read-api-environ").rc).not.toBe(0);
+    expect(result("web-kill-api").rc).not.toBe(0);
+});
+
+test("the agent, the admin and the workers keep out of each other's homes", () => {
+    for (const name of ["web-list-agent-home", "web-list-admin-home", "agent-list-web-home"]) {
+        expect({ name, rc: result(name).rc }).not.toEqual({ name, rc: 0 });
+        expect(result(name).out).toMatch(/Permission denied/);
+    }
+});
+
+test("a worker gets no root, no other worker, and cannot run or rewrite the tool", () => {
+    expect(result("web-sudo").rc).not.toBe(0);
+    expect(result("web-su-api").rc).not.toBe(0);
+    expect(result("web-runs-tool")).toMatchObject({ out: expect.stringMatching(/must be run as root/) });
+    expect(result("web-runs-tool").rc).not.toBe(0);
+    expect(result("web-edit-registry").rc).not.toBe(0);
+    expect(result("agent-runs-tool").rc).not.toBe(0);
+});
+
+test("status checks each worker's confinement and fails when one is loosened", () => {
+    expect(out).toMatch(/^status-before=0$/m);
+    expect(out).toMatch(/^status-loose=FAIL {4}api: \/home\/cc-api is not 0700 and cc-api's rc=3$/m);
+    // cc-sandbox-verify reports the same.
+    expect(out).toMatch(/^verify-before=ok {2}projects: 2 worker\(s\), each confined $/m);
+    expect(out).toMatch(/^verify-loose=FAIL projects: FAIL {4}api: \/home\/cc-api is not 0700 and cc-api's $/m);
+});
+
+test("remove ends every process of the worker, forking ones too, and leaves nothing of it behind", () => {
+    expect(Number(/^api-procs-before=(\d+)$/m.exec(out)?.[1])).toBeGreaterThan(3);
+    expect(out).toMatch(/^api-procs-after=0 user=0 home=0 tmp=0 sudoers=0$/m);
+    expect(out).toMatch(/^removed-again=0$/m);
+    expect(out).toMatch(new RegExp(`^list=web cc-web ${web} 0;$`, "m"));
+});
+
+test("add refuses a user it did not make, a changed uid, a taken uid, one out of range and a bad name", () => {
+    expect(result("refuse-foreign-user")).toMatchObject({ out: expect.stringContaining("a user cc-evil exists that is not project evil's worker") });
+    expect(result("refuse-renumber")).toMatchObject({ out: expect.stringContaining(`cc-web has uid ${web}, not 20002`) });
+    expect(result("refuse-taken-uid")).toMatchObject({ out: expect.stringContaining("uid 20003 of project other is taken by user squatter") });
+    expect(result("refuse-low-uid")).toMatchObject({ out: expect.stringContaining("uid '1001' of project other must be 20000-29999") });
+    expect(result("refuse-bad-name")).toMatchObject({ out: expect.stringContaining("project name '../etc' must be") });
+    expect(result("refuse-remove-foreign")).toMatchObject({ out: expect.stringContaining("a user cc-evil exists that is not project evil's worker") });
+    for (const name of ["refuse-foreign-user", "refuse-renumber", "refuse-taken-uid", "refuse-low-uid", "refuse-bad-name", "refuse-remove-foreign"]) {
+        expect({ name, rc: result(name).rc }).toEqual({ name, rc: 1 });
+    }
+});
