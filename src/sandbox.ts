@@ -6,6 +6,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
+import { projectSpec } from "./config/projects";
 import { SandboxConfig } from "./config/types";
 import { RenderedGuest } from "./render";
 import { Driver, HostIdentity, RunnerStep, StepPlans, VmPlan } from "./drivers/types";
@@ -140,7 +141,7 @@ export class Sandbox extends pulumi.ComponentResource {
         );
 
         // Each project's worker comes and goes with its own resource: in place, the others untouched.
-        this.projects = c.projects.map((p) => inGuest(`project-${p.name}`, "", [projectTool, "add", p.name, String(p.uid)], [projectTool, "remove", p.name]));
+        this.projects = c.projects.map((p) => inGuest(`project-${p.name}`, projectSpec(p), [projectTool, "add", p.name, String(p.uid), "-"], [projectTool, "remove", p.name]));
 
         const ssh = driver.sshTarget(c);
         this.sshCommand = this.ip.apply((ip) => sshArgv(ssh, c.users.agent, ip).map(shellQuote).join(" "));

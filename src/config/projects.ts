@@ -32,7 +32,22 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
         }
         byName.set(p.name, i);
         byUid.set(uid, i);
-        out.push({ name: p.name, user: `cc-${p.name}`, uid });
+        out.push({
+            name: p.name,
+            user: `cc-${p.name}`,
+            uid,
+            ...(p.setup !== undefined ? { setup: p.setup } : {}),
+            ...(p.cleanup !== undefined ? { cleanup: p.cleanup } : {}),
+        });
     });
     return out;
+}
+
+/**
+ * What `cc-sandbox-project add NAME UID -` reads on stdin: each hook base64-encoded on a line of its
+ * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way.
+ */
+export function projectSpec(p: Project): string {
+    const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
+    return line("setup", p.setup) + line("cleanup", p.cleanup);
 }

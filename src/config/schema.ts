@@ -142,6 +142,11 @@ export const formats: Record<string, { test: (v: string) => boolean; phrase: str
         test: (v) => /^[^\s@<>"'\\]+@[^\s@<>"'\\]+\.[^\s@<>"'\\]+$/.test(v),
         phrase: "an email address",
     },
+    hook: {
+        // Carried to the guest base64-encoded and run by bash as the project's worker.
+        test: (v) => /^[^\x00-\x1f\x7f]{1,2000}$/.test(v),
+        phrase: "one line of shell without control characters (at most 2000 characters)",
+    },
     "project-name": {
         // The worker user is cc-NAME: a user name useradd takes, and a word in a file name.
         test: (v) => /^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$/.test(v),
@@ -344,7 +349,11 @@ export const configSchema = {
                 type: "object",
                 additionalProperties: false,
                 required: ["name"],
-                properties: { name: str("project-name", "The project's name; its worker user is cc-NAME") },
+                properties: {
+                    name: str("project-name", "The project's name; its worker user is cc-NAME"),
+                    setup: str("hook", "A shell command the worker runs once, in its home, when the project is added (a failure takes the project back out)"),
+                    cleanup: str("hook", "A shell command the worker runs when the project is removed (pulumi up without it, or pulumi destroy), at most 60 s"),
+                },
             },
         },
         claude: {

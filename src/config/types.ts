@@ -118,6 +118,9 @@ export interface Project {
     readonly name: string;
     readonly user: string;
     readonly uid: number;
+    /** Shell commands the worker runs once when the project is added, and when it is removed. */
+    readonly setup?: string;
+    readonly cleanup?: string;
 }
 
 export interface SandboxConfig {

@@ -5,12 +5,20 @@
  * root, each beside the allowed work that must still succeed. api is removed while it runs
  * processes that fork as they are killed.
  */
-import { projectUid } from "../../src/config/projects";
+import { projectSpec, projectUid } from "../../src/config/projects";
 import { asAgent, boot, inGuest } from "./guest";
 
 const tool = "/usr/local/sbin/cc-sandbox-project";
 const web = projectUid("web");
 const api = projectUid("api");
+const hooked = projectSpec({
+    name: "hooked",
+    user: "cc-hooked",
+    uid: projectUid("hooked"),
+    setup: `echo "$CC_PROJECT $CC_PROJECT_USER $CC_PROJECT_HOME $CC_PROJECT_LEVEL $(id -un) $(pwd) $(grep NoNewPrivs /proc/self/status | tr -d '\t')" > ~/setup.out; env > ~/setup.env`,
+    cleanup: `echo "cleaning $CC_PROJECT $CC_PROJECT_LEVEL $(id -un) $(cat ~/setup.out | wc -l)"`,
+});
+const failing = projectSpec({ name: "broken", user: "cc-broken", uid: projectUid("broken"), setup: "echo half-made > ~/x; sleep 300 & exit 7" });
 const asWeb = "setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env --";
 
 const attempts: Record<string, string> = {
@@ -168,4 +176,48 @@ test("add refuses a user it did not make, a changed uid, a taken uid, one out of
     for (const name of ["refuse-foreign-user", "refuse-renumber", "refuse-taken-uid", "refuse-low-uid", "refuse-bad-name", "refuse-remove-foreign"]) {
         expect({ name, rc: result(name).rc }).toEqual({ name, rc: 1 });
     }
+});
+
+describe("hooks", () => {
+    let hooks = "";
+    const feed = (spec: string) => `{ ${spec.trim().split("\n").map((l) => `echo ${l}; `).join("")}}`;
+    beforeAll(() => {
+        // A quoted here-document: nothing in it is expanded before the inner bash runs it.
+        const r = inGuest(`unshare --pid --fork --mount-proc bash -euo pipefail -s <<'SCRIPT'
+mount -o remount,hidepid=invisible /proc
+refuse() { local name=$1 rc=0 msg; shift; msg=$("$@" 2>&1) || rc=$?; echo "$name=$rc $(tr "\n" " " <<<"$msg")"; }
+${feed(hooked)} | ${tool} add hooked ${projectUid("hooked")} -
+echo "setup-out=$(cat /home/cc-hooked/setup.out)"
+echo "setup-env=$(grep -c -i 'token\|secret' /home/cc-hooked/setup.env || true)"
+echo "setup-again=$(${feed(hooked)} | ${tool} add hooked ${projectUid("hooked")} - 2>&1 | grep -c 'running its setup' || true)"
+echo "cleanup=$(${tool} remove hooked 2>&1 | grep '^cleanup(hooked)' | tr "\n" " ")"
+refuse refuse-failed-setup sh -c '${feed(failing)} | ${tool} add broken ${projectUid("broken")} -'
+echo "broken-after=$(getent passwd cc-broken | wc -l) $(ls -d /home/cc-broken 2>/dev/null | wc -l) $(pgrep -u ${projectUid("broken")} | wc -l)"
+refuse refuse-bad-hook sh -c 'echo "evil \$(id)" | ${tool} add other 20005 -'
+refuse refuse-not-base64 sh -c 'echo "setup not*base64" | ${tool} add other 20005 -'
+echo "other-after=$(getent passwd cc-other | wc -l)"
+SCRIPT`);
+        hooks = r.stdout;
+        if (r.status !== 0) throw new Error(`the hooks run failed (${r.status}): ${r.stderr}\n${r.stdout}`);
+    }, 180_000);
+    const hook = (name: string) => {
+        const m = new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(hooks);
+        if (!m) throw new Error(`no result for ${name} in:\n${hooks}`);
+        return { rc: Number(m[1]), out: m[2] };
+    };
+
+    test("hooks: setup runs once as the worker, in its home, under no_new_privs, with no secret in its environment; cleanup runs at remove", () => {
+        expect(hooks).toMatch(/^setup-out=hooked cc-hooked \/home\/cc-hooked purge cc-hooked \/home\/cc-hooked NoNewPrivs:1$/m);
+        expect(hooks).toMatch(/^setup-env=0$/m);
+        expect(hooks).toMatch(/^setup-again=0$/m);
+        expect(hooks).toMatch(/^cleanup=cleanup\(hooked\): cleaning hooked purge cc-hooked 1 $/m);
+    });
+
+    test("a failed setup takes the worker back out, processes and all; hooks are only base64 setup and cleanup lines", () => {
+        expect(hook("refuse-failed-setup")).toMatchObject({ rc: 1, out: expect.stringContaining("its setup hook failed: the worker is taken back out") });
+        expect(hooks).toMatch(/^broken-after=0 0 0$/m);
+        expect(hook("refuse-bad-hook")).toMatchObject({ rc: 1, out: expect.stringContaining("hook 'evil' is not base64") });
+        expect(hook("refuse-not-base64")).toMatchObject({ rc: 1, out: expect.stringContaining("hook 'setup' is not base64") });
+        expect(hooks).not.toMatch(/uid=0\(root\)/);
+    });
 });

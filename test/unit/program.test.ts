@@ -312,10 +312,19 @@ describe("projects", () => {
         for (const name of ["web", "api"]) {
             const r = byName(run, `-project-${name}`);
             const plan = JSON.parse(r.inputs.environment.CC_PLAN);
-            expect(plan.command).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-project", "add", name, expect.stringMatching(/^2\d{4}$/)]);
+            expect(plan.command).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-project", "add", name, expect.stringMatching(/^2\d{4}$/), "-"]);
             expect(plan.undo).toEqual(["sudo", "/usr/local/sbin/cc-sandbox-project", "remove", name]);
             expect(r.inputs.delete).toContain('runStep("guest-undo")');
         }
+    });
+
+    test("a project's hooks reach the guest base64-encoded on stdin, nowhere else", async () => {
+        const hooked = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", setup: "npm ci --prefix ~/app", cleanup: "rm -rf ~/app/cache" }] });
+        const r = byName(hooked, "-project-web");
+        const b64 = (s: string) => Buffer.from(s).toString("base64");
+        expect(r.inputs.stdin).toBe(`setup ${b64("npm ci --prefix ~/app")}\ncleanup ${b64("rm -rf ~/app/cache")}\n`);
+        expect(JSON.stringify(r.inputs.environment)).not.toContain("npm ci");
+        expect(byName(run, "-project-web").inputs.stdin).toBe("");
     });
 
     test("a stack without projects has no project resources", async () => {
