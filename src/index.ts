@@ -49,6 +49,11 @@ export const sshUser = config.users.agent;
 export const adminUser = config.users.admin;
 export const sshCommand = sandbox.sshCommand;
 export const sshConfig = sandbox.sshConfig;
+export const adminSshCommand = sandbox.adminSshCommand;
+/** Each project's worker (`cc-NAME`) and the command that opens a shell as it. */
+export const projects = sandbox.projectCommands.apply((enter) =>
+    Object.fromEntries(config.projects.map((p) => [p.name, { user: p.user, uid: p.uid, enter: enter[p.name] }])),
+);
 export const codeMount = config.mounts.length > 0 ? `${config.mounts[0].host} -> ${config.mounts[0].guest}` : "";
 export const mounts = config.mounts.map((m) => ({ host: m.host, guest: m.guest, readOnly: m.readOnly }));
 export const allowlist = config.allowlist.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name));

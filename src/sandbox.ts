@@ -48,6 +48,10 @@ export class Sandbox extends pulumi.ComponentResource {
     public readonly state: pulumi.Output<string>;
     public readonly sshCommand: pulumi.Output<string>;
     public readonly sshConfig: pulumi.Output<string>;
+    /** The admin's login (the stack's key, the same way in): what runs the guest's root tools. */
+    public readonly adminSshCommand: pulumi.Output<string>;
+    /** Each project's way in: a login shell as its worker, through the admin's sudo. */
+    public readonly projectCommands: pulumi.Output<Record<string, string>>;
     public readonly allowlist: command.local.Command;
     public readonly mounts: command.local.Command[];
     public readonly secureOps: command.local.Command;
@@ -146,6 +150,15 @@ export class Sandbox extends pulumi.ComponentResource {
         const ssh = driver.sshTarget(c);
         this.sshCommand = this.ip.apply((ip) => sshArgv(ssh, c.users.agent, ip).map(shellQuote).join(" "));
         this.sshConfig = this.ip.apply((ip) => sshConfigBlock(c.vm.name, ssh, c.users.agent, ip));
-        this.registerOutputs({ ip: this.ip, state: this.state, sshCommand: this.sshCommand, sshConfig: this.sshConfig });
+        this.adminSshCommand = this.ip.apply((ip) => sshArgv(ssh, c.users.admin, ip).map(shellQuote).join(" "));
+        this.projectCommands = this.ip.apply((ip) =>
+            Object.fromEntries(
+                c.projects.map((p) => {
+                    const argv = sshArgv(ssh, c.users.admin, ip);
+                    return [p.name, [...argv.slice(0, -1), "-t", argv[argv.length - 1], "--", "sudo", projectTool, "enter", p.name].map(shellQuote).join(" ")];
+                }),
+            ),
+        );
+        this.registerOutputs({ ip: this.ip, state: this.state, sshCommand: this.sshCommand, sshConfig: this.sshConfig, adminSshCommand: this.adminSshCommand, projects: this.projectCommands });
     }
 }

@@ -327,6 +327,14 @@ describe("projects", () => {
         expect(byName(run, "-project-web").inputs.stdin).toBe("");
     });
 
+    test("each project's way in is an output: the admin's login, then a shell as the worker", () => {
+        expect(run.outputs.adminSshCommand).toBe(`ssh -i ${home}/.ssh/id_ed25519 -o IdentitiesOnly=yes ubuntu@${ip}`);
+        expect(run.outputs.projects).toEqual({
+            web: { user: "cc-web", uid: expect.any(Number), enter: `ssh -i ${home}/.ssh/id_ed25519 -o IdentitiesOnly=yes -t ubuntu@${ip} -- sudo /usr/local/sbin/cc-sandbox-project enter web` },
+            api: { user: "cc-api", uid: expect.any(Number), enter: expect.stringMatching(/ -t ubuntu@\S+ -- sudo \/usr\/local\/sbin\/cc-sandbox-project enter api$/) },
+        });
+    });
+
     test("a stack without projects has no project resources", async () => {
         const none = await runProgram("alice", stackConfig("alice"));
         expect(none.resources.filter((r) => /-project-/.test(r.name))).toEqual([]);
