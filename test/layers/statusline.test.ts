@@ -154,3 +154,17 @@ test("starts no process: no fork, clone or exec after bash itself", () => {
     expect(calls).toHaveLength(1);
     expect(calls[0]).toMatch(/execve\(".*cc-sandbox-statusline"/);
 });
+
+test("a project's worker sees its project's name; the agent and root see none", () => {
+    const as = (user: string) => {
+        const r = run(statusline, [], { input: claudeJson, env: { ...process.env, USER: user } });
+        expect(r.status).toBe(0);
+        return r.stdout;
+    };
+    const plain = as("agent");
+    expect(plain).toMatch(/^\[Opus 4\.6\] 45% \| FW:/);
+    expect(as("cc-web")).toBe(plain.replace("45% | ", "45% | web | "));
+    expect(as("root")).toBe(plain);
+    // Only a worker's name shape counts: nothing else reaches the line.
+    expect(as("cc-$(id)")).toBe(plain);
+});
