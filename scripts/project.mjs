@@ -6,16 +6,22 @@
 // It logs in as the admin (the stack's adminSshCommand output) and runs cc-sandbox-project with
 // sudo. Projects are added and removed in the stack's config (cc-sandbox:projects) with pulumi up.
 import { $, argv } from 'zx'
-import { reportError, root } from './lib/project.mjs'
+import { reportError, requireSrc, root } from './lib/project.mjs'
 
 const usage = 'usage: npm run project -- (list|status|enter) --stack NAME [--project P] [-- COMMAND...]'
 const projectName = /^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$/
 
+// POSIX quoting, as sshCommand's: the admin's login shell may be any sh.
+const { shellQuote } = requireSrc('shell')
+
 async function main() {
-  const [action, ...rest] = argv._.map(String)
+  // The command after `--` as given: zx's argv would read its own options (sh -c ...) as ours.
+  const cut = process.argv.indexOf('--')
+  const rest = cut === -1 ? [] : process.argv.slice(cut + 1)
+  const [action, ...extra] = argv._.map(String).slice(0, argv._.length - rest.length)
   const { stack, project } = argv
   const fail = (message) => { console.error(message); process.exitCode = 1 }
-  if (!['list', 'status', 'enter'].includes(action) || typeof stack !== 'string') return fail(usage)
+  if (!['list', 'status', 'enter'].includes(action) || typeof stack !== 'string' || extra.length > 0) return fail(usage)
   if (project !== undefined && (typeof project !== 'string' || !projectName.test(project))) {
     return fail(`--project: must be a project name (lowercase letters, digits and hyphens, starting with a letter, at most 20 characters) (got ${JSON.stringify(project)})`)
   }
@@ -31,9 +37,10 @@ async function main() {
     throw new Error(`stack ${stack} has no project ${project} (its projects: ${Object.keys(outputs.projects ?? {}).join(', ') || 'none'})`)
   }
   const remote = ['sudo', '/usr/local/sbin/cc-sandbox-project', action, ...(project ? [project] : []), ...(rest.length ? ['--', ...rest] : [])]
-  // adminSshCommand is already quoted for a shell; -t for a terminal, then the remote words as
-  // ssh's own arguments (ssh joins them with spaces: each is a plain word here, or the user's own).
-  const r = await $({ stdio: 'inherit', nothrow: true })`sh -c ${adminSshCommand + ' -t -- "$@"'} ssh ${remote}`
+  // adminSshCommand is already quoted for a shell; -t for a terminal, then the remote command as
+  // one argument, every word quoted: the admin's shell on the other side parses it, and a `;` or
+  // `$(...)` in the user's command must reach the worker's command, not run as the admin.
+  const r = await $({ stdio: 'inherit', nothrow: true })`sh -c ${adminSshCommand + ' -t -- "$1"'} ssh ${remote.map(shellQuote).join(' ')}`
   process.exitCode = r.exitCode ?? 1
 }
 

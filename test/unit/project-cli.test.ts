@@ -26,13 +26,23 @@ function project(...args: string[]) {
     return { code: r.status, stdout: r.stdout, stderr: r.stderr, words: r.stdout.trim().split("\n") };
 }
 
-const login = ["-i", "/home/dev/.ssh/id ed25519", "-o", "IdentitiesOnly=yes", "ubuntu@10.0.0.5", "-t", "--", "sudo", "/usr/local/sbin/cc-sandbox-project"];
+const login = ["-i", "/home/dev/.ssh/id ed25519", "-o", "IdentitiesOnly=yes", "ubuntu@10.0.0.5", "-t", "--"];
+const tool = "sudo /usr/local/sbin/cc-sandbox-project";
 
 test("list, status and enter run the guest's tool as the admin, through the stack's own login", () => {
-    expect(project("list", "--stack", "dev").words).toEqual([...login, "list"]);
-    expect(project("status", "--stack", "dev", "--project", "web").words).toEqual([...login, "status", "web"]);
-    expect(project("enter", "--stack", "dev", "--project", "web").words).toEqual([...login, "enter", "web"]);
-    expect(project("enter", "--stack", "dev", "--project", "web", "--", "git", "status").words).toEqual([...login, "enter", "web", "--", "git", "status"]);
+    expect(project("list", "--stack", "dev").words).toEqual([...login, `${tool} list`]);
+    expect(project("status", "--stack", "dev", "--project", "web").words).toEqual([...login, `${tool} status web`]);
+    expect(project("enter", "--stack", "dev", "--project", "web").words).toEqual([...login, `${tool} enter web`]);
+    expect(project("enter", "--stack", "dev", "--project", "web", "--", "git", "status").words).toEqual([...login, `${tool} enter web -- git status`]);
+}, 60_000);
+
+test("the command after -- reaches the worker whole: the admin's shell on the far side runs none of it", () => {
+    // ssh hands its command to the admin's login shell; each word arrives quoted, so the worker's
+    // sh gets `make; id` and the admin's shell sees one word.
+    const words = project("enter", "--stack", "dev", "--project", "web", "--", "sh", "-c", "make; id $(whoami)").words;
+    expect(words).toEqual([...login, `${tool} enter web -- sh -c 'make; id $(whoami)'`]);
+    const parsed = spawnSync("dash", ["-c", `for w in ${words[words.length - 1]}; do :; done; set -- ${words[words.length - 1]}; printf '%s\\n' "$@"`], { encoding: "utf8" });
+    expect(parsed.stdout.split("\n").slice(-3, -1)).toEqual(["-c", "make; id $(whoami)"]);
 }, 60_000);
 
 test("a bad action, a missing or malformed project, or one the stack does not have: refused before any login", () => {
