@@ -110,9 +110,12 @@ export class Sandbox extends pulumi.ComponentResource {
             },
             { parent: this },
         );
-        const parsed = info.stdout.apply((s) => JSON.parse(s) as { state: string; ip: string });
+        const parsed = info.stdout.apply((s) => JSON.parse(s) as { state: string; ip: string; instance?: string });
         this.ip = parsed.apply((p) => p.ip);
         this.state = parsed.apply((p) => p.state);
+        // A VM made again behind Pulumi's back (info makes it) is another instance: the resources
+        // below see a new value and run their create again (an update, never their undo).
+        const instance = parsed.apply((p) => p.instance ?? "");
 
         // What changes in place on the running guest: each runs again with its new stdin, and on a
         // new VM (triggers).
@@ -125,10 +128,12 @@ export class Sandbox extends pulumi.ComponentResource {
                     create: step("guest"),
                     ...(undo ? { delete: step("guest-undo") } : {}),
                     stdin,
-                    environment: runnerEnv(guestStep),
+                    environment: { ...runnerEnv(guestStep), CC_INSTANCE: instance },
                     triggers: [this.vm.stdout],
                 },
-                { parent: this, dependsOn: [this.vm, ...this.mounts] },
+                // Replaced (a new VM), the old one's undo runs before the new one's create, never
+                // after it in the same guest.
+                { parent: this, dependsOn: [this.vm, ...this.mounts], deleteBeforeReplace: !!undo },
             );
         };
         this.allowlist = inGuest("allowlist", rendered.allowlist, ["/usr/local/sbin/cc-sandbox-firewall", "apply", "-"]);

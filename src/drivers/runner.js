@@ -306,7 +306,14 @@ function main(step) {
                 s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
                 restoreMounts(plan, s);
             }
-            process.stdout.write(JSON.stringify({ state: s.state, ip: s.ip }) + "\n");
+            // Which VM this is: a VM made again under the same name has another (empty when unknown).
+            /** @type {{ state: string, ip: string, instance?: string }} */
+            const out = { state: s.state, ip: s.ip };
+            if (plan.instance) {
+                const r = s.state === "absent" ? undefined : run(plan.instance, { timeoutMs: queryTimeoutMs });
+                out.instance = r && r.code === 0 ? r.stdout.trim() : "";
+            }
+            process.stdout.write(JSON.stringify(out) + "\n");
             break;
         }
         case "guest": {

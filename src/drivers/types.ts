@@ -35,6 +35,11 @@ export interface VmPlan {
     readonly timeoutSeconds: number;
     /** Where the guest's console output is kept (on the hypervisor's host), named when a VM does not answer. */
     readonly consoleLog?: string;
+    /**
+     * Prints what tells this VM apart from another made under the same name (libvirt's domain
+     * UUID): when `info` has made the VM again, what was pushed into the old one is pushed again.
+     */
+    readonly instance?: readonly string[];
     /** Whose VM it is: query prints the domain's description, which holds mark for this stack's VM. */
     readonly owner?: { readonly query: readonly string[]; readonly mark: string };
     /**

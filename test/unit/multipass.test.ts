@@ -362,6 +362,7 @@ echo "$*" >>"$FAKE_MP/virsh-calls"
 case "$*" in
   *domstate*) echo running ;;
   *domifaddr*) printf ' vnet0  52:54:00:00:00:01  ipv4  192.0.2.9/24\\n' ;;
+  *domuuid*) cat "$FAKE_MP/uuid" ;;
   "desc "*) cat "$FAKE_MP/desc" ;;
   *) exit 0 ;;
 esac
@@ -383,6 +384,18 @@ esac
         const del = step("delete", { plan: lvPlan });
         expect(del.code).toBe(1);
         expect(undefines()).toEqual([]);
+    });
+
+    test("info names the domain's instance (its UUID): a VM made again under the name has another", () => {
+        const withInstance = { ...lvPlan, instance: ["virsh", "domuuid", "cc-lv"], list: ["virsh", "list"] };
+        for (const uuid of ["0b2a4c7e-0000-4000-8000-000000000001", "0b2a4c7e-0000-4000-8000-000000000002"]) {
+            fs.writeFileSync(path.join(dirs().dir, "uuid"), `${uuid}\n`);
+            const r = step("info", { plan: withInstance, env: { CC_DRY_RUN: "1" } });
+            expect(r.code).toBe(0);
+            expect(JSON.parse(r.stdout)).toEqual({ state: "running", ip: "192.0.2.9", instance: uuid });
+        }
+        // A driver without the query reports none (Multipass).
+        expect(JSON.parse(step("info", { plan: lvPlan, env: { CC_DRY_RUN: "1" } }).stdout)).toEqual({ state: "running", ip: "192.0.2.9" });
     });
 
     test("allowed: its own mark, or none (made before marks): adopted, and deleted", () => {

@@ -25,6 +25,8 @@ const home = tempHome();
 // The folders the stacks share exist, as they must on a developer's host.
 for (const d of ["code", "datasets", "src"]) fs.mkdirSync(path.join(home, d));
 const ip = "10.11.12.13";
+/** What the mocked info step reports as the VM's instance (libvirt's domain UUID). */
+let instance = "0b2a4c7e-0000-4000-8000-000000000001";
 
 function stackConfig(stack: string): Record<string, unknown> {
     return parse(fs.readFileSync(path.join(root, "stacks", `Pulumi.${stack}.yaml`), "utf8")).config;
@@ -56,7 +58,7 @@ async function runProgram(stack: string, config: Record<string, unknown>): Promi
             },
             call(args) {
                 run.calls.push({ token: args.token, inputs: args.inputs });
-                return { stdout: JSON.stringify({ state: "running", ip }), stderr: "" };
+                return { stdout: JSON.stringify({ state: "running", ip, instance }), stderr: "" };
             },
         },
         "cc-sandbox",
@@ -333,6 +335,24 @@ describe("projects", () => {
             web: { user: "cc-web", uid: expect.any(Number), enter: `ssh -i ${home}/.ssh/id_ed25519 -o IdentitiesOnly=yes -t ubuntu@${ip} -- sudo /usr/local/sbin/cc-sandbox-project enter web` },
             api: { user: "cc-api", uid: expect.any(Number), enter: expect.stringMatching(/ -t ubuntu@\S+ -- sudo \/usr\/local\/sbin\/cc-sandbox-project enter api$/) },
         });
+    });
+
+    test("a VM made again behind Pulumi's back (another instance) gets every push again, as an update, never an undo", async () => {
+        const before = instance;
+        instance = "0b2a4c7e-0000-4000-8000-000000000002";
+        let again: Run;
+        try {
+            again = await runProgram("alice", withProjects(["web", "api"]));
+        } finally {
+            instance = before;
+        }
+        for (const suffix of ["-allowlist", "-secure-ops", "-project-web", "-project-api"]) {
+            const [a, b] = [byName(run, suffix).inputs, byName(again, suffix).inputs];
+            expect(a.environment.CC_INSTANCE).toBe(before);
+            expect(b.environment.CC_INSTANCE).toBe("0b2a4c7e-0000-4000-8000-000000000002");
+            // Only the environment differs: the create runs again in place (no trigger, no replace).
+            expect({ ...b, environment: { ...b.environment, CC_INSTANCE: before } }).toEqual(a);
+        }
     });
 
     test("a stack without projects has no project resources", async () => {

@@ -187,6 +187,7 @@ export function libvirtDriver(home: string): Driver {
                 absent: "failed to get domain|[Dd]omain not found",
                 list: [...virsh, "list", "--all", "--name"],
                 address: [...virsh, "domifaddr", c.vm.name, "--source", "lease"],
+                instance: [...virsh, "domuuid", c.vm.name],
                 start: [...virsh, "start", c.vm.name],
                 prepare: [
                     // The VMs' directory: on this host, made; on a remote one, a storage pool there.
