@@ -4,7 +4,9 @@
  * lxd, and granted NOPASSWD sudo in cloud-init's sudoers file, the admin with a password the agent
  * knows), then boot.d/10-users.sh, then every attempt as the agent (uid 1001).
  */
-import { asAgent, boot, inGuest } from "./guest";
+import * as fs from "fs";
+import * as path from "path";
+import { asAgent, boot, guestDir, inGuest, run, tempDir } from "./guest";
 
 const asAdmin = "setpriv --reuid=ubuntu --regid=ubuntu --init-groups --reset-env --";
 const asHelper = "setpriv --reuid=helper --regid=helper --init-groups --reset-env --";
@@ -147,4 +149,27 @@ test("the agent owns its Claude Code settings directory (cloud-init creates it a
 
 test("bwrap still works for the agent under no_new_privs", () => {
     allowed("agent-bwrap-under-nnp");
+});
+
+test("the D-Bus policy that leaves units' processes to root is one the bus daemon takes", () => {
+    // A private bus whose configuration includes the policy as the system bus does (system.d):
+    // dbus-daemon refuses a file it cannot parse, and a system bus that refused it would not start.
+    const dir = tempDir("cc-dbus-");
+    const policy = path.join(guestDir, "etc/dbus-1/system.d/cc-sandbox-processes.conf");
+    fs.writeFileSync(
+        path.join(dir, "bus.conf"),
+        `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path=${dir}/bus</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/></policy>
+<include>${policy}</include></busconfig>\n`,
+    );
+    const r = run("timeout", ["10", "dbus-daemon", `--config-file=${dir}/bus.conf`, "--print-pid", "--fork"]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    run("kill", [r.stdout.trim()]);
+    // A broken copy is refused: the check can fail.
+    fs.writeFileSync(path.join(dir, "broken.conf"), fs.readFileSync(policy, "utf8").replace("</busconfig>", ""));
+    fs.writeFileSync(path.join(dir, "bus.conf"), fs.readFileSync(path.join(dir, "bus.conf"), "utf8").replace(policy, path.join(dir, "broken.conf")));
+    const bad = run("timeout", ["10", "dbus-daemon", `--config-file=${dir}/bus.conf`, "--print-pid", "--fork"]);
+    expect(bad.status).not.toBe(0);
 });

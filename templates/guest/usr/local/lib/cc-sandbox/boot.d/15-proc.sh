@@ -20,3 +20,11 @@ mount -o remount,hidepid=invisible /proc
 grep -Eq '^proc /proc proc [^ ]*hidepid=(invisible|2)' /proc/self/mounts ||
   { log "error: /proc is not mounted with hidepid=invisible after the remount"; exit 1; }
 log "/proc: other users' processes are invisible"
+
+# systemd would still tell any user every unit's processes with their command lines (read from /proc
+# as root): /etc/dbus-1/system.d/cc-sandbox-processes.conf leaves that to root. The bus reads it
+# again now, in case it started before the file was written.
+if [[ -S /run/dbus/system_bus_socket ]] && command -v busctl >/dev/null; then
+  busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig >/dev/null ||
+    log "warning: the system bus did not reload its policy"
+fi
