@@ -48,16 +48,23 @@ hbs.registerHelper("join", (words: readonly string[]) => words.join(" "));
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
+/** The agent's Claude Code settings, and root's copy a project's new worker starts from. */
+export const agentClaudeSettings = "/home/agent/.claude/settings.json";
+export const workerClaudeSettings = "/usr/local/lib/cc-sandbox/claude-settings.json";
+
 export function renderFiles(config: SandboxConfig, templates: TemplateSet): GuestFile[] {
     const view = guestView(config);
-    return templates.files
-        .map((t) => ({
-            path: t.guestPath,
-            content: t.isTemplate ? hbs.compile(t.source, { noEscape: true, strict: true })(view) : t.source,
-            mode: t.mode,
-            owner: t.owner,
-        }))
-        .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const files = templates.files.map((t) => ({
+        path: t.guestPath,
+        content: t.isTemplate ? hbs.compile(t.source, { noEscape: true, strict: true })(view) : t.source,
+        mode: t.mode,
+        owner: t.owner,
+    }));
+    // Never copied from the agent's home: the agent can write there (hooks in its settings would
+    // then run as every worker).
+    const agentSettings = files.find((f) => f.path === agentClaudeSettings);
+    if (agentSettings) files.push({ path: workerClaudeSettings, content: agentSettings.content, mode: "0644", owner: "root:root" });
+    return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** cloud-init `mounts` lines for drivers that share folders through virtio (libvirt). */

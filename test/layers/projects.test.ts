@@ -18,6 +18,7 @@ const hooked = projectSpec({
     setup: `echo "$CC_PROJECT $CC_PROJECT_USER $CC_PROJECT_HOME $CC_PROJECT_LEVEL $(id -un) $(pwd) $(grep NoNewPrivs /proc/self/status | tr -d '\t')" > ~/setup.out; env > ~/setup.env`,
     cleanup: `echo "cleaning $CC_PROJECT $CC_PROJECT_LEVEL $(id -un) $(cat ~/setup.out | wc -l)"`,
 });
+const slow = projectSpec({ name: "slow", user: "cc-slow", uid: projectUid("slow"), setup: "sleep 4 # marker-7f3a" });
 const failing = projectSpec({ name: "broken", user: "cc-broken", uid: projectUid("broken"), setup: "echo half-made > ~/x; sleep 300 & exit 7" });
 const asWeb = "setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env --";
 
@@ -28,6 +29,8 @@ const attempts: Record<string, string> = {
     "web-own-process": `${asWeb} sh -c 'sleep 30 >/dev/null & pgrep -u cc-web -x sleep >/dev/null && echo seen; kill $!'`,
     "web-groups": "id -nG cc-web",
     "api-reads-own": `${tool} enter api -- cat /home/cc-api/token.txt`,
+    // Claude Code set up as the agent's (root's copy of its settings: no permission prompts)
+    "web-claude-settings": `${asWeb} sh -c 'cmp ~/.claude/settings.json /usr/local/lib/cc-sandbox/claude-settings.json && grep -c bypassPermissions ~/.claude/settings.json && stat -c %U ~/.claude/settings.json'`,
     // another project's files
     "web-list-api-home": `${asWeb} ls /home/cc-api`,
     "web-read-api-file": `${asWeb} cat /home/cc-api/token.txt`,
@@ -116,6 +119,7 @@ test("a worker works in its own home, logs in with no_new_privs, and has no grou
     expect(result("web-own-process")).toEqual({ rc: 0, out: "seen " });
     expect(result("web-groups").out.trim()).toBe("cc-web");
     expect(result("api-reads-own")).toEqual({ rc: 0, out: "api-token " });
+    expect(result("web-claude-settings")).toEqual({ rc: 0, out: "1 cc-web " });
     expect(out).toMatch(/^again=.*project web: cc-web \(uid \d+\)/m);
 });
 
@@ -195,7 +199,20 @@ refuse refuse-failed-setup sh -c '${feed(failing)} | ${tool} add broken ${projec
 echo "broken-after=$(getent passwd cc-broken | wc -l) $(ls -d /home/cc-broken 2>/dev/null | wc -l) $(pgrep -u ${projectUid("broken")} | wc -l)"
 refuse refuse-bad-hook sh -c 'echo "evil \$(id)" | ${tool} add other 20005 -'
 refuse refuse-not-base64 sh -c 'echo "setup not*base64" | ${tool} add other 20005 -'
-echo "other-after=$(getent passwd cc-other | wc -l)"
+refuse refuse-twice sh -c '{ echo "setup aGk="; echo "setup aGk="; } | ${tool} add other 20005 -'
+refuse refuse-octal ${tool} add other 047040
+echo "other-after=$(getent passwd cc-other | wc -l) $(getent passwd 47040 | wc -l)"
+# A worker whose setup never finished (the caller went away, say) runs it at the next add.
+${feed(hooked)} | ${tool} add again ${projectUid("again")} -
+sed -i 's/^ready=.*/ready=/' /etc/cc-sandbox/projects.d/again
+echo "setup-unfinished=$(${feed(hooked)} | ${tool} add again ${projectUid("again")} - 2>&1 | grep -c 'running its setup' || true)"
+echo "setup-finished=$(${feed(hooked)} | ${tool} add again ${projectUid("again")} - 2>&1 | grep -c 'running its setup' || true)"
+# The hook is on no command line (systemctl status would show it to any user): while it runs, no
+# process's argv holds its text.
+${feed(slow)} | ${tool} add slow ${projectUid("slow")} - 2>/dev/null &
+sleep 2
+echo "hook-argv=$(grep -l 'marker-7f3[a]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)"
+wait
 SCRIPT`);
         hooks = r.stdout;
         if (r.status !== 0) throw new Error(`the hooks run failed (${r.status}): ${r.stderr}\n${r.stdout}`);
@@ -210,14 +227,22 @@ SCRIPT`);
         expect(hooks).toMatch(/^setup-out=hooked cc-hooked \/home\/cc-hooked purge cc-hooked \/home\/cc-hooked NoNewPrivs:1$/m);
         expect(hooks).toMatch(/^setup-env=0$/m);
         expect(hooks).toMatch(/^setup-again=0$/m);
+        // Until it has once succeeded, setup runs again at the next add; then no more.
+        expect(hooks).toMatch(/^setup-unfinished=1$/m);
+        expect(hooks).toMatch(/^setup-finished=0$/m);
+        expect(hooks).toMatch(/^hook-argv=0$/m);
         expect(hooks).toMatch(/^cleanup=cleanup\(hooked\): cleaning hooked purge cc-hooked 1 $/m);
     });
 
     test("a failed setup takes the worker back out, processes and all; hooks are only base64 setup and cleanup lines", () => {
         expect(hook("refuse-failed-setup")).toMatchObject({ rc: 1, out: expect.stringContaining("its setup hook failed: the worker is taken back out") });
         expect(hooks).toMatch(/^broken-after=0 0 0$/m);
-        expect(hook("refuse-bad-hook")).toMatchObject({ rc: 1, out: expect.stringContaining("hook 'evil' is not base64") });
+        expect(hook("refuse-bad-hook")).toMatchObject({ rc: 1, out: expect.stringContaining("'evil' is no project hook (setup or cleanup)") });
         expect(hook("refuse-not-base64")).toMatchObject({ rc: 1, out: expect.stringContaining("hook 'setup' is not base64") });
+        expect(hook("refuse-twice")).toMatchObject({ rc: 1, out: expect.stringContaining("hook 'setup' is given twice") });
+        // A leading zero would be octal to bash (047040 is 20000): refused, nothing made.
+        expect(hook("refuse-octal")).toMatchObject({ rc: 1, out: expect.stringContaining("uid '047040' of project other must be 20000-29999") });
+        expect(hooks).toMatch(/^other-after=0 0$/m);
         expect(hooks).not.toMatch(/uid=0\(root\)/);
     });
 });
