@@ -4,9 +4,9 @@
  * guest built from Ubuntu's archive (scripts/build-image.sh) boots Ubuntu's kernel under QEMU's
  * software emulation, inside a network namespace with no route out; cloud-init installs the layers;
  * the guest's own cc-sandbox-verify passes. Then what only 24.04 can show (the AppArmor profile
- * bubblewrap needs, systemd-resolved shut out, netplan), an in-place allowlist change, a no-op
- * update, a reboot, destroy, and two faults: a `pulumi up` killed while creating, and the VM
- * deleted behind Pulumi's back.
+ * bubblewrap needs, systemd-resolved shut out, netplan), a project's worker confined in the VM, an
+ * in-place allowlist change and project added, a no-op update, a reboot, destroy, and two faults: a
+ * `pulumi up` killed while creating, and the VM deleted behind Pulumi's back.
  *
  * The steps build on each other and run in order; each one's duration is printed and written to
  * $CC_E2E_RESULTS (default .cache/e2e/steps.json). Needs root, libvirt, QEMU, mmdebstrap and Go.
@@ -14,6 +14,7 @@
 import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { shellQuote } from "../../src/shell";
 import { root, waitFor } from "../helpers";
 import { steps } from "./steps";
 import { consoleLog, host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
@@ -73,7 +74,15 @@ beforeAll(async () => {
     // The credential bridge, configured the way the README says: a secret and a script that uses it.
     ok(await world.pulumi(["config", "set", "--secret", "--path", "cc-sandbox:secrets.E2E_TOKEN", token, "-s", "ci"]), "config set --secret");
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:secureOps.scripts[0].path", digestScript, "-s", "ci"]), "config set --path");
+    // A project, with a setup hook its worker runs once.
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].name", "web", "-s", "ci"]), "config set project");
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].setup", 'echo "set up as $(id -un)" > ~/setup.out', "-s", "ci"]), "config set project setup");
 });
+
+/** A command as a project's worker, through the admin's sudo (what the project's `enter` output runs). */
+function asWorker(project: string, command: string): Promise<Run> {
+    return inGuest(`sudo cc-sandbox-project enter ${project} -- sh -c ${shellQuote(command)}`, { admin: true });
+}
 
 afterAll(() => {
     save(process.env.CC_E2E_RESULTS ?? path.join(root, ".cache", "e2e", "steps.json"));
@@ -83,8 +92,8 @@ afterAll(() => {
 
 step("1. pulumi up creates the VM and waits for cloud-init", async () => {
     const r = await timed("pulumi up (create, boot, cloud-init)", () => up("pulumi up"));
-    // The stack, the component, the VM, the allowlist, the bridge's script list and one secret.
-    expect(summary(r)).toMatch(/\+ 6 created/);
+    // The stack, the component, the VM, the allowlist, the bridge's script list, one secret, one project.
+    expect(summary(r)).toMatch(/\+ 7 created/);
     await readOutputs();
     expect(outputs).toMatchObject({ name: vmName, hypervisor: "libvirt", sshUser: "agent", state: "running" });
     expect(String(outputs.ip)).toMatch(new RegExp(`^${subnet.replace(/\./g, "\\.")}\\.1\\d\\d$`));
@@ -132,7 +141,7 @@ step("2a. a shared repository: the agent commits, but plants no git configuratio
 step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others do not", async () => {
     const asRoot = await timed("cc-sandbox-verify", () => inGuest(`sudo cc-sandbox-verify ${verifyTargets}`, { admin: true }));
     expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
-    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "firewall-names", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "shares", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"]) {
+    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "firewall-names", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "shares", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets", "projects"]) {
         expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     }
     expect(asRoot.code).toBe(0);
@@ -186,6 +195,17 @@ step("3a. SSH: every agent session has no_new_privs; a planted key and loopback 
     expect(loopback.stdout).toMatch(/rc=255/);
     // The agent sees no other user's processes.
     expect((await inGuest("ps -eo user= | sort -u | tr '\\n' ' '")).stdout.trim()).toBe("agent");
+    // Nor through systemd, which reads /proc as root: a root service's command line is not shown
+    // to the agent (a D-Bus policy), while the unit's status is, and root sees the command line.
+    ok(await inGuest("sudo systemd-run --quiet --unit=cc-e2e-probe sleep 3011", { admin: true }), "start a root probe");
+    const shown = await inGuest(
+        "systemctl status cc-e2e-probe.service --no-pager -l 2>&1; busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnitProcesses s cc-e2e-probe.service 2>&1; true",
+    );
+    expect(shown.stdout).toContain("cc-e2e-probe.service");
+    expect(shown.stdout).not.toContain("sleep 3011");
+    expect(shown.stdout).toMatch(/Access denied|Rejected send message/);
+    expect((await inGuest("sudo systemctl status cc-e2e-probe.service --no-pager -l", { admin: true })).stdout).toContain("sleep 3011");
+    ok(await inGuest("sudo systemctl stop cc-e2e-probe.service", { admin: true }), "stop the probe");
 });
 
 step("3b. the agent runs the listed script that uses a secret it cannot read", async () => {
@@ -210,6 +230,25 @@ step("3b. the agent runs the listed script that uses a secret it cannot read", a
     expect(leaks.stdout.trim()).toBe("rc=1");
     const stateFiles = fs.readdirSync(world.state, { recursive: true }).map(String).filter((f) => fs.statSync(path.join(world.state, f)).isFile());
     for (const f of stateFiles) expect(fs.readFileSync(path.join(world.state, f), "utf8")).not.toContain(token);
+});
+
+step("3e. a project's worker: set up once, confined from the agent and the admin, entered from the host", async () => {
+    const who = await asWorker("web", "cat ~/setup.out; id -nG; grep NoNewPrivs /proc/self/status");
+    expect(who.stdout).toMatch(/^set up as cc-web\ncc-web\nNoNewPrivs:\s+1\n$/);
+    expect((await asWorker("web", "ls /home/agent; echo rc=$?")).stdout).toMatch(/rc=2/);
+    expect((await asWorker("web", "ls /home/ubuntu; echo rc=$?")).stdout).toMatch(/rc=2/);
+    expect((await asWorker("web", "sudo -n true; echo rc=$?")).stdout).toMatch(/rc=1/);
+    expect((await inGuest("ls /home/cc-web; echo rc=$?")).stdout).toMatch(/rc=2/);
+    expect((await inGuest("sudo cc-sandbox-project status", { admin: true })).stdout).toBe("ok      web (cc-web)\n");
+    // The project's enter output, run from the host as it is printed, with a command after it.
+    const projects = outputs.projects as Record<string, { user: string; enter: string }>;
+    expect(projects.web.user).toBe("cc-web");
+    const entered = ok(await world.shell(`${projects.web.enter} -- id -un`), "the project's enter command");
+    expect(entered.stdout).toBe("cc-web\n");
+    // A process of web's, kept running: the next step's in-place changes must leave it alone.
+    ok(await asWorker("web", "nohup sleep 3000 >/dev/null 2>&1 &"), "start web's process");
+    // The agent does not see it (hidepid).
+    expect((await inGuest("pgrep -u cc-web; echo rc=$?")).stdout).toBe("rc=1\n");
 });
 
 /**
@@ -275,12 +314,20 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     const stack = fs.readFileSync(world.stackFile, "utf8");
     expect(stack).toContain("      - allowed.test.example\n");
     fs.writeFileSync(world.stackFile, stack.replace("      - allowed.test.example\n", "      - new.test.example\n"));
+    // And a second project.
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].name", "docs", "-s", "ci"]), "config set second project");
     const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
+    const webProcess = (await inGuest("sudo pgrep -u cc-web -x sleep", { admin: true })).stdout.trim();
+    expect(webProcess).toMatch(/^\d+$/);
 
-    const r = await timed("pulumi up (allowlist only)", () => up("pulumi up (allowlist)"));
-    // The allowlist is pushed; the VM records its new seed and is left alone (no create, no adopt).
+    const r = await timed("pulumi up (allowlist and a project)", () => up("pulumi up (allowlist)"));
+    // The allowlist is pushed and the project added; the VM records its new seed and is left alone
+    // (no create, no adopt), and so is the other project.
     expect(summary(r)).toMatch(/~ 2 updated/);
-    expect(summary(r)).not.toMatch(/replaced|created|deleted/);
+    expect(summary(r)).toMatch(/\+ 1 created/);
+    expect(summary(r)).not.toMatch(/replaced|deleted/);
+    expect((await asWorker("docs", "id -un")).stdout).toBe("cc-docs\n");
+    expect((await inGuest(`sudo kill -0 ${webProcess}; echo rc=$?`, { admin: true })).stdout).toBe("rc=0\n");
     expect(r.stdout + r.stderr).not.toMatch(/adopting it|creating cc-ci/);
     expect((await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout).toBe(bootId);
     expect(await banner("new.test.example")).toBe(`ok ${hosts["new.test.example"]} 443 host=new.test.example sni=new.test.example`);
@@ -376,6 +423,10 @@ step("8b. a VM deleted behind Pulumi's back is created again, and destroy still 
     expect(world.virsh("domstate", vmName).stdout.trim()).toBe("running");
     await readOutputs();
     expect((await inGuest("cat ~/code/from-host.txt")).stdout).toBe("written on the host\n");
+    // What the guest resources put into the old VM is in the new one too (not taken out again by
+    // the replaced resources' undo): the projects' workers and the bridge's secret.
+    expect((await inGuest("sudo cc-sandbox-project list | tail -n +2 | cut -d' ' -f1 | tr '\\n' ' '", { admin: true })).stdout).toBe("docs web ");
+    expect((await inGuest("sudo test -s /var/lib/cc-sandbox/secure-ops/secrets/E2E_TOKEN; echo rc=$?", { admin: true })).stdout).toBe("rc=0\n");
     await timed("pulumi destroy (after the fault)", async () => ok(await world.pulumi(["destroy", "--yes", "--skip-preview", "-s", "ci"]), "pulumi destroy"));
     expect(world.leftovers()).toEqual([]);
     expect(await world.stateResources()).toEqual([]);
