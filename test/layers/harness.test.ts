@@ -47,6 +47,7 @@ test("cc-sandbox-verify as root: every check ok, the resolver the VM was given i
             "bwrap",
             "ssh",
             "statusline",
+            "projects",
         ]),
     );
     expect(r.code).toBe(0);
@@ -55,7 +56,7 @@ test("cc-sandbox-verify as root: every check ok, the resolver the VM was given i
 test("cc-sandbox-verify as the agent: the same, less the root-only checks", async () => {
     const r = await h.exec(`cc-sandbox-verify --only ${layerChecks} ${targets} --resolver ${h.dnsAddress}`, { timeoutMs: 120_000 });
     expect(lines(r.stdout, "FAIL")).toEqual([]);
-    expect(lines(r.stdout, "skip")).toEqual(["ssh", "claude"]);
+    expect(lines(r.stdout, "skip")).toEqual(["ssh", "claude", "projects"]);
     expect(r.code).toBe(0);
 }, 120_000);
 
