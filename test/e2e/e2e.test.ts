@@ -197,7 +197,8 @@ step("3a. SSH: every agent session has no_new_privs; a planted key and loopback 
     expect((await inGuest("ps -eo user= | sort -u | tr '\\n' ' '")).stdout.trim()).toBe("agent");
     // Nor through systemd, which reads /proc as root: a root service's command line is not shown
     // to the agent (a D-Bus policy), while the unit's status is, and root sees the command line.
-    ok(await inGuest("sudo systemd-run --quiet --unit=cc-e2e-probe sleep 3011", { admin: true }), "start a root probe");
+    // (A description of its own: a transient unit's default one is its command line.)
+    ok(await inGuest("sudo systemd-run --quiet --unit=cc-e2e-probe --description='e2e probe' sleep 3011", { admin: true }), "start a root probe");
     const shown = await inGuest(
         "systemctl status cc-e2e-probe.service --no-pager -l 2>&1; busctl call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnitProcesses s cc-e2e-probe.service 2>&1; true",
     );
