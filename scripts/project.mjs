@@ -9,7 +9,8 @@ import { $, argv } from 'zx'
 import { reportError, requireSrc, root } from './lib/project.mjs'
 
 const usage = 'usage: npm run project -- (list|status|enter) --stack NAME [--project P] [-- COMMAND...]'
-const projectName = /^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$/
+// The stack config's own rule for a project's name (src/config/schema.ts), not a copy of it.
+const projectName = requireSrc('config/schema').formats['project-name']
 
 // POSIX quoting, as sshCommand's: the admin's login shell may be any sh.
 const { shellQuote } = requireSrc('shell')
@@ -23,7 +24,7 @@ async function main() {
   const fail = (message) => { console.error(message); process.exitCode = 1 }
   if (!['list', 'status', 'enter'].includes(action) || typeof stack !== 'string' || extra.length > 0) return fail(usage)
   if (project !== undefined && (typeof project !== 'string' || !projectName.test(project))) {
-    return fail(`--project: must be a project name (lowercase letters, digits and hyphens, starting with a letter, at most 20 characters) (got ${JSON.stringify(project)})`)
+    return fail(`--project: must be ${projectName.phrase} (got ${JSON.stringify(project)})`)
   }
   if (action === 'enter' && project === undefined) return fail(`enter needs --project P\n${usage}`)
   if (action === 'list' && (project !== undefined || rest.length > 0)) return fail(`list takes no --project and no command\n${usage}`)

@@ -49,7 +49,7 @@ test("a bad action, a missing or malformed project, or one the stack does not ha
     const cases: [string[], RegExp][] = [
         [["remove", "--stack", "dev"], /usage: npm run project/],
         [["enter", "--stack", "dev"], /enter needs --project P/],
-        [["enter", "--stack", "dev", "--project", "../x"], /--project: must be a project name .*\(got "\.\.\/x"\)/],
+        [["enter", "--stack", "dev", "--project", "../x"], /--project: must be a project name:.*\(got "\.\.\/x"\)/],
         [["enter", "--stack", "dev", "--project", "api"], /stack dev has no project api \(its projects: web\)/],
         [["list", "--stack", "dev", "--project", "web"], /list takes no --project/],
         [["list", "--stack", "other"], /no stack: stack output --json --stack other/],
