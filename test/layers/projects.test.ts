@@ -26,6 +26,8 @@ const attempts: Record<string, string> = {
     // allowed work: its own home, through the way in the tool gives (a PAM login, no_new_privs)
     "web-own-home": `${tool} enter web -- sh -c 'echo mine > ~/notes && cat ~/notes'`,
     "web-nnp-at-login": `${tool} enter web -- grep NoNewPrivs /proc/self/status`,
+    // from a terminal, on a terminal of its own: what it leaves running cannot reach the caller's
+    "web-own-terminal": `script -qec "tty; ${tool} enter web -- tty" /dev/null | grep -o "/dev/pts/[0-9]*"`,
     "web-own-process": `${asWeb} sh -c 'sleep 30 >/dev/null & pgrep -u cc-web -x sleep >/dev/null && echo seen; kill $!'`,
     "web-groups": "id -nG cc-web",
     "api-reads-own": `${tool} enter api -- cat /home/cc-api/token.txt`,
@@ -116,6 +118,10 @@ beforeAll(() => {
 test("a worker works in its own home, logs in with no_new_privs, and has no group but its own", () => {
     expect(result("web-own-home")).toEqual({ rc: 0, out: "mine " });
     expect(result("web-nnp-at-login").out).toMatch(/NoNewPrivs:\s+1/);
+    const [callers, workers] = result("web-own-terminal").out.trim().split(" ");
+    expect(callers).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(workers).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(workers).not.toBe(callers);
     expect(result("web-own-process")).toEqual({ rc: 0, out: "seen " });
     expect(result("web-groups").out.trim()).toBe("cc-web");
     expect(result("api-reads-own")).toEqual({ rc: 0, out: "api-token " });
