@@ -50,6 +50,20 @@ function waitForCloudInit(plan, ip, deadline) {
 }
 
 /**
+ * cloud-init's work is the first boot's: once the host has seen that boot succeed, the marker file
+ * cloud-init's generator reads keeps it out of every later boot, which then runs only systemd and the
+ * sandbox's own units (the firewall first). A reboot no longer waits on cloud-init's four Python
+ * stages before SSH, and no later boot re-reads a seed. Never before success: the marker makes
+ * `cloud-init status` say "disabled", which would hide a failed first boot from the next wait.
+ * A guest that refuses keeps running cloud-init at boot, as before: logged, not fatal.
+ */
+/** @param {VmPlan} plan @param {string} ip */
+function cloudInitOnce(plan, ip) {
+    const r = guest(plan, ip, ["sudo", "-n", "touch", "/etc/cloud/cloud-init.disabled"], { timeoutMs: queryTimeoutMs });
+    if (r.code !== 0) log(`could not mark cloud-init done in ${plan.name} (exit ${r.code}: ${r.stderr.trim()}); it runs again at each boot`);
+}
+
+/**
  * Brings the VM to running with an address, from whatever state the hypervisor reports, within the
  * deadline: started when stopped or suspended, recovered when deleted but not purged, its scheduled
  * shutdown cancelled, waited on while it changes state by itself; a state nothing can be done about
@@ -200,6 +214,7 @@ function create(plan, userData) {
     const up = ensureRunning(plan, deadline);
     phase("address");
     waitForCloudInit(plan, up.ip, deadline);
+    cloudInitOnce(plan, up.ip);
     phase("cloud-init");
     log(`timing ${plan.name}: ${phases.join(", ")}`);
     return { name: plan.name, ip: up.ip };

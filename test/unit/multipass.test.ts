@@ -37,6 +37,18 @@ describe("create", () => {
         expect(r.stderr).toMatch(/^cc-sandbox: timing cc-fake: image \d+\.\d s, launch \d+\.\d s, address \d+\.\d s, cloud-init \d+\.\d s$/m);
         expect(vm().userData).toBe(userData);
         expect(calls()).toContain("exec cc-fake --no-map-working-directory -- cloud-init status --wait --long cwd=" + process.cwd());
+        // Then, and only then, cloud-init is kept out of later boots.
+        const at = (l: string) => calls().findIndex((c) => c.includes(l));
+        expect(at("sudo -n touch /etc/cloud/cloud-init.disabled")).toBeGreaterThan(at("cloud-init status --wait"));
+        expect(vm().cloudInitDisabled).toBe(true);
+    });
+
+    test("a guest that will not take cloud-init's marker is still created, and says so", () => {
+        setWorld({ instances: {}, cloudInitMarker: "refused" });
+        const r = step("create", { input: userData });
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain("could not mark cloud-init done in cc-fake (exit 1: sudo: a password is required); it runs again at each boot");
+        expect(vm().cloudInitDisabled).toBeUndefined();
     });
 
     test("launches a baked image given as file://, and fails naming it when it is not there", () => {
@@ -78,6 +90,8 @@ describe("create", () => {
         expect(r.code).toBe(1);
         expect(r.stderr).toContain("cloud-init failed in cc-fake (exit 1)");
         expect(r.stderr).toContain("module apt failed (guest log tail)");
+        // A failed first boot is not marked: the marker would make the next wait see "disabled".
+        expect(calls().filter((l) => l.includes("cloud-init.disabled"))).toEqual([]);
     });
 
     test("cloud-init's 2 (done, recoverable errors) is done; exec's own 2 ('exec failed:') is waited out", () => {

@@ -19,6 +19,10 @@ export interface Vm {
     sshfs?: boolean;
     snapStore?: boolean;
     cloudInit?: number;
+    /** "refused": the guest's sudo will not touch cloud-init's marker file. */
+    cloudInitMarker?: string;
+    /** Set once create has marked cloud-init done (/etc/cloud/cloud-init.disabled). */
+    cloudInitDisabled?: boolean;
     exec?: string;
     applied?: string;
     released?: string[];
@@ -30,6 +34,7 @@ export interface World {
     daemon?: string;
     instances: Record<string, Vm>;
     cloudInit?: number;
+    cloudInitMarker?: string;
     launchTimesOut?: boolean;
     failInfoCalls?: number[];
 }

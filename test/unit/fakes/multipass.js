@@ -11,7 +11,7 @@
  *                            "deleted": false, "ip": "10.1.2.3" | null (no address yet: "nextIp"
  *                            after "looksToAddress" more info calls),
  *                            "mounts": { GUEST: { "source": HOST, "uid": "1000:1001", "gid": ... } },
- *                            "sshfs": false, "snapStore": true, "cloudInit": 0 | 1 | 2,
+ *                            "sshfs": false, "snapStore": true, "cloudInit": 0 | 1 | 2, "cloudInitMarker": "refused",
  *                            "exec": "ok" | "unreachable" | "hang", "userData": "..." } } }
  *
  * Every call is appended to $FAKE_MP/calls (arguments joined by spaces; `cwd=DIR` for exec).
@@ -121,7 +121,7 @@ switch (cmd) {
             state: "Running", deleted: false, ip: null, nextIp: world.nextIp || "10.1.2.3", mounts: {},
             // cloud-init ran `snap install multipass-sshfs` while the guest could still reach the store.
             sshfs: /snap install multipass-sshfs/.test(userData), snapStore: false,
-            cloudInit: world.cloudInit ?? 0, exec: "ok", userData, image,
+            cloudInit: world.cloudInit ?? 0, cloudInitMarker: world.cloudInitMarker, exec: "ok", userData, image,
         };
         // common_cli.cpp make_timer: the client's --timeout ends the command with exit 5, while the
         // daemon goes on with the instance.
@@ -239,9 +239,17 @@ switch (cmd) {
         }
         const line = command.join(" ");
         if (line === "cloud-init status --wait --long") {
+            // With the marker file, cloud-init reports "disabled" (exit 0), whatever its last run did.
+            if (vm.cloudInitDisabled) {
+                process.stdout.write("status: disabled\n");
+                process.exit(0);
+            }
             process.stdout.write("status: done\n");
             save();
             process.exit(vm.cloudInit || 0);
+        } else if (line === "sudo -n touch /etc/cloud/cloud-init.disabled") {
+            if (vm.cloudInitMarker === "refused") fail(1, "sudo: a password is required");
+            vm.cloudInitDisabled = true;
         } else if (line.startsWith("sudo tail")) {
             process.stdout.write("Traceback: module apt failed (guest log tail)\n");
         } else if (line === "sudo /usr/local/sbin/cc-sandbox-firewall apply -") {
