@@ -2,8 +2,9 @@
  * The ci stack on a remote libvirt host, end to end: the Pulumi CLI on a workstation that reaches
  * the host only over SSH (qemu+ssh://) makes the sandbox there from nothing (the pool, the image
  * uploaded from the workstation, the seed a volume of the VM's own), reaches it through the host with
- * the stack's sshCommand and its sshConfig block, applies an allowlist change in place, survives a
- * reboot with its seed and firewall, and destroy leaves no domain and no volume on the host.
+ * the stack's sshCommand and its sshConfig block, applies an allowlist change in place, and destroy
+ * leaves no domain and no volume on the host. (A reboot is the local e2e's: the domain is defined by
+ * the same code, and cloud-init, the one reader of the seed, stays out of every boot after the first.)
  * Durations are printed and added to $CC_E2E_RESULTS (default .cache/e2e/steps-remote.json).
  */
 import * as fs from "fs";
@@ -81,19 +82,7 @@ step("R3. an allowlist change applies in place: no replacement, the same boot", 
     expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
 });
 
-step("R4. a reboot keeps the seed and the firewall: the same instance, its policy in force", async () => {
-    const instance = (await inGuest("sudo cat /var/lib/cloud/data/instance-id", { admin: true })).stdout;
-    expect(instance).not.toBe("");
-    const before = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
-    await inGuest("sudo systemctl reboot", { admin: true, timeoutMs: 30_000 });
-    await timed("reboot on the remote host until SSH answers", () => world.newBoot(String(outputs.sshCommand), before));
-    // The seed is still one of its disks, and cloud-init took this boot for the same instance.
-    expect((await inGuest("sudo blkid -L cidata", { admin: true })).stdout).toMatch(/^\/dev\/vd[a-z]\n$/);
-    expect((await inGuest("sudo cat /var/lib/cloud/data/instance-id", { admin: true })).stdout).toBe(instance);
-    expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
-});
-
-step("R5. pulumi destroy leaves no domain and no volume on the host, and no known_hosts or state here", async () => {
+step("R4. pulumi destroy leaves no domain and no volume on the host, and no known_hosts or state here", async () => {
     await timed("pulumi destroy on the remote host", async () => ok(await world.pulumi(["destroy", "--yes", "--skip-preview", "-s", "ci"]), "pulumi destroy"));
     expect(world.leftovers()).toEqual([]);
     expect(await world.stateResources()).toEqual([]);
