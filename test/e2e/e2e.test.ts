@@ -253,7 +253,7 @@ step("3b. the agent runs the listed script that uses a secret it cannot read", a
     for (const f of stateFiles) expect(fs.readFileSync(path.join(world.state, f), "utf8")).not.toContain(token);
 });
 
-step("3e. a project's worker: set up once, confined from the agent and the admin, entered from the host", async () => {
+step("3e. a project's worker: set up once, confined from the agent and the admin (loopback too), entered from the host", async () => {
     const who = await asWorker("web", "cat ~/setup.out; id -nG; grep NoNewPrivs /proc/self/status");
     expect(who.stdout).toMatch(/^set up as cc-web\ncc-web\nNoNewPrivs:\s+1\n$/);
     expect((await asWorker("web", "ls /home/agent; echo rc=$?")).stdout).toMatch(/rc=2/);
@@ -270,6 +270,12 @@ step("3e. a project's worker: set up once, confined from the agent and the admin
     ok(await asWorker("web", "nohup sleep 3000 >/dev/null 2>&1 &"), "start web's process");
     // The agent does not see it (hidepid).
     expect((await inGuest("pgrep -u cc-web; echo rc=$?")).stdout).toBe("rc=1\n");
+    // Loopback between them: the agent's service on 127.0.0.1 answers the agent, not web's worker.
+    ok(await inGuest("setsid -f socat TCP4-LISTEN:3300,bind=127.0.0.1,fork,reuseaddr SYSTEM:'echo served-by-agent' </dev/null >/dev/null 2>&1; " +
+        "for i in $(seq 100); do ss -Hltn | grep -q '127.0.0.1:3300 ' && exit 0; sleep 0.2; done; exit 1"), "the agent's loopback service");
+    const probe = "timeout 6 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3300 && head -1 <&3' 2>&1";
+    expect((await inGuest(probe)).stdout).toBe("served-by-agent\n");
+    expect((await asWorker("web", probe)).stdout).toMatch(/Connection refused/);
 });
 
 /**

@@ -43,8 +43,9 @@ write_rules() {
   done
   {
     printf '%s\n' '*filter' ':INPUT DROP [0:0]' ':FORWARD DROP [0:0]' ':OUTPUT DROP [0:0]' \
-      ':ccfw-in - [0:0]' ':ccfw-out - [0:0]' ':ccfw-deny - [0:0]' ':ccfw-via - [0:0]' \
-      '-A INPUT -j ccfw-in' '-A OUTPUT -j ccfw-out' \
+      ':ccfw-in - [0:0]' ':ccfw-out - [0:0]' ':ccfw-deny - [0:0]' ':ccfw-via - [0:0]'
+    write_lo_chains
+    printf '%s\n' '-A INPUT -j ccfw-in' '-A OUTPUT -j ccfw-out' \
       '-A ccfw-in -i lo -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset' \
       '-A ccfw-in -i lo -j ACCEPT' \
       '-A ccfw-in -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT' \
@@ -60,7 +61,7 @@ write_rules() {
     # forward any name. DHCP goes only to the VM's own network or as a broadcast.
     printf '%s\n' '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p udp -m udp --dport 53 -j ccfw-deny' \
       '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p tcp -m tcp --dport 53 -j ccfw-deny' \
-      '-A ccfw-out -o lo -j ACCEPT' \
+      '-A ccfw-out -o lo -j ccfw-lo' '-A ccfw-out -o lo -j ACCEPT' \
       "-A ccfw-out -d 127.0.0.1/32 -p tcp -m multiport --dports $proxy_tls_port,$proxy_http_port -m conntrack --ctstate DNAT -j ACCEPT" \
       '-A ccfw-out -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT' \
       '-A ccfw-out -m conntrack --ctstate INVALID -j DROP' \
@@ -112,13 +113,65 @@ write_rules() {
   } >"$1"
 }
 
-# IPv6 is fully blocked: loopback only, and local programs are refused at once rather than left
-# waiting on a drop.
+# IPv6 is fully blocked: loopback only (between users as over IPv4), and local programs are
+# refused at once rather than left waiting on a drop.
 write_rules_v6() {
-  printf '%s\n' '*filter' ':INPUT DROP [0:0]' ':FORWARD DROP [0:0]' ':OUTPUT DROP [0:0]' \
-    '-A INPUT -i lo -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset' \
-    '-A INPUT -i lo -j ACCEPT' '-A OUTPUT -o lo -j ACCEPT' \
-    '-A OUTPUT -j REJECT --reject-with icmp6-adm-prohibited' COMMIT >"$1"
+  {
+    printf '%s\n' '*filter' ':INPUT DROP [0:0]' ':FORWARD DROP [0:0]' ':OUTPUT DROP [0:0]'
+    write_lo_chains
+    printf '%s\n' '-A INPUT -i lo -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset' \
+      '-A INPUT -i lo -j ACCEPT' '-A OUTPUT -o lo -j ccfw-lo' '-A OUTPUT -o lo -j ACCEPT' \
+      '-A OUTPUT -j REJECT --reject-with icmp6-adm-prohibited' COMMIT
+  } >"$1"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Loopback between the sandbox's users. The agent and each project's worker are "confined": a
+# service one of them listens with on loopback (a dev server, a debugger, a database) answers that
+# user alone, and root, the admin and the system's daemons, never another confined user. The
+# kernel does not say whose socket a connection reaches until that socket answers, so: each new
+# loopback connection a confined user opens is stamped (conntrack mark) with its uid; a packet
+# from a confined user's socket in a connection stamped with another's uid (the server's SYN-ACK)
+# is dropped and the connection flagged; the opener's next SYN in it is refused with a reset
+# (connect() fails after about a second). What is not covered: a UDP datagram reaches another's
+# socket (only its answers are dropped), and Unix sockets are the file system's (and the abstract
+# ones nobody's) business.
+# The proxy (unconfined, and reached by everyone) opens no loopback connection but its lookups: a
+# name whose answer is 127.0.0.1 cannot make it a relay to someone's loopback service.
+
+readonly lo_uid_mask=0x7fff lo_cross_mark=0x8000
+
+# confined_uids: CONFINED set to the agent's uid and every project worker's (the projects'
+# registry, root's own), each below 32768 (the mark's width).
+confined_uids() {
+  CONFINED=()
+  local u f line
+  if u=$(id -u "${CC_AGENT_USER:-agent}" 2>/dev/null) && ((u > 0 && u < 32768)); then CONFINED+=("$u"); fi
+  for f in "$projects_registry"/*; do
+    [[ -f $f ]] || continue
+    while IFS= read -r line; do
+      if [[ $line =~ ^uid=([1-9][0-9]{0,4})$ ]] && ((BASH_REMATCH[1] < 32768)); then CONFINED+=("${BASH_REMATCH[1]}"); fi
+    done <"$f"
+  done
+}
+
+# write_lo_chains: the loopback chains' declarations and rules, for iptables and ip6tables alike.
+write_lo_chains() {
+  local u
+  user_ids
+  confined_uids
+  printf '%s\n' ':ccfw-lo - [0:0]' ':ccfw-lo-cross - [0:0]' \
+    '-A ccfw-lo -p tcp -m tcp --tcp-flags RST RST -j RETURN' \
+    "-A ccfw-lo -p tcp -m connmark --mark $lo_cross_mark/$lo_cross_mark -j REJECT --reject-with tcp-reset" \
+    "-A ccfw-lo -m connmark --mark $lo_cross_mark/$lo_cross_mark -j DROP"
+  [[ -z $PROXY_UID ]] || printf -- '-A ccfw-lo -p tcp -m conntrack --ctstate NEW -m owner --uid-owner %s -j REJECT --reject-with tcp-reset\n' "$PROXY_UID"
+  for u in "${CONFINED[@]}"; do
+    printf -- '-A ccfw-lo -m conntrack --ctstate NEW -m owner --uid-owner %s -j CONNMARK --set-xmark %s/%s\n' "$u" "$u" "$lo_uid_mask"
+  done
+  for u in "${CONFINED[@]}"; do
+    printf -- '-A ccfw-lo -m owner --uid-owner %s -m connmark ! --mark 0/%s -m connmark ! --mark %s/%s -j ccfw-lo-cross\n' "$u" "$lo_uid_mask" "$u" "$lo_uid_mask"
+  done
+  printf '%s\n' "-A ccfw-lo-cross -j CONNMARK --or-mark $lo_cross_mark" '-A ccfw-lo-cross -j DROP'
 }
 
 # Lockdown: what stays when the config cannot be used. Loopback, SSH in and DHCP only.

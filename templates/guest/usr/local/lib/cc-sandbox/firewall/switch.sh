@@ -28,7 +28,7 @@ switch_to() {
     proxy=$!
   fi
   write_rules "$rules"
-  # IPv6's rules never change: load them alongside the rest (two cores, fewer waits).
+  # IPv6's rules change only with the sandbox's users: load them alongside the rest (two cores).
   write_rules_v6 "$rules6"
   ip6tables-restore <"$rules6" &
   local v6=$!
