@@ -87,6 +87,85 @@ test("attack: a worker reaches neither the agent's loopback services (IPv4, IPv6
     expect((await h.root(hits)).stdout).toBe(before);
 });
 
+test("attack: a full listen queue (SYN cookies) does not let a worker complete a handshake with the agent's service and write to it", async () => {
+    const r = await h.root(
+        "install -m 0666 /dev/null /run/got-3005 && " +
+            "setsid -f setpriv --reuid=agent --regid=agent --init-groups -- socat TCP4-LISTEN:3005,bind=127.0.0.1,backlog=5,fork,reuseaddr SYSTEM:'cat >>/run/got-3005' </dev/null >/dev/null 2>&1; " +
+            "for i in $(seq 50); do ss -Hltn | grep -q ':3005 ' && exit 0; sleep 0.1; done; exit 1",
+    );
+    expect(r.code).toBe(0);
+    // Hundreds of half-open connections fill the queue; then one more connects and writes at once.
+    const flood = `/usr/bin/python3 - <<'PY'
+import socket
+held = []
+for _ in range(700):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", 3005))
+    except BlockingIOError:
+        pass
+    held.append(c)
+c = socket.socket()
+c.settimeout(4)
+try:
+    c.connect(("127.0.0.1", 3005))
+    c.sendall(b"FLUSHALL from cc-web\\n")
+    print("connected")
+except OSError as e:
+    print("refused", e)
+PY`;
+    const w = await h.exec(flood, { user: "cc-web", timeoutMs: 60_000 });
+    expect(w.stdout).not.toMatch(/^connected$/m);
+    await new Promise((res) => setTimeout(res, 1000));
+    expect((await h.root("cat /run/got-3005")).stdout).toBe("");
+    expect((await h.root("nstat -az TcpExtSyncookiesSent | awk 'NR > 1 { print $2 }'")).stdout.trim()).not.toBe("0");
+});
+
+test("attack: a worker reusing a connection slot another client just had reset is still refused", async () => {
+    // The agent's server resets its first client; the admin connects from port 40000 and is reset;
+    // web's worker then connects from the same port at once (conntrack takes its SYN into the old,
+    // unstamped entry rather than a new one).
+    const server = `/usr/bin/python3 - <<'PY' >/dev/null 2>&1 &
+import socket, struct
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 3006))
+s.listen(16)
+first = True
+while True:
+    c, _ = s.accept()
+    if first:
+        first = False
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        continue
+    c.sendall(b"served-by-agent\\n")
+    c.close()
+PY
+for i in $(seq 50); do ss -Hltn | grep -q ':3006 ' && exit 0; sleep 0.1; done; exit 1`;
+    expect((await h.exec(server)).code).toBe(0);
+    const client = (port: number) => `/usr/bin/python3 - <<'PY'
+import socket
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+c.bind(("127.0.0.1", ${port}))
+c.settimeout(4)
+try:
+    c.connect(("127.0.0.1", 3006))
+    print("read", c.recv(100))
+except OSError as e:
+    print("refused", e)
+PY`;
+    const admin = await h.exec(client(40000), { user: "ubuntu" });
+    expect(admin.stdout).toMatch(/^(refused|read b'')/);
+    const web = await h.exec(client(40000), { user: "cc-web" });
+    expect(web.stdout).not.toMatch(/served-by/);
+    // Allowed: the agent itself (from another port: the refused slot stays refused until conntrack
+    // forgets it).
+    expect((await h.exec(client(40001))).stdout).toMatch(/served-by-agent/);
+});
+
 test("attack: the agent reaches no worker's loopback service", async () => {
     expect((await reach("agent", "127.0.0.1", 3100)).stdout).toMatch(/Connection refused/);
 });

@@ -129,15 +129,19 @@ write_rules_v6() {
 # Loopback between the sandbox's users. The agent and each project's worker are "confined": a
 # service one of them listens with on loopback (a dev server, a debugger, a database) answers that
 # user alone, and root, the admin and the system's daemons, never another confined user. The
-# kernel does not say whose socket a connection reaches until that socket answers, so: each new
-# loopback connection a confined user opens is stamped (conntrack mark) with its uid; a packet
-# from a confined user's socket in a connection stamped with another's uid (the server's SYN-ACK)
-# is dropped and the connection flagged; the opener's next SYN in it is refused with a reset
-# (connect() fails after about a second). What is not covered: a UDP datagram reaches another's
-# socket (only its answers are dropped), and Unix sockets are the file system's (and the abstract
-# ones nobody's) business.
+# kernel does not say whose socket a connection reaches until that socket answers, so every
+# loopback connection is stamped (conntrack mark) with the uid of the first confined user whose
+# socket sends in it; a packet another confined user's socket sends in it is dropped and the
+# connection flagged, and the opener's next SYN in it is refused with a reset (connect() fails
+# after about a second). Stamped on any packet while unstamped, not only on a new connection: a SYN
+# that conntrack takes into an old entry (one closed by a reset moments ago) is stamped all the
+# same. A SYN-ACK sent with no socket (a SYN cookie, when a listener's queue is full) in a stamped
+# connection is dropped too: it would complete a handshake no socket of the server's answered.
+# Only while the firewall is up. Not covered: a UDP datagram reaches another's socket (its answers
+# are dropped); Unix sockets are the file system's (and the abstract ones nobody's) business; a
+# root-run relay a confined user can drive (a secureOps script that fetches a URL it is given).
 # The proxy (unconfined, and reached by everyone) opens no loopback connection but its lookups: a
-# name whose answer is 127.0.0.1 cannot make it a relay to someone's loopback service.
+# name whose answer is 127.0.0.x cannot make it a relay to someone's loopback service.
 
 readonly lo_uid_mask=0x7fff lo_cross_mark=0x8000
 
@@ -146,7 +150,11 @@ readonly lo_uid_mask=0x7fff lo_cross_mark=0x8000
 confined_uids() {
   CONFINED=()
   local u f line
-  if u=$(id -u "${CC_AGENT_USER:-agent}" 2>/dev/null) && ((u > 0 && u < 32768)); then CONFINED+=("$u"); fi
+  if u=$(id -u "${CC_AGENT_USER:-agent}" 2>/dev/null) && ((u > 0 && u < 32768)); then
+    CONFINED+=("$u")
+  else
+    log "warning: the agent user ${CC_AGENT_USER:-agent} has no uid below 32768: its loopback services are not confined"
+  fi
   for f in "$projects_registry"/*; do
     [[ -f $f ]] || continue
     while IFS= read -r line; do
@@ -157,17 +165,18 @@ confined_uids() {
 
 # write_lo_chains: the loopback chains' declarations and rules, for iptables and ip6tables alike.
 write_lo_chains() {
-  local u
+  local u unstamped="-m connmark --mark 0/$lo_uid_mask"
   user_ids
   confined_uids
   printf '%s\n' ':ccfw-lo - [0:0]' ':ccfw-lo-cross - [0:0]' \
     '-A ccfw-lo -p tcp -m tcp --tcp-flags RST RST -j RETURN' \
     "-A ccfw-lo -p tcp -m connmark --mark $lo_cross_mark/$lo_cross_mark -j REJECT --reject-with tcp-reset" \
     "-A ccfw-lo -m connmark --mark $lo_cross_mark/$lo_cross_mark -j DROP"
-  [[ -z $PROXY_UID ]] || printf -- '-A ccfw-lo -p tcp -m conntrack --ctstate NEW -m owner --uid-owner %s -j REJECT --reject-with tcp-reset\n' "$PROXY_UID"
+  [[ -z $PROXY_UID ]] || printf -- '-A ccfw-lo -p tcp -m tcp --syn -m owner --uid-owner %s -j REJECT --reject-with tcp-reset\n' "$PROXY_UID"
   for u in "${CONFINED[@]}"; do
-    printf -- '-A ccfw-lo -m conntrack --ctstate NEW -m owner --uid-owner %s -j CONNMARK --set-xmark %s/%s\n' "$u" "$u" "$lo_uid_mask"
+    printf -- '-A ccfw-lo %s -m owner --uid-owner %s -j CONNMARK --set-xmark %s/%s\n' "$unstamped" "$u" "$u" "$lo_uid_mask"
   done
+  printf -- "-A ccfw-lo -p tcp -m tcp --tcp-flags SYN,ACK SYN,ACK -m conntrack --ctdir REPLY -m connmark ! --mark 0/%s -m owner ! --socket-exists -j ccfw-lo-cross\n" "$lo_uid_mask"
   for u in "${CONFINED[@]}"; do
     printf -- '-A ccfw-lo -m owner --uid-owner %s -m connmark ! --mark 0/%s -m connmark ! --mark %s/%s -j ccfw-lo-cross\n' "$u" "$lo_uid_mask" "$u" "$lo_uid_mask"
   done
