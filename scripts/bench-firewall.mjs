@@ -4,6 +4,7 @@
 //   - `cc-sandbox-firewall up` with 50 and 500 allowlisted names
 //   - resolve-once for the same names against the same DNS server
 //   - `apply` of a changed allowlist (10% of names swapped) with the sets populated
+//   - `up` and `apply` at 50 names with one project's worker and with ten (their loopback rules)
 // Writes bench/results/firewall.json and prints a table. Needs root.
 //   npm run bench -- [--sizes 50,500] [--repeat 5] [--out bench/results/firewall.json]
 import { $, fs, minimist } from 'zx'
@@ -91,6 +92,44 @@ async function benchSize({ Harness, makeTestHome, planOf }, n, repeat) {
   }
 }
 
+// `up` and `apply` with one project's worker and with ten, alternated, at 50 names: each worker adds
+// its loopback rules (README, Projects). The workers are made with cc-sandbox-project; the firewall
+// learns them from the projects' registry, so the one-project side moves nine registry files aside.
+async function benchProjects({ Harness, makeTestHome, planOf }, projectUid, repeat) {
+  const n = 50
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccfw-bench-'))
+  const all = names(Math.ceil(n * 1.1))
+  const records = all.map((name, i) => `${name} A ${address(i)}`).join('\n')
+  const first = all.slice(0, n)
+  const changed = [...all.slice(Math.floor(n * 0.1), n), ...all.slice(n)]
+  const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home: makeTestHome(dir), assignAddresses: false })
+  try {
+    await h.root('cp /etc/cc-sandbox/allowlist /root/first')
+    await h.root('cat >/root/changed', { input: planOf(changed.map((name) => `${name} 443\n`).join('')) })
+    const projects = Array.from({ length: 10 }, (_, i) => `p${i + 1}`)
+    const add = await h.root(projects.map((p) => `cc-sandbox-project add ${p} ${projectUid(p)} >/dev/null 2>&1`).join(' && '))
+    if (add.code !== 0) throw new Error(`adding the projects failed: ${add.stderr}`)
+    await h.root('mkdir -p /root/aside')
+    const runs = { 1: { up: [], apply: [], stamps: 0 }, 10: { up: [], apply: [], stamps: 0 } }
+    let installed = 'first'
+    for (let i = 0; i < repeat; i++) {
+      for (const k of i % 2 ? [10, 1] : [1, 10]) {
+        await h.root(k === 1 ? 'mv /etc/cc-sandbox/projects.d/p{2..10} /root/aside/' : 'mv /root/aside/p* /etc/cc-sandbox/projects.d/')
+        await h.root('cc-sandbox-firewall down')
+        runs[k].up.push(await timed(h, 'cc-sandbox-firewall up'))
+        installed = installed === 'first' ? 'changed' : 'first'
+        runs[k].apply.push(await timed(h, `cc-sandbox-firewall apply /root/${installed}`))
+        runs[k].stamps = Number((await h.root("iptables-save -t filter | grep -c -- '-j CONNMARK --set-xmark'")).stdout.trim())
+      }
+    }
+    const side = (k) => ({ workers: k, usersStampedOnLoopback: runs[k].stamps, upSeconds: median(runs[k].up), upRuns: runs[k].up, applySeconds: median(runs[k].apply), applyRuns: runs[k].apply })
+    return { names: n, one: side(1), ten: side(10) }
+  } finally {
+    await h.stop()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 async function main() {
   if ((await $`id -u`.quiet()).stdout.trim() !== '0') throw new Error('the benchmark needs root (network namespaces)')
   const require = createRequire(import.meta.url)
@@ -102,14 +141,18 @@ async function main() {
     console.error(`benchmarking ${n} names...`)
     results.push(await benchSize(lib, n, Number(flags.repeat)))
   }
+  console.error('benchmarking 1 and 10 projects...')
+  const projects = await benchProjects(lib, require(path.join(root, 'src/config/projects.ts')).projectUid, Number(flags.repeat))
   const small = results[0]
   const large = results[results.length - 1]
   const summary = {
     upVsResolveOnceAt: { names: small.names, ratio: small.upSeconds / small.resolveOnceSeconds, target: 0.05 },
     upGrowth: { from: small.names, to: large.names, ratio: large.upSeconds / small.upSeconds },
     applyMaxSeconds: { value: Math.max(...results.map((r) => r.applySeconds)), target: 1 },
+    upTenProjectsVsOne: { ratio: projects.ten.upSeconds / projects.one.upSeconds, target: 2 },
+    applyTenProjectsVsOne: { ratio: projects.ten.applySeconds / projects.one.applySeconds, target: 2 },
   }
-  const report = { measuredAt: new Date().toISOString(), host: { cpus: os.cpus().length, load: os.loadavg() }, results, summary }
+  const report = { measuredAt: new Date().toISOString(), host: { cpus: os.cpus().length, load: os.loadavg() }, results, projects, summary }
   fs.mkdirSync(path.dirname(flags.out), { recursive: true })
   fs.writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n')
 
@@ -118,6 +161,8 @@ async function main() {
   for (const r of results) {
     console.log(`${r.names} | ${f(r.upSeconds)} | ${f(r.resolveOnceSeconds)} | ${(r.upSeconds / r.resolveOnceSeconds).toFixed(3)} | ${f(r.applySeconds)} | ${f(r.lookupsThroughResolverSeconds)} (${r.addressesInSetAfterLookups} in set)`)
   }
+  console.log(`projects at ${projects.names} names: up ${f(projects.one.upSeconds)} with 1, ${f(projects.ten.upSeconds)} with 10 (${summary.upTenProjectsVsOne.ratio.toFixed(2)}x); ` +
+    `apply ${f(projects.one.applySeconds)} with 1, ${f(projects.ten.applySeconds)} with 10 (${summary.applyTenProjectsVsOne.ratio.toFixed(2)}x; target <= 2x)`)
   console.log(`up at ${large.names} names / up at ${small.names} names: ${summary.upGrowth.ratio.toFixed(2)}; written to ${path.relative(root, flags.out)}`)
 }
 
