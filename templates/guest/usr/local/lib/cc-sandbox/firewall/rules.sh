@@ -146,8 +146,11 @@ write_rules_v6() {
 readonly lo_uid_mask=0x7fff lo_cross_mark=0x8000
 
 # confined_uids: CONFINED set to the agent's uid and every project worker's (the projects'
-# registry, root's own), each below 32768 (the mark's width).
+# registry, root's own), each below 32768 (the mark's width). Read once a run: apply writes its
+# rules three times.
 confined_uids() {
+  [[ -z ${CONFINED_DONE:-} ]] || return 0
+  CONFINED_DONE=1
   CONFINED=()
   local u f line
   if u=$(id -u "${CC_AGENT_USER:-agent}" 2>/dev/null) && ((u > 0 && u < 32768)); then
