@@ -51,7 +51,9 @@ async function timed(h, snippet) {
   return Number(e) - Number(s)
 }
 
-async function benchSize({ Harness, makeTestHome, planOf }, n, repeat) {
+// withNames(lib, n, fn): a harness whose allowlist holds n names (its firewall not up), with
+// /root/names, /root/first (that allowlist) and /root/changed (10% of names swapped), given to fn.
+async function withNames({ Harness, makeTestHome, planOf }, n, fn) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccfw-bench-'))
   const all = names(Math.ceil(n * 1.1))
   const records = all.map((name, i) => `${name} A ${address(i)}`).join('\n')
@@ -61,6 +63,15 @@ async function benchSize({ Harness, makeTestHome, planOf }, n, repeat) {
   try {
     await h.root(`printf '%s\\n' ${first.join(' ')} >/root/names; cp /etc/cc-sandbox/allowlist /root/first`)
     await h.root('cat >/root/changed', { input: planOf(changed.map((name) => `${name} 443\n`).join('')) })
+    return await fn(h)
+  } finally {
+    await h.stop()
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function benchSize(lib, n, repeat) {
+  return withNames(lib, n, async (h) => {
     // up and the resolve-once approach (network open, same DNS server, same names), alternating.
     const resolveOnce = 'ipset destroy bench-once 2>/dev/null; ipset create bench-once hash:net; while read -r name; do for ip in $(dig +short A "$name"); do ipset add -exist bench-once "$ip"; done; done </root/names'
     const up = []
@@ -86,26 +97,15 @@ async function benchSize({ Harness, makeTestHome, planOf }, n, repeat) {
     }
     return { names: n, upSeconds: median(up), upRuns: up, resolveOnceSeconds: median(once), resolveOnceRuns: once, resolveOnceAddresses: Number(onceCount),
       lookupsThroughResolverSeconds: lookups, addressesInSetAfterLookups: Number(inSet), applySeconds: median(apply), applyRuns: apply }
-  } finally {
-    await h.stop()
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 // `up` and `apply` with one project's worker and with ten, alternated, at 50 names: each worker adds
 // its loopback rules (README, Projects). The workers are made with cc-sandbox-project; the firewall
 // learns them from the projects' registry, so the one-project side moves nine registry files aside.
-async function benchProjects({ Harness, makeTestHome, planOf }, projectUid, repeat) {
+async function benchProjects(lib, projectUid, repeat) {
   const n = 50
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccfw-bench-'))
-  const all = names(Math.ceil(n * 1.1))
-  const records = all.map((name, i) => `${name} A ${address(i)}`).join('\n')
-  const first = all.slice(0, n)
-  const changed = [...all.slice(Math.floor(n * 0.1), n), ...all.slice(n)]
-  const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home: makeTestHome(dir), assignAddresses: false })
-  try {
-    await h.root('cp /etc/cc-sandbox/allowlist /root/first')
-    await h.root('cat >/root/changed', { input: planOf(changed.map((name) => `${name} 443\n`).join('')) })
+  return withNames(lib, n, async (h) => {
     const projects = Array.from({ length: 10 }, (_, i) => `p${i + 1}`)
     const add = await h.root(projects.map((p) => `cc-sandbox-project add ${p} ${projectUid(p)} >/dev/null 2>&1`).join(' && '))
     if (add.code !== 0) throw new Error(`adding the projects failed: ${add.stderr}`)
@@ -124,10 +124,7 @@ async function benchProjects({ Harness, makeTestHome, planOf }, projectUid, repe
     }
     const side = (k) => ({ workers: k, usersStampedOnLoopback: runs[k].stamps, upSeconds: median(runs[k].up), upRuns: runs[k].up, applySeconds: median(runs[k].apply), applyRuns: runs[k].apply })
     return { names: n, one: side(1), ten: side(10) }
-  } finally {
-    await h.stop()
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 async function main() {
