@@ -59,30 +59,41 @@ function mergeDomains(entries: readonly { e: DomainEntry; source: string; at: st
     return [...byName.values()].sort((a, b) => (a.name === b.name ? Number(a.wildcard) - Number(b.wildcard) : a.name < b.name ? -1 : 1));
 }
 
-function mergeCidrs(entries: readonly { cidr: string; ports?: readonly number[] }[], issues: ConfigIssue[]): AllowedCidr[] {
+function mergeCidrs(entries: readonly { cidr: string; ports?: readonly number[] }[], at: readonly (string | number)[], issues: ConfigIssue[]): AllowedCidr[] {
     const byCidr = new Map<string, AllowedCidr>();
     for (const [i, e] of entries.entries()) {
         const prev = byCidr.get(e.cidr);
         const ports = [...new Set([...(prev?.ports ?? []), ...(e.ports ?? defaults.ports)])].sort((a, b) => a - b);
         if (ports.length > maxPorts) {
-            issues.push({ path: keyPath(["allowlist", "cidrs", i]), value: e.cidr, message: `gives ${e.cidr} more than ${maxPorts} ports with its other entries (${ports.length})` });
+            issues.push({ path: keyPath([...at, "cidrs", i]), value: e.cidr, message: `gives ${e.cidr} more than ${maxPorts} ports with its other entries (${ports.length})` });
         }
         byCidr.set(e.cidr, { cidr: e.cidr, ports, source: "cidrs" });
     }
     return [...byCidr.values()].sort((a, b) => (a.cidr < b.cidr ? -1 : a.cidr > b.cidr ? 1 : 0));
 }
 
-/** The presets' entries and the stack's own, merged; a conflict is an issue naming its entry. */
-export function resolveAllowlist(raw: RawConfig, issues: ConfigIssue[]): { domains: AllowedDomain[]; cidrs: AllowedCidr[] } {
-    const al = raw.allowlist ?? {};
+type RawAllowlist = NonNullable<RawConfig["allowlist"]>;
+
+/**
+ * An allowlist's presets and entries, merged; a conflict is an issue naming its entry. AT is where
+ * it sits in the config (`allowlist`, `projects[2].allowlist`), PRESETS the presets it has unless
+ * it names its own.
+ */
+export function resolveAllowlist(
+    al: RawAllowlist | undefined,
+    issues: ConfigIssue[],
+    at: readonly (string | number)[] = ["allowlist"],
+    presetsDefault: readonly string[] = defaults.presets,
+): { domains: AllowedDomain[]; cidrs: AllowedCidr[] } {
+    const list = al ?? {};
     const domainEntries = [
-        ...(al.presets ?? defaults.presets).flatMap((p) =>
-            presets[p].map((e) => ({ e: { name: e.name, ports: e.ports }, source: p, at: keyPath(["allowlist", "presets"]) })),
+        ...(list.presets ?? presetsDefault).flatMap((p) =>
+            presets[p].map((e) => ({ e: { name: e.name, ports: e.ports }, source: p, at: keyPath([...at, "presets"]) })),
         ),
-        ...(al.domains ?? []).map((d, i) => ({ e: typeof d === "string" ? { name: d } : d, source: "domains", at: keyPath(["allowlist", "domains", i]) })),
+        ...(list.domains ?? []).map((d, i) => ({ e: typeof d === "string" ? { name: d } : d, source: "domains", at: keyPath([...at, "domains", i]) })),
     ];
     return {
         domains: mergeDomains(domainEntries, issues),
-        cidrs: mergeCidrs((al.cidrs ?? []).map((c) => (typeof c === "string" ? { cidr: c } : c)), issues),
+        cidrs: mergeCidrs((list.cidrs ?? []).map((c) => (typeof c === "string" ? { cidr: c } : c)), at, issues),
     };
 }

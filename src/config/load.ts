@@ -27,7 +27,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
     const raw = validateSchema(input, issues);
     if (raw === undefined) throw new ConfigError(dedupe(issues));
     issues.push(...crossFieldIssues(raw, host));
-    const { domains, cidrs } = resolveAllowlist(raw, issues);
+    const { domains, cidrs } = resolveAllowlist(raw.allowlist, issues);
     const { keys, privateKeyPath } = readSshKeys(raw, host, issues);
     const projects = projectsOf(raw, issues);
     if (issues.length > 0) throw new ConfigError(dedupe(issues));

@@ -4,11 +4,14 @@
  * cloud-init's two are 1000 and 1001). Two names that land on one uid are an issue naming the later.
  */
 import { createHash } from "crypto";
+import { resolveAllowlist } from "./allowlist";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
 import { Project } from "./types";
 
 export const projectUidBase = 20000;
+/** What a project with `network: none` may reach: what Claude Code itself needs. */
+export const claudeCodePresets = ["anthropic"] as const;
 export const projectUidSlots = 10000;
 
 /** The worker's uid (and its group's gid): 20000-29999, from the SHA-256 of the name. */
@@ -32,12 +35,22 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
         }
         byName.set(p.name, i);
         byUid.set(uid, i);
+        const network = p.network ?? "allowlist";
+        const own = p.allowlist;
+        if (network === "none" && own !== undefined && ((own.presets ?? []).length > 0 || (own.domains ?? []).length > 0 || (own.cidrs ?? []).length > 0)) {
+            issues.push({ path: keyPath(["projects", i, "allowlist"]), value: own, message: "must be empty when network is none (its worker reaches only what Claude Code itself needs)" });
+        }
         out.push({
             name: p.name,
             user: `cc-${p.name}`,
             uid,
             ...(p.setup !== undefined ? { setup: p.setup } : {}),
             ...(p.cleanup !== undefined ? { cleanup: p.cleanup } : {}),
+            network,
+            allowlist:
+                network === "none"
+                    ? resolveAllowlist({ presets: [...claudeCodePresets] }, issues, ["projects", i, "allowlist"])
+                    : resolveAllowlist(own, issues, ["projects", i, "allowlist"], []),
         });
     });
     return out;

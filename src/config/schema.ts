@@ -179,6 +179,53 @@ const domainPorts = {
 const bool = (description: string) => ({ type: "boolean", description }) as const;
 
 /** The schema of the raw config: the `cc-sandbox:` namespace with the prefix taken off. */
+/** An allowlist: the stack's, or a project's extra entries (whose presets default to none). */
+function allowlistSchema<D extends string>(description: D, presetsDefault: readonly string[]) {
+    return {
+        type: "object",
+        additionalProperties: false,
+        description,
+        properties: {
+            presets: {
+                type: "array",
+                description: `Named sets of domains: ${presetNames.join(", ")} (default ${presetsDefault.join(", ") || "none"})`,
+                items: { type: "string", enum: presetNames },
+                uniqueItems: true,
+            },
+            domains: {
+                type: "array",
+                maxItems: 5000,
+                description: "Extra DNS names: example.org, *.example.org, or {name, ports}",
+                items: {
+                    if: { type: "string" },
+                    then: { type: "string", format: "domain-pattern" },
+                    else: {
+                        type: "object",
+                        additionalProperties: false,
+                        required: ["name"],
+                        properties: { name: str("domain-pattern", "DNS name or wildcard"), ports: domainPorts },
+                    },
+                },
+            },
+            cidrs: {
+                type: "array",
+                maxItems: 5000,
+                description: "IPv4 networks: 192.0.2.0/24 or {cidr, ports}",
+                items: {
+                    if: { type: "string" },
+                    then: { type: "string", format: "ipv4-cidr" },
+                    else: {
+                        type: "object",
+                        additionalProperties: false,
+                        required: ["cidr"],
+                        properties: { cidr: str("ipv4-cidr", "IPv4 network"), ports },
+                    },
+                },
+            },
+        },
+    } as const;
+}
+
 export const configSchema = {
     type: "object",
     additionalProperties: false,
@@ -261,49 +308,7 @@ export const configSchema = {
                 email: str("email", "user.email"),
             },
         },
-        allowlist: {
-            type: "object",
-            additionalProperties: false,
-            description: "Where the guest may connect",
-            properties: {
-                presets: {
-                    type: "array",
-                    description: `Named sets of domains: ${presetNames.join(", ")} (default ${defaults.presets.join(", ")})`,
-                    items: { type: "string", enum: presetNames },
-                    uniqueItems: true,
-                },
-                domains: {
-                    type: "array",
-                    maxItems: 5000,
-                    description: "Extra DNS names: example.org, *.example.org, or {name, ports}",
-                    items: {
-                        if: { type: "string" },
-                        then: { type: "string", format: "domain-pattern" },
-                        else: {
-                            type: "object",
-                            additionalProperties: false,
-                            required: ["name"],
-                            properties: { name: str("domain-pattern", "DNS name or wildcard"), ports: domainPorts },
-                        },
-                    },
-                },
-                cidrs: {
-                    type: "array",
-                    maxItems: 5000,
-                    description: "IPv4 networks: 192.0.2.0/24 or {cidr, ports}",
-                    items: {
-                        if: { type: "string" },
-                        then: { type: "string", format: "ipv4-cidr" },
-                        else: {
-                            type: "object",
-                            additionalProperties: false,
-                            required: ["cidr"],
-                            properties: { cidr: str("ipv4-cidr", "IPv4 network"), ports },
-                        },
-                    },
-                },
-            },
-        },
+        allowlist: allowlistSchema("Where the guest may connect", defaults.presets),
         firewall: {
             type: "object",
             additionalProperties: false,
@@ -353,6 +358,12 @@ export const configSchema = {
                     name: str("project-name", "The project's name; its worker user is cc-NAME"),
                     setup: str("hook", "A shell command the worker runs once, in its home, when the project is added (a failure takes the project back out)"),
                     cleanup: str("hook", "A shell command the worker runs when the project is removed (pulumi up without it, or pulumi destroy), at most 60 s"),
+                    network: {
+                        type: "string",
+                        enum: ["allowlist", "none"],
+                        description: "allowlist (default): the stack's allowlist and the project's own; none: only what Claude Code itself needs (the anthropic preset)",
+                    },
+                    allowlist: allowlistSchema("Where this project's worker may connect besides the stack's allowlist (network: allowlist only)", []),
                 },
             },
         },

@@ -121,6 +121,12 @@ export interface Project {
     /** Shell commands the worker runs once when the project is added, and when it is removed. */
     readonly setup?: string;
     readonly cleanup?: string;
+    /**
+     * `allowlist`: the stack's allowlist and `allowlist` here; `none`: only what Claude Code itself
+     * needs (the `anthropic` preset, which `allowlist` then holds), none of the stack's.
+     */
+    readonly network: "allowlist" | "none";
+    readonly allowlist: { readonly domains: readonly AllowedDomain[]; readonly cidrs: readonly AllowedCidr[] };
 }
 
 export interface SandboxConfig {

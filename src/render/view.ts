@@ -26,7 +26,7 @@ export function guestView(c: SandboxConfig): GuestView {
         stack: c.stack,
         vmName: c.vm.name,
         users: { agent: c.users.agent, admin: c.users.admin },
-        egressPlan: renderEgressPlan(c.allowlist),
+        egressPlan: renderEgressPlan(c.allowlist, c.projects),
         firewall: { ...c.firewall },
         claude: { ...c.claude },
         packages: guestPackages(c),

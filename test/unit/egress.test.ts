@@ -186,3 +186,73 @@ describe("the schema and the guest's checker agree on every entry", () => {
         expect(check(text.replace("name example.org ", "name Example.org ")).stderr).toMatch(/:6: 'Example.org' is not a lowercase DNS name/);
     });
 });
+
+describe("projects in the plan", () => {
+    const projectsOf = (projects: unknown[], stack: unknown[] = ["*.example.org"]) =>
+        loadConfig("dev", { allowlist: { presets: [], domains: stack }, projects }, host);
+
+    test("a worker's entries get sets of its own; a name lists every set its answers go into, the stack's and the workers'", () => {
+        const c = projectsOf([
+            { name: "web", allowlist: { domains: ["api.example.org", { name: "git.example.net", ports: [22] }], cidrs: ["192.0.2.0/24"] } },
+            { name: "quiet", network: "none" },
+        ]);
+        const [web, quiet] = c.projects.map((p) => p.uid);
+        const plan = planEgress(c.allowlist, c.projects);
+        expect(plan.users).toEqual([...[{ uid: web, network: "allowlist" }, { uid: quiet, network: "none" }]].sort((a, b) => a.uid - b.uid));
+        expect(plan.names.find((n) => n.name === "api.example.org")).toEqual({ name: "api.example.org", scope: "tree", sets: ["ccfw-d-443", `ccfw-${web}-d-443`] });
+        expect(plan.names.find((n) => n.name === "git.example.net")).toEqual({ name: "git.example.net", scope: "only", sets: [`ccfw-${web}-d-22`] });
+        expect(plan.cidrs).toEqual([{ set: `ccfw-${web}-n-443r`, cidr: "192.0.2.0/24" }]);
+        expect(plan.proxy).toContainEqual({ mode: "tls", match: "exact", key: "api.example.org:443", owner: web });
+        // network none: what Claude Code needs (the anthropic preset), as the worker's own
+        expect(plan.proxy).toContainEqual({ mode: "tls", match: "exact", key: "api.anthropic.com:443", owner: quiet });
+        expect(plan.proxy.filter((p) => p.owner === undefined)).toEqual([{ mode: "tls", match: "suffix", key: ".example.org:443" }]);
+        const text = formatEgressPlan(plan);
+        expect(check(text)).toEqual({ code: 0, stdout: "8 names, 1 wildcards, 1 CIDRs\n", stderr: "" });
+    });
+
+    test("a stack without projects plans exactly as before: no user lines, no owners", () => {
+        const c = projectsOf([]);
+        expect(renderEgressPlan(c.allowlist, c.projects)).toBe(renderEgressPlan(c.allowlist));
+        expect(renderEgressPlan(c.allowlist)).not.toMatch(/^user /m);
+    });
+
+    test("bad project egress config: each error names the key and the value", () => {
+        const bad = (projects: unknown[]) => {
+            try {
+                projectsOf(projects);
+            } catch (err) {
+                if (err instanceof ConfigError) return err.message;
+                throw err;
+            }
+            return "";
+        };
+        expect(bad([{ name: "web", network: "open" }])).toMatch(/cc-sandbox:projects\[0\]\.network.*allowlist, none|cc-sandbox:projects\[0\]\.network/);
+        expect(bad([{ name: "web", network: "none", allowlist: { domains: ["example.net"] } }])).toMatch(/cc-sandbox:projects\[0\]\.allowlist: must be empty when network is none/);
+        expect(bad([{ name: "web", allowlist: { domains: ["http://example.net"] } }])).toMatch(/cc-sandbox:projects\[0\]\.allowlist\.domains\[0\]/);
+        expect(bad([{ name: "web", allowlist: { domains: [{ name: "example.net", ports: ["443/raw", 443] }] } }])).toMatch(/cc-sandbox:projects\[0\]\.allowlist\.domains\[0\]\.ports/);
+        expect(bad([{ name: "web", allowlist: { cidrs: ["10.0.0.1/8"] } }])).toMatch(/cc-sandbox:projects\[0\]\.allowlist\.cidrs\[0\]/);
+        expect(bad([{ name: "web", allowlist: { presets: ["nope"] } }])).toMatch(/cc-sandbox:projects\[0\]\.allowlist\.presets\[0\]/);
+        expect(bad([{ name: "web", allowlist: { domains: ["a.example.net"], extra: 1 } }])).toMatch(/cc-sandbox:projects\[0\]\.allowlist/);
+    });
+
+    describe("the guest's checker refuses a worker's lines that do not hold together", () => {
+        const c = projectsOf([{ name: "web", allowlist: { domains: ["api.example.org", "git.example.net"] } }]);
+        const uid = c.projects[0].uid;
+        const good = renderEgressPlan(c.allowlist, c.projects);
+        test.each([
+            ["a worker's set with no user line", good.replace(`user ${uid} allowlist\n`, ""), /belongs to no user declared above/],
+            ["a system user's uid", good.replace(`user ${uid} `, "user 0 "), /not a worker's uid/],
+            ["a uid the proxy address cannot hold", good.replace(`user ${uid} `, "user 70000 "), /not a worker's uid/],
+            ["a mode that is neither", good.replace(`user ${uid} allowlist`, `user ${uid} open`), /no network mode/],
+            ["a user declared twice", good.replace(`user ${uid} allowlist\n`, `user ${uid} allowlist\nuser ${uid} none\n`), /declared twice/],
+            ["a proxy key for an undeclared user", `${good}proxy tls exact git.example.net:443 29999\n`, /no user declared above/],
+            // the stack's set opens 443 for api.example.org, but a key for the worker needs the worker's set
+            ["a worker's key on a name only the stack opens", `${good}proxy tls exact other.example.org:443 ${uid}\n`.replace("name api.example.org tree", "name other.example.org only ccfw-d-443\nname api.example.org tree"), /no name line opens 443\/tls for other\.example\.org in a set of user/],
+            ["a user line after the sets", good.replace(`user ${uid} allowlist\n`, "") + `user ${uid} allowlist\n`, /users first|belongs to no user/],
+        ])("%s", (_what, text, why) => {
+            const r = check(text);
+            expect(r.code).toBe(2);
+            expect(r.stderr).toMatch(why);
+        });
+    });
+});
