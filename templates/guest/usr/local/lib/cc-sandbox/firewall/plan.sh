@@ -32,11 +32,15 @@ readonly awk_rules='
 # load_plan FILE [CONF]: checks every line of the allowlist FILE, an egress plan made on the host
 # (src/render/egress.ts; all errors reported, as FILE:LINE), and, only when all are good and CONF
 # is given, writes the resolver's config to CONF and the plan files:
-#   $work/plan.sets     SET PORTS       one set per distinct port list (d: DNS answers, n: CIDRs)
+#   $work/plan.users    UID MODE        each project worker the plan has rules for (MODE
+#                                       allowlist: the stack's and its own; none: its own only)
+#   $work/plan.sets     SET PORTS       one set per distinct port list and owner (d: DNS answers,
+#                                       n: CIDRs; ccfw-UID-…: that worker's alone)
 #   $work/plan.cidrs    SET CIDR
 #   $work/plan.domains  DOMAIN SET,...  the sets an answer under DOMAIN goes into
-#   $work/plan.proxy    MODE MATCH KEY  what the name-checking proxy lets through: MODE tls or
-#                                       http, MATCH exact (KEY NAME:PORT) or suffix (.NAME:PORT)
+#   $work/plan.proxy    MODE MATCH KEY [UID]  what the name-checking proxy lets through: MODE tls
+#                                       or http, MATCH exact (KEY NAME:PORT) or suffix (.NAME:PORT);
+#                                       with UID, for that worker alone
 # Sets PLAN_COUNTS. The plan is not re-planned here: each line's shape is checked, each set a line
 # names must be declared (and of the right kind), and each proxy key must be a TLS or HTTP port of
 # its name; then the lines are loaded as they are. One awk process, whatever the number of lines.
@@ -74,18 +78,31 @@ load_plan() {
       counts = sprintf("%d names, %d wildcards, %d CIDRs", $2, $3, $4)
       next
     }
+    # a project worker: a uid from 1000 to 65535 (its proxy source address holds it), once
+    $1 == "user" && NF == 3 {
+      if ($2 !~ /^[1-9][0-9]?[0-9]?[0-9]?[0-9]?$/ || $2 + 0 < 1000 || $2 + 0 > 65535) err("'\''" $2 "'\'' is not a worker'\''s uid (1000-65535)")
+      else if ($3 != "allowlist" && $3 != "none") err("'\''" $3 "'\'' is no network mode (allowlist or none)")
+      else if ($2 in user_mode) err("user '\''" $2 "'\'' is declared twice")
+      else if (n_sets) err("user '\''" $2 "'\'' comes after a set: users first")
+      else user_mode[$2] = $3
+      next
+    }
     $1 == "set" && NF == 3 {
-      if ($2 !~ /^ccfw-[dn]-[0-9a-z.]+$/ || length($2) > 31) err("'\''" $2 "'\'' is not a set name (ccfw-d-… or ccfw-n-…, 31 characters at most)")
+      kind = ""; owner = ""
+      if ($2 ~ /^ccfw-[dn]-[0-9a-z.]+$/) kind = substr($2, 6, 1)
+      else if ($2 ~ /^ccfw-[1-9][0-9]*-[dn]-[0-9a-z.]+$/) { owner = $2; sub(/^ccfw-/, "", owner); sub(/-.*/, "", owner); kind = substr($2, 7 + length(owner), 1) }
+      if (kind == "" || length($2) > 31) err("'\''" $2 "'\'' is not a set name (ccfw-d-…, ccfw-n-…, or ccfw-UID-d-… and ccfw-UID-n-… for a worker; 31 characters at most)")
+      else if (owner != "" && !(owner in user_mode)) err("set '\''" $2 "'\'' belongs to no user declared above")
       else if ($2 in set_ports) err("set '\''" $2 "'\'' is declared twice")
-      else if (!valid_ports($3, substr($2, 6, 1))) err("'\''" $3 "'\'' must be a comma list of 1 to 16 TCP ports (1-65535), each once, each /raw, /tls or /http (a network'\''s: /raw)")
-      else set_ports[$2] = $3
+      else if (!valid_ports($3, kind)) err("'\''" $3 "'\'' must be a comma list of 1 to 16 TCP ports (1-65535), each once, each /raw, /tls or /http (a network'\''s: /raw)")
+      else { set_ports[$2] = $3; set_kind[$2] = kind; set_owner[$2] = owner; n_sets++ }
       next
     }
     $1 == "cidr" && NF == 3 {
-      if (!($2 in set_ports) || $2 !~ /^ccfw-n-/) err("'\''" $2 "'\'' is no network set declared above")
+      if (!($2 in set_ports) || set_kind[$2] != "n") err("'\''" $2 "'\'' is no network set declared above")
       else if (!valid_cidr($3, 8)) err("'\''" $3 "'\'' is not an IPv4 CIDR (prefix 8-32, host bits zero)")
-      else if ($3 in cidr) err("'\''" $3 "'\'' is listed twice")
-      else cidr[$3] = $2
+      else if (($2 SUBSEP $3) in cidr) err("'\''" $3 "'\'' is listed twice in '\''" $2 "'\''")
+      else cidr[$2, $3] = 1
       next
     }
     $1 == "name" && NF == 4 {
@@ -93,18 +110,20 @@ load_plan() {
       if ($2 in scope) { err("'\''" $2 "'\'' is listed twice"); next }
       if ($3 != "only" && $3 != "tree" && $3 != "below") { err("'\''" $3 "'\'' is no scope (only, tree or below)"); next }
       k = split($4, a, ","); bad = 0; split("", seen)
-      for (i = 1; i <= k; i++) { if (!(a[i] in set_ports) || a[i] !~ /^ccfw-d-/ || (a[i] in seen)) bad = 1; seen[a[i]] = 1 }
+      for (i = 1; i <= k; i++) { if (!(a[i] in set_ports) || set_kind[a[i]] != "d" || (a[i] in seen)) bad = 1; seen[a[i]] = 1 }
       if (bad) { err("'\''" $4 "'\'' must list name sets declared above, each once"); next }
       scope[$2] = $3; sets[$2] = $4; order[++names] = $2
       next
     }
-    $1 == "proxy" && NF == 4 {
+    $1 == "proxy" && (NF == 4 || NF == 5) {
       if (($2 != "tls" && $2 != "http") || ($3 != "exact" && $3 != "suffix")) { err("'\''" $2 " " $3 "'\'': a proxy key is tls or http, exact or suffix"); next }
       key = $4; port = key; sub(/^.*:/, "", port); n = key; sub(/:[^:]*$/, "", n)
       if ($3 == "suffix") { if (n !~ /^\./) n = "-"; else n = substr(n, 2) }
       if (key !~ /:/ || !valid_name(n) || !valid_port(port)) { err("'\''" key "'\'' is not NAME:PORT (a suffix: .NAME:PORT)"); next }
-      if (key in proxied) { err("'\''" key "'\'' is listed twice"); next }
-      proxied[key] = $2 " " $3; pname[key] = n; pport[key] = port; pline[key] = NR
+      if (NF == 5 && !($5 in user_mode)) { err("'\''" $5 "'\'' is no user declared above"); next }
+      id = key " " $5
+      if (id in proxied) { err("'\''" key "'\'' is listed twice" (NF == 5 ? " for user " $5 : "")); next }
+      proxied[id] = $2 " " $3; pkey[id] = key; pname[id] = n; pport[id] = port; pline[id] = NR; powner[id] = $5
       next
     }
     { err("'\''" $0 "'\'' is no plan line (plan, counts, set, cidr, name or proxy with their fields)") }
@@ -112,25 +131,28 @@ load_plan() {
       if (!version) err("the allowlist is empty: it must start with '\''plan 1'\''", 1)
       else if (!counted && !unversioned) err("no counts line", NR)
       # A proxy key lets a name through on a port only if that name is listed with that port in
-      # that mode: an exact key for a name the resolver answers (not `below`), a suffix key for a
-      # name whose subdomains it answers (not `only`).
-      for (key in proxied) {
-        split(proxied[key], pm, " "); n = pname[key]; ok = 0
+      # that mode, in a set of the key'\''s owner (the stack'\''s, or that worker'\''s): an exact key for a
+      # name the resolver answers (not `below`), a suffix key for a name whose subdomains it
+      # answers (not `only`).
+      for (id in proxied) {
+        split(proxied[id], pm, " "); n = pname[id]; ok = 0
         if ((n in scope) && scope[n] != (pm[2] == "exact" ? "below" : "only")) {
           k = split(sets[n], a, ",")
-          for (i = 1; i <= k; i++) if (("," set_ports[a[i]] ",") ~ ("," pport[key] "/" pm[1] ",")) ok = 1
+          for (i = 1; i <= k; i++) if (set_owner[a[i]] == powner[id] && ("," set_ports[a[i]] ",") ~ ("," pport[id] "/" pm[1] ",")) ok = 1
         }
-        if (!ok) err("'\''" key "'\'': no name line opens " pport[key] "/" pm[1] " for " (pm[2] == "suffix" ? "*." : "") n, pline[key])
+        if (!ok) err("'\''" pkey[id] "'\'': no name line opens " pport[id] "/" pm[1] " for " (pm[2] == "suffix" ? "*." : "") n (powner[id] == "" ? "" : " in a set of user " powner[id]), pline[id])
       }
       if (errors) { printf "cc-sandbox-firewall: %s: %d bad line(s); nothing was changed\n", file, errors > "/dev/stderr"; exit 2 }
       if (conf == "") { print counts; exit 0 }
 
       for (s in set_ports) print s, set_ports[s] > (work "/plan.sets")
       printf "" > (work "/plan.sets")
-      for (c in cidr) print cidr[c], c > (work "/plan.cidrs")
+      for (c in cidr) { split(c, sc, SUBSEP); print sc[1], sc[2] > (work "/plan.cidrs") }
       printf "" > (work "/plan.cidrs")
+      printf "" > (work "/plan.users")
+      for (u in user_mode) print u, user_mode[u] > (work "/plan.users")
       printf "" > (work "/plan.proxy")
-      for (key in proxied) print proxied[key], key > (work "/plan.proxy")
+      for (id in proxied) print proxied[id], pkey[id], powner[id] > (work "/plan.proxy")
       nu = split(ups, up, " ")
       print marker " generated from the allowlist; rewritten on every up/apply" > conf
       print "user=" user "\npid-file=" pidfile "\nno-resolv\nno-hosts\nno-poll\nlisten-address=127.0.0.1" > conf
@@ -146,9 +168,10 @@ load_plan() {
       print counts
     }' "$file") || return 2
   [[ -n $conf ]] || return 0
-  declare -gA set_ports=()
+  declare -gA set_ports=() plan_users=()
   local s p
   while read -r s p; do set_ports[$s]=$p; done <"$work/plan.sets"
+  while read -r s p; do plan_users[$s]=$p; done <"$work/plan.users"
 }
 
 # ---------------------------------------------------------------------------------------------

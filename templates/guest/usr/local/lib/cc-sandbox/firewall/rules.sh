@@ -22,12 +22,14 @@ write_rules() {
   local proxy_uid=$PROXY_UID
   # set_rules CHAIN SET MODES TARGET...: a rule per 15 of the set's ports whose mode is one of MODES
   # (words of raw, tls, http; "*" for all), 15 being multiport's limit; under its temporary name
-  # with "temp".
+  # with "temp". A worker's set (ccfw-UID-…) matches that worker's connections alone, but where
+  # it sends them on to ccfw-via (only root and the proxy pass there).
   set_rules() {
-    local chain=$1 set=$2 name=$2 modes=$3 t chunk
+    local chain=$1 set=$2 name=$2 modes=$3 t chunk owner=
     shift 3
     local -a ports=() tokens
     [[ -z $use_tmp ]] || name=${tmp_of[$set]}
+    [[ ! $set =~ ^ccfw-([0-9]+)- || $1 == ccfw-via ]] || owner=" -m owner --uid-owner ${BASH_REMATCH[1]}"
     IFS=, read -ra tokens <<<"${set_ports[$set]}"
     for t in "${tokens[@]}"; do
       [[ $modes != '*' && " $modes " != *" ${t#*/} "* ]] || ports+=("${t%/*}")
@@ -35,17 +37,27 @@ write_rules() {
     while ((${#ports[@]} > 0)); do
       chunk=$(IFS=,; printf '%s' "${ports[*]:0:15}")
       ports=("${ports[@]:15}")
-      printf -- '-A %s -p tcp -m set --match-set %s dst -m multiport --dports %s -j %s\n' "$chain" "$name" "$chunk" "$*"
+      printf -- '-A %s -p tcp%s -m set --match-set %s dst -m multiport --dports %s -j %s\n' "$chain" "$owner" "$name" "$chunk" "$*"
     done
   }
+  # The stack's sets, and the project workers' own (ccfw-UID-…); the workers with network none.
+  local -a user_cidr_sets=() user_dns_sets=() none_uids=()
   for s in "${!set_ports[@]}"; do
-    [[ $s == ccfw-n-* ]] && cidr_sets+=("$s") || dns_sets+=("$s")
+    case $s in
+      ccfw-n-*) cidr_sets+=("$s") ;;
+      ccfw-d-*) dns_sets+=("$s") ;;
+      ccfw-*-n-*) user_cidr_sets+=("$s") ;;
+      *) user_dns_sets+=("$s") ;;
+    esac
   done
+  for s in "${!plan_users[@]}"; do [[ ${plan_users[$s]} != none ]] || none_uids+=("$s"); done
   {
     printf '%s\n' '*filter' ':INPUT DROP [0:0]' ':FORWARD DROP [0:0]' ':OUTPUT DROP [0:0]' \
       ':ccfw-in - [0:0]' ':ccfw-out - [0:0]' ':ccfw-deny - [0:0]' ':ccfw-via - [0:0]'
     write_lo_chains
-    printf '%s\n' '-A INPUT -j ccfw-in' '-A OUTPUT -j ccfw-out' \
+    # The proxy tells the workers apart by the source address their redirected connections are
+    # given on the way (127.77.x.y, below): nobody may send from one of those addresses itself.
+    printf '%s\n' '-A INPUT -j ccfw-in' '-A OUTPUT -j ccfw-out' "-A ccfw-out -s $worker_net -j ccfw-deny" \
       '-A ccfw-in -i lo -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset' \
       '-A ccfw-in -i lo -j ACCEPT' \
       '-A ccfw-in -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT' \
@@ -72,14 +84,17 @@ write_rules() {
       printf -- '-A ccfw-out -d %s/32 -p %s -m %s --dport 53 -m owner --uid-owner %s -j ACCEPT\n' \
         "$up" udp udp "$resolver_user" "$up" tcp tcp "$resolver_user"
     done
-    # Explicit CIDR entries first: reaching a private network on purpose takes one. Then no address
-    # a DNS answer named may be private, loopback, link-local, multicast or the VM's own network,
+    # Explicit CIDR entries first (a worker's own, then the stack's, which a worker with network
+    # none never gets): reaching a private network on purpose takes one. Then no address a DNS
+    # answer named may be private, loopback, link-local, multicast or the VM's own network,
     # whatever the answer put into the sets (rebinding).
+    for s in "${user_cidr_sets[@]}"; do set_rules ccfw-out "$s" '*' ACCEPT; done
+    for s in "${none_uids[@]}"; do printf -- '-A ccfw-out -m owner --uid-owner %s -j ccfw-deny\n' "$s"; done
     for s in "${cidr_sets[@]}"; do set_rules ccfw-out "$s" '*' ACCEPT; done
     [[ -z $from_link ]] || printf -- '-A ccfw-out -m set --match-set %s dst -j ccfw-deny\n' "$never_set" "$link_set"
     # A name's address: raw ports for anyone; TLS and HTTP ports only through the proxy (every
     # other user's connection there was redirected to it before this table saw it).
-    for s in "${dns_sets[@]}"; do
+    for s in "${dns_sets[@]}" "${user_dns_sets[@]}"; do
       set_rules ccfw-out "$s" raw ACCEPT
       set_rules ccfw-out "$s" 'tls http' ccfw-via
     done
@@ -97,17 +112,34 @@ write_rules() {
     # Connections by any user but root and the proxy's to a name's address on a TLS or HTTP port go
     # to the proxy, which checks the name they ask for. Raw ports, CIDR entries and GitHub's
     # networks are reached by address, and come first: an address in one of them is not redirected.
+    # A worker's own sets send its connections to the proxy as the stack's do; a worker with
+    # network none goes no further (what it did not match is refused by the filter).
     printf '%s\n' '*nat' ':PREROUTING ACCEPT [0:0]' ':INPUT ACCEPT [0:0]' ':OUTPUT ACCEPT [0:0]' ':POSTROUTING ACCEPT [0:0]' \
-      ':ccfw-nat - [0:0]' '-A OUTPUT -p tcp -j ccfw-nat' '-A ccfw-nat -m owner --uid-owner 0 -j RETURN'
+      ':ccfw-nat - [0:0]' ':ccfw-snat - [0:0]' '-A OUTPUT -p tcp -j ccfw-nat' '-A POSTROUTING -p tcp -j ccfw-snat' \
+      '-A ccfw-nat -m owner --uid-owner 0 -j RETURN'
     [[ -z $proxy_uid ]] || printf -- '-A ccfw-nat -m owner --uid-owner %s -j RETURN\n' "$proxy_uid"
+    for s in "${user_cidr_sets[@]}"; do set_rules ccfw-nat "$s" '*' RETURN; done
+    for s in "${user_dns_sets[@]}"; do set_rules ccfw-nat "$s" raw RETURN; done
     for s in "${cidr_sets[@]}"; do set_rules ccfw-nat "$s" '*' RETURN; done
     if [[ $CC_FIREWALL_GITHUB_META == 1 ]]; then
       printf -- '-A ccfw-nat -p tcp -m set --match-set %s dst -m multiport --dports %s -j RETURN\n' "$github_set" "$github_ports"
     fi
     for s in "${dns_sets[@]}"; do set_rules ccfw-nat "$s" raw RETURN; done
-    for s in "${dns_sets[@]}"; do
-      set_rules ccfw-nat "$s" tls REDIRECT --to-ports "$proxy_tls_port"
-      set_rules ccfw-nat "$s" http REDIRECT --to-ports "$proxy_http_port"
+    redirect_rules() {
+      local set=$1
+      set_rules ccfw-nat "$set" tls REDIRECT --to-ports "$proxy_tls_port"
+      set_rules ccfw-nat "$set" http REDIRECT --to-ports "$proxy_http_port"
+    }
+    for s in "${user_dns_sets[@]}"; do redirect_rules "$s"; done
+    for s in "${none_uids[@]}"; do printf -- '-A ccfw-nat -m owner --uid-owner %s -j RETURN\n' "$s"; done
+    for s in "${dns_sets[@]}"; do redirect_rules "$s"; done
+    # Each worker's connection to the proxy leaves with a source address that names it
+    # (127.77.H.L, its uid's two bytes), by which the proxy applies that worker's own names.
+    local address
+    for s in "${!plan_users[@]}"; do
+      worker_address address "$s"
+      printf -- '-A ccfw-snat -d 127.0.0.1/32 -p tcp -m multiport --dports %s,%s -m conntrack --ctstate DNAT -m owner --uid-owner %s -j SNAT --to-source %s\n' \
+        "$proxy_tls_port" "$proxy_http_port" "$s" "$address"
     done
     printf '%s\n' COMMIT
   } >"$1"
@@ -186,9 +218,15 @@ write_lo_chains() {
   printf '%s\n' "-A ccfw-lo-cross -j CONNMARK --or-mark $lo_cross_mark" '-A ccfw-lo-cross -j DROP'
 }
 
+# worker_address VAR UID: VAR set to the source address the proxy knows a project worker's
+# connections by (in $worker_net).
+worker_address() {
+  printf -v "$1" '127.77.%d.%d' $(($2 >> 8)) $(($2 & 255))
+}
+
 # Lockdown: what stays when the config cannot be used. Loopback, SSH in and DHCP only.
 write_rules_lockdown() {
-  declare -gA set_ports=()
+  declare -gA set_ports=() plan_users=()
   upstreams=()
   CC_FIREWALL_GITHUB_META=0
   write_rules "$1"
@@ -221,17 +259,17 @@ write_set_restore() {
   done
   {
     for s in "${!tmp_of[@]}"; do printf 'map %s %s\n' "$s" "${tmp_of[$s]}"; done
-    if [[ $live_sets == *' ccfw-d-'* ]]; then
+    if [[ $live_sets =~ \ ccfw-([0-9]+-)?d- ]]; then
       # Which allowlist domain each address last came from: the resolver logs every set insertion.
       for f in "$resolver_log.1" "$resolver_log"; do
         [[ ! -r $f ]] || awk '$5 == "ipset" && $6 == "add" { print "from", $8, $9 }' "$f"
       done
-      ipset save 2>/dev/null | awk '$1 == "add" && $2 ~ /^ccfw-d-/ { print "live", $3 }'
+      ipset save 2>/dev/null | awk '$1 == "add" && $2 ~ /^ccfw-([0-9]+-)?d-/ { print "live", $3 }'
     fi
   } | awk -v domains="$work/plan.domains" -v cidrs="$work/plan.cidrs" '
     BEGIN {
       while ((getline line < domains) > 0) { split(line, f, " "); sets_of[f[1]] = f[2] }
-      while ((getline line < cidrs) > 0) { split(line, f, " "); cidr_set[f[2]] = f[1] }
+      while ((getline line < cidrs) > 0) { split(line, f, " "); cidr_in[++n_cidrs] = f[1] " " f[2] }
     }
     $1 == "map" { tmp[$2] = $3; next }
     # Every domain an address came from (several names share a CDN address): it stays while any
@@ -240,10 +278,10 @@ write_set_restore() {
     $1 == "live" && !($2 in seen) { seen[$2] = 1; live[++n] = $2 }
     END {
       for (s in tmp) {
-        printf "create %s %s family inet hashsize 1024 maxelem 65536\n", tmp[s], (s ~ /^ccfw-d-/ ? "hash:ip" : "hash:net")
+        printf "create %s %s family inet hashsize 1024 maxelem 65536\n", tmp[s], (s ~ /^ccfw-([0-9]+-)?d-/ ? "hash:ip" : "hash:net")
         if (tmp[s] == s) printf "flush %s\n", s # loaded under its final name (-exist): start empty
       }
-      for (c in cidr_set) printf "add %s %s\n", tmp[cidr_set[c]], c
+      for (c = 1; c <= n_cidrs; c++) { split(cidr_in[c], f, " "); printf "add %s %s\n", tmp[f[1]], f[2] }
       for (i = 1; i <= n; i++) {
         split("", added)
         nd = split(domains_of[live[i]], ds, " ")
@@ -283,7 +321,7 @@ swap_sets() {
 destroy_unused_sets() {
   local s cmds=
   for s in $live_sets; do
-    [[ $s == ccfw-[dn]-* && -z ${set_ports[$s]:-} ]] && cmds+="destroy $s"$'\n'
+    [[ $s =~ ^ccfw-([0-9]+-)?[dn]- && -z ${set_ports[$s]:-} ]] && cmds+="destroy $s"$'\n'
   done
   [[ -z $cmds ]] || ipset restore <<<"$cmds" 2>/dev/null || log "warning: could not remove unused sets"
 }

@@ -27,7 +27,7 @@ live_rules() {
 live_state() {
   local conf='' pid cmdline=''
   live_rules
-  ipset save 2>/dev/null | awk -v never="$never_set" '($1 == "create" || $1 == "add") && ($2 == never || $2 ~ /^ccfw-n-/)' | sort
+  ipset save 2>/dev/null | awk -v never="$never_set" '($1 == "create" || $1 == "add") && ($2 == never || $2 ~ /^ccfw-([0-9]+-)?n-/)' | sort
   IFS= read -rd '' conf 2>/dev/null <"$resolver_conf" || true
   printf '%s' "$conf"
   local -a args=()

@@ -1,0 +1,209 @@
+/**
+ * Per-project egress, attacked: each project's worker reaches the stack's allowlist and its own
+ * entries, nothing of another project's, and a worker with `network: none` only what Claude Code
+ * itself needs. The harness's internet is a CDN (several names on one address, servers that answer
+ * any server name), so a name is what decides, not an address. Every attack is paired with the
+ * allowed work that goes through the same path. Needs root (see test/README.md).
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { parse, stringify } from "yaml";
+import { loadConfig } from "../../src/config/load";
+import { projectUid } from "../../src/config/projects";
+import { renderEgressPlan } from "../../src/render/egress";
+import { tempDir } from "../helpers";
+import { Harness, makeTestHome, repoRoot, waitFor } from "./lib";
+
+const records = `
+shared.test.example       A  198.51.100.10
+webonly.test.example      A  198.51.100.10
+apionly.test.example      A  198.51.100.10
+a.webwild.test.example    A  198.51.100.30
+webraw.test.example       A  198.51.100.40
+api.anthropic.com         A  198.51.100.50
+stackraw.test.example     A  198.51.100.60
+cidrhost.test.example     A  198.51.100.70
+`;
+
+const web = projectUid("web");
+const api = projectUid("api");
+const quiet = projectUid("quiet");
+
+type Projects = Record<string, unknown>[];
+const projects: Projects = [
+    { name: "web", allowlist: { domains: [{ name: "webonly.test.example", ports: [443, 80] }, "*.webwild.test.example", { name: "webraw.test.example", ports: ["8080/raw"] }] } },
+    { name: "api", allowlist: { domains: [{ name: "apionly.test.example", ports: [443, 80] }] } },
+    { name: "quiet", network: "none" },
+];
+const stackAllowlist = { presets: [], domains: ["shared.test.example", { name: "stackraw.test.example", ports: ["8080/raw"] }], cidrs: [{ cidr: "198.51.100.70/32", ports: [22] }] };
+
+let h: Harness;
+let home: string;
+
+/** The allowlist file (egress plan) the program renders for the stack's allowlist and PROJECTS. */
+function planFor(list: Projects): string {
+    const c = loadConfig("harness", { allowlist: stackAllowlist, projects: list } as never, { home, readFile: (f: string) => fs.readFileSync(f, "utf8") });
+    return renderEgressPlan(c.allowlist, c.projects);
+}
+
+function writeStack(dir: string): string {
+    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
+    doc.config["cc-sandbox:allowlist"] = stackAllowlist;
+    doc.config["cc-sandbox:projects"] = projects;
+    const file = path.join(dir, "Pulumi.projectegress.yaml");
+    fs.writeFileSync(file, stringify(doc));
+    return file;
+}
+
+/** The banner USER gets over TLS from NAME (at ADDRESS, if given), "" when refused. */
+const tls = async (user: string, name: string, connect?: string) => (await h.tls(name, { user, ...(connect ? { connect } : {}) })).stdout;
+const ok = (address: string, name: string) => `ok ${address} 443 sni=${name}\n`;
+/** A raw TCP connection as USER to ADDRESS:PORT: the banner, or bash's error. */
+const raw = async (user: string, address: string, port: number) =>
+    (await h.exec(`timeout 4 bash -c 'exec 3<>/dev/tcp/${address}/${port} && head -1 <&3' 2>&1`, { user })).stdout;
+/** An HTTP request as USER to ADDRESS:80 with HOST: the answer's first line. */
+const http = async (user: string, address: string, host: string) =>
+    (await h.exec(`exec 3<>/dev/tcp/${address}/80 && printf 'GET / HTTP/1.1\\r\\nHost: ${host}\\r\\nConnection: close\\r\\n\\r\\n' >&3 && timeout 3 cat <&3`, { user })).stdout;
+const workerAddress = (uid: number) => `127.77.${uid >> 8}.${uid & 255}`;
+
+beforeAll(async () => {
+    const dir = tempDir("ccfw-projegress-");
+    home = makeTestHome(dir);
+    h = await Harness.start({ config: writeStack(dir), records, home });
+    const add = await h.root(`cc-sandbox-project add web ${web} && cc-sandbox-project add api ${api} && cc-sandbox-project add quiet ${quiet}`);
+    if (add.code !== 0) throw new Error(`adding the projects failed: ${add.stderr}`);
+    // What a client does before it connects: the names' addresses enter the firewall's sets.
+    expect((await h.exec("getent ahostsv4 shared.test.example stackraw.test.example webonly.test.example apionly.test.example a.webwild.test.example webraw.test.example api.anthropic.com >/dev/null")).code).toBe(0);
+}, 180000);
+
+afterAll(async () => {
+    await h?.stop();
+});
+
+test("the plan the guest runs holds each worker and its own entries", async () => {
+    const installed = (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
+    expect(installed).toBe(planFor(projects));
+    expect(installed).toContain(`user ${quiet} none\n`);
+    expect(installed).toContain(`proxy tls exact webonly.test.example:443 ${web}\n`);
+});
+
+test("allowed: each worker reaches the stack's names and its own, by name, on its ports", async () => {
+    for (const user of ["cc-web", "cc-api", "agent"]) {
+        expect(await tls(user, "shared.test.example")).toBe(ok("198.51.100.10", "shared.test.example"));
+        expect(await raw(user, "198.51.100.60", 8080)).toBe("ok 198.51.100.60 8080\n");
+        expect(await raw(user, "198.51.100.70", 22)).toBe("ok 198.51.100.70 22\n");
+    }
+    expect(await tls("cc-web", "webonly.test.example")).toBe(ok("198.51.100.10", "webonly.test.example"));
+    expect(await tls("cc-web", "a.webwild.test.example")).toBe(ok("198.51.100.30", "a.webwild.test.example"));
+    expect(await raw("cc-web", "198.51.100.40", 8080)).toBe("ok 198.51.100.40 8080\n");
+    expect(await tls("cc-api", "apionly.test.example")).toBe(ok("198.51.100.10", "apionly.test.example"));
+    expect(await tls("cc-quiet", "api.anthropic.com")).toBe(ok("198.51.100.50", "api.anthropic.com"));
+    expect(await http("cc-web", "198.51.100.10", "webonly.test.example")).toContain("ok 198.51.100.10 80 host=webonly.test.example");
+    expect(await http("cc-api", "198.51.100.10", "apionly.test.example")).toContain("ok 198.51.100.10 80 host=apionly.test.example");
+});
+
+test("attack: a worker asks for another project's name, on the shared address or its own, and is refused", async () => {
+    expect(await tls("cc-api", "webonly.test.example", "198.51.100.10")).toBe("");
+    expect(await tls("cc-api", "webonly.test.example")).toBe("");
+    expect(await tls("cc-web", "apionly.test.example", "198.51.100.10")).toBe("");
+    expect(await tls("cc-api", "a.webwild.test.example")).toBe("");
+    expect(await raw("cc-api", "198.51.100.40", 8080)).not.toContain("ok ");
+    // over HTTP, the Host decides in the same way
+    expect(await http("cc-api", "198.51.100.10", "webonly.test.example")).not.toContain("ok ");
+    expect(await http("cc-web", "198.51.100.10", "apionly.test.example")).not.toContain("ok ");
+    // and the log says which worker asked
+    expect((await h.root("cat /var/log/cc-sandbox/proxy.log")).stdout).toMatch(/why=name-not-allowed name=webonly\.test\.example port=443 dst=198\.51\.100\.10 /);
+});
+
+test("attack: the agent reaches no project's own names, and none of Claude Code's names it does not allowlist", async () => {
+    expect(await tls("agent", "webonly.test.example", "198.51.100.10")).toBe("");
+    expect(await tls("agent", "apionly.test.example")).toBe("");
+    expect(await tls("agent", "a.webwild.test.example")).toBe("");
+    expect(await raw("agent", "198.51.100.40", 8080)).not.toContain("ok ");
+    expect(await tls("agent", "api.anthropic.com")).toBe("");
+});
+
+test("attack: a worker with network none reaches nothing of the stack's, by name, by address or raw", async () => {
+    expect(await tls("cc-quiet", "shared.test.example")).toBe("");
+    expect(await tls("cc-quiet", "shared.test.example", "198.51.100.10")).toBe("");
+    expect(await tls("cc-quiet", "webonly.test.example")).toBe("");
+    expect(await raw("cc-quiet", "198.51.100.10", 443)).not.toContain("ok ");
+    expect(await raw("cc-quiet", "198.51.100.40", 8080)).not.toContain("ok ");
+    expect(await raw("cc-quiet", "198.51.100.60", 8080)).not.toContain("ok ");
+    expect(await raw("cc-quiet", "198.51.100.70", 22)).not.toContain("ok ");
+    // what it may reach, it reaches by name only: another name sent to Claude Code's address is refused
+    expect(await tls("cc-quiet", "shared.test.example", "198.51.100.50")).toBe("");
+});
+
+test("attack: sending from another worker's proxy address (to the proxy or out) is refused; the real one works", async () => {
+    const asApi = workerAddress(api);
+    for (const [user, target] of [
+        ["cc-web", "127.0.0.1:913"],
+        ["cc-quiet", "127.0.0.1:913"],
+        ["agent", "127.0.0.1:913"],
+        ["cc-web", "198.51.100.10:443"],
+    ] as const) {
+        const r = await h.exec(`timeout 4 socat -u OPEN:/dev/null TCP4:${target},bind=${asApi} 2>&1; echo rc=$?`, { user });
+        expect([user, target, r.stdout]).toEqual([user, target, expect.stringMatching(/refused|rc=1/)]);
+        expect(r.stdout).not.toMatch(/rc=0/);
+    }
+    expect(await tls("cc-api", "apionly.test.example")).toBe(ok("198.51.100.10", "apionly.test.example"));
+});
+
+test("apply: a name taken from one project cuts that worker's open connection to it at once, and the other project's stays", async () => {
+    const before = planFor(projects);
+    const narrowed = planFor([{ name: "web", allowlist: { domains: ["*.webwild.test.example", { name: "webraw.test.example", ports: ["8080/raw"] }] } }, projects[1], projects[2]]);
+    await h.root("rm -f /tmp/pe-go /tmp/pe-web-ready /tmp/pe-api-ready");
+    const webConn = h.tls("webonly.test.example", { user: "cc-web", hold: "/tmp/pe-go", ready: "/tmp/pe-web-ready" });
+    const apiConn = h.tls("apionly.test.example", { user: "cc-api", hold: "/tmp/pe-go", ready: "/tmp/pe-api-ready" });
+    expect(await waitFor(async () => (await h.exec("test -e /tmp/pe-web-ready && test -e /tmp/pe-api-ready")).code === 0, 10000)).toBe(true);
+    try {
+        expect((await h.root("cc-sandbox-firewall apply -", { input: narrowed })).code).toBe(0);
+        await h.root("touch /tmp/pe-go");
+        expect((await webConn).stdout).toBe(`${ok("198.51.100.10", "webonly.test.example")}echo:\n`);
+        expect((await apiConn).stdout).toBe(`${ok("198.51.100.10", "apionly.test.example")}echo:still-here\n`);
+        expect(await tls("cc-web", "webonly.test.example")).toBe("");
+        expect(await tls("cc-web", "a.webwild.test.example")).toBe(ok("198.51.100.30", "a.webwild.test.example"));
+    } finally {
+        await h.root("rm -f /tmp/pe-go /tmp/pe-web-ready /tmp/pe-api-ready");
+        await h.root("cc-sandbox-firewall apply -", { input: before });
+    }
+    expect(await tls("cc-web", "webonly.test.example")).toBe(ok("198.51.100.10", "webonly.test.example"));
+}, 40000);
+
+test("apply: raw connections are judged per worker: a project's dropped entry and a switch to none cut that worker's alone", async () => {
+    const before = planFor(projects);
+    const after = planFor([{ name: "web", allowlist: { domains: [{ name: "webonly.test.example", ports: [443, 80] }] } }, { name: "api", network: "none" }, projects[2]]);
+    // each holder reads the banner, waits, then sends a line: "rc=0" (echoed: open) or "rc=1" (cut)
+    const hold = (user: string, address: string, tag: string) =>
+        h.exec(
+            `exec 3<>/dev/tcp/${address}/8080 && head -1 <&3 >/dev/null && touch /tmp/pe-${tag}-ready && while [ ! -e /tmp/pe-raw-go ]; do sleep 0.1; done; ` +
+                "printf 'x\\n' >&3 2>/dev/null; read -r -t 2 _ <&3; echo rc=$?",
+            { user },
+        );
+    await h.root("rm -f /tmp/pe-*");
+    const holders = {
+        webOwn: hold("cc-web", "198.51.100.40", "web-own"),
+        webStack: hold("cc-web", "198.51.100.60", "web-stack"),
+        apiStack: hold("cc-api", "198.51.100.60", "api-stack"),
+        agentStack: hold("agent", "198.51.100.60", "agent-stack"),
+    };
+    const tags = ["web-own", "web-stack", "api-stack", "agent-stack"];
+    expect(await waitFor(async () => (await h.exec(tags.map((t) => `test -e /tmp/pe-${t}-ready`).join(" && "))).code === 0, 10000)).toBe(true);
+    try {
+        expect((await h.root("cc-sandbox-firewall apply -", { input: after })).code).toBe(0);
+        await h.root("touch /tmp/pe-raw-go");
+        expect({
+            webOwn: (await holders.webOwn).stdout,
+            webStack: (await holders.webStack).stdout,
+            apiStack: (await holders.apiStack).stdout,
+            agentStack: (await holders.agentStack).stdout,
+        }).toEqual({ webOwn: "rc=1\n", webStack: "rc=0\n", apiStack: "rc=1\n", agentStack: "rc=0\n" });
+        // and new connections follow: api (now none) reaches Claude Code's names only
+        expect(await tls("cc-api", "shared.test.example")).toBe("");
+        expect(await tls("cc-api", "api.anthropic.com")).toBe(ok("198.51.100.50", "api.anthropic.com"));
+    } finally {
+        await h.root("rm -f /tmp/pe-*");
+        await h.root("cc-sandbox-firewall apply -", { input: before });
+    }
+}, 40000);
