@@ -119,7 +119,7 @@ export class Sandbox extends pulumi.ComponentResource {
 
         // What changes in place on the running guest: each runs again with its new stdin, and on a
         // new VM (triggers).
-        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[]) => {
+        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[], after: pulumi.Resource[] = []) => {
             const guestStep: StepPlans["guest"] & StepPlans["guest-undo"] = { ...plan, command: ["sudo", ...argv], undo: undo ? ["sudo", ...undo] : undefined };
             return new command.local.Command(
                 `${name}-${suffix}`,
@@ -133,7 +133,7 @@ export class Sandbox extends pulumi.ComponentResource {
                 },
                 // Replaced (a new VM), the old one's undo runs before the new one's create, never
                 // after it in the same guest.
-                { parent: this, dependsOn: [this.vm, ...this.mounts], deleteBeforeReplace: !!undo },
+                { parent: this, dependsOn: [this.vm, ...this.mounts, ...after], deleteBeforeReplace: !!undo },
             );
         };
         this.allowlist = inGuest("allowlist", rendered.allowlist, ["/usr/local/sbin/cc-sandbox-firewall", "apply", "-"]);
@@ -150,7 +150,10 @@ export class Sandbox extends pulumi.ComponentResource {
         );
 
         // Each project's worker comes and goes with its own resource: in place, the others untouched.
-        this.projects = c.projects.map((p) => inGuest(`project-${p.name}`, projectSpec(p), [projectTool, "add", p.name, String(p.uid), "-"], [projectTool, "remove", p.name]));
+        // Its egress is in the allowlist's plan, applied first: the setup hook already runs under it.
+        this.projects = c.projects.map((p) =>
+            inGuest(`project-${p.name}`, projectSpec(p), [projectTool, "add", p.name, String(p.uid), "-"], [projectTool, "remove", p.name], [this.allowlist]),
+        );
 
         const ssh = driver.sshTarget(c);
         this.sshCommand = this.ip.apply((ip) => sshArgv(ssh, c.users.agent, ip).map(shellQuote).join(" "));

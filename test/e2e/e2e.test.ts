@@ -5,7 +5,7 @@
  * software emulation, inside a network namespace with no route out; cloud-init installs the layers;
  * the guest's own cc-sandbox-verify passes. Then what only 24.04 can show (the AppArmor profile
  * bubblewrap needs, systemd-resolved shut out, netplan), a project's worker confined in the VM, an
- * in-place allowlist change and project added, a no-op update, a reboot (cloud-init kept out of it),
+ * in-place allowlist change and project added (a name only its worker reaches), a no-op update, a reboot (cloud-init kept out of it),
  * and destroy; the VM is first made by a `pulumi up` that is killed while creating and run again,
  * and destroyed after it has been deleted behind Pulumi's back and made again.
  *
@@ -343,6 +343,8 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     fs.writeFileSync(world.stackFile, stack.replace("      - allowed.test.example\n", "      - new.test.example\n"));
     // And a second project.
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].name", "docs", "-s", "ci"]), "config set second project");
+    // whose worker alone keeps the name the stack no longer allows
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].allowlist.domains[0]", "allowed.test.example", "-s", "ci"]), "config set the project's allowlist");
     const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
     const webProcess = (await inGuest("sudo pgrep -u cc-web -x sleep", { admin: true })).stdout.trim();
     expect(webProcess).toMatch(/^\d+$/);
@@ -360,6 +362,10 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     expect(await banner("new.test.example")).toBe(`ok ${hosts["new.test.example"]} 443 host=new.test.example sni=new.test.example`);
     expect(await banner("allowed.test.example")).not.toMatch(/^ok /);
     expect(await banner(hosts["allowed.test.example"])).not.toMatch(/^ok /);
+    // Per-project egress: the docs worker reaches its own name, by name; the web worker does not.
+    const asWorkerCurl = async (project: string) => (await asWorker(project, "curl -sSk --max-time 6 https://allowed.test.example/ 2>&1 || true")).stdout.split("\n")[0];
+    expect(await asWorkerCurl("docs")).toBe(`ok ${hosts["allowed.test.example"]} 443 host=allowed.test.example sni=allowed.test.example`);
+    expect(await asWorkerCurl("web")).not.toMatch(/^ok /);
     // The guest names the policy in force as the stack's output does.
     const before = String(outputs.policy);
     await readOutputs();

@@ -365,9 +365,12 @@ describe("projects", () => {
         const fewer = await runProgram("alice", withProjects(["api"]));
         for (const other of [more, fewer]) {
             expect(byName(other, "-vm").inputs.triggers).toEqual(byName(run, "-vm").inputs.triggers);
-            expect(byName(other, "-vm").inputs.stdin).toEqual(byName(run, "-vm").inputs.stdin);
             expect(byName(other, "-project-api").inputs).toEqual(byName(run, "-project-api").inputs);
+            // Each worker's egress is in the allowlist's plan, which is pushed in place.
+            expect(byName(other, "-allowlist").inputs.stdin).not.toEqual(byName(run, "-allowlist").inputs.stdin);
         }
+        expect(byName(more, "-allowlist").inputs.stdin).toMatch(/^user 2\d{4} allowlist$/m);
+        expect(byName(more, "-allowlist").inputs.stdin.match(/^user /gm)).toHaveLength(3);
         expect(fewer.resources.filter((r) => /-project-(web|docs)$/.test(r.name))).toEqual([]);
     });
 });
