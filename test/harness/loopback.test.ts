@@ -6,8 +6,12 @@
  * admin and the system's services (the resolver, the proxy) stay reachable as before.
  * Needs root (see test/README.md).
  */
+import * as fs from "fs";
+import * as path from "path";
+import { parse, stringify } from "yaml";
 import { projectUid } from "../../src/config/projects";
-import { Harness, RunResult } from "./lib";
+import { tempDir } from "../helpers";
+import { Harness, repoRoot, RunResult } from "./lib";
 
 const records = `
 allowed.test.example     A   198.51.100.10
@@ -38,8 +42,17 @@ const web = projectUid("web");
 const api = projectUid("api");
 const docs = projectUid("docs");
 
+/** The ci stack with the three projects this test adds: each worker's egress is in the plan. */
+function writeStack(dir: string): string {
+    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
+    doc.config["cc-sandbox:projects"] = [{ name: "web" }, { name: "api" }, { name: "docs" }];
+    const file = path.join(dir, "Pulumi.loopback.yaml");
+    fs.writeFileSync(file, stringify(doc));
+    return file;
+}
+
 beforeAll(async () => {
-    h = await Harness.start({ stack: "ci", records });
+    h = await Harness.start({ config: writeStack(tempDir("ccfw-loopback-")), records });
     const add = await h.root(`cc-sandbox-project add web ${web} && cc-sandbox-project add api ${api}`);
     if (add.code !== 0) throw new Error(`adding the projects failed: ${add.stderr}`);
     await serve("agent", "127.0.0.1", 3000);

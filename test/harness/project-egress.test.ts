@@ -207,3 +207,11 @@ test("apply: raw connections are judged per worker: a project's dropped entry an
         await h.root("cc-sandbox-firewall apply -", { input: before });
     }
 }, 40000);
+
+test("status (and so cc-sandbox-verify) fails for a worker the allowlist in force has no egress rules for", async () => {
+    expect((await h.root("cc-sandbox-project status | sort")).stdout).toBe("ok      api (cc-api)\nok      quiet (cc-quiet)\nok      web (cc-web)\n");
+    const stray = projectUid("stray");
+    const r = await h.root(`cc-sandbox-project add stray ${stray} && cc-sandbox-project status stray; echo rc=$?; cc-sandbox-project remove stray`);
+    expect(r.stdout).toContain(`FAIL    stray: the allowlist in force has no egress rules for uid ${stray} (pulumi up pushes the one that does)\nrc=3\n`);
+    expect((await h.root("cc-sandbox-project status >/dev/null; echo rc=$?")).stdout).toBe("rc=0\n");
+});
