@@ -60,7 +60,7 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
  * What `cc-sandbox-project add NAME UID -` reads on stdin: each hook base64-encoded on a line of its
  * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way.
  */
-export function projectSpec(p: Project): string {
+export function projectSpec(p: Partial<Project>): string {
     const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
     return line("setup", p.setup) + line("cleanup", p.cleanup);
 }
