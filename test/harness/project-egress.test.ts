@@ -23,6 +23,7 @@ webraw.test.example       A  198.51.100.40
 api.anthropic.com         A  198.51.100.50
 stackraw.test.example     A  198.51.100.60
 cidrhost.test.example     A  198.51.100.70
+webnet.test.example       A  198.51.100.80
 `;
 
 const web = projectUid("web");
@@ -31,11 +32,22 @@ const quiet = projectUid("quiet");
 
 type Projects = Record<string, unknown>[];
 const projects: Projects = [
-    { name: "web", allowlist: { domains: [{ name: "webonly.test.example", ports: [443, 80] }, "*.webwild.test.example", { name: "webraw.test.example", ports: ["8080/raw"] }] } },
+    {
+        name: "web",
+        allowlist: {
+            domains: [{ name: "webonly.test.example", ports: [443, 80] }, "*.webwild.test.example", { name: "webraw.test.example", ports: ["8080/raw"] }],
+            cidrs: [{ cidr: "198.51.100.80/32", ports: [22] }],
+        },
+    },
     { name: "api", allowlist: { domains: [{ name: "apionly.test.example", ports: [443, 80] }] } },
     { name: "quiet", network: "none" },
 ];
-const stackAllowlist = { presets: [], domains: ["shared.test.example", { name: "stackraw.test.example", ports: ["8080/raw"] }], cidrs: [{ cidr: "198.51.100.70/32", ports: [22] }] };
+// shared.test.example is also a TLS name on 913, the proxy's own port (an attack below).
+const stackAllowlist = {
+    presets: [],
+    domains: [{ name: "shared.test.example", ports: [443, "913/tls"] }, { name: "stackraw.test.example", ports: ["8080/raw"] }],
+    cidrs: [{ cidr: "198.51.100.70/32", ports: [22] }],
+};
 
 let h: Harness;
 let home: string;
@@ -96,6 +108,7 @@ test("allowed: each worker reaches the stack's names and its own, by name, on it
     expect(await tls("cc-web", "webonly.test.example")).toBe(ok("198.51.100.10", "webonly.test.example"));
     expect(await tls("cc-web", "a.webwild.test.example")).toBe(ok("198.51.100.30", "a.webwild.test.example"));
     expect(await raw("cc-web", "198.51.100.40", 8080)).toBe("ok 198.51.100.40 8080\n");
+    expect(await raw("cc-web", "198.51.100.80", 22)).toBe("ok 198.51.100.80 22\n");
     expect(await tls("cc-api", "apionly.test.example")).toBe(ok("198.51.100.10", "apionly.test.example"));
     expect(await tls("cc-quiet", "api.anthropic.com")).toBe(ok("198.51.100.50", "api.anthropic.com"));
     expect(await http("cc-web", "198.51.100.10", "webonly.test.example")).toContain("ok 198.51.100.10 80 host=webonly.test.example");
@@ -108,6 +121,7 @@ test("attack: a worker asks for another project's name, on the shared address or
     expect(await tls("cc-web", "apionly.test.example", "198.51.100.10")).toBe("");
     expect(await tls("cc-api", "a.webwild.test.example")).toBe("");
     expect(await raw("cc-api", "198.51.100.40", 8080)).not.toContain("ok ");
+    expect(await raw("cc-api", "198.51.100.80", 22)).not.toContain("ok ");
     // over HTTP, the Host decides in the same way
     expect(await http("cc-api", "198.51.100.10", "webonly.test.example")).not.toContain("ok ");
     expect(await http("cc-web", "198.51.100.10", "apionly.test.example")).not.toContain("ok ");
@@ -120,7 +134,9 @@ test("attack: the agent reaches no project's own names, and none of Claude Code'
     expect(await tls("agent", "apionly.test.example")).toBe("");
     expect(await tls("agent", "a.webwild.test.example")).toBe("");
     expect(await raw("agent", "198.51.100.40", 8080)).not.toContain("ok ");
+    expect(await raw("agent", "198.51.100.80", 22)).not.toContain("ok ");
     expect(await tls("agent", "api.anthropic.com")).toBe("");
+    expect(await http("agent", "198.51.100.10", "webonly.test.example")).not.toContain("ok ");
 });
 
 test("attack: a worker with network none reaches nothing of the stack's, by name, by address or raw", async () => {
@@ -131,6 +147,8 @@ test("attack: a worker with network none reaches nothing of the stack's, by name
     expect(await raw("cc-quiet", "198.51.100.40", 8080)).not.toContain("ok ");
     expect(await raw("cc-quiet", "198.51.100.60", 8080)).not.toContain("ok ");
     expect(await raw("cc-quiet", "198.51.100.70", 22)).not.toContain("ok ");
+    expect(await raw("cc-quiet", "198.51.100.80", 22)).not.toContain("ok ");
+    expect(await http("cc-quiet", "198.51.100.10", "shared.test.example")).not.toContain("ok ");
     // what it may reach, it reaches by name only: another name sent to Claude Code's address is refused
     expect(await tls("cc-quiet", "shared.test.example", "198.51.100.50")).toBe("");
 });
@@ -148,6 +166,33 @@ test("attack: sending from another worker's proxy address (to the proxy or out) 
         expect(r.stdout).not.toMatch(/rc=0/);
     }
     expect(await tls("cc-api", "apionly.test.example")).toBe(ok("198.51.100.10", "apionly.test.example"));
+});
+
+test("attack: a connection to the proxy itself, not redirected there, is refused before it is judged (no worker's address, so no worker's limits)", async () => {
+    // shared.test.example is a TLS name on 913 in the stack's allowlist: straight to the proxy's own
+    // port, the network-none worker would be taken for a stack user.
+    await h.tls("127.0.0.1", { user: "cc-quiet", port: 913, sni: "shared.test.example", insecure: true });
+    await h.tls("127.0.0.1", { user: "agent", port: 913, sni: "shared.test.example", insecure: true });
+    expect((await h.root("cat /var/log/cc-sandbox/proxy.log")).stdout).not.toMatch(/port=913 dst=127\.0\.0\.1 /);
+    // the same name on 443, redirected, is judged as ever
+    expect(await tls("agent", "shared.test.example")).toBe(ok("198.51.100.10", "shared.test.example"));
+    expect(await tls("cc-quiet", "shared.test.example")).toBe("");
+});
+
+test("attack: a connection slot another user's connection just lost to a reset is not taken over", async () => {
+    // cc-web holds a raw connection to its own address from a port of its choosing; the server
+    // resets it; the agent connects from that same port to the same place at once. conntrack takes
+    // that SYN into the entry it still holds for cc-web (closed by the other side's reset).
+    const from = h.guestAddress;
+    const victim = h.exec(`sleep 5 | socat - TCP4:198.51.100.40:8080,bind=${from}:40003 2>&1`, { user: "cc-web" });
+    expect(await waitFor(async () => /40003/.test((await h.internet("ss -Htn state established '( sport = :8080 )'")).stdout), 5000)).toBe(true);
+    await h.internet("ss -K '( sport = :8080 and dport = :40003 )'");
+    expect((await victim).stdout).toBe("ok 198.51.100.40 8080\n");
+    const taken = await h.exec(`timeout 4 socat -T3 - TCP4:198.51.100.40:8080,bind=${from}:40003,reuseaddr </dev/null 2>&1; echo rc=$?`);
+    expect(taken.stdout).not.toContain("ok 198.51.100.40");
+    expect(taken.stdout).toMatch(/refused/);
+    // cc-web's own next connection, from another port, works
+    expect(await raw("cc-web", "198.51.100.40", 8080)).toBe("ok 198.51.100.40 8080\n");
 });
 
 test("apply: a name taken from one project cuts that worker's open connection to it at once, and the other project's stays", async () => {
@@ -211,7 +256,11 @@ test("apply: raw connections are judged per worker: a project's dropped entry an
 test("status (and so cc-sandbox-verify) fails for a worker the allowlist in force has no egress rules for", async () => {
     expect((await h.root("cc-sandbox-project status | sort")).stdout).toBe("ok      api (cc-api)\nok      quiet (cc-quiet)\nok      web (cc-web)\n");
     const stray = projectUid("stray");
-    const r = await h.root(`cc-sandbox-project add stray ${stray} && cc-sandbox-project status stray; echo rc=$?; cc-sandbox-project remove stray`);
+    const r = await h.root(`cc-sandbox-project add stray ${stray} && cc-sandbox-project status stray; echo rc=$?`);
     expect(r.stdout).toContain(`FAIL    stray: the allowlist in force has no egress rules for uid ${stray} (pulumi up pushes the one that does)\nrc=3\n`);
+    // and such a worker (a project removed from the plan and not yet from the guest) reaches nothing
+    expect(await tls("cc-stray", "shared.test.example")).toBe("");
+    expect(await raw("cc-stray", "198.51.100.60", 8080)).not.toContain("ok ");
+    await h.root("cc-sandbox-project remove stray");
     expect((await h.root("cc-sandbox-project status >/dev/null; echo rc=$?")).stdout).toBe("rc=0\n");
 });

@@ -83,6 +83,8 @@ restore_resolv_conf() {
 # proxy (no reload, so open connections stay with the process that checked them).
 #   - TLS: waits up to 5 s for a ClientHello; no hello, no server name, or a name whose NAME:PORT is
 #     in neither list: refused. (An encrypted ClientHello is judged by its outer name.)
+#   - Only connections the firewall redirected are judged: one made to the proxy itself (its
+#     original destination on loopback) is refused before it says anything.
 #   - A project worker's connection arrives from its own address (127.77.H.L, given on the way by
 #     the firewall's nat table, which no one can send from): NAME:PORT@ADDRESS in the workers'
 #     lists lets that worker alone through; the stack's lists let it through unless its network is
@@ -113,6 +115,7 @@ write_proxy_conf() {
       'resolvers filter' '  nameserver filter 127.0.0.1:53' '  accepted_payload_size 1232' '  resolve_retries 2' \
       '  timeout resolve 1s' '  timeout retry 1s' '  hold valid 10s' '  hold nx 1s' '  hold other 1s' '  hold refused 1s' '  hold timeout 1s' '  hold obsolete 1s' \
       'frontend tls' '  mode tcp' "  bind 127.0.0.1:$proxy_tls_port" "  log-format \"$fmt\"" \
+      '  tcp-request connection reject if { dst 127.0.0.0/8 }' \
       '  tcp-request inspect-delay 5s' \
       '  tcp-request content set-var(txn.odst) dst' '  tcp-request content set-var(txn.port) dst_port' \
       '  tcp-request content set-var(txn.why) str(not-tls) unless { req.ssl_hello_type 1 }' \
@@ -133,6 +136,7 @@ write_proxy_conf() {
       '  tcp-request content set-var(txn.why) str(-)' '  tcp-request content set-var(txn.verdict) str(allow)' \
       '  option logasap' '  default_backend out-tls' \
       'frontend http' '  mode http' "  bind 127.0.0.1:$proxy_http_port" "  log-format \"$fmt\"" \
+      '  tcp-request connection reject if { dst 127.0.0.0/8 }' \
       '  option http-server-close' '  option logasap' \
       '  http-request set-var(txn.odst) dst' '  http-request set-var(txn.port) dst_port' \
       '  http-request set-var(txn.why) str(not-origin-form) if METH_CONNECT or !{ url_beg / }' \

@@ -47,7 +47,7 @@ readonly awk_rules='
 load_plan() {
   local file=$1 conf=${2:-}
   [[ -r $file ]] || { log "cannot read allowlist $file"; return 1; }
-  PLAN_COUNTS=$(awk -v file="$file" -v conf="$conf" -v work="$work" -v ups="${upstreams[*]}" \
+  PLAN_COUNTS=$(awk -v file="$file" -v conf="$conf" -v work="$work" -v ups="${upstreams[*]}" -v uid_min="$worker_uid_min" -v uid_max="$worker_uid_max" \
     -v marker="$resolv_marker" -v user="$resolver_user" -v pidfile="$resolver_pid" -v logfile="$resolver_log" "$awk_rules"'
     function err(msg, line) { printf "cc-sandbox-firewall: %s:%d: %s\n", file, line ? line : NR, msg > "/dev/stderr"; errors++ }
     function valid_port(p) { return p ~ /^[1-9][0-9]?[0-9]?[0-9]?[0-9]?$/ && p + 0 <= 65535 }
@@ -78,9 +78,9 @@ load_plan() {
       counts = sprintf("%d names, %d wildcards, %d CIDRs", $2, $3, $4)
       next
     }
-    # a project worker: a uid from 1000 to 65535 (its proxy source address holds it), once
+    # a project worker: a uid in the workers'\'' range, once
     $1 == "user" && NF == 3 {
-      if ($2 !~ /^[1-9][0-9]?[0-9]?[0-9]?[0-9]?$/ || $2 + 0 < 1000 || $2 + 0 > 65535) err("'\''" $2 "'\'' is not a worker'\''s uid (1000-65535)")
+      if ($2 !~ /^[1-9][0-9][0-9][0-9][0-9]$/ || $2 + 0 < uid_min || $2 + 0 > uid_max) err("'\''" $2 "'\'' is not a worker'\''s uid (" uid_min "-" uid_max ")")
       else if ($3 != "allowlist" && $3 != "none") err("'\''" $3 "'\'' is no network mode (allowlist or none)")
       else if ($2 in user_mode) err("user '\''" $2 "'\'' is declared twice")
       else if (n_sets) err("user '\''" $2 "'\'' comes after a set: users first")

@@ -40,20 +40,24 @@ write_rules() {
       printf -- '-A %s -p tcp%s -m set --match-set %s dst -m multiport --dports %s -j %s\n' "$chain" "$owner" "$name" "$chunk" "$*"
     done
   }
-  # The stack's sets, and the project workers' own (ccfw-UID-…); the workers with network none.
-  local -a user_cidr_sets=() user_dns_sets=() none_uids=()
+  # The stack's sets, and the project workers' own (ccfw-UID-…: those of workers with network none
+  # apart); the workers with network none.
+  local -a user_cidr_sets=() user_dns_sets=() none_dns_sets=() none_uids=()
+  for s in "${!plan_users[@]}"; do [[ ${plan_users[$s]} != none ]] || none_uids+=("$s"); done
   for s in "${!set_ports[@]}"; do
     case $s in
       ccfw-n-*) cidr_sets+=("$s") ;;
       ccfw-d-*) dns_sets+=("$s") ;;
       ccfw-*-n-*) user_cidr_sets+=("$s") ;;
-      *) user_dns_sets+=("$s") ;;
+      *)
+        local owner=${s#ccfw-}
+        if [[ ${plan_users[${owner%%-*}]:-} == none ]]; then none_dns_sets+=("$s"); else user_dns_sets+=("$s"); fi
+        ;;
     esac
   done
-  for s in "${!plan_users[@]}"; do [[ ${plan_users[$s]} != none ]] || none_uids+=("$s"); done
   {
     printf '%s\n' '*filter' ':INPUT DROP [0:0]' ':FORWARD DROP [0:0]' ':OUTPUT DROP [0:0]' \
-      ':ccfw-in - [0:0]' ':ccfw-out - [0:0]' ':ccfw-deny - [0:0]' ':ccfw-via - [0:0]'
+      ':ccfw-in - [0:0]' ':ccfw-out - [0:0]' ':ccfw-deny - [0:0]' ':ccfw-via - [0:0]' ':ccfw-workers - [0:0]'
     write_lo_chains
     # The proxy tells the workers apart by the source address their redirected connections are
     # given on the way (127.77.x.y, below): nobody may send from one of those addresses itself.
@@ -64,6 +68,10 @@ write_rules() {
       '-A ccfw-in -m conntrack --ctstate INVALID -j DROP' \
       "-A ccfw-in -p tcp -m tcp --dport 22${from_link/dst/src} -j ACCEPT" \
       '-A ccfw-in -p udp -m udp --sport 67 --dport 68 -j ACCEPT'
+    # A SYN that conntrack takes into an entry it already holds (one whose other side reset it a
+    # moment ago, and another user's socket bound to the same port) would inherit that entry's
+    # verdicts and its nat (the proxy would take it for the first user): refused. A project worker
+    # the plan names no egress for has none but loopback.
     # SSH in comes only from the VM's own network (the hypervisor's side of it), never over
     # loopback: a key the agent planted, or a shell opened that way, would skip the login's own
     # wrapping. SSH sessions that were open before the first `up` (cloud-init's first boot) are not
@@ -74,6 +82,8 @@ write_rules() {
     printf '%s\n' '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p udp -m udp --dport 53 -j ccfw-deny' \
       '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p tcp -m tcp --dport 53 -j ccfw-deny' \
       '-A ccfw-out -o lo -j ccfw-lo' '-A ccfw-out -o lo -j ACCEPT' \
+      '-A ccfw-out -p tcp -m tcp --syn -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -j ccfw-deny' \
+      "-A ccfw-out -m owner --uid-owner $worker_uid_min-$worker_uid_max -j ccfw-workers" \
       "-A ccfw-out -d 127.0.0.1/32 -p tcp -m multiport --dports $proxy_tls_port,$proxy_http_port -m conntrack --ctstate DNAT -j ACCEPT" \
       '-A ccfw-out -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT' \
       '-A ccfw-out -m conntrack --ctstate INVALID -j DROP' \
@@ -94,13 +104,15 @@ write_rules() {
     [[ -z $from_link ]] || printf -- '-A ccfw-out -m set --match-set %s dst -j ccfw-deny\n' "$never_set" "$link_set"
     # A name's address: raw ports for anyone; TLS and HTTP ports only through the proxy (every
     # other user's connection there was redirected to it before this table saw it).
-    for s in "${dns_sets[@]}" "${user_dns_sets[@]}"; do
+    for s in "${dns_sets[@]}" "${user_dns_sets[@]}" "${none_dns_sets[@]}"; do
       set_rules ccfw-out "$s" raw ACCEPT
       set_rules ccfw-out "$s" 'tls http' ccfw-via
     done
     if [[ $CC_FIREWALL_GITHUB_META == 1 ]]; then
       printf -- '-A ccfw-out -p tcp -m set --match-set %s dst -m multiport --dports %s -j ACCEPT\n' "$github_set" "$github_ports"
     fi
+    for s in "${!plan_users[@]}"; do printf -- '-A ccfw-workers -m owner --uid-owner %s -j RETURN\n' "$s"; done
+    printf '%s\n' '-A ccfw-workers -j ccfw-deny'
     printf '%s\n' '-A ccfw-out -j ccfw-deny' '-A ccfw-via -m owner --uid-owner 0 -j ACCEPT'
     [[ -z $proxy_uid ]] || printf -- '-A ccfw-via -m owner --uid-owner %s -j ACCEPT\n' "$proxy_uid"
     printf '%s\n' '-A ccfw-via -j ccfw-deny'
@@ -118,20 +130,21 @@ write_rules() {
       ':ccfw-nat - [0:0]' ':ccfw-snat - [0:0]' '-A OUTPUT -p tcp -j ccfw-nat' '-A POSTROUTING -p tcp -j ccfw-snat' \
       '-A ccfw-nat -m owner --uid-owner 0 -j RETURN'
     [[ -z $proxy_uid ]] || printf -- '-A ccfw-nat -m owner --uid-owner %s -j RETURN\n' "$proxy_uid"
-    for s in "${user_cidr_sets[@]}"; do set_rules ccfw-nat "$s" '*' RETURN; done
-    for s in "${user_dns_sets[@]}"; do set_rules ccfw-nat "$s" raw RETURN; done
-    for s in "${cidr_sets[@]}"; do set_rules ccfw-nat "$s" '*' RETURN; done
-    if [[ $CC_FIREWALL_GITHUB_META == 1 ]]; then
-      printf -- '-A ccfw-nat -p tcp -m set --match-set %s dst -m multiport --dports %s -j RETURN\n' "$github_set" "$github_ports"
-    fi
-    for s in "${dns_sets[@]}"; do set_rules ccfw-nat "$s" raw RETURN; done
     redirect_rules() {
       local set=$1
       set_rules ccfw-nat "$set" tls REDIRECT --to-ports "$proxy_tls_port"
       set_rules ccfw-nat "$set" http REDIRECT --to-ports "$proxy_http_port"
     }
-    for s in "${user_dns_sets[@]}"; do redirect_rules "$s"; done
+    for s in "${user_cidr_sets[@]}"; do set_rules ccfw-nat "$s" '*' RETURN; done
+    for s in "${user_dns_sets[@]}"; do set_rules ccfw-nat "$s" raw RETURN; done
+    for s in "${none_dns_sets[@]}"; do redirect_rules "$s"; done
     for s in "${none_uids[@]}"; do printf -- '-A ccfw-nat -m owner --uid-owner %s -j RETURN\n' "$s"; done
+    for s in "${cidr_sets[@]}"; do set_rules ccfw-nat "$s" '*' RETURN; done
+    if [[ $CC_FIREWALL_GITHUB_META == 1 ]]; then
+      printf -- '-A ccfw-nat -p tcp -m set --match-set %s dst -m multiport --dports %s -j RETURN\n' "$github_set" "$github_ports"
+    fi
+    for s in "${dns_sets[@]}"; do set_rules ccfw-nat "$s" raw RETURN; done
+    for s in "${user_dns_sets[@]}"; do redirect_rules "$s"; done
     for s in "${dns_sets[@]}"; do redirect_rules "$s"; done
     # Each worker's connection to the proxy leaves with a source address that names it
     # (127.77.H.L, its uid's two bytes), by which the proxy applies that worker's own names.
