@@ -9,7 +9,7 @@ import { resolveAllowlist } from "./allowlist";
 import { fillDefaults } from "./defaults";
 import { HostContext, mountsOf, readSshKeys } from "./host";
 import { ConfigError, dedupe } from "./issues";
-import { projectsOf } from "./projects";
+import { crossOwnerIssues, projectsOf } from "./projects";
 import { Raw } from "./sources";
 import { SandboxConfig } from "./types";
 import { crossFieldIssues, stackNameIssues, validateSchema } from "./validate";
@@ -30,6 +30,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
     const { domains, cidrs } = resolveAllowlist(raw.allowlist, issues);
     const { keys, privateKeyPath } = readSshKeys(raw, host, issues);
     const projects = projectsOf(raw, issues);
+    issues.push(...crossOwnerIssues(domains, projects));
     if (issues.length > 0) throw new ConfigError(dedupe(issues));
     return fillDefaults(stack, raw, { mounts: mountsOf(raw, host), domains, cidrs, sshKeys: keys, sshPrivateKeyPath: privateKeyPath, projects });
 }

@@ -7,7 +7,7 @@ import { createHash } from "crypto";
 import { resolveAllowlist } from "./allowlist";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
-import { Project } from "./types";
+import { AllowedDomain, Project } from "./types";
 
 export const projectUidBase = 20000;
 /** What a project with `network: none` may reach: what Claude Code itself needs. */
@@ -63,4 +63,35 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
 export function projectSpec(p: Partial<Project>): string {
     const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
     return line("setup", p.setup) + line("cleanup", p.cleanup);
+}
+
+/**
+ * The resolver puts every answer under a name into that name's sets once a wildcard covers it, its
+ * subdomains' too: a wildcard of one owner (the stack, a project) over another owner's plain name
+ * with raw ports would open those ports on every subdomain to that other owner's users (the
+ * stack's: everyone). Each such pair is an issue at the project's entry.
+ */
+export function crossOwnerIssues(stack: readonly AllowedDomain[], projects: readonly Project[]): ConfigIssue[] {
+    const owners = [{ label: "the stack", domains: stack, at: undefined as number | undefined }, ...projects.map((p, i) => ({ label: `project ${p.name}`, domains: p.allowlist.domains, at: i }))];
+    const under = (name: string, wild: string) => name === wild || name.endsWith(`.${wild}`);
+    const issues: ConfigIssue[] = [];
+    for (const a of owners) {
+        for (const plain of a.domains.filter((d) => !d.wildcard)) {
+            const raw = plain.ports.filter((port) => plain.modes[port] === "raw");
+            if (raw.length === 0) continue;
+            for (const b of owners) {
+                if (b === a) continue;
+                for (const wild of b.domains.filter((d) => d.wildcard && under(plain.name, d.name))) {
+                    const at = b.at ?? a.at!;
+                    const entry = b.at !== undefined ? `*.${wild.name}` : plain.name;
+                    issues.push({
+                        path: keyPath(["projects", at, "allowlist", "domains"]),
+                        value: entry,
+                        message: `*.${wild.name} (${b.label}) covers ${plain.name}, which ${a.label} allows on raw port ${raw.join(", ")}: the resolver would open those ports on every name under ${plain.name} as well; allow the names you need one by one instead`,
+                    });
+                }
+            }
+        }
+    }
+    return issues;
 }

@@ -256,3 +256,32 @@ describe("projects in the plan", () => {
         });
     });
 });
+
+describe("one owner's wildcard over another owner's raw ports", () => {
+    const bad = (stack: unknown[], projects: unknown[]) => {
+        try {
+            loadConfig("dev", { allowlist: { presets: [], domains: stack }, projects }, host);
+        } catch (err) {
+            if (err instanceof ConfigError) return err.message;
+            throw err;
+        }
+        return "";
+    };
+    test("a project's wildcard over the stack's raw-port name is refused, naming both", () => {
+        expect(bad([{ name: "git.example.org", ports: [22] }], [{ name: "web", allowlist: { domains: ["*.example.org"] } }])).toMatch(
+            /cc-sandbox:projects\[0\]\.allowlist\.domains: \*\.example\.org \(project web\) covers git\.example\.org, which the stack allows on raw port 22: .* \(got "\*\.example\.org"\)/,
+        );
+    });
+    test("the stack's wildcard over a project's raw-port name, or one project's over another's, is refused at the project's entry", () => {
+        expect(bad(["*.example.org"], [{ name: "web", allowlist: { domains: [{ name: "example.org", ports: ["2222/raw"] }] } }])).toMatch(
+            /cc-sandbox:projects\[0\]\.allowlist\.domains: \*\.example\.org \(the stack\) covers example\.org, which project web allows on raw port 2222/,
+        );
+        expect(bad([], [{ name: "web", allowlist: { domains: [{ name: "a.example.org", ports: [22] }] } }, { name: "api", allowlist: { domains: ["*.example.org"] } }])).toMatch(
+            /cc-sandbox:projects\[1\]\.allowlist\.domains: \*\.example\.org \(project api\) covers a\.example\.org, which project web allows on raw port 22/,
+        );
+    });
+    test("allowed: a wildcard over another owner's TLS-only name, or over its own raw-port name", () => {
+        expect(bad(["git.example.org"], [{ name: "web", allowlist: { domains: ["*.example.org"] } }])).toBe("");
+        expect(bad([], [{ name: "web", allowlist: { domains: ["*.example.org", { name: "git.example.org", ports: [22] }] } }])).toBe("");
+    });
+});
