@@ -4,7 +4,8 @@
 //   - `cc-sandbox-firewall up` with 50 and 500 allowlisted names
 //   - resolve-once for the same names against the same DNS server
 //   - `apply` of a changed allowlist (10% of names swapped) with the sets populated
-//   - `up` and `apply` at 50 names with one project's worker and with ten (their loopback rules)
+//   - `up` and `apply` at 50 names with one project's worker and with ten (their egress: five names
+//     of their own each, and their loopback rules)
 // Writes bench/results/firewall.json and prints a table. Needs root.
 //   npm run bench -- [--sizes 50,500] [--repeat 5] [--out bench/results/firewall.json]
 import { $, fs, minimist } from 'zx'
@@ -52,18 +53,20 @@ async function timed(h, snippet) {
 }
 
 // withNames(lib, n, fn): a harness whose allowlist holds n names (its firewall not up), with
-// /root/names, /root/first (that allowlist) and /root/changed (10% of names swapped), given to fn.
+// /root/names, /root/first (that allowlist) and /root/changed (10% of names swapped), given to fn
+// with the names' lists and the test home.
 async function withNames({ Harness, makeTestHome, planOf }, n, fn) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccfw-bench-'))
   const all = names(Math.ceil(n * 1.1))
   const records = all.map((name, i) => `${name} A ${address(i)}`).join('\n')
   const first = all.slice(0, n)
   const changed = [...all.slice(Math.floor(n * 0.1), n), ...all.slice(n)] // 10% out, 10% in
-  const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home: makeTestHome(dir), assignAddresses: false })
+  const home = makeTestHome(dir)
+  const h = await Harness.start({ config: stackFile(dir, first), records, bringUp: false, home, assignAddresses: false })
   try {
     await h.root(`printf '%s\\n' ${first.join(' ')} >/root/names; cp /etc/cc-sandbox/allowlist /root/first`)
     await h.root('cat >/root/changed', { input: planOf(changed.map((name) => `${name} 443\n`).join('')) })
-    return await fn(h)
+    return await fn(h, { all, first, changed, home })
   } finally {
     await h.stop()
     fs.rmSync(dir, { recursive: true, force: true })
@@ -103,26 +106,50 @@ async function benchSize(lib, n, repeat) {
 // `up` and `apply` with one project's worker and with ten, alternated, at 50 names: each worker adds
 // its loopback rules (README, Projects). The workers are made with cc-sandbox-project; the firewall
 // learns them from the projects' registry, so the one-project side moves nine registry files aside.
-async function benchProjects(lib, projectUid, repeat) {
+async function benchProjects(lib, { projectUid, loadConfig, renderEgressPlan }, repeat) {
   const n = 50
-  return withNames(lib, n, async (h) => {
+  return withNames(lib, n, async (h, { all, first, changed, home }) => {
     const projects = Array.from({ length: 10 }, (_, i) => `p${i + 1}`)
     const add = await h.root(projects.map((p) => `cc-sandbox-project add ${p} ${projectUid(p)} >/dev/null 2>&1`).join(' && '))
     if (add.code !== 0) throw new Error(`adding the projects failed: ${add.stderr}`)
+    // Each side's allowlists: the stack's names, and each of its k projects' five names of its own.
+    const own = all.slice(0, 5).map((name) => name.replace(/^n/, 'own'))
+    const plan = (domains, k) => {
+      const c = loadConfig('bench', {
+        allowlist: { presets: [], domains },
+        projects: projects.slice(0, k).map((name) => ({ name, allowlist: { domains: own } })),
+      }, { home, readFile: (f) => fs.readFileSync(f, 'utf8') })
+      return renderEgressPlan(c.allowlist, c.projects)
+    }
+    for (const k of [1, 10]) {
+      await h.root(`cat >/root/first-${k}`, { input: plan(first, k) })
+      await h.root(`cat >/root/changed-${k}`, { input: plan(changed, k) })
+    }
     await h.root('mkdir -p /root/aside')
-    const runs = { 1: { up: [], apply: [], stamps: 0 }, 10: { up: [], apply: [], stamps: 0 } }
+    const runs = { 1: { up: [], apply: [], stamps: 0, workers: 0 }, 10: { up: [], apply: [], stamps: 0, workers: 0 } }
     let installed = 'first'
     for (let i = 0; i < repeat; i++) {
       for (const k of i % 2 ? [10, 1] : [1, 10]) {
         await h.root(k === 1 ? 'mv /etc/cc-sandbox/projects.d/p{2..10} /root/aside/' : 'mv /root/aside/p* /etc/cc-sandbox/projects.d/')
         await h.root('cc-sandbox-firewall down')
+        await h.root(`cp /root/${installed}-${k} /etc/cc-sandbox/allowlist`)
         runs[k].up.push(await timed(h, 'cc-sandbox-firewall up'))
         installed = installed === 'first' ? 'changed' : 'first'
-        runs[k].apply.push(await timed(h, `cc-sandbox-firewall apply /root/${installed}`))
+        runs[k].apply.push(await timed(h, `cc-sandbox-firewall apply /root/${installed}-${k}`))
         runs[k].stamps = Number((await h.root("iptables-save -t filter | grep -c -- '-j CONNMARK --set-xmark'")).stdout.trim())
+        runs[k].workers = Number((await h.root("iptables-save -t nat | grep -c -- '-A ccfw-snat '")).stdout.trim())
       }
     }
-    const side = (k) => ({ workers: k, usersStampedOnLoopback: runs[k].stamps, upSeconds: median(runs[k].up), upRuns: runs[k].up, applySeconds: median(runs[k].apply), applyRuns: runs[k].apply })
+    const side = (k) => ({
+      workers: k,
+      ownNamesEach: own.length,
+      usersStampedOnLoopback: runs[k].stamps,
+      workersWithEgressRules: runs[k].workers,
+      upSeconds: median(runs[k].up),
+      upRuns: runs[k].up,
+      applySeconds: median(runs[k].apply),
+      applyRuns: runs[k].apply,
+    })
     return { names: n, one: side(1), ten: side(10) }
   })
 }
@@ -139,7 +166,11 @@ async function main() {
     results.push(await benchSize(lib, n, Number(flags.repeat)))
   }
   console.error('benchmarking 1 and 10 projects...')
-  const projects = await benchProjects(lib, require(path.join(root, 'src/config/projects.ts')).projectUid, Number(flags.repeat))
+  const projects = await benchProjects(lib, {
+    projectUid: require(path.join(root, 'src/config/projects.ts')).projectUid,
+    loadConfig: require(path.join(root, 'src/config/load.ts')).loadConfig,
+    renderEgressPlan: require(path.join(root, 'src/render/egress.ts')).renderEgressPlan,
+  }, Number(flags.repeat))
   const small = results[0]
   const large = results[results.length - 1]
   const summary = {

@@ -1,14 +1,14 @@
 #!/usr/bin/env zx
 // Runs the benchmarks one after another (never side by side: each compares figures taken in one
 // run on this machine), each writing bench/results/<name>.json and printing its table.
-//   npm run bench [-- --only firewall,proxy,statusline,bridge,boot]
-// Needs root. `boot` also needs what the end-to-end test needs (libvirt, QEMU, the built engine
+//   npm run bench [-- --only firewall,proxy,statusline,bridge,boot,projects]
+// Needs root. `boot` and `projects` also need what the end-to-end test needs (libvirt, QEMU, the built engine
 // and image: scripts/build-engine.sh, scripts/build-image.sh).
 import { $, argv } from 'zx'
 import path from 'node:path'
 import { root } from './lib/project.mjs'
 
-const all = ['firewall', 'proxy', 'statusline', 'bridge', 'boot']
+const all = ['firewall', 'proxy', 'statusline', 'bridge', 'boot', 'projects']
 const only = argv.only ? String(argv.only).split(',') : all
 const unknown = only.filter((name) => !all.includes(name))
 if (unknown.length > 0) {
