@@ -17,20 +17,15 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { inGuest, median, ns, withCiStack } from './lib/ci-vm.mjs'
 import { requireProject, root } from './lib/project.mjs'
 
 const target = { readyVsBare: 1.3, allowlistUpSeconds: 10 }
 const runs = Number(argv.runs ?? 2)
 const out = path.resolve(root, argv.out ?? 'bench/results/boot.json')
-const { World, ns } = requireProject('test/e2e/world.ts')
-const { loadStackConfig, stackFile } = requireProject('src/config/stack.ts')
 const { libvirtDriver } = requireProject('src/drivers/libvirt/index.ts')
 const runner = path.join(root, 'src/drivers/runner.js')
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const round = (x) => Math.round(x * 10) / 10
 
 /** Runs one lifecycle step of the driver's runner in the namespace, as the command provider would. */
@@ -50,13 +45,6 @@ function phases(text) {
   const m = /timing [\w-]+: (.*)/.exec(text)
   if (!m) return {}
   return Object.fromEntries(m[1].split(', ').map((p) => { const [k, v] = p.split(' '); return [k, Number(v)] }))
-}
-
-/** A command in the guest as the admin, through the plan's own SSH prefix. */
-function inGuest(plan, ip, command) {
-  const argv = [...plan.guestExec.map((a) => a.replace('{ip}', ip)), command]
-  const r = spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8' })
-  return r.stdout
 }
 
 /** systemd-analyze's "Startup finished in 1.2s (firmware) + ... = 3min 1.2s" -> seconds by part. */
@@ -80,19 +68,11 @@ function breakdown(plan, ip) {
 }
 
 async function main() {
-  if (os.userInfo().uid !== 0) throw new Error('the benchmark needs root (libvirt in a network namespace)')
-  const world = new World()
-  try {
-    world.prepareTools()
-    await world.start()
-    const config = loadStackConfig(stackFile('ci'), 'ci', { home: world.home, readFile: (f) => fs.readFileSync(f, 'utf8') })
+  await withCiStack(async ({ world, config, readyPlan }) => {
     const bare = { ...config, vm: { ...config.vm, name: 'cc-bare' }, mounts: [] }
     const barePlan = libvirtDriver(world.home).vmPlan(bare, 'instance-id: cc-bare-1\nlocal-hostname: cc-bare\n')
-    const readyPlan = libvirtDriver(world.home).vmPlan(config, '')
     const userData = ['#cloud-config', `system_info: {default_user: {name: ${config.users.admin}}}`, 'ssh_authorized_keys:',
       ...config.sshAuthorizedKeys.map((k) => `  - ${k}`), ''].join('\n')
-    const init = await world.pulumi(['stack', 'init', 'ci', '--secrets-provider', 'passphrase'])
-    if (init.code !== 0) throw new Error(`stack init failed: ${init.stderr}`)
 
     const results = []
     let last = {}
@@ -142,9 +122,7 @@ async function main() {
     console.log(`allowlist-only pulumi up                   ${last.allowlistUpSeconds} s (target <= ${target.allowlistUpSeconds} s)`)
     console.log(`boot steps                                 ${Object.entries(last.bootSteps).map(([k, v]) => `${k} ${v}s`).join(', ')}`)
     console.log(`written to ${path.relative(root, out)}`)
-  } finally {
-    world.stop()
-  }
+  })
 }
 
 main().catch((err) => {

@@ -16,35 +16,24 @@ import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { inGuest as guest, median, withCiStack } from './lib/ci-vm.mjs'
 import { requireProject, root } from './lib/project.mjs'
 
 const target = { projectVsVm: 0.05 }
 const rounds = Number(argv.rounds ?? 5)
 const per = Number(argv.per ?? 3)
 const out = path.resolve(root, argv.out ?? 'bench/results/projects.json')
-const { World, ns } = requireProject('test/e2e/world.ts')
-const { loadStackConfig, stackFile } = requireProject('src/config/stack.ts')
-const { libvirtDriver } = requireProject('src/drivers/libvirt/index.ts')
 const { projectUid } = requireProject('src/config/projects.ts')
 const { renderEgressPlan } = requireProject('src/render/egress.ts')
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const round = (x) => Math.round(x * 10) / 10
 const sleep = (s) => new Promise((res) => setTimeout(res, s * 1000))
 
-/** A command in the guest as the admin, through the plan's own SSH prefix; fails on a non-zero exit. */
-function inGuest(plan, ip, command, input = '') {
-  const argv = [...plan.guestExec.map((a) => a.replace('{ip}', ip)), command]
-  const r = spawnSync('ip', ['netns', 'exec', ns, ...argv], { encoding: 'utf8', input })
-  if (r.status !== 0) throw new Error(`in the guest: ${command}: exit ${r.status}: ${r.stderr}`)
-  return r.stdout
-}
+/** A command in the guest as the admin; fails on a non-zero exit. */
+const inGuest = (plan, ip, command, input = '') => guest(plan, ip, command, { input, check: true })
 
 /** An entered session of project NAME (the project's `enter`, kept open from the host) running an idle shell. */
-function idleSession(plan, ip, name) {
+function idleSession(plan, ip, name, ns) {
   const argv = [...plan.guestExec.map((a) => a.replace('{ip}', ip)), `sudo cc-sandbox-project enter ${name} -- bash -c 'sleep 100000; :'`]
   return spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: 'ignore' })
 }
@@ -65,15 +54,7 @@ function qemuRssMiB(name) {
 }
 
 async function main() {
-  if (os.userInfo().uid !== 0) throw new Error('the benchmark needs root (libvirt in a network namespace)')
-  const world = new World()
-  try {
-    world.prepareTools()
-    await world.start()
-    const config = loadStackConfig(stackFile('ci'), 'ci', { home: world.home, readFile: (f) => fs.readFileSync(f, 'utf8') })
-    const readyPlan = libvirtDriver(world.home).vmPlan(config, '')
-    const init = await world.pulumi(['stack', 'init', 'ci', '--secrets-provider', 'passphrase'])
-    if (init.code !== 0) throw new Error(`stack init failed: ${init.stderr}`)
+  await withCiStack(async ({ world, config, readyPlan, ns }) => {
 
     console.error('ready sandbox (pulumi up of the ci stack)...')
     const up = await world.pulumi(['up', '--yes', '--skip-preview', '-s', 'ci'])
@@ -94,7 +75,7 @@ async function main() {
       const sessions = []
       for (const name of names) {
         inGuest(readyPlan, ip, `sudo cc-sandbox-project add ${name} ${projectUid(name)} </dev/null >/dev/null`)
-        sessions.push(idleSession(readyPlan, ip, name))
+        sessions.push(idleSession(readyPlan, ip, name, ns))
       }
       await sleep(10)
       const running = inGuest(readyPlan, ip, `pgrep -c -u ${names.map((n) => `cc-${n}`).join(',')} || true`).trim()
@@ -128,9 +109,7 @@ async function main() {
     console.log(`written to ${path.relative(root, out)}`)
     const destroy = await world.pulumi(['destroy', '--yes', '--skip-preview', '-s', 'ci'])
     if (destroy.code !== 0) throw new Error(`pulumi destroy failed: ${destroy.stdout.slice(-2000)}`)
-  } finally {
-    world.stop()
-  }
+  })
 }
 
 main().catch((err) => {
