@@ -68,10 +68,6 @@ write_rules() {
       '-A ccfw-in -m conntrack --ctstate INVALID -j DROP' \
       "-A ccfw-in -p tcp -m tcp --dport 22${from_link/dst/src} -j ACCEPT" \
       '-A ccfw-in -p udp -m udp --sport 67 --dport 68 -j ACCEPT'
-    # A SYN that conntrack takes into an entry it already holds (one whose other side reset it a
-    # moment ago, and another user's socket bound to the same port) would inherit that entry's
-    # verdicts and its nat (the proxy would take it for the first user): refused. A project worker
-    # the plan names no egress for has none but loopback.
     # SSH in comes only from the VM's own network (the hypervisor's side of it), never over
     # loopback: a key the agent planted, or a shell opened that way, would skip the login's own
     # wrapping. SSH sessions that were open before the first `up` (cloud-init's first boot) are not
@@ -79,6 +75,10 @@ write_rules() {
     # packet without SYN opens no connection.
     # DNS on loopback only to our resolver: a stub such as systemd-resolved's 127.0.0.53 would
     # forward any name. DHCP goes only to the VM's own network or as a broadcast.
+    # Past loopback: a SYN that conntrack takes into an entry it already holds (the other side
+    # reset it a moment ago, and another user's socket binds the same port to the same place)
+    # would inherit that entry's verdicts and its nat (the proxy would take it for the first
+    # user): refused. A project worker the plan names no egress for (ccfw-workers) has none.
     printf '%s\n' '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p udp -m udp --dport 53 -j ccfw-deny' \
       '-A ccfw-out ! -d 127.0.0.1/32 -o lo -p tcp -m tcp --dport 53 -j ccfw-deny' \
       '-A ccfw-out -o lo -j ccfw-lo' '-A ccfw-out -o lo -j ACCEPT' \
@@ -102,8 +102,9 @@ write_rules() {
     for s in "${none_uids[@]}"; do printf -- '-A ccfw-out -m owner --uid-owner %s -j ccfw-deny\n' "$s"; done
     for s in "${cidr_sets[@]}"; do set_rules ccfw-out "$s" '*' ACCEPT; done
     [[ -z $from_link ]] || printf -- '-A ccfw-out -m set --match-set %s dst -j ccfw-deny\n' "$never_set" "$link_set"
-    # A name's address: raw ports for anyone; TLS and HTTP ports only through the proxy (every
-    # other user's connection there was redirected to it before this table saw it).
+    # A name's address: raw ports for anyone (a worker's set: for that worker); TLS and HTTP ports
+    # only through the proxy (every other user's connection there was redirected to it before
+    # this table saw it).
     for s in "${dns_sets[@]}" "${user_dns_sets[@]}" "${none_dns_sets[@]}"; do
       set_rules ccfw-out "$s" raw ACCEPT
       set_rules ccfw-out "$s" 'tls http' ccfw-via
