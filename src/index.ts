@@ -50,9 +50,9 @@ export const adminUser = config.users.admin;
 export const sshCommand = sandbox.sshCommand;
 export const sshConfig = sandbox.sshConfig;
 export const adminSshCommand = sandbox.adminSshCommand;
-/** Each project's worker (`cc-NAME`) and the command that opens a shell as it. */
+/** Each project's worker (`cc-NAME`), the command that opens a shell as it, and the repository it cloned. */
 export const projects = sandbox.projectCommands.apply((enter) =>
-    Object.fromEntries(config.projects.map((p) => [p.name, { user: p.user, uid: p.uid, enter: enter[p.name] }])),
+    Object.fromEntries(config.projects.map((p) => [p.name, { user: p.user, uid: p.uid, enter: enter[p.name], ...(p.clone !== undefined ? { clone: p.clone } : {}) }])),
 );
 export const codeMount = config.mounts.length > 0 ? `${config.mounts[0].host} -> ${config.mounts[0].guest}` : "";
 export const mounts = config.mounts.map((m) => ({ host: m.host, guest: m.guest, readOnly: m.readOnly }));

@@ -9,7 +9,7 @@ import * as path from "path";
 import { projectSpec } from "./config/projects";
 import { SandboxConfig } from "./config/types";
 import { RenderedGuest } from "./render";
-import { Driver, HostIdentity, RunnerStep, StepPlans, VmPlan } from "./drivers/types";
+import { Driver, GuestStepPlan, HostIdentity, RunnerStep, StepPlans, VmPlan } from "./drivers/types";
 import { sshArgv, sshConfigBlock } from "./drivers/ssh";
 import { shellQuote } from "./shell";
 
@@ -119,8 +119,8 @@ export class Sandbox extends pulumi.ComponentResource {
 
         // What changes in place on the running guest: each runs again with its new stdin, and on a
         // new VM (triggers).
-        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[], after: pulumi.Resource[] = []) => {
-            const guestStep: StepPlans["guest"] & StepPlans["guest-undo"] = { ...plan, command: ["sudo", ...argv], undo: undo ? ["sudo", ...undo] : undefined };
+        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[], after: pulumi.Resource[] = [], handover?: GuestStepPlan["handover"]) => {
+            const guestStep: StepPlans["guest"] & StepPlans["guest-undo"] = { ...plan, command: ["sudo", ...argv], undo: undo ? ["sudo", ...undo] : undefined, ...(handover ? { handover } : {}) };
             return new command.local.Command(
                 `${name}-${suffix}`,
                 {
@@ -151,8 +151,16 @@ export class Sandbox extends pulumi.ComponentResource {
 
         // Each project's worker comes and goes with its own resource: in place, the others untouched.
         // Its egress is in the allowlist's plan, applied first: the setup hook already runs under it.
+        // A project with a clone gets its repository streamed in from this machine once its worker exists.
         this.projects = c.projects.map((p) =>
-            inGuest(`project-${p.name}`, projectSpec(p), [projectTool, "add", p.name, String(p.uid), "-"], [projectTool, "remove", p.name], [this.allowlist]),
+            inGuest(
+                `project-${p.name}`,
+                projectSpec(p),
+                [projectTool, "add", p.name, String(p.uid), "-"],
+                [projectTool, "remove", p.name],
+                [this.allowlist],
+                p.clone !== undefined ? { repository: p.clone, command: ["sudo", projectTool, "import", p.name] } : undefined,
+            ),
         );
 
         const ssh = driver.sshTarget(c);

@@ -5,6 +5,7 @@
  */
 import { createHash } from "crypto";
 import { resolveAllowlist } from "./allowlist";
+import { expandHome } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
 import { AllowedDomain, Project } from "./types";
@@ -19,7 +20,7 @@ export function projectUid(name: string): number {
     return projectUidBase + (createHash("sha256").update(name).digest().readUInt32BE(0) % projectUidSlots);
 }
 
-export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
+export function projectsOf(raw: RawConfig, issues: ConfigIssue[], home: string): Project[] {
     const byName = new Map<string, number>();
     const byUid = new Map<number, number>();
     const out: Project[] = [];
@@ -47,6 +48,7 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
             ...(p.setup !== undefined ? { setup: p.setup } : {}),
             ...(p.cleanup !== undefined ? { cleanup: p.cleanup } : {}),
             network,
+            ...(p.clone !== undefined ? { clone: expandHome(p.clone, home).replace(/(.)\/+$/, "$1") } : {}),
             allowlist:
                 network === "none"
                     ? resolveAllowlist({ presets: [...claudeCodePresets] }, issues, ["projects", i, "allowlist"])
@@ -58,11 +60,12 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[]): Project[] {
 
 /**
  * What `cc-sandbox-project add NAME UID -` reads on stdin: each hook base64-encoded on a line of its
- * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way.
+ * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way, and
+ * `clone yes` when the worker's code comes from the host (the host's path stays on the host).
  */
 export function projectSpec(p: Partial<Project>): string {
     const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
-    return line("setup", p.setup) + line("cleanup", p.cleanup);
+    return line("setup", p.setup) + line("cleanup", p.cleanup) + (p.clone !== undefined ? "clone yes\n" : "");
 }
 
 /**

@@ -364,6 +364,7 @@ export const configSchema = {
                         description: "allowlist (default): the stack's allowlist and the project's own; none: only what Claude Code itself needs (the anthropic preset)",
                     },
                     allowlist: allowlistSchema("Where this project's worker may connect besides the stack's allowlist (network: allowlist only)", []),
+                    clone: str("host-path", "A git repository on this machine, cloned once into the worker's ~/code with its submodules and uncommitted changes (npm run project -- sync brings the work back as a branch)"),
                 },
             },
         },

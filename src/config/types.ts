@@ -127,6 +127,8 @@ export interface Project {
      */
     readonly network: "allowlist" | "none";
     readonly allowlist: { readonly domains: readonly AllowedDomain[]; readonly cidrs: readonly AllowedCidr[] };
+    /** The repository on the machine running the program that the worker gets a clone of (absolute). */
+    readonly clone?: string;
 }
 
 export interface SandboxConfig {

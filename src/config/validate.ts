@@ -174,8 +174,15 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
  * (Multipass refuses the mount only after the VM is up). A remote libvirt host's folders are its own.
  */
 export function missingHostFolders(c: SandboxConfig, isDirectory: (p: string) => boolean): ConfigIssue[] {
-    if (c.hypervisor === "libvirt" && !/^qemu:\/\/\/|^qemu\+unix:/.test(c.libvirt.uri)) return [];
-    return c.mounts.flatMap((m, i) =>
-        isDirectory(m.host) ? [] : [{ path: keyPath(["mounts", i, "host"]), value: m.host, message: "is not a folder on this host: create it first" }],
+    // A project's repository is read here, by the program, whichever host runs the VM.
+    const clones = c.projects.flatMap((p, i) =>
+        p.clone === undefined || isDirectory(p.clone) ? [] : [{ path: keyPath(["projects", i, "clone"]), value: p.clone, message: "is not a folder on this host: a project's clone is a repository here" }],
     );
+    if (c.hypervisor === "libvirt" && !/^qemu:\/\/\/|^qemu\+unix:/.test(c.libvirt.uri)) return clones;
+    return [
+        ...c.mounts.flatMap((m, i) =>
+            isDirectory(m.host) ? [] : [{ path: keyPath(["mounts", i, "host"]), value: m.host, message: "is not a folder on this host: create it first" }],
+        ),
+        ...clones,
+    ];
 }

@@ -19,6 +19,7 @@ const path = require("path");
  * @typedef {import("./types").RunnerStep} RunnerStep
  * @typedef {import("./types").VmStatus} VmStatus
  */
+const { packRepository } = require("./handover.js");
 const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
 
 /** @param {VmPlan} plan */
@@ -339,6 +340,19 @@ function main(step) {
             process.stdout.write(r.stdout);
             process.stderr.write(r.stderr);
             if (r.code !== 0) throw new Error(`${plan.command.join(" ")} failed in ${plan.name} (exit ${r.code})`);
+            // A project whose code is still to come: the repository, packed here, streamed in.
+            if (plan.handover && /^import$/m.test(r.stdout)) {
+                const { command, repository } = plan.handover;
+                const pack = packRepository(repository);
+                try {
+                    log(`handing ${repository} over (${fs.statSync(pack.file).size} bytes)`);
+                    const h = guest(plan, s.ip, command, { inputFile: pack.file, timeoutMs: 5 * 60_000 });
+                    process.stderr.write(h.stderr);
+                    if (h.code !== 0) throw new Error(`${command.join(" ")} failed in ${plan.name} (exit ${h.code})`);
+                } finally {
+                    pack.dispose();
+                }
+            }
             break;
         }
         case "guest-undo": {

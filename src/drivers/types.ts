@@ -110,6 +110,11 @@ export interface GuestStepPlan extends VmPlan {
     readonly command: readonly string[];
     /** What `guest-undo` runs when the resource goes. */
     readonly undo?: readonly string[];
+    /**
+     * A project's code: when the command prints a line `import`, the repository here is packed
+     * (src/drivers/handover.js) and streamed into `command` in the guest.
+     */
+    readonly handover?: { readonly repository: string; readonly command: readonly string[] };
 }
 
 export interface StepPlans {

@@ -6,6 +6,7 @@
  * which requires it from beside itself.
  */
 "use strict";
+const fs = require("fs");
 const { spawnSync } = require("child_process");
 
 /**
@@ -15,7 +16,7 @@ const { spawnSync } = require("child_process");
  * @typedef {import("./types").RunnerStep} RunnerStep
  * @typedef {import("./types").VmStatus} VmStatus
  * @typedef {{ code: number, stdout: string, stderr: string }} RunResult
- * @typedef {{ input?: string, timeoutMs?: number }} RunOptions
+ * @typedef {{ input?: string, inputFile?: string, timeoutMs?: number }} RunOptions
  */
 
 /**
@@ -86,16 +87,24 @@ function named(argv) {
 
 /** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
 function run(argv, opts = {}) {
-    const r = spawnSync(argv[0], argv.slice(1), {
-        // The CLIs' states and labels in English whatever the user's locale (virsh translates them).
-        env: { ...process.env, LC_ALL: "C" },
-        input: opts.input,
-        encoding: "utf8",
-        stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-        timeout: opts.timeoutMs || defaultTimeoutMs,
-        killSignal: "SIGKILL",
-        maxBuffer: 64 * 1024 * 1024,
-    });
+    // A file as stdin (a project's repository, which may be large) goes as a descriptor, unbuffered.
+    const fd = opts.inputFile === undefined ? undefined : fs.openSync(opts.inputFile, "r");
+    const r = (() => {
+        try {
+            return spawnSync(argv[0], argv.slice(1), {
+                // The CLIs' states and labels in English whatever the user's locale (virsh translates them).
+                env: { ...process.env, LC_ALL: "C" },
+                input: opts.input,
+                encoding: "utf8",
+                stdio: [fd ?? (opts.input === undefined ? "ignore" : "pipe"), "pipe", "pipe"],
+                timeout: opts.timeoutMs || defaultTimeoutMs,
+                killSignal: "SIGKILL",
+                maxBuffer: 64 * 1024 * 1024,
+            });
+        } finally {
+            if (fd !== undefined) fs.closeSync(fd);
+        }
+    })();
     const code = r.error && /** @type {NodeJS.ErrnoException} */ (r.error).code;
     if (code === "ENOENT") throw new Error(`${argv[0]} is not installed or not on PATH (npm run doctor)`);
     const timedOut = code === "ETIMEDOUT";

@@ -2,7 +2,8 @@ import { execFile } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
-import { ConfigError, loadConfig, rawConfigFromPulumi, rawConfigFromStackFile } from "../../src/config/load";
+import { ConfigError, loadConfig, missingHostFolders, rawConfigFromPulumi, rawConfigFromStackFile } from "../../src/config/load";
+import { projectSpec } from "../../src/config/projects";
 import { isIpv4Cidr, isSshPublicKey } from "../../src/config/schema";
 import { loadStackConfig, stacksDir } from "../../src/config/stack";
 import { hostFor, root, tempDir, tempHome } from "../helpers";
@@ -126,6 +127,20 @@ describe("values", () => {
         expect(clash.message).toContain('cc-sandbox:projects[1].name: gives its worker the uid 21029, as projects[0] (p71) does: choose another name (got "p159")');
         const many = errorOf(() => loadConfig("t", { projects: Array.from({ length: 33 }, (_, i) => ({ name: `w${i}` })) }, host));
         expect(many.message).toContain("cc-sandbox:projects: must NOT have more than 32 items");
+    });
+
+    test("a project's clone: a repository on this machine, ~ expanded; one that is not a folder here is named", () => {
+        const c = loadConfig("t", { projects: [{ name: "web", clone: "~/code/web/" }, { name: "api" }] }, host);
+        expect(c.projects.map((p) => p.clone)).toEqual([path.join(home, "code/web"), undefined]);
+        // What the guest is told: that its code comes, never where from.
+        expect(projectSpec(c.projects[0])).toBe("clone yes\n");
+        const bad = errorOf(() => loadConfig("t", { projects: [{ name: "web", clone: "code/web" }] }, host));
+        expect(bad.message).toContain('cc-sandbox:projects[0].clone: must be an absolute host path or one starting with ~/ (got "code/web")');
+        const missing = missingHostFolders(c, (p) => p !== path.join(home, "code/web"));
+        expect(missing).toEqual([{ path: "cc-sandbox:projects[0].clone", value: path.join(home, "code/web"), message: "is not a folder on this host: a project's clone is a repository here" }]);
+        // Read here even when the VM runs on a remote libvirt host.
+        const remote = loadConfig("t", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://h/system" }, projects: [{ name: "web", clone: "/srv/web" }] }, host);
+        expect(missingHostFolders(remote, () => false).map((i) => i.path)).toEqual(["cc-sandbox:projects[0].clone"]);
     });
 
     test("shared folders are named without a trailing slash, as Multipass reports them", () => {

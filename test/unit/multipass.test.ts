@@ -279,6 +279,38 @@ describe("guest commands", () => {
         expect(mapped.stderr).toContain("cd: /home/agent/code");
     });
 
+    test("a clone project's repository is packed and streamed in when the guest asks for it, once", () => {
+        const repo = path.join(home, "code", "web");
+        fs.mkdirSync(repo, { recursive: true });
+        const git = (...args: string[]) => spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd: repo, encoding: "utf8" });
+        git("init", "-q", "-b", "main");
+        git("commit", "-q", "--allow-empty", "-m", "base");
+        const head = git("rev-parse", "HEAD").stdout.trim();
+        const tool = "/usr/local/sbin/cc-sandbox-project";
+        const projectPlan = { ...plan, command: ["sudo", tool, "add", "web", "24102", "-"], handover: { repository: repo, command: ["sudo", tool, "import", "web"] } };
+        setWorld({ instances: { "cc-fake": running() } });
+        const r = step("guest", { input: "clone yes\n", plan: projectPlan });
+        expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: expect.stringMatching(/^cc-sandbox: handing .*code\/web over \(\d+ bytes\)\n$/) });
+        expect(vm().imported).toEqual(["web"]);
+        const tar = path.join(dirs().dir, "import-web.tar");
+        expect(spawnSync("tar", ["-xOf", tar, "manifest"], { encoding: "utf8" }).stdout).toBe(`repo 0 Lg== ${head} bWFpbg== -\n`);
+        // The next add asks for nothing: no second import.
+        expect(step("guest", { input: "clone yes\n", plan: projectPlan }).code).toBe(0);
+        expect(calls().filter((l) => l.includes(" import web"))).toHaveLength(1);
+        // An import that fails fails the step, naming the command.
+        setWorld({ instances: { "cc-fake": running({ importFails: true }) } });
+        const failed = step("guest", { input: "clone yes\n", plan: projectPlan });
+        expect(failed.code).toBe(1);
+        expect(failed.stderr).toContain(`sudo ${tool} import web failed in cc-fake (exit 1)`);
+        // Not a repository: the step says so before anything is sent.
+        fs.rmSync(path.join(repo, ".git"), { recursive: true });
+        setWorld({ instances: { "cc-fake": running() } });
+        const bare = step("guest", { input: "clone yes\n", plan: projectPlan });
+        expect(bare.code).toBe(1);
+        expect(bare.stderr).toContain("is not in a git work tree");
+        expect(vm().imported).toBeUndefined();
+    });
+
     test("keep (the VM's update) touches nothing and repeats the previous output", () => {
         setWorld({ instances: { "cc-fake": running() } });
         const previous = JSON.stringify({ name: "cc-fake", ip: "10.1.2.3" });

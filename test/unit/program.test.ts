@@ -329,6 +329,20 @@ describe("projects", () => {
         expect(byName(run, "-project-web").inputs.stdin).toBe("");
     });
 
+    test("a clone project: its repository's path stays on this machine, in the plan that streams it in once the worker asks", async () => {
+        const repo = path.join(home, "code", "web");
+        fs.mkdirSync(repo, { recursive: true });
+        const cloned = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", clone: "~/code/web" }] });
+        const r = byName(cloned, "-project-web");
+        expect(r.inputs.stdin).toBe("clone yes\n");
+        expect(JSON.parse(r.inputs.environment.CC_PLAN).handover).toEqual({ repository: repo, command: ["sudo", "/usr/local/sbin/cc-sandbox-project", "import", "web"] });
+        expect(cloned.outputs.projects.web.clone).toBe(repo);
+        expect(JSON.parse(byName(run, "-project-web").inputs.environment.CC_PLAN).handover).toBeUndefined();
+        // A repository that is not there: nothing is declared.
+        fs.rmSync(repo, { recursive: true });
+        await expect(runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", clone: "~/code/web" }] })).rejects.toThrow(/cc-sandbox:projects\[0\]\.clone: is not a folder on this host/);
+    });
+
     test("each project's way in is an output: the admin's login, then a shell as the worker", () => {
         expect(run.outputs.adminSshCommand).toBe(`ssh -i ${home}/.ssh/id_ed25519 -o IdentitiesOnly=yes ubuntu@${ip}`);
         expect(run.outputs.projects).toEqual({

@@ -9,19 +9,35 @@ import * as path from "path";
 import { root, tempDir } from "../helpers";
 
 const bin = tempDir("cc-project-cli-");
+// The repository project web was cloned from (stack dev); stack plain's web has none.
+const repo = tempDir("cc-project-cli-repo-");
 const outputs = {
     adminSshCommand: "ssh -i '/home/dev/.ssh/id ed25519' -o IdentitiesOnly=yes ubuntu@10.0.0.5",
-    projects: { web: { user: "cc-web", uid: 24102, enter: "..." } },
+    projects: { web: { user: "cc-web", uid: 24102, enter: "...", clone: repo } },
 };
-fs.writeFileSync(path.join(bin, "pulumi"), `#!/bin/sh\n[ "$*" = "stack output --json --stack dev" ] || { echo "no stack: $*" >&2; exit 1; }\ncat <<'JSON'\n${JSON.stringify(outputs)}\nJSON\n`, { mode: 0o755 });
-fs.writeFileSync(path.join(bin, "ssh"), `#!/bin/sh\nfor w; do printf '%s\\n' "$w"; done\n`, { mode: 0o755 });
+const plain = { ...outputs, projects: { web: { user: "cc-web", uid: 24102, enter: "..." } } };
+fs.writeFileSync(
+    path.join(bin, "pulumi"),
+    `#!/bin/sh\ncase "$*" in\n"stack output --json --stack dev") cat <<'JSON'\n${JSON.stringify(outputs)}\nJSON\n;;\n"stack output --json --stack plain") cat <<'JSON'\n${JSON.stringify(plain)}\nJSON\n;;\n*) echo "no stack: $*" >&2; exit 1;;\nesac\n`,
+    { mode: 0o755 },
+);
+// The guest's export (the last word names it): the bundle in $SYNC_BUNDLE and $SYNC_EXIT; else the words, one a line.
+fs.writeFileSync(
+    path.join(bin, "ssh"),
+    `#!/bin/sh\nfor last; do :; done\ncase "$last" in *" export "*) printf '%s\\n' "$@" > "$SYNC_WORDS"; [ -z "$SYNC_BUNDLE" ] || cat "$SYNC_BUNDLE"; exit "\${SYNC_EXIT:-0}";; esac\nfor w; do printf '%s\\n' "$w"; done\n`,
+    { mode: 0o755 },
+);
 
 function project(...args: string[]) {
+    return projectWith({}, ...args);
+}
+
+function projectWith(env: NodeJS.ProcessEnv, ...args: string[]) {
     const zx = path.join(root, "node_modules", "zx", "build", "cli.js");
     const r = spawnSync(process.execPath, [zx, "scripts/project.mjs", ...args], {
         cwd: root,
         encoding: "utf8",
-        env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, ...env },
     });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr, words: r.stdout.trim().split("\n") };
 }
@@ -59,5 +75,53 @@ test("a bad action, a missing or malformed project, or one the stack does not ha
         expect({ args, code: r.code }).toEqual({ args, code: 1 });
         expect(r.stderr).toMatch(message);
         expect(r.stdout).not.toContain("ubuntu@");
+    }
+}, 60_000);
+
+function git(cwd: string, ...args: string[]): string {
+    const r = spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
+    return r.stdout.trim();
+}
+
+test("sync: the guest's export, over the admin's login with no terminal, becomes a branch of the project's repository", () => {
+    git(repo, "init", "-q", "-b", "main");
+    git(repo, "commit", "-q", "--allow-empty", "-m", "base");
+    const guest = tempDir("cc-project-cli-guest-");
+    git(guest, "clone", "-q", repo, ".");
+    git(guest, "commit", "-q", "--allow-empty", "-m", "agent work");
+    git(guest, "update-ref", "refs/cc-sandbox/sync", "HEAD");
+    const bundle = path.join(guest, "sync.bundle");
+    git(guest, "bundle", "create", "-q", bundle, "refs/cc-sandbox/sync", "--not", "origin/main");
+    const words = path.join(guest, "words");
+    const r = projectWith({ SYNC_BUNDLE: bundle, SYNC_WORDS: words }, "sync", "--stack", "dev", "--project", "web");
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(r.stdout).toMatch(/^cc-sandbox\/web in .*: new at [0-9a-f]{12}\n[0-9a-f]+ agent work\n$/);
+    expect(git(repo, "log", "--format=%s", "cc-sandbox/web")).toBe("agent work\nbase");
+    // No -t: the bundle is bytes, not a terminal's output.
+    expect(fs.readFileSync(words, "utf8").split("\n").filter(Boolean)).toEqual([...login.slice(0, -2), "-T", "--", `${tool} export web`]);
+    const other = projectWith({ SYNC_BUNDLE: bundle, SYNC_WORDS: words }, "sync", "--stack", "dev", "--project", "web", "--branch", "review/agent");
+    expect(other.code).toBe(0);
+    expect(git(repo, "rev-parse", "review/agent")).toBe(git(repo, "rev-parse", "cc-sandbox/web"));
+    const nothing = projectWith({ SYNC_WORDS: words, SYNC_EXIT: "4" }, "sync", "--stack", "dev", "--project", "web");
+    expect(nothing).toMatchObject({ code: 0, stdout: "project web: nothing new since its code came in\n" });
+    const failed = projectWith({ SYNC_WORDS: words, SYNC_EXIT: "1" }, "sync", "--stack", "dev", "--project", "web");
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain("the export of project web failed (exit 1)");
+}, 60_000);
+
+test("sync: refused for a project with no clone, without --project, with a command; --branch only with sync", () => {
+    const cases: [string[], RegExp][] = [
+        [["sync", "--stack", "plain", "--project", "web"], /project web has no clone \(projects\[\]\.clone\)/],
+        [["sync", "--stack", "dev"], /sync needs --project P/],
+        [["sync", "--stack", "dev", "--project", "web", "--", "ls"], /sync takes no command/],
+        [["enter", "--stack", "dev", "--project", "web", "--branch", "x"], /--branch NAME goes with sync only/],
+        [["sync", "--stack", "dev", "--project", "web", "--branch=-x"], /"-x" is no valid branch name/],
+    ];
+    for (const [args, message] of cases) {
+        const r = projectWith({ SYNC_BUNDLE: "", SYNC_WORDS: path.join(repo, "logged-in") }, ...args);
+        expect({ args, code: r.code }).toEqual({ args, code: 1 });
+        expect(r.stderr).toMatch(message);
+        expect(fs.existsSync(path.join(repo, "logged-in"))).toBe(false);
     }
 }, 60_000);

@@ -26,6 +26,9 @@ export interface Vm {
     exec?: string;
     applied?: string;
     released?: string[];
+    /** Projects whose code came in (cc-sandbox-project import), and whether an import fails. */
+    imported?: string[];
+    importFails?: boolean;
     protected?: string[];
     userData?: string;
     image?: string;

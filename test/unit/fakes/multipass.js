@@ -258,6 +258,14 @@ switch (cmd) {
             vm.released = (vm.released || []).concat(command[command.length - 1]);
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-shares protect ")) {
             vm.protected = (vm.protected || []).concat(command[command.length - 1]);
+        } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project add ")) {
+            // cc-sandbox-project: a clone project whose code has not come asks for it on stdout.
+            if (/^clone yes$/m.test(fs.readFileSync(0, "utf8")) && !(vm.imported || []).includes(command[3])) process.stdout.write("import\n");
+        } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project import ")) {
+            const name = command[command.length - 1];
+            if (vm.importFails) fail(1, `cc-sandbox-project: error: project ${name}: its code did not come in`);
+            fs.writeFileSync(path.join(dir, `import-${name}.tar`), fs.readFileSync(0));
+            vm.imported = (vm.imported || []).concat(name);
         } else if (line === "sudo false") {
             fail(1, "");
         } else {
