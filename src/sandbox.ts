@@ -159,7 +159,9 @@ export class Sandbox extends pulumi.ComponentResource {
                 [projectTool, "add", p.name, String(p.uid), "-"],
                 [projectTool, "remove", p.name],
                 [this.allowlist],
-                p.clone !== undefined ? { repository: p.clone, command: ["sudo", projectTool, "import", p.name] } : undefined,
+                p.clone !== undefined
+                    ? { repository: p.clone, command: ["sudo", projectTool, "import", p.name], save: ["sudo", projectTool, "export", p.name], branch: `cc-sandbox/${p.name}` }
+                    : undefined,
             ),
         );
 

@@ -19,8 +19,11 @@ const path = require("path");
  * @typedef {import("./types").RunnerStep} RunnerStep
  * @typedef {import("./types").VmStatus} VmStatus
  */
-const { packRepository } = require("./handover.js");
-const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
+const { packRepository, receiveBundle } = require("./handover.js");
+const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, capture, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
+
+/** The most a project's saved work may weigh, as it comes from the guest: it cannot fill this disk. */
+const saveLimit = 2 * 1024 ** 3;
 
 /** @param {VmPlan} plan */
 const consoleHint = (plan) => (plan.consoleLog ? ` (what its console printed: ${plan.consoleLog} on the libvirt host)` : "");
@@ -282,6 +285,35 @@ function runStep(step) {
 }
 
 /**
+ * A clone project's work, before its worker goes: the worker's commits and uncommitted changes
+ * fetched into the repository it came from as handover.branch (or, when that branch has moved on
+ * elsewhere, a new branch beside it). Whatever fails here is said and the removal goes on: a
+ * worker that could keep its project (and the VM) from going by breaking its repository would hold
+ * teardown hostage.
+ * @param {VmPlan} plan @param {string} ip @param {NonNullable<StepPlans["guest"]["handover"]>} handover
+ */
+function saveWork(plan, ip, handover) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-sandbox-save-"));
+    try {
+        const file = path.join(dir, "work.bundle");
+        const r = capture([...fill(plan.guestExec, { ip }), ...handover.save], file, saveLimit, 5 * 60_000);
+        if (r.code === 4) return log(`${handover.repository}: nothing new in the project since its code came in`);
+        if (r.code !== 0) return log(`warning: the project's work could not be saved to ${handover.repository} (${handover.save.join(" ")}: exit ${r.code}${r.code === 141 ? `, over ${saveLimit} bytes` : ""}): ${r.stderr.trim()}; removing it anyway`);
+        for (const branch of [handover.branch, `${handover.branch}-${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`]) {
+            try {
+                const { after } = receiveBundle(handover.repository, file, branch);
+                return log(`the project's work is saved in ${handover.repository} as branch ${branch} (${after.slice(0, 12)})`);
+            } catch (e) {
+                log(`the project's work did not go in as ${branch}: ${/** @type {Error} */ (e).message}`);
+            }
+        }
+        log(`warning: the project's work could not be saved to ${handover.repository}; removing it anyway`);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/**
  * The plan this step reads: a resource's CC_PLAN, made by the component as StepPlans[step].
  * @template {RunnerStep} S
  * @param {S} step
@@ -365,6 +397,7 @@ function main(step) {
                 log(`${plan.name} is ${s.state}; nothing to undo in it`);
                 break;
             }
+            if (plan.handover) saveWork(plan, s.ip, plan.handover);
             const r = guest(plan, s.ip, undo, { timeoutMs: 5 * 60_000 });
             process.stderr.write(r.stderr);
             if (r.code !== 0) throw new Error(`${undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);

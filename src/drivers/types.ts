@@ -112,9 +112,10 @@ export interface GuestStepPlan extends VmPlan {
     readonly undo?: readonly string[];
     /**
      * A project's code: when the command prints a line `import`, the repository here is packed
-     * (src/drivers/handover.js) and streamed into `command` in the guest.
+     * (src/drivers/handover.js) and streamed into `command` in the guest; before the undo, what
+     * `save` writes (the worker's work, a bundle) is fetched into the repository as `branch`.
      */
-    readonly handover?: { readonly repository: string; readonly command: readonly string[] };
+    readonly handover?: { readonly repository: string; readonly command: readonly string[]; readonly save: readonly string[]; readonly branch: string };
 }
 
 export interface StepPlans {

@@ -115,6 +115,15 @@ function run(argv, opts = {}) {
     };
 }
 
+/**
+ * Runs argv with its stdout (bytes) into FILE, at most LIMIT of them: past that it is cut off and
+ * the exit status is 141 (a broken pipe). Its stderr is returned as run's.
+ * @param {readonly string[]} argv @param {string} file @param {number} limit @param {number} timeoutMs @returns {RunResult}
+ */
+function capture(argv, file, limit, timeoutMs) {
+    return run(["bash", "-c", 'set -o pipefail; out=$1 limit=$2; shift 2; "$@" | head -c "$limit" > "$out"', "capture", file, String(limit), ...argv], { timeoutMs });
+}
+
 /** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */
 function must(argv, opts) {
     const r = run(argv, opts);
@@ -166,4 +175,4 @@ function unreachable(plan, r) {
     return u.codes.includes(r.code) && (!u.stderr || new RegExp(u.stderr, "m").test(r.stderr));
 }
 
-module.exports = { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, sleep, pollMs, queryTimeoutMs, status, guest, unreachable };
+module.exports = { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, capture, sleep, pollMs, queryTimeoutMs, status, guest, unreachable };

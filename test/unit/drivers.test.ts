@@ -247,3 +247,20 @@ describe("what replaces a VM (replaceOn)", () => {
     });
 });
 
+
+describe("capture: what the guest writes to this machine's disk is bounded", () => {
+    const { capture } = require("../../src/drivers/vm-query.js");
+    const dir = tempHome("cc-capture-");
+    const file = `${dir}/out`;
+
+    test("past the limit the output is cut off and the status is a broken pipe's; within it, whole, with the command's status", () => {
+        const over = capture(["head", "-c", "100000", "/dev/zero"], file, 1000, 10_000);
+        expect(over.code).toBe(141);
+        expect(fs.statSync(file).size).toBe(1000);
+        const within = capture(["sh", "-c", "printf abc; exit 4"], file, 1000, 10_000);
+        expect(within.code).toBe(4);
+        expect(fs.readFileSync(file, "utf8")).toBe("abc");
+        expect(capture(["printf", "\\000\\377"], file, 1000, 10_000).code).toBe(0);
+        expect([...fs.readFileSync(file)]).toEqual([0, 255]);
+    });
+});

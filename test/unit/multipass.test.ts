@@ -311,6 +311,48 @@ describe("guest commands", () => {
         expect(vm().imported).toBeUndefined();
     });
 
+    test("a clone project's work is saved into its repository as a branch before its worker goes; a failed save does not stop the removal", () => {
+        const repo = path.join(home, "code", "saved");
+        fs.mkdirSync(repo, { recursive: true });
+        const git = (cwd: string, ...args: string[]) => spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd, encoding: "utf8" }).stdout.trim();
+        git(repo, "init", "-q", "-b", "main");
+        git(repo, "commit", "-q", "--allow-empty", "-m", "base");
+        const worker = path.join(home, "worker");
+        git(home, "clone", "-q", repo, worker);
+        git(worker, "commit", "-q", "--allow-empty", "-m", "agent work");
+        git(worker, "update-ref", "refs/cc-sandbox/sync", "HEAD");
+        const bundle = path.join(home, "work.bundle");
+        git(worker, "bundle", "create", "-q", bundle, "refs/cc-sandbox/sync", "--not", "origin/main");
+        const tool = "/usr/local/sbin/cc-sandbox-project";
+        const undoPlan = { ...plan, undo: ["sudo", tool, "remove", "web"], handover: { repository: repo, command: ["sudo", tool, "import", "web"], save: ["sudo", tool, "export", "web"], branch: "cc-sandbox/web" } };
+        setWorld({ instances: { "cc-fake": running({ exportBundle: bundle }) } });
+        const r = step("guest-undo", { plan: undoPlan });
+        expect(r.code).toBe(0);
+        expect(r.stderr).toMatch(/work is saved in .* as branch cc-sandbox\/web \([0-9a-f]{12}\)/);
+        expect(git(repo, "log", "--format=%s", "cc-sandbox/web")).toBe("agent work\nbase");
+        expect(vm().removed).toEqual(["web"]);
+        // The branch has moved on elsewhere (rewritten in the guest): saved beside it, not over it.
+        git(worker, "commit", "-q", "--amend", "--allow-empty", "-m", "agent work, rewritten");
+        git(worker, "update-ref", "refs/cc-sandbox/sync", "HEAD");
+        git(worker, "bundle", "create", "-q", bundle, "refs/cc-sandbox/sync", "--not", "origin/main");
+        const again = step("guest-undo", { plan: undoPlan });
+        expect(again.code).toBe(0);
+        expect(again.stderr).toMatch(/as branch cc-sandbox\/web-\d{14} /);
+        expect(git(repo, "log", "-1", "--format=%s", "cc-sandbox/web")).toBe("agent work");
+        // Nothing new, or an export that fails: said, and the worker removed all the same.
+        for (const [exportExit, said] of [[4, /nothing new/], [1, /warning: the project's work could not be saved .*exit 1.*removing it anyway/]] as const) {
+            setWorld({ instances: { "cc-fake": running({ exportExit }) } });
+            const u = step("guest-undo", { plan: undoPlan });
+            expect(u.code).toBe(0);
+            expect(u.stderr).toMatch(said);
+            expect(vm()).toMatchObject({ exported: 1, removed: ["web"] });
+        }
+        // A project with no clone: no export.
+        setWorld({ instances: { "cc-fake": running() } });
+        expect(step("guest-undo", { plan: { ...undoPlan, handover: undefined } }).code).toBe(0);
+        expect(vm().exported).toBeUndefined();
+    });
+
     test("keep (the VM's update) touches nothing and repeats the previous output", () => {
         setWorld({ instances: { "cc-fake": running() } });
         const previous = JSON.stringify({ name: "cc-fake", ip: "10.1.2.3" });

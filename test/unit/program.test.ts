@@ -335,8 +335,9 @@ describe("projects", () => {
         const cloned = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", clone: "~/code/web" }] });
         const r = byName(cloned, "-project-web");
         expect(r.inputs.stdin).toBe("clone yes\n");
-        expect(JSON.parse(r.inputs.environment.CC_PLAN).handover).toEqual({ repository: repo, command: ["sudo", "/usr/local/sbin/cc-sandbox-project", "import", "web"] });
-        expect(cloned.outputs.projects.web.clone).toBe(repo);
+        const tool = "/usr/local/sbin/cc-sandbox-project";
+        expect(JSON.parse(r.inputs.environment.CC_PLAN).handover).toEqual({ repository: repo, command: ["sudo", tool, "import", "web"], save: ["sudo", tool, "export", "web"], branch: "cc-sandbox/web" });
+        expect((cloned.outputs.projects as Record<string, { clone?: string }>).web.clone).toBe(repo);
         expect(JSON.parse(byName(run, "-project-web").inputs.environment.CC_PLAN).handover).toBeUndefined();
         // A repository that is not there: nothing is declared.
         fs.rmSync(repo, { recursive: true });

@@ -29,6 +29,11 @@ export interface Vm {
     /** Projects whose code came in (cc-sandbox-project import), and whether an import fails. */
     imported?: string[];
     importFails?: boolean;
+    /** What cc-sandbox-project export writes (a file's bytes) and its exit status; how often it ran, what remove removed. */
+    exportBundle?: string;
+    exportExit?: number;
+    exported?: number;
+    removed?: string[];
     protected?: string[];
     userData?: string;
     image?: string;

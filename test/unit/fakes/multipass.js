@@ -266,6 +266,13 @@ switch (cmd) {
             if (vm.importFails) fail(1, `cc-sandbox-project: error: project ${name}: its code did not come in`);
             fs.writeFileSync(path.join(dir, `import-${name}.tar`), fs.readFileSync(0));
             vm.imported = (vm.imported || []).concat(name);
+        } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project export ")) {
+            vm.exported = (vm.exported || 0) + 1;
+            save();
+            if (vm.exportBundle) process.stdout.write(fs.readFileSync(vm.exportBundle));
+            process.exit(vm.exportExit ?? 0);
+        } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project remove ")) {
+            vm.removed = (vm.removed || []).concat(command[command.length - 1]);
         } else if (line === "sudo false") {
             fail(1, "");
         } else {
