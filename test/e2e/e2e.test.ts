@@ -5,13 +5,15 @@
  * software emulation, inside a network namespace with no route out; cloud-init installs the layers;
  * the guest's own cc-sandbox-verify passes. Then what only 24.04 can show (the AppArmor profile
  * bubblewrap needs, systemd-resolved shut out, netplan), a project's worker confined in the VM, an
- * in-place allowlist change and project added (a name only its worker reaches), a no-op update, a reboot (cloud-init kept out of it),
+ * in-place allowlist change and project added (a name only its worker reaches, its code a clone of a
+ * host repository whose work comes back as a branch), a no-op update, a reboot (cloud-init kept out of it),
  * and destroy; the VM is first made by a `pulumi up` that is killed while creating and run again,
  * and destroyed after it has been deleted behind Pulumi's back and made again.
  *
  * The steps build on each other and run in order; each one's duration is printed and written to
  * $CC_E2E_RESULTS (default .cache/e2e/steps.json). Needs root, libvirt, QEMU, mmdebstrap and Go.
  */
+import { spawnSync } from "child_process";
 import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -79,6 +81,13 @@ beforeAll(async () => {
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].name", "web", "-s", "ci"]), "config set project");
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].setup", 'echo "set up as $(id -un)" > ~/setup.out', "-s", "ci"]), "config set project setup");
 });
+
+/** git on the host, as the developer (an identity of its own). */
+function hostGit(cwd: string, ...args: string[]): string {
+    const r = spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`git ${args.join(" ")} in ${cwd}: ${r.stderr}`);
+    return r.stdout.trim();
+}
 
 /** A command as a project's worker, through the admin's sudo (what the project's `enter` output runs). */
 function asWorker(project: string, command: string): Promise<Run> {
@@ -345,6 +354,15 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].name", "docs", "-s", "ci"]), "config set second project");
     // whose worker alone keeps the name the stack no longer allows
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].allowlist.domains[0]", "allowed.test.example", "-s", "ci"]), "config set the project's allowlist");
+    // and whose code is a clone of a repository here, with a change not committed yet
+    const docsRepo = path.join(world.dir, "docs-repo");
+    fs.mkdirSync(docsRepo);
+    hostGit(docsRepo, "init", "-q", "-b", "main");
+    fs.writeFileSync(path.join(docsRepo, "README"), "docs\n");
+    hostGit(docsRepo, "add", "README");
+    hostGit(docsRepo, "commit", "-qm", "first");
+    fs.appendFileSync(path.join(docsRepo, "README"), "not committed yet\n");
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].clone", docsRepo, "-s", "ci"]), "config set the project's clone");
     const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
     const webProcess = (await inGuest("sudo pgrep -u cc-web -x sleep", { admin: true })).stdout.trim();
     expect(webProcess).toMatch(/^\d+$/);
@@ -357,6 +375,8 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     expect(summary(r)).not.toMatch(/replaced|deleted/);
     expect((await asWorker("docs", "id -un")).stdout).toBe("cc-docs\n");
     expect((await inGuest(`sudo kill -0 ${webProcess}; echo rc=$?`, { admin: true })).stdout).toBe("rc=0\n");
+    // The clone: the host's commit and its uncommitted change, uncommitted.
+    expect((await asWorker("docs", "cd code && git log --format=%s && git status --porcelain && tail -1 README")).stdout).toBe("first\n M README\nnot committed yet\n");
     expect(r.stdout + r.stderr).not.toMatch(/adopting it|creating cc-ci/);
     expect((await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout).toBe(bootId);
     expect(await banner("new.test.example")).toBe(`ok ${hosts["new.test.example"]} 443 host=new.test.example sni=new.test.example`);
@@ -372,6 +392,20 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     expect(String(outputs.policy)).toMatch(/^[0-9a-f]{16}$/);
     expect(outputs.policy).not.toBe(before);
     expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
+});
+
+step("4a. the clone project's work comes back to the host repository as a branch; the host's working tree is untouched", async () => {
+    const docsRepo = path.join(world.dir, "docs-repo");
+    const status = hostGit(docsRepo, "status", "--porcelain");
+    ok(await asWorker("docs", "cd code && echo 'by the agent' > agent.txt && git add agent.txt && git -c user.name=agent -c user.email=agent@sandbox commit -qm 'agent work'"), "the worker commits");
+    const r = await timed("npm run project -- sync", async () => ok(await world.projectCli(["sync", "--stack", "ci", "--project", "docs"]), "sync"));
+    expect(r.stdout).toMatch(/^cc-sandbox\/docs in .*docs-repo: new at [0-9a-f]{12}\n/);
+    expect(hostGit(docsRepo, "log", "--format=%s", "cc-sandbox/docs")).toBe("agent work\nfirst");
+    expect(hostGit(docsRepo, "show", "cc-sandbox/docs:agent.txt")).toBe("by the agent");
+    // The host's uncommitted change went in with the code, and comes back inside the agent's commit.
+    expect(hostGit(docsRepo, "show", "cc-sandbox/docs:README")).toBe("docs\nnot committed yet");
+    expect(hostGit(docsRepo, "rev-parse", "--abbrev-ref", "HEAD")).toBe("main");
+    expect(hostGit(docsRepo, "status", "--porcelain")).toBe(status);
 });
 
 step("5. a second pulumi up with nothing changed changes nothing", async () => {

@@ -158,7 +158,7 @@ export class World {
     protected copyProject(): void {
         fs.mkdirSync(this.state);
         fs.mkdirSync(this.project);
-        for (const f of ["Pulumi.yaml", "package.json", "tsconfig.json", "src", "templates"]) {
+        for (const f of ["Pulumi.yaml", "package.json", "tsconfig.json", "src", "templates", "scripts"]) {
             fs.cpSync(path.join(root, f), path.join(this.project, f), { recursive: true });
         }
         fs.mkdirSync(path.join(this.project, "stacks"));
@@ -237,6 +237,16 @@ export class World {
         return runAsync(this.pulumiArgv(args), {
             cwd: this.project,
             timeoutMs,
+            log: this.log,
+        });
+    }
+
+    /** `npm run project -- ARGS` in the project copy, inside the namespace, with the CLI's environment. */
+    projectCli(args: readonly string[]): Promise<Run> {
+        const zx = path.join(root, "node_modules", "zx", "build", "cli.js");
+        return runAsync([...this.enter(), "env", "-i", ...envArgs(this.pulumiEnv()), process.execPath, zx, path.join(this.project, "scripts", "project.mjs"), ...args], {
+            cwd: this.project,
+            timeoutMs: 5 * 60_000,
             log: this.log,
         });
     }
