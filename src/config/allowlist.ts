@@ -97,3 +97,18 @@ export function resolveAllowlist(
         cidrs: mergeCidrs((list.cidrs ?? []).map((c) => (typeof c === "string" ? { cidr: c } : c)), at, issues),
     };
 }
+
+type Resolved = { readonly domains: readonly AllowedDomain[]; readonly cidrs: readonly AllowedCidr[] };
+
+/** Two resolved allowlists as one (the stack's and a project's), folded as one list's entries are. */
+export function unionAllowlists(a: Resolved, b: Resolved, issues: ConfigIssue[], at: readonly (string | number)[]): { domains: AllowedDomain[]; cidrs: AllowedCidr[] } {
+    const entry = (d: AllowedDomain) => ({
+        e: { name: d.wildcard ? `*.${d.name}` : d.name, ports: d.ports.map((p) => `${p}/${d.modes[p]}`) },
+        source: d.source,
+        at: keyPath([...at, "domains"]),
+    });
+    return {
+        domains: mergeDomains([...a.domains, ...b.domains].map(entry), issues),
+        cidrs: mergeCidrs([...a.cidrs, ...b.cidrs], at, issues),
+    };
+}

@@ -29,7 +29,7 @@ export function loadConfig(stack: string, input: Raw, host: HostContext): Sandbo
     issues.push(...crossFieldIssues(raw, host));
     const { domains, cidrs } = resolveAllowlist(raw.allowlist, issues);
     const { keys, privateKeyPath } = readSshKeys(raw, host, issues);
-    const projects = projectsOf(raw, issues, host.home);
+    const projects = projectsOf(raw, issues, host, { domains, cidrs });
     issues.push(...crossOwnerIssues(domains, projects));
     if (issues.length > 0) throw new ConfigError(dedupe(issues));
     return fillDefaults(stack, raw, { mounts: mountsOf(raw, host), domains, cidrs, sshKeys: keys, sshPrivateKeyPath: privateKeyPath, projects });

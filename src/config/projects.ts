@@ -4,11 +4,12 @@
  * cloud-init's two are 1000 and 1001). Two names that land on one uid are an issue naming the later.
  */
 import { createHash } from "crypto";
-import { resolveAllowlist } from "./allowlist";
-import { expandHome } from "./host";
+import { resolveAllowlist, unionAllowlists } from "./allowlist";
+import { expandHome, HostContext } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
-import { AllowedDomain, Project } from "./types";
+import { dropEntries, readRepoSettings } from "./repo-settings";
+import { AllowedCidr, AllowedDomain, Project } from "./types";
 
 export const projectUidBase = 20000;
 /** What a project with `network: none` may reach: what Claude Code itself needs. */
@@ -20,7 +21,12 @@ export function projectUid(name: string): number {
     return projectUidBase + (createHash("sha256").update(name).digest().readUInt32BE(0) % projectUidSlots);
 }
 
-export function projectsOf(raw: RawConfig, issues: ConfigIssue[], home: string): Project[] {
+export function projectsOf(
+    raw: RawConfig,
+    issues: ConfigIssue[],
+    host: HostContext,
+    stack: { readonly domains: readonly AllowedDomain[]; readonly cidrs: readonly AllowedCidr[] } = { domains: [], cidrs: [] },
+): Project[] {
     const byName = new Map<string, number>();
     const byUid = new Map<number, number>();
     const out: Project[] = [];
@@ -36,10 +42,22 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[], home: string):
         }
         byName.set(p.name, i);
         byUid.set(uid, i);
-        const network = p.network ?? "allowlist";
         const own = p.allowlist;
-        if (network === "none" && own !== undefined && ((own.presets ?? []).length > 0 || (own.domains ?? []).length > 0 || (own.cidrs ?? []).length > 0)) {
+        if (p.network === "none" && own !== undefined && ((own.presets ?? []).length > 0 || (own.domains ?? []).length > 0 || (own.cidrs ?? []).length > 0)) {
             issues.push({ path: keyPath(["projects", i, "allowlist"]), value: own, message: "must be empty when network is none (its worker reaches only what Claude Code itself needs)" });
+        }
+        const clone = p.clone !== undefined ? expandHome(p.clone, host.home).replace(/(.)\/+$/, "$1") : undefined;
+        // The repository's own settings narrow what the stack config gives (src/config/repo-settings.ts).
+        const narrowed = clone !== undefined ? readRepoSettings(clone, host, issues) : undefined;
+        // The stack config's network over the repository's over the default.
+        let network = p.network ?? narrowed?.network ?? "allowlist";
+        const alAt = ["projects", i, "allowlist"];
+        let allowlist = network === "none" ? resolveAllowlist({ presets: [...claudeCodePresets] }, issues, alAt) : resolveAllowlist(own, issues, alAt, []);
+        if (narrowed !== undefined && narrowed.drop.length > 0) {
+            // Entries dropped from what the worker would get, the stack's included: its list is then
+            // a list of its own, and the stack's is not applied to it (the plan's `none`).
+            allowlist = dropEntries(network === "none" ? allowlist : unionAllowlists(stack, allowlist, issues, alAt), narrowed, issues);
+            network = "none";
         }
         out.push({
             name: p.name,
@@ -48,11 +66,9 @@ export function projectsOf(raw: RawConfig, issues: ConfigIssue[], home: string):
             ...(p.setup !== undefined ? { setup: p.setup } : {}),
             ...(p.cleanup !== undefined ? { cleanup: p.cleanup } : {}),
             network,
-            ...(p.clone !== undefined ? { clone: expandHome(p.clone, home).replace(/(.)\/+$/, "$1") } : {}),
-            allowlist:
-                network === "none"
-                    ? resolveAllowlist({ presets: [...claudeCodePresets] }, issues, ["projects", i, "allowlist"])
-                    : resolveAllowlist(own, issues, ["projects", i, "allowlist"], []),
+            ...(clone !== undefined ? { clone } : {}),
+            ...(narrowed !== undefined ? { narrowedBy: narrowed.file } : {}),
+            allowlist,
         });
     });
     return out;
@@ -72,7 +88,8 @@ export function projectSpec(p: Partial<Project>): string {
  * The resolver puts every answer under a name into that name's sets once a wildcard covers it, its
  * subdomains' too: a wildcard of one owner (the stack, a project) over another owner's plain name
  * with raw ports would open those ports on every subdomain to that other owner's users (the
- * stack's: everyone). Each such pair is an issue at the project's entry.
+ * stack's: everyone), unless that owner's own wildcard already covers the name. Each such pair is
+ * an issue at the project's entry.
  */
 export function crossOwnerIssues(stack: readonly AllowedDomain[], projects: readonly Project[]): ConfigIssue[] {
     const owners = [{ label: "the stack", domains: stack, at: undefined as number | undefined }, ...projects.map((p, i) => ({ label: `project ${p.name}`, domains: p.allowlist.domains, at: i }))];
@@ -82,6 +99,9 @@ export function crossOwnerIssues(stack: readonly AllowedDomain[], projects: read
         for (const plain of a.domains.filter((d) => !d.wildcard)) {
             const raw = plain.ports.filter((port) => plain.modes[port] === "raw");
             if (raw.length === 0) continue;
+            // Its owner's own wildcard over it already makes its subdomains resolve into its sets:
+            // another owner's adds nothing (a narrowed project holds copies of the stack's entries).
+            if (a.domains.some((d) => d.wildcard && under(plain.name, d.name))) continue;
             for (const b of owners) {
                 if (b === a) continue;
                 for (const wild of b.domains.filter((d) => d.wildcard && under(plain.name, d.name))) {

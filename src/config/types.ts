@@ -122,13 +122,16 @@ export interface Project {
     readonly setup?: string;
     readonly cleanup?: string;
     /**
-     * `allowlist`: the stack's allowlist and `allowlist` here; `none`: only what Claude Code itself
-     * needs (the `anthropic` preset, which `allowlist` then holds), none of the stack's.
+     * `allowlist`: the stack's allowlist and `allowlist` here; `none`: none of the stack's, only
+     * `allowlist` here: what Claude Code itself needs (the `anthropic` preset) for `network: none`,
+     * or, when the repository's settings drop entries, the stack's and the project's less those.
      */
     readonly network: "allowlist" | "none";
     readonly allowlist: { readonly domains: readonly AllowedDomain[]; readonly cidrs: readonly AllowedCidr[] };
     /** The repository on the machine running the program that the worker gets a clone of (absolute). */
     readonly clone?: string;
+    /** The repository's settings file that narrowed the project (src/config/repo-settings.ts). */
+    readonly narrowedBy?: string;
 }
 
 export interface SandboxConfig {

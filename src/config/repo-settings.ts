@@ -1,0 +1,108 @@
+/**
+ * A project's repository may say what it needs less of: `.cc-sandbox.yaml` at the top of the
+ * repository a project clones, read on this machine when the program runs. It may only narrow
+ * what the stack gives the project; anything else in it is refused, naming the file, key and value.
+ *
+ *     network: none                  # only what Claude Code itself needs
+ *     allowlist:
+ *       drop: [registry.npmjs.org]   # entries of the project's allowlist (the stack's and its own) it does without
+ *     handover: clone                # never handed over any other way than by clone
+ *
+ * Precedence: the stack config over the repository's file over the defaults. What the stack sets
+ * for the project is the most it gets; the file can take from it, never add to it.
+ */
+import * as path from "path";
+import { parse as parseYaml } from "yaml";
+import type { HostContext } from "./host";
+import { ConfigIssue, showValue } from "./issues";
+import { AllowedCidr, AllowedDomain } from "./types";
+
+export const repoSettingsFile = ".cc-sandbox.yaml";
+
+export interface RepoSettings {
+    readonly file: string;
+    readonly network?: "none";
+    /** Allowlist entries as written: `name`, `*.name` or a CIDR. */
+    readonly drop: readonly string[];
+}
+
+const widening = "may only narrow what the stack config gives the project";
+
+/** The repository's settings, or undefined when it has none; each problem an issue naming the file and key. */
+export function readRepoSettings(repository: string, host: HostContext, issues: ConfigIssue[]): RepoSettings | undefined {
+    const file = path.join(repository, repoSettingsFile);
+    let text: string;
+    try {
+        text = host.readFile(file);
+    } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+        issues.push({ path: file, value: code ?? String(e), message: "cannot be read" });
+        return undefined;
+    }
+    const at = (key: string) => `${file}: ${key}`;
+    let doc: unknown;
+    try {
+        doc = parseYaml(text);
+    } catch (e) {
+        issues.push({ path: file, value: (e as Error).message.split("\n")[0], message: "is not YAML" });
+        return undefined;
+    }
+    if (doc === null || doc === undefined) return { file, drop: [] };
+    if (typeof doc !== "object" || Array.isArray(doc)) {
+        issues.push({ path: file, value: doc, message: "must be a mapping (network, allowlist, handover)" });
+        return undefined;
+    }
+    const d = doc as Record<string, unknown>;
+    const before = issues.length;
+    for (const key of Object.keys(d)) {
+        if (!["network", "allowlist", "handover"].includes(key)) {
+            issues.push({ path: at(key), value: d[key], message: `${widening}: only network: none, allowlist.drop and handover: clone are taken from a repository` });
+        }
+    }
+    if (d.network !== undefined && d.network !== "none") {
+        issues.push({ path: at("network"), value: d.network, message: `${widening}: a repository may set none, nothing else` });
+    }
+    if (d.handover !== undefined && d.handover !== "clone") {
+        issues.push({ path: at("handover"), value: d.handover, message: `${widening}: a repository may require clone, nothing else` });
+    }
+    const drop: string[] = [];
+    if (d.allowlist !== undefined) {
+        const al = d.allowlist;
+        if (typeof al !== "object" || al === null || Array.isArray(al)) {
+            issues.push({ path: at("allowlist"), value: al, message: "must be a mapping with drop, a list of the entries to do without" });
+        } else {
+            for (const key of Object.keys(al)) {
+                if (key !== "drop") issues.push({ path: at(`allowlist.${key}`), value: (al as Record<string, unknown>)[key], message: `${widening}: a repository may drop entries, not add them` });
+            }
+            const list = (al as Record<string, unknown>).drop;
+            if (list !== undefined && (!Array.isArray(list) || list.some((x) => typeof x !== "string" || x === ""))) {
+                issues.push({ path: at("allowlist.drop"), value: list, message: "must be a list of allowlist entries as written (name, *.name or a CIDR)" });
+            } else if (list !== undefined) {
+                drop.push(...(list as string[]));
+            }
+        }
+    }
+    if (issues.length > before) return undefined;
+    return { file, ...(d.network === "none" ? { network: "none" as const } : {}), drop };
+}
+
+/** How an entry is written: `name`, `*.name`, or its CIDR. */
+export const entryName = (e: AllowedDomain | AllowedCidr): string => ("cidr" in e ? e.cidr : e.wildcard ? `*.${e.name}` : e.name);
+
+/**
+ * The allowlist less the entries dropped; a dropped entry the allowlist does not hold is an issue
+ * (a misspelt name would otherwise leave the access it meant to take away).
+ */
+export function dropEntries(
+    allowlist: { readonly domains: readonly AllowedDomain[]; readonly cidrs: readonly AllowedCidr[] },
+    settings: RepoSettings,
+    issues: ConfigIssue[],
+): { domains: AllowedDomain[]; cidrs: AllowedCidr[] } {
+    const held = new Set([...allowlist.domains, ...allowlist.cidrs].map(entryName));
+    settings.drop.forEach((x, i) => {
+        if (!held.has(x)) issues.push({ path: `${settings.file}: allowlist.drop[${i}]`, value: x, message: `is not in the project's allowlist (it holds ${showValue([...held].sort())})` });
+    });
+    const dropped = new Set(settings.drop);
+    return { domains: allowlist.domains.filter((d) => !dropped.has(entryName(d))), cidrs: allowlist.cidrs.filter((c) => !dropped.has(entryName(c))) };
+}
