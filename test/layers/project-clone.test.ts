@@ -90,6 +90,8 @@ echo "lib=$(${asWeb} cat code/lib/lib.txt)"
 echo "secret=$(ls -a /home/cc-web/code | grep -c '^.env$' || true) $(grep -rl host-only-7d1e /home/cc-web 2>/dev/null | wc -l)"
 echo "owners=$(find /home/cc-web/code ! -user cc-web | wc -l)"
 echo "leftovers=$(ls -a /home/cc-web | grep -c cc-sandbox-import || true)"
+# As it came in, the host's uncommitted changes and all: nothing to take back.
+try export-fresh sh -c '${tool} export web > /dev/null'
 # The worker works: a commit, an uncommitted change; and git settings and a hook of its own that
 # git runs (as whoever runs git there).
 ${asWeb} sh -c 'cd code && echo three >> a.txt && git -c user.name=agent -c user.email=agent@sandbox commit -qam "agent work" && echo pending > wip.txt'
@@ -180,6 +182,7 @@ test("sync: the worker's commits and uncommitted changes come back as a branch; 
 });
 
 test("nothing new is exit 4; a stream that is no repository takes the worker back out; a project with no clone takes none", () => {
+    expect(tried("export-fresh")).toMatchObject({ rc: 4, out: expect.stringContaining("nothing new") });
     expect(tried("export-nothing")).toMatchObject({ rc: 4, out: expect.stringContaining("nothing new") });
     expect(tried("import-garbage").rc).toBe(1);
     expect(line("bad-after")).toBe("0 0");
