@@ -363,9 +363,19 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     hostGit(docsRepo, "commit", "-qm", "first");
     fs.appendFileSync(path.join(docsRepo, "README"), "not committed yet\n");
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].clone", docsRepo, "-s", "ci"]), "config set the project's clone");
+    // The first project's allowlist edited: web gets plain HTTP on the stack's new name, which the stack gives only on 443.
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].allowlist.domains[0].name", "new.test.example", "-s", "ci"]), "config set web's allowlist");
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].allowlist.domains[0].ports[0]", "80/http", "-s", "ci"]), "config set web's allowlist port");
     const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
     const webProcess = (await inGuest("sudo pgrep -u cc-web -x sleep", { admin: true })).stdout.trim();
     expect(webProcess).toMatch(/^\d+$/);
+    // An open SSH session of web's (the way its enter output goes in), across the up.
+    let sessionEnded = false;
+    const session = inGuest("sudo cc-sandbox-project enter web -- sh -c 'echo open; exec sleep 901'", { admin: true }).then((s) => {
+        sessionEnded = true;
+        return s;
+    });
+    expect(await waitFor(async () => (await inGuest("sudo pgrep -u cc-web -fx 'sleep 901'", { admin: true })).code === 0, 30_000, 500)).toBe(true);
 
     const r = await timed("pulumi up (allowlist and a project)", () => up("pulumi up (allowlist)"));
     // The allowlist is pushed and the project added; the VM records its new seed and is left alone
@@ -375,6 +385,22 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     expect(summary(r)).not.toMatch(/replaced|deleted/);
     expect((await asWorker("docs", "id -un")).stdout).toBe("cc-docs\n");
     expect((await inGuest(`sudo kill -0 ${webProcess}; echo rc=$?`, { admin: true })).stdout).toBe("rc=0\n");
+    // web's session is still open: it ends when its command is ended, not before.
+    expect(sessionEnded).toBe(false);
+    ok(await inGuest("sudo pkill -u cc-web -fx 'sleep 901'", { admin: true }), "end web's session");
+    const ended = await session;
+    expect(ended.stdout).toBe("open\n");
+    // ended by that signal (sleep's SIGTERM), not by ssh losing the connection (255)
+    expect(ended.code).toBeGreaterThan(128);
+    expect(ended.code).not.toBe(255);
+    // web's edited allowlist, in place: plain HTTP on the new name for web alone.
+    const http = async (project?: string) => {
+        const cmd = "curl -sS --max-time 6 http://new.test.example/ 2>&1 || true";
+        return (project ? await asWorker(project, cmd) : await inGuest(cmd)).stdout.split("\n")[0];
+    };
+    expect(await http("web")).toBe(`ok ${hosts["new.test.example"]} 80 host=new.test.example`);
+    expect(await http("docs")).not.toMatch(/^ok /);
+    expect(await http()).not.toMatch(/^ok /);
     // The clone: the host's commit and its uncommitted change, uncommitted.
     expect((await asWorker("docs", "cd code && git log --format=%s && git status --porcelain && tail -1 README")).stdout).toBe("first\n M README\nnot committed yet\n");
     expect(r.stdout + r.stderr).not.toMatch(/adopting it|creating cc-ci/);
@@ -400,10 +426,12 @@ step("4a. the clone project's work comes back to the host repository as a branch
     ok(await asWorker("docs", "cd code && echo 'by the agent' > agent.txt && git add agent.txt && git -c user.name=agent -c user.email=agent@sandbox commit -qm 'agent work'"), "the worker commits");
     const r = await timed("npm run project -- sync", async () => ok(await world.projectCli(["sync", "--stack", "ci", "--project", "docs"]), "sync"));
     expect(r.stdout).toMatch(/^cc-sandbox\/docs in .*docs-repo: new at [0-9a-f]{12}\n/);
-    expect(hostGit(docsRepo, "log", "--format=%s", "cc-sandbox/docs")).toBe("agent work\nfirst");
+    // The worker's commit, and what it left uncommitted (the host's change to README, which went in
+    // with the code) as one more commit on top.
+    expect(hostGit(docsRepo, "log", "--format=%s", "cc-sandbox/docs")).toBe("Uncommitted changes in the sandbox (cc-docs)\nagent work\nfirst");
     expect(hostGit(docsRepo, "show", "cc-sandbox/docs:agent.txt")).toBe("by the agent");
-    // The host's uncommitted change went in with the code, and comes back inside the agent's commit.
     expect(hostGit(docsRepo, "show", "cc-sandbox/docs:README")).toBe("docs\nnot committed yet");
+    expect(hostGit(docsRepo, "show", "cc-sandbox/docs~1:README")).toBe("docs");
     expect(hostGit(docsRepo, "rev-parse", "--abbrev-ref", "HEAD")).toBe("main");
     expect(hostGit(docsRepo, "status", "--porcelain")).toBe(status);
 });
