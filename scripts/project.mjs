@@ -19,6 +19,8 @@ import { reportError, requireSrc, root } from './lib/project.mjs'
 const usage = 'usage: npm run project -- (list|status|enter|sync) --stack NAME [--project P] [--branch B] [-- COMMAND...]'
 // The most a sync takes from the guest: what the agent writes cannot fill the host's disk.
 const syncLimit = 2 * 1024 ** 3
+// ... and the longest it waits for it (the guest's export is bounded at 4 minutes).
+const syncSeconds = 600
 // The stack config's own rule for a project's name (src/config/schema.ts), not a copy of it.
 const projectName = requireSrc('config/schema').formats['project-name']
 
@@ -61,19 +63,19 @@ async function main() {
 // The worker's bundle (cc-sandbox-project export), fetched into the repository the project cloned.
 async function sync(adminSshCommand, project, repository, branch) {
   if (!repository) throw new Error(`project ${project} has no clone (projects[].clone): its work stays in the guest`)
-  const { receiveBundle, checkBranch } = requireSrc('drivers/handover.js')
+  const { receiveBundle, checkBranch, printable } = requireSrc('drivers/handover.js')
   checkBranch(repository, branch)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cc-sandbox-sync-'))
   try {
     const file = path.join(dir, 'sync.bundle')
     const remote = ['sudo', '/usr/local/sbin/cc-sandbox-project', 'export', project].map(shellQuote).join(' ')
-    const code = await capture(['sh', '-c', adminSshCommand + ' -T -- "$1"', 'ssh', remote], file)
+    const code = await capture(['sh', '-c', adminSshCommand + ' -T -- "$1"', 'ssh', remote], file, printable)
     if (code === 4) {
       console.log(`project ${project}: nothing new since its code came in`)
       return
     }
     if (code !== 0) throw new Error(`the export of project ${project} failed (exit ${code})`)
-    const { before, after } = receiveBundle(repository, file, branch)
+    const { before, after } = receiveBundle(repository, file, [branch])
     if (before === after) {
       console.log(`${branch} in ${repository} is already at ${after.slice(0, 12)}`)
       return
@@ -81,31 +83,37 @@ async function sync(adminSshCommand, project, repository, branch) {
     console.log(`${branch} in ${repository}: ${before ? `${before.slice(0, 12)} -> ` : 'new at '}${after.slice(0, 12)}`)
     // What is new: since the branch's last place, or (a new branch) beside the host's HEAD.
     const log = await $({ cwd: repository, nothrow: true })`git log --oneline ${`${before || 'HEAD'}..${after}`} -n 20`.quiet()
-    process.stdout.write(log.stdout)
+    // The subjects are the agent's to write: nothing in them reaches the terminal as a control.
+    process.stdout.write(printable(log.stdout))
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
 }
 
-// Runs argv with its stdout into file, at most syncLimit bytes; its stderr shown. Resolves to the exit code.
-function capture(argv, file) {
+// Runs argv (in a process group of its own) with its stdout into file, at most syncLimit bytes and
+// syncSeconds; its stderr shown, made printable. Resolves to the exit code.
+function capture(argv, file, printable) {
   return new Promise((resolve, reject) => {
     const out = fs.createWriteStream(file, { mode: 0o600 })
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
     let bytes = 0
-    let over = false
+    let stopped = ''
+    const stop = (why) => {
+      stopped = why
+      try { process.kill(-child.pid, 'SIGKILL') } catch { /* gone already */ }
+    }
+    const timer = setTimeout(() => stop(`the guest took more than ${syncSeconds} s`), syncSeconds * 1000)
+    child.stderr.on('data', (chunk) => process.stderr.write(printable(chunk.toString('utf8'))))
     child.stdout.on('data', (chunk) => {
+      if (stopped) return
       bytes += chunk.length
-      if (bytes > syncLimit) {
-        over = true
-        child.kill('SIGKILL')
-        return
-      }
+      if (bytes > syncLimit) return stop(`the guest sent more than ${syncLimit} bytes`)
       out.write(chunk)
     })
     child.on('error', reject)
     child.on('close', (code) => {
-      out.end(() => (over ? reject(new Error(`the guest sent more than ${syncLimit} bytes: refused`)) : resolve(code ?? 1)))
+      clearTimeout(timer)
+      out.end(() => (stopped ? reject(new Error(`${stopped}: refused`)) : resolve(code ?? 1)))
     })
   })
 }

@@ -8,7 +8,7 @@ import { resolveAllowlist, unionAllowlists } from "./allowlist";
 import { expandHome, HostContext } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
-import { dropEntries, readRepoSettings } from "./repo-settings";
+import { dropEntries, entryName, readRepoSettings } from "./repo-settings";
 import { AllowedCidr, AllowedDomain, Project } from "./types";
 
 export const projectUidBase = 20000;
@@ -52,7 +52,13 @@ export function projectsOf(
         // The stack config's network over the repository's over the default.
         let network = p.network ?? narrowed?.network ?? "allowlist";
         const alAt = ["projects", i, "allowlist"];
-        let allowlist = network === "none" ? resolveAllowlist({ presets: [...claudeCodePresets] }, issues, alAt) : resolveAllowlist(own, issues, alAt, []);
+        let allowlist = p.network === "none" ? resolveAllowlist({ presets: [...claudeCodePresets] }, issues, alAt) : resolveAllowlist(own, issues, alAt, []);
+        if (p.network === undefined && narrowed?.network === "none") {
+            // The repository's none takes from what the stack gives, never adds: Claude Code's own
+            // names as far as the stack's and the project's entries hold them.
+            const claude = new Set(resolveAllowlist({ presets: [...claudeCodePresets] }, [], alAt).domains.map(entryName));
+            allowlist = { domains: unionAllowlists(stack, allowlist, issues, alAt).domains.filter((d) => claude.has(entryName(d))), cidrs: [] };
+        }
         if (narrowed !== undefined && narrowed.drop.length > 0) {
             // Entries dropped from what the worker would get, the stack's included: its list is then
             // a list of its own, and the stack's is not applied to it (the plan's `none`).

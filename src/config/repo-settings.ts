@@ -11,6 +11,7 @@
  * Precedence: the stack config over the repository's file over the defaults. What the stack sets
  * for the project is the most it gets; the file can take from it, never add to it.
  */
+import * as fs from "fs";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import type { HostContext } from "./host";
@@ -27,12 +28,24 @@ export interface RepoSettings {
 }
 
 const widening = "may only narrow what the stack config gives the project";
+const maxBytes = 64 * 1024;
 
 /** The repository's settings, or undefined when it has none; each problem an issue naming the file and key. */
 export function readRepoSettings(repository: string, host: HostContext, issues: ConfigIssue[]): RepoSettings | undefined {
     const file = path.join(repository, repoSettingsFile);
     let text: string;
     try {
+        // A file of the repository's own, read whole: not a link to one elsewhere (whose content an
+        // error would show), not a device, not large.
+        const st = fs.lstatSync(file);
+        if (!st.isFile()) {
+            issues.push({ path: file, value: st.isSymbolicLink() ? "a symbolic link" : "not a regular file", message: "must be a regular file of the repository" });
+            return undefined;
+        }
+        if (st.size > maxBytes) {
+            issues.push({ path: file, value: `${st.size} bytes`, message: `must be at most ${maxBytes} bytes` });
+            return undefined;
+        }
         text = host.readFile(file);
     } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
@@ -50,7 +63,7 @@ export function readRepoSettings(repository: string, host: HostContext, issues: 
     }
     if (doc === null || doc === undefined) return { file, drop: [] };
     if (typeof doc !== "object" || Array.isArray(doc)) {
-        issues.push({ path: file, value: doc, message: "must be a mapping (network, allowlist, handover)" });
+        issues.push({ path: file, value: Array.isArray(doc) ? "a list" : `a ${typeof doc}`, message: "must be a mapping (network, allowlist, handover)" });
         return undefined;
     }
     const d = doc as Record<string, unknown>;

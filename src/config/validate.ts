@@ -1,3 +1,4 @@
+import * as fs from "fs";
 import * as path from "path";
 /**
  * Judging raw config: the schema first (every error at once, Ajv's wording turned into "KEY: must
@@ -173,10 +174,17 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
  * Host folders the config shares that do not exist on this host: known before anything is created
  * (Multipass refuses the mount only after the VM is up). A remote libvirt host's folders are its own.
  */
-export function missingHostFolders(c: SandboxConfig, isDirectory: (p: string) => boolean): ConfigIssue[] {
-    // A project's repository is read here, by the program, whichever host runs the VM.
+export function missingHostFolders(c: SandboxConfig, isDirectory: (p: string) => boolean, exists: (p: string) => boolean = fs.existsSync): ConfigIssue[] {
+    // A project's repository is read here, by the program, whichever host runs the VM; from its top
+    // (where its .cc-sandbox.yaml is).
     const clones = c.projects.flatMap((p, i) =>
-        p.clone === undefined || isDirectory(p.clone) ? [] : [{ path: keyPath(["projects", i, "clone"]), value: p.clone, message: "is not a folder on this host: a project's clone is a repository here" }],
+        p.clone === undefined
+            ? []
+            : !isDirectory(p.clone)
+              ? [{ path: keyPath(["projects", i, "clone"]), value: p.clone, message: "is not a folder on this host: a project's clone is a repository here" }]
+              : !exists(path.join(p.clone, ".git"))
+                ? [{ path: keyPath(["projects", i, "clone"]), value: p.clone, message: "is not the top of a git repository (it has no .git): name the repository's top folder" }]
+                : [],
     );
     if (c.hypervisor === "libvirt" && !/^qemu:\/\/\/|^qemu\+unix:/.test(c.libvirt.uri)) return clones;
     return [

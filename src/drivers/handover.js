@@ -38,7 +38,7 @@ function gitEnv(/** @type {Record<string, string>} */ extra = {}) {
  * @returns {{ code: number, stdout: string, stderr: string }}
  */
 function git(cwd, args, extra) {
-    const r = spawnSync("git", args, { cwd, env: gitEnv(extra), encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+    const r = spawnSync("git", args, { cwd, env: gitEnv(extra), encoding: "utf8", maxBuffer: 64 * 1024 * 1024, timeout: 600_000, killSignal: "SIGKILL" });
     if (r.error && /** @type {NodeJS.ErrnoException} */ (r.error).code === "ENOENT") throw new Error("git is not installed or not on PATH");
     return { code: r.status === null ? -1 : r.status, stdout: r.stdout || "", stderr: r.stderr || "" };
 }
@@ -97,6 +97,8 @@ function packRepository(folder) {
     const top = git(folder, ["rev-parse", "--show-toplevel"]);
     if (top.code !== 0 || !top.stdout.trim()) throw new Error(`${folder} is not in a git work tree: a project's clone is a repository`);
     const root = top.stdout.trim();
+    // The repository's top, as the config's check and its .cc-sandbox.yaml assume.
+    if (fs.realpathSync(root) !== fs.realpathSync(folder)) throw new Error(`${folder} is inside the repository ${root}: name its top folder as the project's clone`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cc-sandbox-pack-"));
     const dispose = () => fs.rmSync(dir, { recursive: true, force: true });
     try {
@@ -130,45 +132,131 @@ function checkBranch(repo, branch) {
     return ref;
 }
 
+/** How long git may work on what came from the guest, and in how much memory (a pack of small deltas can expand to a great deal). */
+const receiveLimits = { seconds: 300, memoryKiB: 3 * 1024 * 1024, headerBytes: 1024 * 1024 };
+/** Git's settings for work on what came from the guest: one thread, small mapping windows, no hook, no submodule. */
+const receiveConfig = ["-c", "pack.threads=1", "-c", "core.packedGitWindowSize=32m", "-c", "core.packedGitLimit=256m", "-c", "core.deltaBaseCacheLimit=64m", "-c", "core.hooksPath=/dev/null", "-c", "fetch.recurseSubmodules=false"];
+
 /**
- * Every object the bundle brings, checked by git's fsck (strict) before any reaches `repo`: its
- * pack indexed in a scratch repository that borrows `repo`'s objects for the bases it leaves out.
- * (`git fetch` from a bundle does not check objects in every git version.)
- * @param {string} repo @param {string} bundle
+ * git ARGS in CWD, bounded: killed with all it started past receiveLimits.seconds, and its address
+ * space capped.
+ * @param {string} cwd @param {string[]} args @param {Record<string, string>} [extra] @param {string} [stdinFile]
  */
-function checkObjects(repo, bundle) {
-    const data = fs.readFileSync(bundle);
-    const end = data.indexOf("\n\n");
-    if (end < 0) throw new Error("what came from the guest is not a git bundle: no pack after its header");
-    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "cc-sandbox-check-"));
+function boundedGit(cwd, args, extra, stdinFile) {
+    const script = `ulimit -v ${receiveLimits.memoryKiB}; exec timeout -s KILL ${receiveLimits.seconds} git "$@"${stdinFile ? ' < "$STDIN_FILE"' : ""}`;
+    const r = spawnSync("bash", ["-c", script, "git", ...args], { cwd, env: gitEnv({ ...extra, ...(stdinFile ? { STDIN_FILE: stdinFile } : {}) }), encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+    const code = r.status === null ? -1 : r.status;
+    return { code, stdout: r.stdout || "", stderr: (r.stderr || "") + (code === 137 ? `\n(stopped after ${receiveLimits.seconds} s)` : "") };
+}
+
+/** Strips what a terminal would act on (escape sequences, other control characters) from text the guest wrote. */
+function printable(/** @type {string} */ text) {
+    // eslint-disable-next-line no-control-regex
+    return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, "");
+}
+
+/**
+ * The bundle's pack, checked in a scratch repository that borrows `repo`'s objects (for the bases
+ * it leaves out): indexed with git's strict fsck, bounded in time and memory. Nothing reaches
+ * `repo` from here: it fetches from the scratch repository only what the sync commit needs.
+ * @param {string} repo @param {string} bundle @param {string} scratch an empty directory
+ * @returns {string} the sync commit
+ */
+function checkBundle(repo, bundle, scratch) {
+    // The header (v2 or v3: signature, prerequisites, refs, an empty line), then the pack.
+    const fd = fs.openSync(bundle, "r");
+    let header = "";
+    let packAt = -1;
     try {
-        mustGit(scratch, ["init", "-q", "--bare", "."]);
-        const objects = path.resolve(repo, mustGit(repo, ["rev-parse", "--git-path", "objects"]));
-        fs.writeFileSync(path.join(scratch, "objects", "info", "alternates"), `${objects}\n`);
-        const r = spawnSync("git", ["index-pack", "--stdin", "--fix-thin", "--strict", "--fsck-objects"], { cwd: scratch, env: gitEnv({ GIT_DIR: scratch }), input: data.subarray(end + 2), encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
-        if (r.status !== 0) throw new Error(`the bundle from the guest holds objects git's fsck refuses: ${(r.stderr || "").trim()}`);
+        const chunk = Buffer.alloc(64 * 1024);
+        let read = 0;
+        while (packAt < 0 && read < receiveLimits.headerBytes) {
+            const n = fs.readSync(fd, chunk, 0, chunk.length, read);
+            if (n === 0) break;
+            header += chunk.subarray(0, n).toString("latin1");
+            read += n;
+            packAt = header.indexOf("\n\n");
+        }
+        if (!/^# v[23] git bundle\n/.test(header) || packAt < 0) throw new Error("what came from the guest is not a git bundle");
+        header = header.slice(0, packAt);
+        const pack = path.join(scratch, "in.pack");
+        const out = fs.openSync(pack, "w");
+        try {
+            for (let at = packAt + 2; ; ) {
+                const n = fs.readSync(fd, chunk, 0, chunk.length, at);
+                if (n === 0) break;
+                fs.writeSync(out, chunk, 0, n);
+                at += n;
+            }
+        } finally {
+            fs.closeSync(out);
+        }
+    } finally {
+        fs.closeSync(fd);
+    }
+    const sync = /^([0-9a-f]{40}|[0-9a-f]{64}) refs\/cc-sandbox\/sync$/m.exec(header);
+    if (!sync) throw new Error("the bundle from the guest has no refs/cc-sandbox/sync");
+    const store = path.join(scratch, "store.git");
+    mustGit(scratch, ["init", "-q", "--bare", store]);
+    const objects = path.resolve(repo, mustGit(repo, ["rev-parse", "--git-path", "objects"]));
+    fs.writeFileSync(path.join(store, "objects", "info", "alternates"), `${objects}\n`);
+    const indexed = boundedGit(store, [...receiveConfig, "index-pack", "--stdin", "--fix-thin", "--strict", "--fsck-objects"], { GIT_DIR: store }, path.join(scratch, "in.pack"));
+    if (indexed.code !== 0) throw new Error(`the bundle from the guest holds objects git's fsck refuses, or more than git may work on here: ${printable(indexed.stderr.trim())}`);
+    fs.rmSync(path.join(scratch, "in.pack"));
+    const type = git(store, ["cat-file", "-t", sync[1]], { GIT_DIR: store });
+    if (type.code !== 0 || type.stdout.trim() !== "commit") throw new Error(`refs/cc-sandbox/sync from the guest names no commit (${type.stdout.trim() || "nothing"})`);
+    mustGit(store, ["update-ref", "refs/sync", sync[1]], { GIT_DIR: store });
+    return sync[1];
+}
+
+/** The branches checked out in REPO's work trees. @param {string} repo */
+function checkedOut(repo) {
+    return new Set(
+        mustGit(repo, ["worktree", "list", "--porcelain"])
+            .split("\n")
+            .filter((l) => l.startsWith("branch "))
+            .map((l) => l.slice("branch ".length)),
+    );
+}
+
+/**
+ * Takes the bundle of `cc-sandbox-project export` into `repo` as the first of BRANCHES it can be:
+ * created, or moved forward; never a branch checked out, never a rewrite. Only the sync commit and
+ * what it needs reach the repository (fetched from the scratch repository the bundle was checked
+ * in), with no hook run and no automatic gc.
+ * @param {string} repo @param {string} bundle @param {string | string[]} branches
+ * @returns {{ branch: string, before: string, after: string }}
+ */
+function receiveBundle(repo, bundle, branches) {
+    const names = typeof branches === "string" ? [branches] : branches;
+    const refs = names.map((b) => checkBranch(repo, b));
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "cc-sandbox-receive-"));
+    try {
+        const sync = checkBundle(repo, bundle, scratch);
+        const store = path.join(scratch, "store.git");
+        const busy = checkedOut(repo);
+        const refused = [];
+        for (const [i, ref] of refs.entries()) {
+            const branch = names[i];
+            if (busy.has(ref)) {
+                refused.push(`${branch} is checked out`);
+                continue;
+            }
+            const before = git(repo, ["rev-parse", "-q", "--verify", `${ref}^{commit}`]).stdout.trim();
+            if (before === sync) return { branch, before, after: sync };
+            if (before && git(store, ["merge-base", "--is-ancestor", before, sync], { GIT_DIR: store }).code !== 0) {
+                refused.push(`${branch} is at ${before.slice(0, 12)}, which the sandbox's work does not build on (non-fast-forward)`);
+                continue;
+            }
+            const checks = [...receiveConfig, "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true", "-c", "protocol.file.allow=always"];
+            const r = boundedGit(repo, [...checks, "fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--no-auto-gc", "--quiet", store, `refs/sync:${ref}`]);
+            if (r.code !== 0) throw new Error(`the sandbox's work could not be taken in as ${branch}: ${printable(r.stderr.trim())}`);
+            return { branch, before, after: mustGit(repo, ["rev-parse", ref]) };
+        }
+        throw new Error(`the sandbox's work could not be taken in: ${refused.join("; ")}`);
     } finally {
         fs.rmSync(scratch, { recursive: true, force: true });
     }
 }
 
-/**
- * Fetches the bundle of `cc-sandbox-project export` into `repo` as `branch`: created, or moved
- * forward; never the branch checked out, never a rewrite.
- * @param {string} repo @param {string} bundle @param {string} branch
- * @returns {{ before: string, after: string }}
- */
-function receiveBundle(repo, bundle, branch) {
-    const ref = checkBranch(repo, branch);
-    const before = git(repo, ["rev-parse", "-q", "--verify", ref]).stdout.trim();
-    const listed = git(repo, ["bundle", "list-heads", bundle]);
-    if (listed.code !== 0) throw new Error(`what came from the guest is not a git bundle: ${listed.stderr.trim()}`);
-    if (!/^[0-9a-f]{40,64} refs\/cc-sandbox\/sync$/m.test(listed.stdout)) throw new Error("the bundle from the guest has no refs/cc-sandbox/sync");
-    checkObjects(repo, bundle);
-    const checks = ["-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true", "-c", "fetch.recurseSubmodules=false", "-c", "core.hooksPath=/dev/null"];
-    const r = git(repo, [...checks, "fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", bundle, `refs/cc-sandbox/sync:${ref}`]);
-    if (r.code !== 0) throw new Error(`the sandbox's work could not be taken in as ${branch}: ${r.stderr.trim()}`);
-    return { before, after: mustGit(repo, ["rev-parse", ref]) };
-}
-
-module.exports = { packRepository, receiveBundle, checkBranch, snapshot };
+module.exports = { packRepository, receiveBundle, checkBranch, printable, snapshot };

@@ -19,7 +19,7 @@ const path = require("path");
  * @typedef {import("./types").RunnerStep} RunnerStep
  * @typedef {import("./types").VmStatus} VmStatus
  */
-const { packRepository, receiveBundle } = require("./handover.js");
+const { packRepository, printable, receiveBundle } = require("./handover.js");
 const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, capture, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
 
 /** The most a project's saved work may weigh, as it comes from the guest: it cannot fill this disk. */
@@ -298,16 +298,13 @@ function saveWork(plan, ip, handover) {
         const file = path.join(dir, "work.bundle");
         const r = capture([...fill(plan.guestExec, { ip }), ...handover.save], file, saveLimit, 5 * 60_000);
         if (r.code === 4) return log(`${handover.repository}: nothing new in the project since its code came in`);
-        if (r.code !== 0) return log(`warning: the project's work could not be saved to ${handover.repository} (${handover.save.join(" ")}: exit ${r.code}${r.code === 141 ? `, over ${saveLimit} bytes` : ""}): ${r.stderr.trim()}; removing it anyway`);
-        for (const branch of [handover.branch, `${handover.branch}-${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`]) {
-            try {
-                const { after } = receiveBundle(handover.repository, file, branch);
-                return log(`the project's work is saved in ${handover.repository} as branch ${branch} (${after.slice(0, 12)})`);
-            } catch (e) {
-                log(`the project's work did not go in as ${branch}: ${/** @type {Error} */ (e).message}`);
-            }
+        if (r.code !== 0) return log(`warning: the project's work could not be saved to ${handover.repository} (${handover.save.join(" ")}: exit ${r.code}${r.code === 141 ? `, over ${saveLimit} bytes` : ""}): ${printable(r.stderr.trim())}; removing it anyway`);
+        try {
+            const { branch, after } = receiveBundle(handover.repository, file, [handover.branch, `${handover.branch}-${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`]);
+            log(`the project's work is saved in ${handover.repository} as branch ${branch} (${after.slice(0, 12)})`);
+        } catch (e) {
+            log(`warning: the project's work could not be saved to ${handover.repository} (${/** @type {Error} */ (e).message}); removing it anyway`);
         }
-        log(`warning: the project's work could not be saved to ${handover.repository}; removing it anyway`);
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -95,11 +95,14 @@ try export-fresh sh -c '${tool} export web > /dev/null'
 # The worker works: a commit, an uncommitted change; and git settings and a hook of its own that
 # git runs (as whoever runs git there).
 ${asWeb} sh -c 'cd code && echo three >> a.txt && git -c user.name=agent -c user.email=agent@sandbox commit -qam "agent work" && echo pending > wip.txt'
-${asWeb} sh -c 'printf "#!/bin/sh\\nid -u > /tmp/fsmonitor-uid\\n" > ~/fsm; printf "#!/bin/sh\\nid -u > /tmp/hook-uid\\n" > code/.git/hooks/reference-transaction; chmod +x ~/fsm code/.git/hooks/reference-transaction; git -C code config core.fsmonitor ~/fsm'
+${asWeb} sh -c 'printf "#!/bin/sh\\nid -u > /tmp/fsmonitor-uid\\nsetsid sleep 600 >/dev/null &\\n" > ~/fsm; printf "#!/bin/sh\\nid -u > /tmp/hook-uid\\n" > code/.git/hooks/reference-transaction; chmod +x ~/fsm code/.git/hooks/reference-transaction; git -C code config core.fsmonitor ~/fsm'
 echo "again=$({ ${feed} } | ${tool} add web ${web} - 2>/dev/null | tr "\\n" " ")"
 try import-again ${tool} import web < ${pack}
 echo "kept=$(${asWeb} git -C code log -1 --format=%s)"
-try export sh -c '${tool} export web > /tmp/sync.bundle'
+# Through a pipe, as ssh carries it: a process the worker's git leaves behind holding its
+# stderr keeps no one waiting.
+try export timeout 60 sh -c '${tool} export web | cat > /tmp/sync.bundle'
+pkill -u cc-web -x sleep || true
 echo "bundle=$(base64 -w0 /tmp/sync.bundle)"
 echo "ran-as=$(cat /tmp/fsmonitor-uid 2>/dev/null) $(cat /tmp/hook-uid 2>/dev/null)"
 # Back where it came in: nothing to take back.
@@ -161,7 +164,7 @@ test("the code comes in once: a later add asks for nothing and import keeps the 
     expect(line("kept")).toBe("agent work");
 });
 
-test("git runs the worker's settings and hooks as the worker, never as root", () => {
+test("git runs the worker's settings and hooks as the worker, never as root; what they leave running holds up no export", () => {
     expect(tried("export").rc).toBe(0);
     expect(line("ran-as")).toBe(`${web} ${web}`);
 });
@@ -178,7 +181,7 @@ test("sync: the worker's commits and uncommitted changes come back as a branch; 
     expect(git(repo, "rev-parse", "HEAD")).toBe(headBefore);
     expect(git(repo, "status", "--porcelain")).toBe(status);
     // Again: already there.
-    expect(receiveBundle(repo, bundleOut, "cc-sandbox/web")).toEqual({ before: after, after });
+    expect(receiveBundle(repo, bundleOut, "cc-sandbox/web")).toEqual({ branch: "cc-sandbox/web", before: after, after });
 });
 
 test("nothing new is exit 4; a stream that is no repository takes the worker back out; a project with no clone takes none", () => {

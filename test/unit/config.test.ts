@@ -137,11 +137,14 @@ describe("values", () => {
         expect(projectSpec(c.projects[0])).toBe("clone yes\n");
         const bad = errorOf(() => loadConfig("t", { projects: [{ name: "web", clone: "code/web" }] }, host));
         expect(bad.message).toContain('cc-sandbox:projects[0].clone: must be an absolute host path or one starting with ~/ (got "code/web")');
-        const missing = missingHostFolders(c, (p) => p !== path.join(home, "code/web"));
+        const missing = missingHostFolders(c, (p) => p !== path.join(home, "code/web"), () => true);
         expect(missing).toEqual([{ path: "cc-sandbox:projects[0].clone", value: path.join(home, "code/web"), message: "is not a folder on this host: a project's clone is a repository here" }]);
+        // A folder inside a repository, not its top: its .cc-sandbox.yaml would be missed.
+        const inside = missingHostFolders(c, () => true, (p) => p !== path.join(home, "code/web/.git"));
+        expect(inside).toEqual([{ path: "cc-sandbox:projects[0].clone", value: path.join(home, "code/web"), message: "is not the top of a git repository (it has no .git): name the repository's top folder" }]);
         // Read here even when the VM runs on a remote libvirt host.
         const remote = loadConfig("t", { hypervisor: "libvirt", libvirt: { uri: "qemu+ssh://h/system" }, projects: [{ name: "web", clone: "/srv/web" }] }, host);
-        expect(missingHostFolders(remote, () => false).map((i) => i.path)).toEqual(["cc-sandbox:projects[0].clone"]);
+        expect(missingHostFolders(remote, () => false, () => true).map((i) => i.path)).toEqual(["cc-sandbox:projects[0].clone"]);
     });
 
     describe("a repository's .cc-sandbox.yaml narrows its project, never widens it", () => {
@@ -162,6 +165,11 @@ describe("values", () => {
             expect(names(p)).toEqual(["api.anthropic.com", "claude.ai", "console.anthropic.com", "sentry.io", "statsig.anthropic.com", "statsig.com"]);
             // the stack config over the repository's file
             expect(project({ network: "allowlist" }).network).toBe("allowlist");
+            // Never more than the stack gives: with no anthropic preset in the stack, Claude Code's
+            // names are the worker's only as far as the stack's and the project's entries hold them.
+            const few = project({ allowlist: { domains: ["claude.ai"] } }, { allowlist: { presets: ["github"], domains: ["api.anthropic.com"] } });
+            expect(few.network).toBe("none");
+            expect(names(few)).toEqual(["api.anthropic.com", "claude.ai"]);
             // no file: as the stack says
             fs.rmSync(file);
             expect(project()).toMatchObject({ network: "allowlist" });
@@ -209,6 +217,21 @@ describe("values", () => {
                 expect({ text, line }).toEqual({ text, line: expect.stringContaining(key ? `${file}: ${key}: ` : `${file}: `) });
                 expect({ text, line }).toEqual({ text, line: expect.stringMatching(message) });
             }
+            // Not a file of the repository's own: a link (to a secret elsewhere, whose text an error
+            // would show), a device, a large file.
+            fs.writeFileSync(path.join(home, "secret.env"), "network: none\nTOKEN: hunter2-7c1\n");
+            fs.rmSync(file, { force: true });
+            fs.symlinkSync(path.join(home, "secret.env"), file);
+            let err = errorOf(() => project());
+            expect(err.message).toContain(`${file}: must be a regular file of the repository (got "a symbolic link")`);
+            expect(err.message).not.toContain("hunter2");
+            fs.rmSync(file);
+            settings(`network: none\n${"#".repeat(70 * 1024)}\n`);
+            err = errorOf(() => project());
+            expect(err.message).toMatch(/\.cc-sandbox\.yaml: must be at most 65536 bytes \(got "\d+ bytes"\)/);
+            // A document that is not a mapping is not shown.
+            settings("TOKEN=hunter2-7c1\n");
+            expect(errorOf(() => project()).message).not.toContain("hunter2");
             // An empty file narrows nothing.
             settings("");
             expect(project().network).toBe("allowlist");

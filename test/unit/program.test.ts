@@ -331,7 +331,7 @@ describe("projects", () => {
 
     test("a clone project: its repository's path stays on this machine, in the plan that streams it in once the worker asks", async () => {
         const repo = path.join(home, "code", "web");
-        fs.mkdirSync(repo, { recursive: true });
+        fs.mkdirSync(path.join(repo, ".git"), { recursive: true });
         const cloned = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", clone: "~/code/web" }] });
         const r = byName(cloned, "-project-web");
         expect(r.inputs.stdin).toBe("clone yes\n");
