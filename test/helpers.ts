@@ -1,5 +1,5 @@
 /** Shared test set-up: a throw-away HOME with an SSH key generated now, never committed. */
-import { execFileSync } from "child_process";
+import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -55,4 +55,14 @@ export function late<T extends object>(get: () => T): T {
             return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
         },
     });
+}
+
+/**
+ * git ARGS in CWD as a developer would run it (an identity of its own; file:// submodules allowed);
+ * its output, trimmed. Throws with git's message when it fails.
+ */
+export function git(cwd: string, ...args: string[]): string {
+    const r = spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", "-c", "protocol.file.allow=always", ...args], { cwd, encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`git ${args.join(" ")} in ${cwd}: ${r.stderr}`);
+    return r.stdout.trim();
 }

@@ -13,12 +13,11 @@
  * The steps build on each other and run in order; each one's duration is printed and written to
  * $CC_E2E_RESULTS (default .cache/e2e/steps.json). Needs root, libvirt, QEMU, mmdebstrap and Go.
  */
-import { spawnSync } from "child_process";
 import { createHash, randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { shellQuote } from "../../src/shell";
-import { root, waitFor } from "../helpers";
+import { git, root, waitFor } from "../helpers";
 import { steps } from "./steps";
 import { consoleLog, host6, hosts, internet, rebindHosts, Run, subnet, vmName, World } from "./world";
 
@@ -82,12 +81,6 @@ beforeAll(async () => {
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].setup", 'echo "set up as $(id -un)" > ~/setup.out', "-s", "ci"]), "config set project setup");
 });
 
-/** git on the host, as the developer (an identity of its own). */
-function hostGit(cwd: string, ...args: string[]): string {
-    const r = spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`git ${args.join(" ")} in ${cwd}: ${r.stderr}`);
-    return r.stdout.trim();
-}
 
 /** A command as a project's worker, through the admin's sudo (what the project's `enter` output runs). */
 function asWorker(project: string, command: string): Promise<Run> {
@@ -357,10 +350,10 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     // and whose code is a clone of a repository here, with a change not committed yet
     const docsRepo = path.join(world.dir, "docs-repo");
     fs.mkdirSync(docsRepo);
-    hostGit(docsRepo, "init", "-q", "-b", "main");
+    git(docsRepo, "init", "-q", "-b", "main");
     fs.writeFileSync(path.join(docsRepo, "README"), "docs\n");
-    hostGit(docsRepo, "add", "README");
-    hostGit(docsRepo, "commit", "-qm", "first");
+    git(docsRepo, "add", "README");
+    git(docsRepo, "commit", "-qm", "first");
     fs.appendFileSync(path.join(docsRepo, "README"), "not committed yet\n");
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].clone", docsRepo, "-s", "ci"]), "config set the project's clone");
     // The first project's allowlist edited: web gets plain HTTP on the stack's new name, which the stack gives only on 443.
@@ -422,18 +415,18 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
 
 step("4a. the clone project's work comes back to the host repository as a branch; the host's working tree is untouched", async () => {
     const docsRepo = path.join(world.dir, "docs-repo");
-    const status = hostGit(docsRepo, "status", "--porcelain");
+    const status = git(docsRepo, "status", "--porcelain");
     ok(await asWorker("docs", "cd code && echo 'by the agent' > agent.txt && git add agent.txt && git -c user.name=agent -c user.email=agent@sandbox commit -qm 'agent work'"), "the worker commits");
     const r = await timed("npm run project -- sync", async () => ok(await world.projectCli(["sync", "--stack", "ci", "--project", "docs"]), "sync"));
     expect(r.stdout).toMatch(/^cc-sandbox\/docs in .*docs-repo: new at [0-9a-f]{12}\n/);
     // The worker's commit, and what it left uncommitted (the host's change to README, which went in
     // with the code) as one more commit on top.
-    expect(hostGit(docsRepo, "log", "--format=%s", "cc-sandbox/docs")).toBe("Uncommitted changes in the sandbox (cc-docs)\nagent work\nfirst");
-    expect(hostGit(docsRepo, "show", "cc-sandbox/docs:agent.txt")).toBe("by the agent");
-    expect(hostGit(docsRepo, "show", "cc-sandbox/docs:README")).toBe("docs\nnot committed yet");
-    expect(hostGit(docsRepo, "show", "cc-sandbox/docs~1:README")).toBe("docs");
-    expect(hostGit(docsRepo, "rev-parse", "--abbrev-ref", "HEAD")).toBe("main");
-    expect(hostGit(docsRepo, "status", "--porcelain")).toBe(status);
+    expect(git(docsRepo, "log", "--format=%s", "cc-sandbox/docs")).toBe("Uncommitted changes in the sandbox (cc-docs)\nagent work\nfirst");
+    expect(git(docsRepo, "show", "cc-sandbox/docs:agent.txt")).toBe("by the agent");
+    expect(git(docsRepo, "show", "cc-sandbox/docs:README")).toBe("docs\nnot committed yet");
+    expect(git(docsRepo, "show", "cc-sandbox/docs~1:README")).toBe("docs");
+    expect(git(docsRepo, "rev-parse", "--abbrev-ref", "HEAD")).toBe("main");
+    expect(git(docsRepo, "status", "--porcelain")).toBe(status);
 });
 
 step("5. a second pulumi up with nothing changed changes nothing", async () => {

@@ -5,11 +5,11 @@
  * as a branch. The worker's own git settings and hooks, which git runs, run as the worker: never as
  * root. A stream that is no repository takes the half-made worker back out.
  */
-import { spawnSync } from "child_process";
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { projectSpec, projectUid } from "../../src/config/projects";
+import { git } from "../helpers";
 import { boot, inGuest } from "./guest";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -20,11 +20,6 @@ const web = projectUid("web");
 const bad = projectUid("bad");
 const plain = projectUid("plain");
 
-function git(cwd: string, ...args: string[]): string {
-    const r = spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", "-c", "protocol.file.allow=always", ...args], { cwd, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout.trim();
-}
 
 // The guest namespace has a /tmp of its own; /var is an overlay over the host's, so the packed
 // stream is read from /var/tmp there (and the bundle comes back on stdout).

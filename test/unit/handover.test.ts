@@ -7,16 +7,11 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { tempDir } from "../helpers";
+import { git, tempDir } from "../helpers";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { printable, receiveBundle } = require("../../src/drivers/handover.js");
 
-function git(cwd: string, ...args: string[]): string {
-    const r = spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout.trim();
-}
 
 const dir = tempDir("cc-handover-");
 const host = path.join(dir, "host");

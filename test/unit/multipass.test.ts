@@ -12,7 +12,7 @@ import { loadConfig } from "../../src/config/load";
 import { multipass } from "../../src/drivers/multipass";
 import { renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
-import { hostFor, root, tempHome } from "../helpers";
+import { git, hostFor, root, tempHome } from "../helpers";
 import { multipassWorld, Vm, World } from "./fakes/multipass-world";
 
 const home = tempHome();
@@ -282,10 +282,9 @@ describe("guest commands", () => {
     test("a clone project's repository is packed and streamed in when the guest asks for it, once", () => {
         const repo = path.join(home, "code", "web");
         fs.mkdirSync(repo, { recursive: true });
-        const git = (...args: string[]) => spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd: repo, encoding: "utf8" });
-        git("init", "-q", "-b", "main");
-        git("commit", "-q", "--allow-empty", "-m", "base");
-        const head = git("rev-parse", "HEAD").stdout.trim();
+        git(repo, "init", "-q", "-b", "main");
+        git(repo, "commit", "-q", "--allow-empty", "-m", "base");
+        const head = git(repo, "rev-parse", "HEAD");
         const tool = "/usr/local/sbin/cc-sandbox-project";
         const projectPlan = { ...plan, command: ["sudo", tool, "add", "web", "24102", "-"], handover: { repository: repo, command: ["sudo", tool, "import", "web"] } };
         setWorld({ instances: { "cc-fake": running() } });
@@ -314,7 +313,6 @@ describe("guest commands", () => {
     test("a clone project's work is saved into its repository as a branch before its worker goes; a failed save does not stop the removal", () => {
         const repo = path.join(home, "code", "saved");
         fs.mkdirSync(repo, { recursive: true });
-        const git = (cwd: string, ...args: string[]) => spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd, encoding: "utf8" }).stdout.trim();
         git(repo, "init", "-q", "-b", "main");
         git(repo, "commit", "-q", "--allow-empty", "-m", "base");
         const worker = path.join(home, "worker");

@@ -6,7 +6,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { root, tempDir } from "../helpers";
+import { git, root, tempDir } from "../helpers";
 
 const bin = tempDir("cc-project-cli-");
 // The repository project web was cloned from (stack dev); stack plain's web has none.
@@ -78,11 +78,6 @@ test("a bad action, a missing or malformed project, or one the stack does not ha
     }
 }, 60_000);
 
-function git(cwd: string, ...args: string[]): string {
-    const r = spawnSync("git", ["-c", "user.name=dev", "-c", "user.email=dev@example.org", ...args], { cwd, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
-    return r.stdout.trim();
-}
 
 test("sync: the guest's export, over the admin's login with no terminal, becomes a branch of the project's repository", () => {
     git(repo, "init", "-q", "-b", "main");
