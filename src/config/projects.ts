@@ -52,11 +52,12 @@ export function projectsOf(
         // The stack config's network over the repository's over the default.
         let network = p.network ?? narrowed?.network ?? "allowlist";
         const alAt = ["projects", i, "allowlist"];
-        let allowlist = p.network === "none" ? resolveAllowlist({ presets: [...claudeCodePresets] }, issues, alAt) : resolveAllowlist(own, issues, alAt, []);
+        const claudeCode = resolveAllowlist({ presets: [...claudeCodePresets] }, issues, alAt);
+        let allowlist = p.network === "none" ? claudeCode : resolveAllowlist(own, issues, alAt, []);
         if (p.network === undefined && narrowed?.network === "none") {
             // The repository's none takes from what the stack gives, never adds: Claude Code's own
             // names as far as the stack's and the project's entries hold them.
-            const claude = new Set(resolveAllowlist({ presets: [...claudeCodePresets] }, [], alAt).domains.map(entryName));
+            const claude = new Set(claudeCode.domains.map(entryName));
             allowlist = { domains: unionAllowlists(stack, allowlist, issues, alAt).domains.filter((d) => claude.has(entryName(d))), cidrs: [] };
         }
         if (narrowed !== undefined && narrowed.drop.length > 0) {

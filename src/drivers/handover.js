@@ -11,9 +11,10 @@
  * uncommitted. The host's repository is only read: the snapshot's objects go to a scratch object
  * store that borrows the host's as an alternate, and its index is a copy.
  *
- * From the guest (`receiveBundle`): the bundle `cc-sandbox-project export` writes is fetched into
- * the host repository as a branch, only fast-forward and never into the branch checked out, with
- * the received objects checked by git's fsck and no submodule fetched.
+ * From the guest (`receiveBundle`): the bundle `cc-sandbox-project export` writes is indexed, with
+ * git's strict fsck and bounded in time and memory, in a scratch repository; the host repository
+ * then fetches from there only the sync commit and what it needs, as a branch: only fast-forward,
+ * never a branch checked out, with no hook, no submodule and no automatic gc.
  */
 "use strict";
 const fs = require("fs");
@@ -259,4 +260,4 @@ function receiveBundle(repo, bundle, branches) {
     }
 }
 
-module.exports = { packRepository, receiveBundle, checkBranch, printable, snapshot };
+module.exports = { packRepository, receiveBundle, checkBranch, printable };
