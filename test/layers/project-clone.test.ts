@@ -90,7 +90,7 @@ try export-fresh sh -c '${tool} export web > /dev/null'
 # The worker works: a commit, an uncommitted change; and git settings and a hook of its own that
 # git runs (as whoever runs git there).
 ${asWeb} sh -c 'cd code && echo three >> a.txt && git -c user.name=agent -c user.email=agent@sandbox commit -qam "agent work" && echo pending > wip.txt'
-${asWeb} sh -c 'printf "#!/bin/sh\\nid -u > /tmp/fsmonitor-uid\\nsetsid sleep 600 >/dev/null &\\n" > ~/fsm; printf "#!/bin/sh\\nid -u > /tmp/hook-uid\\n" > code/.git/hooks/reference-transaction; chmod +x ~/fsm code/.git/hooks/reference-transaction; git -C code config core.fsmonitor ~/fsm'
+${asWeb} sh -c 'printf "#!/bin/sh\\nid -u > /tmp/fsmonitor-uid\\nsetsid sleep 600 >/dev/null &\\n" > ~/fsm; printf "#!/bin/sh\\necho \\$(id -u) \\$(grep NoNewPrivs /proc/self/status | cut -f2) \\$(cut -d\\" \\" -f6 /proc/self/stat) > /tmp/hook-uid\\n" > code/.git/hooks/reference-transaction; chmod +x ~/fsm code/.git/hooks/reference-transaction; git -C code config core.fsmonitor ~/fsm'
 echo "again=$({ ${feed} } | ${tool} add web ${web} - 2>/dev/null | tr "\\n" " ")"
 try import-again ${tool} import web < ${pack}
 echo "kept=$(${asWeb} git -C code log -1 --format=%s)"
@@ -100,6 +100,7 @@ try export timeout 60 sh -c '${tool} export web | cat > /tmp/sync.bundle'
 pkill -u cc-web -x sleep || true
 echo "bundle=$(base64 -w0 /tmp/sync.bundle)"
 echo "ran-as=$(cat /tmp/fsmonitor-uid 2>/dev/null) $(cat /tmp/hook-uid 2>/dev/null)"
+echo "caller-session=$(cut -d" " -f6 /proc/$$/stat)"
 # Back where it came in: nothing to take back.
 ${asWeb} sh -c 'cd code && git config --unset core.fsmonitor && git reset -q --hard origin/main && git clean -fq'
 try export-nothing sh -c '${tool} export web > /dev/null'
@@ -161,7 +162,11 @@ test("the code comes in once: a later add asks for nothing and import keeps the 
 
 test("git runs the worker's settings and hooks as the worker, never as root; what they leave running holds up no export", () => {
     expect(tried("export").rc).toBe(0);
-    expect(line("ran-as")).toBe(`${web} ${web}`);
+    // uid, no_new_privs, and a session other than its caller's (no terminal of root's to type into)
+    const [fsmonitor, hook, nnp, session] = line("ran-as").split(" ");
+    expect([fsmonitor, hook, nnp]).toEqual([`${web}`, `${web}`, "1"]);
+    expect(session).toMatch(/^\d+$/);
+    expect(session).not.toBe(line("caller-session"));
 });
 
 test("sync: the worker's commits and uncommitted changes come back as a branch; the host's working tree and branch are untouched", () => {
