@@ -55,12 +55,14 @@ function startFloor(bridge) {
     read -r kt kb _ <"$d/host_key.pub"; printf '[127.0.0.1]:2223 %s %s\n' "$kt" "$kb" >"$d/known_hosts"
     sed -e 's/^ListenAddress .*/ListenAddress 127.0.0.1:2223/' -e "s|^HostKey .*|HostKey $d/host_key|" \
       -e 's/^AllowUsers .*/AllowUsers ccfloor/' -e "s|^AuthorizedKeysFile .*|AuthorizedKeysFile $d/authorized_keys|" \
-      -e '/^ForceCommand /d' /etc/cc-sandbox/secure-ops-sshd_config >"$d/sshd_config"
+      -e '/^Include /d' /etc/cc-sandbox/secure-ops-sshd_config >"$d/sshd_config"
+    sed -e '/^ForceCommand /d' /etc/cc-sandbox/secure-ops-sshd_common >>"$d/sshd_config"
+    ! grep -q '^ForceCommand\|^Include' "$d/sshd_config"
     grep -q '^ListenAddress 127.0.0.1:2223$' "$d/sshd_config"
-    sed -e 's/-p 2222 -l ccsecrets/-p 2223 -l ccfloor/' -e "s|/etc/cc-sandbox/secure-ops.known_hosts|$d/known_hosts|" \
+    sed -e 's/^port=2222 owner=ccsecrets /port=2223 owner=ccfloor /' -e "s|/etc/cc-sandbox/secure-ops.known_hosts|$d/known_hosts|" \
       -e 's|secure-ops-mux|floor-mux|' /usr/local/bin/secure_run >/usr/local/bin/floor_run
     chmod 755 /usr/local/bin/floor_run
-    grep -q -- '-p 2223 -l ccfloor' /usr/local/bin/floor_run
+    grep -q '^port=2223 owner=ccfloor ' /usr/local/bin/floor_run
     runuser -u ccfloor -- /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
     for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/2223) 2>/dev/null && exit 0; sleep 0.1; done
     echo "the floor sshd did not start: $(cat "$d/sshd.log")" >&2; exit 1`)

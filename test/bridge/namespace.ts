@@ -18,6 +18,7 @@ import { loadTemplates } from "../../src/render/templates";
 export const bridgeFiles = [
     "/etc/cc-sandbox/secure-ops.conf",
     "/etc/cc-sandbox/secure-ops-sshd_config",
+    "/etc/cc-sandbox/secure-ops-sshd_common",
     "/etc/logrotate.d/cc-sandbox-secure-ops",
     "/etc/systemd/system/cc-sandbox-secure-ops.service",
     "/usr/local/bin/secure_run",

@@ -3,17 +3,44 @@
 # Sourced, never executed; callers set `set -euo pipefail` and LC_ALL=C.
 # shellcheck shell=bash disable=SC2034
 
-readonly SECURE_OPS_USER=ccsecrets
-readonly SECURE_OPS_PORT=2222
-readonly SECURE_OPS_HOME=/var/lib/cc-sandbox/secure-ops
+# The stack's bridge (the agent's), or with SECURE_OPS_PROJECT=NAME set before this is sourced, the
+# bridge of project NAME (its worker's): an owner, home, allowlist, host key, port and log of its own,
+# so one project's scripts never run as the owner of another's secrets.
+readonly SECURE_OPS_PROJECT_RE='^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$'
+readonly SECURE_OPS_PROJECTS_HOME=/var/lib/cc-sandbox/project-secrets
+readonly SECURE_OPS_PROJECTS_ETC=/etc/cc-sandbox/secure-ops.d
+if [ -n "${SECURE_OPS_PROJECT:-}" ]; then
+  [[ $SECURE_OPS_PROJECT =~ $SECURE_OPS_PROJECT_RE ]] || {
+    printf 'secure-ops: not a project name: %q\n' "$SECURE_OPS_PROJECT" >&2
+    exit 2
+  }
+  readonly SECURE_OPS_PROJECT
+  readonly SECURE_OPS_USER=ccs-$SECURE_OPS_PROJECT
+  readonly SECURE_OPS_HOME=$SECURE_OPS_PROJECTS_HOME/$SECURE_OPS_PROJECT
+  readonly SECURE_OPS_ETC=$SECURE_OPS_PROJECTS_ETC/$SECURE_OPS_PROJECT
+  readonly SECURE_OPS_CONF=$SECURE_OPS_ETC/scripts.conf
+  readonly SECURE_OPS_SSHD_CONFIG=$SECURE_OPS_ETC/sshd_config
+  readonly SECURE_OPS_KNOWN_HOSTS=$SECURE_OPS_ETC/known_hosts
+  # `PORT USER`: what secure_run of the project's worker connects to.
+  readonly SECURE_OPS_CLIENT=$SECURE_OPS_ETC/client
+  readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops-$SECURE_OPS_PROJECT.log
+else
+  readonly SECURE_OPS_PROJECT=
+  readonly SECURE_OPS_USER=ccsecrets
+  readonly SECURE_OPS_PORT=2222
+  readonly SECURE_OPS_HOME=/var/lib/cc-sandbox/secure-ops
+  readonly SECURE_OPS_CONF=/etc/cc-sandbox/secure-ops.conf
+  readonly SECURE_OPS_SSHD_CONFIG=/etc/cc-sandbox/secure-ops-sshd_config
+  readonly SECURE_OPS_KNOWN_HOSTS=/etc/cc-sandbox/secure-ops.known_hosts
+  readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops.log
+fi
 readonly SECURE_OPS_SECRETS=$SECURE_OPS_HOME/secrets
 readonly SECURE_OPS_SSH_DIR=$SECURE_OPS_HOME/ssh
-readonly SECURE_OPS_CONF=/etc/cc-sandbox/secure-ops.conf
-readonly SECURE_OPS_SSHD_CONFIG=/etc/cc-sandbox/secure-ops-sshd_config
-readonly SECURE_OPS_KNOWN_HOSTS=/etc/cc-sandbox/secure-ops.known_hosts
-readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops.log
+readonly SECURE_OPS_SSHD_COMMON=/etc/cc-sandbox/secure-ops-sshd_common
 readonly SECURE_OPS_DISPATCH=/usr/local/lib/cc-sandbox/secure-ops-dispatch
 readonly SECURE_OPS_KEY_NAME=cc-sandbox-secure-ops
+# Projects' bridges listen on loopback ports from this range, one each, chosen when the bridge is made.
+readonly SECURE_OPS_PROJECT_PORTS=(22300 22999)
 # bash's loadable stat builtin (package bash-builtins), used by secure_ops_check_trust.
 readonly SECURE_OPS_STAT_BUILTIN=/usr/lib/bash/stat
 
