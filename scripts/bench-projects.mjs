@@ -77,14 +77,19 @@ async function main() {
         inGuest(readyPlan, ip, `sudo cc-sandbox-project add ${name} ${projectUid(name)} </dev/null >/dev/null`)
         sessions.push(idleSession(readyPlan, ip, name, ns))
       }
+      // Each session's shell running as its worker (as root: /proc hides other users' processes
+      // from the admin, hidepid=invisible), then idle a while.
+      const count = () => Number(inGuest(readyPlan, ip, `sudo pgrep -c -u ${names.map((n) => `cc-${n}`).join(',')} || true`).trim())
+      for (let t = 0; t < 60 && count() < per; t++) await sleep(1)
       await sleep(10)
-      const running = inGuest(readyPlan, ip, `pgrep -c -u ${names.map((n) => `cc-${n}`).join(',')} || true`).trim()
+      const running = count()
+      if (running < per) throw new Error(`only ${running} processes of the ${per} projects' workers are running: their sessions did not start`)
       const after = guestUsedMiB(readyPlan, ip)
       for (const s of sessions) s.kill()
       for (const name of names) inGuest(readyPlan, ip, `sudo cc-sandbox-project remove ${name} >/dev/null 2>&1`)
       inGuest(readyPlan, ip, 'sudo cc-sandbox-firewall apply - >/dev/null 2>&1', planOf(config.projects))
       const project = (after - before) / per
-      samples.push({ vmQemuRssMiB: round(vm), guestUsedBeforeMiB: round(before), guestUsedAfterMiB: round(after), workerProcesses: Number(running), perProjectMiB: round(project) })
+      samples.push({ vmQemuRssMiB: round(vm), guestUsedBeforeMiB: round(before), guestUsedAfterMiB: round(after), workerProcesses: running, perProjectMiB: round(project) })
       console.error(`round ${i}/${rounds}: VM ${vm.toFixed(1)} MiB, project ${project.toFixed(1)} MiB (${running} worker processes)`)
     }
 

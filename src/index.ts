@@ -39,6 +39,11 @@ const sandbox = new Sandbox(config.vm.name, {
     driver,
     host: { uid, gid, home },
     secrets: config.secretNames.length > 0 ? new pulumi.Config("cc-sandbox").requireSecretObject<Record<string, string>>("secrets") : undefined,
+    projectSecrets: config.projects.some((p) => p.secretNames.length > 0)
+        ? new pulumi.Config("cc-sandbox")
+              .requireSecretObject<{ name: string; secrets?: Record<string, string> }[]>("projects")
+              .apply((projects) => Object.fromEntries(projects.map((p) => [p.name, p.secrets ?? {}])))
+        : undefined,
 });
 
 export const name = config.vm.name;

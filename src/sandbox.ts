@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "path";
 import { projectSpec } from "./config/projects";
 import { SandboxConfig } from "./config/types";
-import { RenderedGuest } from "./render";
+import { hasBridge, RenderedGuest } from "./render";
 import { Driver, GuestStepPlan, HostIdentity, RunnerStep, StepPlans, VmPlan } from "./drivers/types";
 import { sshArgv, sshConfigBlock } from "./drivers/ssh";
 import { shellQuote } from "./shell";
@@ -20,6 +20,8 @@ export interface SandboxArgs {
     readonly host: HostIdentity & { readonly home: string };
     /** Values of the secrets `config.secretNames` lists (a secret output: encrypted in state). */
     readonly secrets?: pulumi.Input<Record<string, string>>;
+    /** Values of each project's secrets (`projects[].secretNames`), by project name. */
+    readonly projectSecrets?: pulumi.Input<Record<string, Record<string, string>>>;
 }
 
 /**
@@ -57,6 +59,9 @@ export class Sandbox extends pulumi.ComponentResource {
     public readonly secureOps: command.local.Command;
     public readonly secrets: command.local.Command[];
     public readonly projects: command.local.Command[];
+    /** The projects' own bridges (for the projects with secureOps or secrets), and their secrets. */
+    public readonly projectBridges: command.local.Command[];
+    public readonly projectSecrets: command.local.Command[];
 
     constructor(name: string, args: SandboxArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cc-sandbox:index:Sandbox", name, {}, opts);
@@ -151,19 +156,33 @@ export class Sandbox extends pulumi.ComponentResource {
 
         // Each project's worker comes and goes with its own resource: in place, the others untouched.
         // Its egress is in the allowlist's plan, applied first: the setup hook already runs under it.
-        // A project with a clone gets its repository streamed in from this machine once its worker exists.
-        this.projects = c.projects.map((p) =>
-            inGuest(
+        // So is its own bridge, with its secrets, where it has one: setup may use it, and cleanup (the
+        // worker goes first) still can. A project with a clone gets its repository streamed in from
+        // this machine once its worker exists.
+        const projectValues = pulumi.secret(pulumi.output(args.projectSecrets ?? {}));
+        this.projectBridges = [];
+        this.projectSecrets = [];
+        this.projects = c.projects.map((p) => {
+            const tool = [secureOpsTool, "--project", p.name];
+            const bridge = hasBridge(p) ? inGuest(`project-${p.name}-secure-ops`, rendered.projectSecureOps[p.name], [...tool, "apply", "-"], [...tool, "purge"], [this.allowlist]) : undefined;
+            const secrets = bridge
+                ? p.secretNames.map((secret) =>
+                      inGuest(`project-${p.name}-secret-${secret}`, projectValues.apply((v) => v[p.name]?.[secret] ?? ""), [...tool, "install-secret", secret], [...tool, "remove-secret", secret], [bridge]),
+                  )
+                : [];
+            if (bridge) this.projectBridges.push(bridge);
+            this.projectSecrets.push(...secrets);
+            return inGuest(
                 `project-${p.name}`,
                 projectSpec(p),
                 [projectTool, "add", p.name, String(p.uid), "-"],
                 [projectTool, "remove", p.name],
-                [this.allowlist],
+                [this.allowlist, ...(bridge ? [bridge] : []), ...secrets],
                 p.clone !== undefined
                     ? { repository: p.clone, command: ["sudo", projectTool, "import", p.name], save: ["sudo", projectTool, "export", p.name], branch: `cc-sandbox/${p.name}` }
                     : undefined,
-            ),
-        );
+            );
+        });
 
         const ssh = driver.sshTarget(c);
         this.sshCommand = this.ip.apply((ip) => sshArgv(ssh, c.users.agent, ip).map(shellQuote).join(" "));

@@ -76,6 +76,8 @@ export function projectsOf(
             ...(clone !== undefined ? { clone } : {}),
             ...(narrowed !== undefined ? { narrowedBy: narrowed.file } : {}),
             allowlist,
+            secureOps: { scripts: (p.secureOps?.scripts ?? []).map((x) => (x.args === undefined ? { path: x.path } : { path: x.path, args: x.args })) },
+            secretNames: Object.keys(p.secrets ?? {}).sort(),
         });
     });
     return out;

@@ -179,6 +179,41 @@ const domainPorts = {
 const bool = (description: string) => ({ type: "boolean", description }) as const;
 
 /** The schema of the raw config: the `cc-sandbox:` namespace with the prefix taken off. */
+/** Scripts secure_run may run as a bridge's secrets owner: the stack's (the agent's), or a project's (its worker's). */
+function secureOpsSchema<D extends string>(description: D) {
+    return {
+        type: "object",
+        additionalProperties: false,
+        description,
+        properties: {
+            scripts: {
+                type: "array",
+                maxItems: 200,
+                items: {
+                    type: "object",
+                    additionalProperties: false,
+                    required: ["path"],
+                    properties: {
+                        path: str("script-path", "Absolute path of the script in the guest"),
+                        args: str("arg-pattern", "Extended regex each argument must match in full (default: no arguments)"),
+                    },
+                },
+            },
+        },
+    } as const;
+}
+
+/** Secret files for a bridge's secrets owner, by name; values are never shown in an error. */
+function secretsSchema<D extends string>(description: D) {
+    return {
+        type: "object",
+        description,
+        maxProperties: 100,
+        propertyNames: { format: "secret-name" },
+        additionalProperties: { type: "string", minLength: 1, maxLength: 1048576 },
+    } as const;
+}
+
 /** An allowlist: the stack's, or a project's extra entries (whose presets default to none). */
 function allowlistSchema<D extends string>(description: D, presetsDefault: readonly string[]) {
     return {
@@ -319,33 +354,8 @@ export const configSchema = {
                 logDenied: bool(`Log denied connections, rate limited (default ${defaults.firewall.logDenied})`),
             },
         },
-        secureOps: {
-            type: "object",
-            additionalProperties: false,
-            description: "Scripts the agent may run with secure_run as the secrets owner",
-            properties: {
-                scripts: {
-                    type: "array",
-                    maxItems: 200,
-                    items: {
-                        type: "object",
-                        additionalProperties: false,
-                        required: ["path"],
-                        properties: {
-                            path: str("script-path", "Absolute path of the script in the guest"),
-                            args: str("arg-pattern", "Extended regex each argument must match in full (default: no arguments)"),
-                        },
-                    },
-                },
-            },
-        },
-        secrets: {
-            type: "object",
-            description: "Secret files for the secrets owner, by name (pulumi config set --secret --path 'cc-sandbox:secrets.NAME')",
-            maxProperties: 100,
-            propertyNames: { format: "secret-name" },
-            additionalProperties: { type: "string", minLength: 1, maxLength: 1048576 },
-        },
+        secureOps: secureOpsSchema("Scripts the agent may run with secure_run as the secrets owner"),
+        secrets: secretsSchema("Secret files for the secrets owner, by name (pulumi config set --secret --path 'cc-sandbox:secrets.NAME')"),
         projects: {
             type: "array",
             maxItems: defaults.maxProjects,
@@ -364,6 +374,8 @@ export const configSchema = {
                         description: "allowlist (default): the stack's allowlist and the project's own; none: only what Claude Code itself needs (the anthropic preset)",
                     },
                     allowlist: allowlistSchema("Where this project's worker may connect besides the stack's allowlist (network: allowlist only)", []),
+                    secureOps: secureOpsSchema("Scripts this project's worker may run with secure_run as the project's own secrets owner (ccs-NAME)"),
+                    secrets: secretsSchema("Secret files for this project's secrets owner, by name (pulumi config set --secret --path 'cc-sandbox:projects[N].secrets.NAME')"),
                     clone: str("host-path", "A git repository on this machine, cloned once into the worker's ~/code with its submodules and uncommitted changes (npm run project -- sync brings the work back as a branch)"),
                 },
             },

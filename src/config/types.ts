@@ -132,6 +132,10 @@ export interface Project {
     readonly clone?: string;
     /** The repository's settings file that narrowed the project (src/config/repo-settings.ts). */
     readonly narrowedBy?: string;
+    /** Scripts the worker may run with secure_run through the project's own bridge, as ccs-NAME. */
+    readonly secureOps: { readonly scripts: readonly SecureOpsScript[] };
+    /** Names of the project's secrets (its bridge's); their values never enter this config. */
+    readonly secretNames: readonly string[];
 }
 
 export interface SandboxConfig {

@@ -43,7 +43,8 @@ function issueOf(raw: Raw, e: ErrorObject): ConfigIssue | undefined {
         return { path: keyPath([...segments, e.propertyName]), value: e.propertyName, message: `must be ${f ? f.phrase : "a valid name"}` };
     }
     const issue = plainIssueOf(raw, e, segments);
-    return issue && segments[0] === "secrets" ? { ...issue, secret: true } : issue;
+    const secret = segments[0] === "secrets" || (segments[0] === "projects" && segments[2] === "secrets");
+    return issue && secret ? { ...issue, secret: true } : issue;
 }
 
 function plainIssueOf(raw: Raw, e: ErrorObject, segments: (string | number)[]): ConfigIssue | undefined {
@@ -96,12 +97,17 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
     const issues: ConfigIssue[] = [];
     const vm = raw.vm ?? {};
     const lv = raw.libvirt ?? {};
-    const scriptSeen = new Map<string, number>();
-    (raw.secureOps?.scripts ?? []).forEach((x, i) => {
-        const j = scriptSeen.get(x.path);
-        if (j !== undefined) issues.push({ path: keyPath(["secureOps", "scripts", i, "path"]), value: x.path, message: `is already listed as secureOps.scripts[${j}]` });
-        scriptSeen.set(x.path, i);
-    });
+    // A script listed twice in one bridge's list: the stack's, or a project's.
+    const scriptsOnce = (scripts: readonly { path: string }[], at: (string | number)[]) => {
+        const seen = new Map<string, number>();
+        scripts.forEach((x, i) => {
+            const j = seen.get(x.path);
+            if (j !== undefined) issues.push({ path: keyPath([...at, i, "path"]), value: x.path, message: `is already listed as ${keyPath([...at, j]).replace(/^[^:]*:/, "")}` });
+            seen.set(x.path, i);
+        });
+    };
+    scriptsOnce(raw.secureOps?.scripts ?? [], ["secureOps", "scripts"]);
+    (raw.projects ?? []).forEach((p, i) => scriptsOnce(p.secureOps?.scripts ?? [], ["projects", i, "secureOps", "scripts"]));
     if (lv.imageSha256 !== undefined && !/^https?:\/\//.test(lv.image ?? defaults.libvirt.image)) {
         issues.push({ path: keyPath(["libvirt", "imageSha256"]), value: lv.imageSha256, message: "pins a downloaded image: libvirt.image is a local path" });
     }

@@ -28,6 +28,8 @@ export interface RenderedGuest {
     readonly allowlist: string;
     /** The credential bridge's script list: pushed in place like the allowlist. */
     readonly secureOps: string;
+    /** Each project's own bridge's script list (the same file's format), for the projects that have a bridge. */
+    readonly projectSecureOps: Readonly<Record<string, string>>;
     /**
      * Hash of everything first boot installs except the allowlist and the bridge's script list. A
      * change here needs a new VM; a change to those two alone is applied in place.
@@ -65,6 +67,19 @@ export function renderFiles(config: SandboxConfig, templates: TemplateSet): Gues
     const agentSettings = files.find((f) => f.path === agentClaudeSettings);
     if (agentSettings) files.push({ path: workerClaudeSettings, content: agentSettings.content, mode: "0644", owner: "root:root" });
     return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** A project has a bridge of its own when it lists scripts or secrets. */
+export const hasBridge = (p: { secureOps: { scripts: readonly unknown[] }; secretNames: readonly string[] }) => p.secureOps.scripts.length > 0 || p.secretNames.length > 0;
+
+/** Each project's bridge's script list, from the stack's bridge's template with the project's scripts. */
+function renderProjectSecureOps(config: SandboxConfig, templates: TemplateSet): Record<string, string> {
+    const t = templates.files.find((f) => f.guestPath === secureOpsPath);
+    if (t === undefined) throw new Error(`the guest templates have no ${secureOpsPath}`);
+    const render = hbs.compile(t.source, { noEscape: true, strict: true });
+    return Object.fromEntries(
+        config.projects.filter(hasBridge).map((p) => [p.name, render({ secureOps: { scripts: p.secureOps.scripts.map((x) => ({ ...x })) } })]),
+    );
 }
 
 /** cloud-init `mounts` lines for drivers that share folders through virtio (libvirt). */
@@ -134,5 +149,5 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
     const userData = render(cloudConfig(true));
     const firstBootHash = sha256(render(cloudConfig(false)));
     const metaData = stringify({ "instance-id": `${config.vm.name}-${firstBootHash.slice(0, 12)}`, "local-hostname": config.vm.name });
-    return { files, userData, metaData, allowlist, secureOps, firstBootHash };
+    return { files, userData, metaData, allowlist, secureOps, projectSecureOps: renderProjectSecureOps(config, templates), firstBootHash };
 }

@@ -25,6 +25,8 @@ jest.setTimeout(60 * 60_000);
 
 const world = new World();
 const token = `e2e-${randomBytes(12).toString("hex")}`;
+/** The web project's own secret, for its own bridge. */
+const webToken = `e2e-web-${randomBytes(12).toString("hex")}`;
 const digestScript = "/usr/local/lib/cc-e2e/token-digest";
 let outputs: Record<string, unknown> = {};
 let sshCommand = "";
@@ -79,6 +81,9 @@ beforeAll(async () => {
     // A project, with a setup hook its worker runs once.
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].name", "web", "-s", "ci"]), "config set project");
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].setup", 'echo "set up as $(id -un)" > ~/setup.out', "-s", "ci"]), "config set project setup");
+    // Its own bridge: the same script, its own secret under the same name.
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].secureOps.scripts[0].path", digestScript, "-s", "ci"]), "config set project script");
+    ok(await world.pulumi(["config", "set", "--secret", "--path", "cc-sandbox:projects[0].secrets.E2E_TOKEN", webToken, "-s", "ci"]), "config set project secret");
 });
 
 
@@ -112,8 +117,9 @@ step("1. pulumi up creates the VM and waits for cloud-init, even when the first 
     ok(await world.pulumi(["refresh", "--yes", "--skip-preview", "--clear-pending-creates", "-s", "ci"]), "pulumi refresh --clear-pending-creates");
     const again = await timed("pulumi up after converging (no change)", () => up("pulumi up after converging", ["--expect-no-changes"]));
     expect(again.stdout + again.stderr).not.toMatch(/pending operations/);
-    // The stack, the component, the VM, the allowlist, the bridge's script list, one secret, one project.
-    expect(summary(again)).toMatch(/\b7 unchanged/);
+    // The stack, the component, the VM, the allowlist, the bridge's script list, one secret, one
+    // project, its bridge and its secret.
+    expect(summary(again)).toMatch(/\b9 unchanged/);
     await readOutputs();
     expect(outputs).toMatchObject({ name: vmName, hypervisor: "libvirt", sshUser: "agent", state: "running" });
     expect(String(outputs.ip)).toMatch(new RegExp(`^${subnet.replace(/\./g, "\\.")}\\.1\\d\\d$`));
@@ -123,6 +129,7 @@ step("1. pulumi up creates the VM and waits for cloud-init, even when the first 
     const consoleText = fs.readFileSync(consoleLog, "utf8");
     expect(consoleText).toMatch(/Linux version \d/);
     expect(consoleText).not.toContain(token);
+    expect(consoleText).not.toContain(webToken);
     expect(fs.statSync(consoleLog).mode & 0o077).toBe(0);
     // cloud-init's work is done, and kept out of later boots.
     expect((await inGuest("cloud-init status; test -e /etc/cloud/cloud-init.disabled && echo marked")).stdout).toBe("status: disabled\nmarked\n");
@@ -248,11 +255,34 @@ step("3b. the agent runs the listed script that uses a secret it cannot read", a
     // Nowhere else: not in the stack's outputs (read with --show-secrets), cloud-init's files or
     // logs, or the stack's state.
     expect(JSON.stringify(outputs)).not.toContain(token);
-    // (The token goes on stdin: on grep's command line, sudo would log it.)
-    const leaks = await inGuest("sudo grep -rlF -f /dev/stdin /var/lib/cloud /var/log /etc /home; echo rc=$?", { admin: true, input: `${token}\n` });
+    expect(JSON.stringify(outputs)).not.toContain(webToken);
+    // (The tokens go on stdin: on grep's command line, sudo would log them.)
+    const leaks = await inGuest("sudo grep -rlF -f /dev/stdin /var/lib/cloud /var/log /etc /home; echo rc=$?", { admin: true, input: `${token}\n${webToken}\n` });
     expect(leaks.stdout.trim()).toBe("rc=1");
     const stateFiles = fs.readdirSync(world.state, { recursive: true }).map(String).filter((f) => fs.statSync(path.join(world.state, f)).isFile());
-    for (const f of stateFiles) expect(fs.readFileSync(path.join(world.state, f), "utf8")).not.toContain(token);
+    for (const f of stateFiles) {
+        const text = fs.readFileSync(path.join(world.state, f), "utf8");
+        expect(text).not.toContain(token);
+        expect(text).not.toContain(webToken);
+    }
+});
+
+/** What the digest script prints for a secret's value. */
+const digestOf = (value: string) => `digest ${createHash("sha256").update(value).digest("hex").slice(0, 16)}\n`;
+
+step("3f. a project's worker runs its own bridge's script with its own secret, under systemd; not the agent's bridge, nor the agent its", async () => {
+    const r = await asWorker("web", `secure_run ${digestScript}`);
+    expect(r.stdout).toBe(digestOf(webToken));
+    expect((await inGuest(`secure_run ${digestScript}`)).stdout).toBe(digestOf(token));
+    expect((await inGuest("systemctl is-active cc-sandbox-secure-ops@web.service; systemctl is-enabled cc-sandbox-secure-ops@web.service")).stdout).toBe("active\nenabled\n");
+    // Attacks: the agent on web's bridge by web's home, web on the secrets directly.
+    const agent = await inGuest(`HOME=/home/cc-web secure_run ${digestScript}; echo rc=$?`);
+    expect(agent.stdout + agent.stderr).not.toContain("digest");
+    expect(agent.stdout).toMatch(/rc=2/);
+    const direct = await asWorker("web", "cat /var/lib/cc-sandbox/project-secrets/web/secrets/E2E_TOKEN /var/lib/cc-sandbox/secure-ops/secrets/E2E_TOKEN; echo rc=$?");
+    expect(direct.stdout + direct.stderr).not.toContain("e2e-");
+    expect(direct.stdout).toMatch(/rc=1/);
+    expect((await inGuest("sudo cc-sandbox-secure-ops --project web check", { admin: true })).code).toBe(0);
 });
 
 step("3e. a project's worker: set up once, confined from the agent and the admin (loopback too), entered from the host", async () => {
@@ -469,6 +499,8 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
     expect(v.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
     for (const check of ["proc", "nnp-login", "ssh-keys"]) expect(v.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     expect(v.code).toBe(0);
+    // The project's bridge is back too (its unit is enabled).
+    expect((await asWorker("web", `secure_run ${digestScript}`)).stdout).toBe(digestOf(webToken));
 });
 
 step("7. a VM deleted behind Pulumi's back is created again; then pulumi destroy leaves no domain, disk, seed, UEFI variable store, known_hosts or state", async () => {
@@ -489,6 +521,8 @@ step("7. a VM deleted behind Pulumi's back is created again; then pulumi destroy
     // the replaced resources' undo): the projects' workers and the bridge's secret.
     expect((await inGuest("sudo cc-sandbox-project list | tail -n +2 | cut -d' ' -f1 | tr '\\n' ' '", { admin: true })).stdout).toBe("docs web ");
     expect((await inGuest("sudo test -s /var/lib/cc-sandbox/secure-ops/secrets/E2E_TOKEN; echo rc=$?", { admin: true })).stdout).toBe("rc=0\n");
+    // The project's bridge and its secret (the script itself was installed by hand in the old VM).
+    expect((await inGuest("sudo test -s /var/lib/cc-sandbox/project-secrets/web/secrets/E2E_TOKEN; echo rc=$?; systemctl is-active cc-sandbox-secure-ops@web.service", { admin: true })).stdout).toBe("rc=0\nactive\n");
     await timed("pulumi destroy", async () => ok(await world.pulumi(["destroy", "--yes", "--skip-preview", "-s", "ci"]), "pulumi destroy"));
     expect(world.leftovers()).toEqual([]);
     expect(await world.stateResources()).toEqual([]);

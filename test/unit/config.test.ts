@@ -67,6 +67,38 @@ describe("the credential bridge's config", () => {
         expect(err.message).not.toContain("hunter2");
     });
 
+    test("a project's bridge: its scripts and secret names are typed, its secret values never enter the config", () => {
+        const c = loadConfig("dev", { projects: [{ name: "web", secureOps: { scripts: [{ path: "/opt/web/deploy.sh", args: "[a-z]+" }] }, secrets: { NPM_TOKEN: "npm-s3cret", A: "a" } }, { name: "api" }] }, host);
+        expect(c.projects[0].secureOps.scripts).toEqual([{ path: "/opt/web/deploy.sh", args: "[a-z]+" }]);
+        expect(c.projects[0].secretNames).toEqual(["A", "NPM_TOKEN"]);
+        expect(c.projects[1]).toMatchObject({ secureOps: { scripts: [] }, secretNames: [] });
+        expect(c.secretNames).toEqual([]);
+        expect(JSON.stringify(c)).not.toContain("npm-s3cret");
+    });
+
+    test("a project's bad bridge config names its key, never a secret's value", () => {
+        const err = errorOf(() =>
+            loadConfig("dev", { projects: [{ name: "web", secureOps: { scripts: [{ path: "/opt/a.sh" }, { path: "/opt/a.sh" }, { path: "rel.sh" }] }, secrets: { "bad name": "x", TOKEN: { nested: "hunter2-secret" } } }] }, host),
+        );
+        expect(err.message).toContain("cc-sandbox:projects[0].secrets.TOKEN: must be string (got a secret value, not shown)");
+        expect(err.message).toContain('cc-sandbox:projects[0].secrets.bad name: must be ');
+        expect(err.message).toContain("cc-sandbox:projects[0].secureOps.scripts[2].path: must be ");
+        expect(err.message).not.toContain("hunter2");
+        const twice = errorOf(() => loadConfig("dev", { projects: [{ name: "web", secureOps: { scripts: [{ path: "/opt/a.sh" }, { path: "/opt/a.sh" }] } }] }, host));
+        expect(twice.message).toContain('cc-sandbox:projects[0].secureOps.scripts[1].path: is already listed as projects[0].secureOps.scripts[0] (got "/opt/a.sh")');
+    });
+
+    test("an error whose value holds a whole project (or all of them) never shows a secret's value in it", () => {
+        // One project too many: the error's value is the whole list, the first project's secrets in it.
+        const projects = Array.from({ length: 33 }, (_, i) => ({ name: `p${i}`, ...(i === 0 ? { secrets: { TOKEN: "whole-list-s3cret" } } : {}) }));
+        const err = errorOf(() => loadConfig("dev", { projects, secrets: { STACK: "stack-s3cret" }, vm: { bogus: "stack-s3cret" } }, host));
+        expect(err.message).toContain("cc-sandbox:projects: must NOT have more than 32 items (got a secret value, not shown)");
+        expect(err.message).not.toContain("whole-list-s3cret");
+        // A stack secret's value where a key's value is shown (a misplaced paste) is hidden too.
+        expect(err.message).toContain("cc-sandbox:vm.bogus: is not a known key (got a secret value, not shown)");
+        expect(err.message).not.toContain("stack-s3cret");
+    });
+
     test("a script listed twice is named", () => {
         const err = errorOf(() => loadConfig("dev", { secureOps: { scripts: [{ path: "/opt/a.sh" }, { path: "/opt/a.sh" }] } }, host));
         expect(err.message).toContain('cc-sandbox:secureOps.scripts[1].path: is already listed as secureOps.scripts[0] (got "/opt/a.sh")');
