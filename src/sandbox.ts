@@ -164,10 +164,12 @@ export class Sandbox extends pulumi.ComponentResource {
         this.projectSecrets = [];
         this.projects = c.projects.map((p) => {
             const tool = [secureOpsTool, "--project", p.name];
-            const bridge = hasBridge(p) ? inGuest(`project-${p.name}-secure-ops`, rendered.projectSecureOps[p.name], [...tool, "apply", "-"], [...tool, "purge"], [this.allowlist]) : undefined;
+            // Named apart from the projects' own resources (a project may be called web-secure-ops);
+            // project names hold no ".", so bridge-P.SECRET is one project's secret alone.
+            const bridge = hasBridge(p) ? inGuest(`bridge-${p.name}`, rendered.projectSecureOps[p.name], [...tool, "apply", "-"], [...tool, "purge"], [this.allowlist]) : undefined;
             const secrets = bridge
                 ? p.secretNames.map((secret) =>
-                      inGuest(`project-${p.name}-secret-${secret}`, projectValues.apply((v) => v[p.name]?.[secret] ?? ""), [...tool, "install-secret", secret], [...tool, "remove-secret", secret], [bridge]),
+                      inGuest(`bridge-${p.name}.${secret}`, projectValues.apply((v) => v[p.name]?.[secret] ?? ""), [...tool, "install-secret", secret], [...tool, "remove-secret", secret], [bridge]),
                   )
                 : [];
             if (bridge) this.projectBridges.push(bridge);

@@ -26,7 +26,11 @@ export { missingHostFolders } from "./validate";
  * issue whose value holds one (a whole project, a list of them) is shown without its value.
  */
 function secretValues(input: Raw): string[] {
-    const valuesOf = (x: unknown) => (x !== null && typeof x === "object" && !Array.isArray(x) ? Object.values(x).filter((v): v is string => typeof v === "string" && v !== "") : []);
+    // Any scalar: `pulumi config set --path` stores 1234 as a number.
+    const valuesOf = (x: unknown) =>
+        x !== null && typeof x === "object" && !Array.isArray(x)
+            ? Object.values(x).flatMap((v) => (["string", "number", "boolean", "bigint"].includes(typeof v) && String(v) !== "" ? [String(v)] : []))
+            : [];
     const projects = Array.isArray(input.projects) ? input.projects : [];
     return [...valuesOf(input.secrets), ...projects.flatMap((p) => (p !== null && typeof p === "object" ? valuesOf((p as { secrets?: unknown }).secrets) : []))];
 }

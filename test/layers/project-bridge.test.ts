@@ -39,7 +39,7 @@ const attempts: Record<string, string> = {
     // another project's secrets, bridge files and worker key, directly
     "web-read-api-secret": `${asWeb} cat ${apiSecrets}/secrets/TOKEN`,
     "web-list-api-secrets": `${asWeb} ls ${apiSecrets}`,
-    "web-read-api-host-key": `${asWeb} cat ${apiSecrets}/ssh/host_ed25519_key`,
+    "web-read-api-host-key": `${asWeb} cat /etc/cc-sandbox/secure-ops.d/api/host_ed25519_key`,
     "web-read-api-worker-key": `${asWeb} cat /home/cc-api/.ssh/cc-sandbox-secure-ops`,
     "web-read-stack-secret": `${asWeb} cat /var/lib/cc-sandbox/secure-ops/secrets/TOKEN`,
     // through its own bridge: a script of its own that reads any path runs as ccs-web, not as api's owner
@@ -101,6 +101,8 @@ beforeAll(() => {
           printf "#!/bin/sh\\ncase \\$1 in /*) cat \\"\\$1\\" ;; *) cat \\"\\$CC_SECRETS_DIR/\\$1\\" ;; esac\\n" > /opt/ops/peek.sh
           printf "#!/bin/sh\\nexec sleep 60\\n" > /opt/ops/hold.sh
           printf "#!/bin/sh\\necho api-only\\n" > /opt/ops/api-only.sh
+          printf "#!/bin/sh\\nmv \\"\\$HOME/secrets\\" \\"\\$HOME/secrets.old\\" && ln -s /usr/local/sbin \\"\\$HOME/secrets\\" && echo planted\\n" > /opt/ops/plant.sh
+          printf "#!/bin/sh\\ngrep CapAmb /proc/self/status\\nexec python3 -c \\"import socket; s = socket.socket(); s.bind((\\x27127.0.0.1\\x27, 851)); print(\\x27bound\\x27)\\"\\n" > /opt/ops/bind.sh
           chmod 0755 /opt/ops/*.sh
           # The stack s bridge, as first boot makes it (systemd is not running here: started by hand).
           printf "/opt/ops/whoami.sh\\n" > /etc/cc-sandbox/secure-ops.conf
@@ -123,16 +125,30 @@ beforeAll(() => {
           # Root never reads the worker s key through a path the worker planted.
           setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -f ~/.ssh/cc-sandbox-secure-ops.pub; ln -s /etc/shadow ~/.ssh/cc-sandbox-secure-ops.pub"
           echo "planted-authorize=$(${ops} --project web authorize 2>&1 | tr "\\n" " ")rc=$?"
-          echo "planted-keys=$(grep -c "root:" ${"/var/lib/cc-sandbox/project-secrets/web/ssh/authorized_keys"} || true) $(grep -c ssh-ed25519 /var/lib/cc-sandbox/project-secrets/web/ssh/authorized_keys)"
+          # (A fresh connection: one multiplexed before goes on until it closes, as with any key change.)
+          try web-after-planted "${asWeb} SECURE_RUN_MUX=0 secure_run whoami.sh"
+          echo "planted-keys=$(grep -c "root:" /etc/cc-sandbox/secure-ops.d/web/authorized_keys || true) $(grep -c ssh-ed25519 /etc/cc-sandbox/secure-ops.d/web/authorized_keys || true)"
           setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -f ~/.ssh/cc-sandbox-secure-ops*"
           ${ops} --project web authorize >/dev/null 2>&1
           try web-after-new-key "${asWeb} secure_run whoami.sh"
+          # A worker whose key is broken does not keep a list the admin narrows, nor its project from being added.
+          setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -rf ~/.ssh; echo x > ~/.ssh"
+          echo "narrowed=$(printf "/opt/ops/whoami.sh\\n/opt/ops/plant.sh\\n/opt/ops/bind.sh\\n/opt/ops/hold.sh\\n" | ${ops} --project web apply - >/dev/null 2>&1; echo $?) peek-listed:$(grep -c peek /etc/cc-sandbox/secure-ops.d/web/scripts.conf || true) add:$(${tool} add web ${projectUid("web")} - < ${inputs}/web-spec >/dev/null 2>&1; echo $?)"
+          setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -f ~/.ssh"
+          ${ops} --project web authorize >/dev/null 2>&1
+          # The secrets owner (a script of its bridge) swaps its secrets directory for a link to root s tools, then root installs and removes secrets.
+          try owner-plants "${asWeb} secure_run plant.sh"
+          echo "planted-install=$(printf v | ${ops} --project web install-secret PLANTED >/dev/null 2>&1; echo $?) planted-remove=$(${ops} --project web remove-secret cc-sandbox-firewall >/dev/null 2>&1; echo $?) planted-apply=$(printf "/opt/ops/whoami.sh\\n/opt/ops/bind.sh\\n/opt/ops/hold.sh\\n" | ${ops} --project web apply - >/dev/null 2>&1; echo $?)"
+          echo "root-tools=$(stat -c "%U %a" /usr/local/sbin) $(ls /usr/local/sbin | grep -c PLANTED || true) $(ls /usr/local/sbin/cc-sandbox-firewall | wc -l)"
+          # Bridge ports: no worker takes one first, and a bridge s script cannot either.
+          try web-binds-bridge-port "${asWeb} /opt/ops/bind.sh"
+          try script-binds-bridge-port "${asWeb} secure_run bind.sh"
           # Purged while one of its scripts runs: nothing of the bridge is left, the worker stays.
-          setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- env HOME=/home/cc-web PATH=/usr/local/bin:/usr/bin:/bin SECURE_RUN_MUX=0 secure_run peek.sh /dev/stdin </dev/zero >/dev/null 2>&1 &
+          setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- env HOME=/home/cc-web PATH=/usr/local/bin:/usr/bin:/bin SECURE_RUN_MUX=0 secure_run hold.sh >/dev/null 2>&1 &
           sleep 1
           echo "web-owner-procs-before=$(pgrep -u ccs-web | wc -l)"
           ${ops} --project web purge 2>&1 | tail -1
-          echo "purged=procs:$(pgrep -u ccs-web 2>/dev/null | wc -l) user:$(getent passwd ccs-web | wc -l) group:$(getent group ccs-web | wc -l) home:$(ls -d /var/lib/cc-sandbox/project-secrets/web 2>/dev/null | wc -l) etc:$(ls -d /etc/cc-sandbox/secure-ops.d/web 2>/dev/null | wc -l) log:$(ls /var/log/cc-sandbox/secure-ops-web* 2>/dev/null | wc -l) key:$(ls /home/cc-web/.ssh/cc-sandbox-secure-ops* 2>/dev/null | wc -l) worker:$(getent passwd cc-web | wc -l)"
+          echo "purged=procs:$(pgrep -u ccs-web 2>/dev/null | wc -l) user:$(getent passwd ccs-web | wc -l) group:$(getent group ccs-web | wc -l) home:$(ls -d /var/lib/cc-sandbox/project-secrets/web 2>/dev/null | wc -l) etc:$(ls -d /etc/cc-sandbox/secure-ops.d/web 2>/dev/null | wc -l) log:$(ls /var/log/cc-sandbox/secure-ops.d/web.* 2>/dev/null | wc -l) key:$(ls /home/cc-web/.ssh/cc-sandbox-secure-ops* 2>/dev/null | wc -l) worker:$(getent passwd cc-web | wc -l)"
           try web-after-purge "${asWeb} secure_run whoami.sh"
           try api-after-web-purge "setpriv --reuid=cc-api --regid=cc-api --init-groups --reset-env -- env HOME=/home/cc-api PATH=/usr/local/bin:/usr/bin:/bin secure_run whoami.sh"
           echo "purge-again=$(${ops} --project web purge >/dev/null 2>&1; echo $?) remove-secret-after=$(${ops} --project web remove-secret TOKEN >/dev/null 2>&1; echo $?)"
@@ -198,12 +214,30 @@ test("a worker cannot repoint or widen its own bridge, run the tool, or find a r
     expect(result("web-proc-of-api-script").out).toMatch(/No such file or directory/);
 });
 
-test("root never reads the worker's key through a path the worker planted; a new key of the worker's is taken again", () => {
-    expect(value("planted-authorize")).toMatch(/is not one ed25519 public key|could not be made or read/);
+test("root never reads the worker's key through a path the worker planted; a broken key closes the worker's own bridge, and a new one opens it again", () => {
+    expect(value("planted-authorize")).toMatch(/warning: project web: cc-web's bridge key could not be made or is not one ed25519 public key: no key is accepted .*rc=0$/);
     expect(value("planted-authorize")).not.toMatch(/root:/);
-    // The key it had stays the only one, and no line of /etc/shadow reached the file.
-    expect(value("planted-keys")).toBe("0 1");
+    // No line of /etc/shadow reached the file, and no key is accepted (fail closed).
+    expect(value("planted-keys")).toBe("0 0");
+    expect(result("web-after-planted")).toMatchObject({ rc: 255, out: expect.stringContaining("Permission denied (publickey)") });
     expect(result("web-after-new-key")).toEqual({ rc: 0, out: `as ccs-web for web: ${webSecret} ` });
+});
+
+test("a worker that breaks its own key holds back neither the admin's narrower list nor its project's add", () => {
+    expect(value("narrowed")).toBe("0 peek-listed:0 add:0");
+});
+
+test("the secrets owner swapping its directory for a link gets root to write, chown or delete nothing there", () => {
+    expect(result("owner-plants")).toEqual({ rc: 0, out: "planted " });
+    expect(value("planted-install")).toBe("1 planted-remove=1 planted-apply=0");
+    expect(value("root-tools")).toBe("root 755 0 1");
+});
+
+test("a bridge's port is below 1024: no worker binds one first, nor a script of a bridge (its capability is dropped)", () => {
+    expect(result("web-binds-bridge-port").rc).not.toBe(0);
+    expect(result("web-binds-bridge-port").out).toMatch(/CapAmb:\s+0+ .*PermissionError/);
+    expect(result("script-binds-bridge-port").rc).not.toBe(0);
+    expect(result("script-binds-bridge-port").out).toMatch(/CapAmb:\s+0+ .*PermissionError/);
 });
 
 test("purge ends a running script and leaves nothing of the bridge; the worker and the other bridges stay", () => {

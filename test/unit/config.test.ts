@@ -94,9 +94,18 @@ describe("the credential bridge's config", () => {
         const err = errorOf(() => loadConfig("dev", { projects, secrets: { STACK: "stack-s3cret" }, vm: { bogus: "stack-s3cret" } }, host));
         expect(err.message).toContain("cc-sandbox:projects: must NOT have more than 32 items (got a secret value, not shown)");
         expect(err.message).not.toContain("whole-list-s3cret");
+        // A number is a secret's value too (`pulumi config set --path` stores 918273 as one).
+        const numeric = errorOf(() => loadConfig("dev", { projects: [{ name: "web", secrets: { PIN: 918273 } }, ...projects.slice(1)] }, host));
+        expect(numeric.message).not.toContain("918273");
         // A stack secret's value where a key's value is shown (a misplaced paste) is hidden too.
         expect(err.message).toContain("cc-sandbox:vm.bogus: is not a known key (got a secret value, not shown)");
         expect(err.message).not.toContain("stack-s3cret");
+    });
+
+    test("an argument pattern with a blank is refused here, not by the guest at pulumi up", () => {
+        const err = errorOf(() => loadConfig("dev", { projects: [{ name: "web", secureOps: { scripts: [{ path: "/opt/a.sh", args: "a b" }] } }], secureOps: { scripts: [{ path: "/opt/b.sh", args: "x\ty" }] } }, host));
+        expect(err.message).toContain('cc-sandbox:projects[0].secureOps.scripts[0].args: must be an extended regular expression without blanks');
+        expect(err.message).toContain('cc-sandbox:secureOps.scripts[0].args: must be an extended regular expression without blanks');
     });
 
     test("a script listed twice is named", () => {

@@ -377,21 +377,24 @@ describe("projects", () => {
             "cc-sandbox:projects": [{ name: "web", secureOps: { scripts: [{ path: "/opt/web/deploy.sh", args: "[a-z]+" }] }, secrets: { NPM_TOKEN: secret } }, { name: "api" }],
         });
         const tool = ["sudo", "/usr/local/sbin/cc-sandbox-secure-ops", "--project", "web"];
-        const bridge = byName(bridged, "-project-web-secure-ops");
+        const bridge = byName(bridged, "-bridge-web");
         expect(JSON.parse(bridge.inputs.environment.CC_PLAN).command).toEqual([...tool, "apply", "-"]);
         expect(JSON.parse(bridge.inputs.environment.CC_PLAN).undo).toEqual([...tool, "purge"]);
         expect(bridge.inputs.stdin).toMatch(/^\/opt\/web\/deploy\.sh \[a-z\]\+$/m);
         // The stack's own bridge list is not the project's.
-        expect(bridged.resources.find((r) => /-secure-ops$/.test(r.name) && !/-project-/.test(r.name))!.inputs.stdin).not.toContain("/opt/web/deploy.sh");
-        const s = byName(bridged, "-project-web-secret-NPM_TOKEN");
+        expect(byName(bridged, "-secure-ops").inputs.stdin).not.toContain("/opt/web/deploy.sh");
+        const s = byName(bridged, "-bridge-web.NPM_TOKEN");
         expect(JSON.parse(s.inputs.environment.CC_PLAN).command).toEqual([...tool, "install-secret", "NPM_TOKEN"]);
         expect(JSON.parse(s.inputs.environment.CC_PLAN).undo).toEqual([...tool, "remove-secret", "NPM_TOKEN"]);
         expect(s.inputs.stdin).toEqual({ [specialSigKey]: specialSecretSig, value: secret });
         const elsewhere = bridged.resources.filter((r) => r !== s).map((r) => JSON.stringify(r.inputs));
         expect(elsewhere.join("\n")).not.toContain(secret);
         expect(JSON.stringify(bridged.outputs)).not.toContain(secret);
-        expect(bridged.resources.filter((r) => /-project-api-/.test(r.name))).toEqual([]);
-        expect(run.resources.filter((r) => /-project-\w+-(secure-ops|secret-)/.test(r.name))).toEqual([]);
+        expect(bridged.resources.filter((r) => /-bridge-api\b/.test(r.name))).toEqual([]);
+        expect(run.resources.filter((r) => /-bridge-/.test(r.name))).toEqual([]);
+        // A project named like another's bridge is no clash.
+        const alike = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", secrets: { x: "1" } }, { name: "web-secret-x" }, { name: "bridge-web" }] });
+        expect(new Set(alike.resources.map((r) => r.name)).size).toBe(alike.resources.length);
     });
 
     test("a stack without projects has no project resources", async () => {

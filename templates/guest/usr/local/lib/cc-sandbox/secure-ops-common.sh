@@ -16,14 +16,17 @@ if [ -n "${SECURE_OPS_PROJECT:-}" ]; then
   }
   readonly SECURE_OPS_PROJECT
   readonly SECURE_OPS_USER=ccs-$SECURE_OPS_PROJECT
+  # The owner's home holds its secrets (written as the owner) and what its scripts leave; root
+  # keeps everything else of the bridge in a directory of its own, which the owner cannot change.
   readonly SECURE_OPS_HOME=$SECURE_OPS_PROJECTS_HOME/$SECURE_OPS_PROJECT
   readonly SECURE_OPS_ETC=$SECURE_OPS_PROJECTS_ETC/$SECURE_OPS_PROJECT
+  readonly SECURE_OPS_SSH_DIR=$SECURE_OPS_ETC
   readonly SECURE_OPS_CONF=$SECURE_OPS_ETC/scripts.conf
   readonly SECURE_OPS_SSHD_CONFIG=$SECURE_OPS_ETC/sshd_config
   readonly SECURE_OPS_KNOWN_HOSTS=$SECURE_OPS_ETC/known_hosts
   # `PORT USER`: what secure_run of the project's worker connects to.
   readonly SECURE_OPS_CLIENT=$SECURE_OPS_ETC/client
-  readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops-$SECURE_OPS_PROJECT.log
+  readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops.d/$SECURE_OPS_PROJECT.log
 else
   readonly SECURE_OPS_PROJECT=
   readonly SECURE_OPS_USER=ccsecrets
@@ -33,14 +36,16 @@ else
   readonly SECURE_OPS_SSHD_CONFIG=/etc/cc-sandbox/secure-ops-sshd_config
   readonly SECURE_OPS_KNOWN_HOSTS=/etc/cc-sandbox/secure-ops.known_hosts
   readonly SECURE_OPS_LOG=/var/log/cc-sandbox/secure-ops.log
+  readonly SECURE_OPS_SSH_DIR=$SECURE_OPS_HOME/ssh
 fi
 readonly SECURE_OPS_SECRETS=$SECURE_OPS_HOME/secrets
-readonly SECURE_OPS_SSH_DIR=$SECURE_OPS_HOME/ssh
 readonly SECURE_OPS_SSHD_COMMON=/etc/cc-sandbox/secure-ops-sshd_common
 readonly SECURE_OPS_DISPATCH=/usr/local/lib/cc-sandbox/secure-ops-dispatch
 readonly SECURE_OPS_KEY_NAME=cc-sandbox-secure-ops
-# Projects' bridges listen on loopback ports from this range, one each, chosen when the bridge is made.
-readonly SECURE_OPS_PROJECT_PORTS=(22300 22999)
+# Projects' bridges listen on loopback ports from this range, one each, chosen when the bridge is
+# made: below 1024, so no user can take one first (the bridge's sshd binds it with
+# CAP_NET_BIND_SERVICE, which the dispatcher drops before a script runs).
+readonly SECURE_OPS_PROJECT_PORTS=(800 899)
 # bash's loadable stat builtin (package bash-builtins), used by secure_ops_check_trust.
 readonly SECURE_OPS_STAT_BUILTIN=/usr/lib/bash/stat
 
