@@ -122,10 +122,12 @@ beforeAll(() => {
           echo "$pid" > /tmp/api-hold-pid; chmod 0644 /tmp/api-hold-pid
           echo "hold-target=$(tr "\\0" "\\n" </proc/$pid/environ | grep -c "^CC_SECRETS_DIR=${apiSecrets}/secrets$")"
           ${tries.replace(/'/g, "'\\''")}
+          echo "status-ok=$(${tool} status web 2>&1 | tr "\\n" " ")rc=$(${tool} status web >/dev/null 2>&1; echo $?)"
           # Root never reads the worker s key through a path the worker planted.
           setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -f ~/.ssh/cc-sandbox-secure-ops.pub; ln -s /etc/shadow ~/.ssh/cc-sandbox-secure-ops.pub"
           echo "planted-authorize=$(${ops} --project web authorize 2>&1 | tr "\\n" " ")rc=$?"
           # (A fresh connection: one multiplexed before goes on until it closes, as with any key change.)
+          echo "status-planted=$(${tool} status web 2>&1 | tr "\\n" " ")rc=$(${tool} status web >/dev/null 2>&1; echo $?)"
           try web-after-planted "${asWeb} SECURE_RUN_MUX=0 secure_run whoami.sh"
           echo "planted-keys=$(grep -c "root:" /etc/cc-sandbox/secure-ops.d/web/authorized_keys || true) $(grep -c ssh-ed25519 /etc/cc-sandbox/secure-ops.d/web/authorized_keys || true)"
           setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -f ~/.ssh/cc-sandbox-secure-ops*"
@@ -219,6 +221,9 @@ test("root never reads the worker's key through a path the worker planted; a bro
     expect(value("planted-authorize")).not.toMatch(/root:/);
     // No line of /etc/shadow reached the file, and no key is accepted (fail closed).
     expect(value("planted-keys")).toBe("0 0");
+    // status (so cc-sandbox-verify) says so.
+    expect(value("status-ok")).toBe("ok      web (cc-web) rc=0");
+    expect(value("status-planted")).toBe("FAIL    web: its bridge does not accept exactly one key, the worker's (cc-sandbox-secure-ops --project web authorize) rc=3");
     expect(result("web-after-planted")).toMatchObject({ rc: 255, out: expect.stringContaining("Permission denied (publickey)") });
     expect(result("web-after-new-key")).toEqual({ rc: 0, out: `as ccs-web for web: ${webSecret} ` });
 });
