@@ -36,6 +36,7 @@ const attempts: Record<string, string> = {
     "agent-stack-script": `${asAgent} env HOME=/home/agent PATH=/usr/local/bin:/usr/bin:/bin secure_run whoami.sh`,
     "web-setup-used-bridge": "cat /home/cc-web/setup-bridge.out",
     "web-check": `${ops} --project web check`,
+    "web-status": `${ops} --project web status`,
     // another project's secrets, bridge files and worker key, directly
     "web-read-api-secret": `${asWeb} cat ${apiSecrets}/secrets/TOKEN`,
     "web-list-api-secrets": `${asWeb} ls ${apiSecrets}`,
@@ -175,6 +176,9 @@ test("each worker runs its own bridge's scripts, as its own secrets owner, with 
     expect(result("web-setup-used-bridge")).toEqual({ rc: 0, out: `as ccs-web for web: ${webSecret} ` });
     expect(result("web-check").rc).toBe(0);
     expect(result("web-check").out).toContain("check ok: cc-web reaches the dispatcher");
+    // What the admin sees: the port, the worker's key, the scripts, the secrets' names and sizes, never their values.
+    expect(result("web-status").out).toMatch(/^bridge: +listening on 127\.0\.0\.1:8\d\d +worker key: 256 SHA256:\S+ cc-web@secure-ops \(ED25519\) .* TOKEN +\d+ bytes /);
+    expect(result("web-status").out).not.toContain(webSecret);
 });
 
 test("a worker reads no other project's secrets, bridge keys or worker key, nor the stack's secrets", () => {
