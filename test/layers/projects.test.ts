@@ -28,7 +28,8 @@ const attempts: Record<string, string> = {
     "web-nnp-at-login": `${tool} enter web -- grep NoNewPrivs /proc/self/status`,
     // from a terminal, on a terminal of its own: what it leaves running cannot reach the caller's
     "web-own-terminal": `script -qec "tty; ${tool} enter web -- tty" /dev/null | grep -o "/dev/pts/[0-9]*"`,
-    "web-own-process": `${asWeb} sh -c 'sleep 30 >/dev/null & pgrep -u cc-web -x sleep >/dev/null && echo seen; kill $!'`,
+    // (until the child has become sleep: right after the fork it is still sh)
+    "web-own-process": `${asWeb} sh -c 'sleep 30 >/dev/null & for i in $(seq 50); do pgrep -u cc-web -x sleep >/dev/null && { echo seen; break; }; sleep 0.1; done; kill $!'`,
     "web-groups": "id -nG cc-web",
     "api-reads-own": `${tool} enter api -- cat /home/cc-api/token.txt`,
     // Claude Code set up as the agent's (root's copy of its settings: no permission prompts)
