@@ -100,7 +100,7 @@ beforeAll(() => {
           install -d -m 0755 /opt/ops
           printf "#!/bin/sh\\necho \\"as \\$(id -un) for \\$CC_PROJECT: \\$(cat \\"\\$CC_SECRETS_DIR/TOKEN\\")\\"\\n" > /opt/ops/whoami.sh
           printf "#!/bin/sh\\ncase \\$1 in /*) cat \\"\\$1\\" ;; *) cat \\"\\$CC_SECRETS_DIR/\\$1\\" ;; esac\\n" > /opt/ops/peek.sh
-          printf "#!/bin/sh\\nexec sleep 60\\n" > /opt/ops/hold.sh
+          printf "#!/bin/sh\\ntouch /tmp/left-by-\\$(id -un)\\nexec sleep 60\\n" > /opt/ops/hold.sh
           printf "#!/bin/sh\\necho api-only\\n" > /opt/ops/api-only.sh
           printf "#!/bin/sh\\nmv \\"\\$HOME/secrets\\" \\"\\$HOME/secrets.old\\" && ln -s /usr/local/sbin \\"\\$HOME/secrets\\" && echo planted\\n" > /opt/ops/plant.sh
           printf "#!/bin/sh\\ngrep CapAmb /proc/self/status\\nexec python3 -c \\"import socket; s = socket.socket(); s.bind((\\x27127.0.0.1\\x27, 851)); print(\\x27bound\\x27)\\"\\n" > /opt/ops/bind.sh
@@ -151,7 +151,7 @@ beforeAll(() => {
           sleep 1
           echo "web-owner-procs-before=$(pgrep -u ccs-web | wc -l)"
           ${ops} --project web purge 2>&1 | tail -1
-          echo "purged=procs:$(pgrep -u ccs-web 2>/dev/null | wc -l) user:$(getent passwd ccs-web | wc -l) group:$(getent group ccs-web | wc -l) home:$(ls -d /var/lib/cc-sandbox/project-secrets/web 2>/dev/null | wc -l) etc:$(ls -d /etc/cc-sandbox/secure-ops.d/web 2>/dev/null | wc -l) log:$(ls /var/log/cc-sandbox/secure-ops.d/web.* 2>/dev/null | wc -l) key:$(ls /home/cc-web/.ssh/cc-sandbox-secure-ops* 2>/dev/null | wc -l) worker:$(getent passwd cc-web | wc -l)"
+          echo "purged=procs:$(pgrep -u ccs-web 2>/dev/null | wc -l) user:$(getent passwd ccs-web | wc -l) group:$(getent group ccs-web | wc -l) home:$(ls -d /var/lib/cc-sandbox/project-secrets/web 2>/dev/null | wc -l) etc:$(ls -d /etc/cc-sandbox/secure-ops.d/web 2>/dev/null | wc -l) log:$(ls /var/log/cc-sandbox/secure-ops.d/web.* 2>/dev/null | wc -l) key:$(ls /home/cc-web/.ssh/cc-sandbox-secure-ops* 2>/dev/null | wc -l) worker:$(getent passwd cc-web | wc -l) tmp:$(ls /tmp/left-by-ccs-web 2>/dev/null | wc -l) tmp-api:$(ls /tmp/left-by-ccs-api 2>/dev/null | wc -l)"
           try web-after-purge "${asWeb} secure_run whoami.sh"
           try api-after-web-purge "setpriv --reuid=cc-api --regid=cc-api --init-groups --reset-env -- env HOME=/home/cc-api PATH=/usr/local/bin:/usr/bin:/bin secure_run whoami.sh"
           echo "purge-again=$(${ops} --project web purge >/dev/null 2>&1; echo $?) remove-secret-after=$(${ops} --project web remove-secret TOKEN >/dev/null 2>&1; echo $?)"
@@ -251,7 +251,8 @@ test("a bridge's port is below 1024: no worker binds one first, nor a script of 
 
 test("purge ends a running script and leaves nothing of the bridge; the worker and the other bridges stay", () => {
     expect(Number(value("web-owner-procs-before"))).toBeGreaterThan(0);
-    expect(value("purged")).toBe("procs:0 user:0 group:0 home:0 etc:0 log:0 key:0 worker:1");
+    // What the owner left in /tmp goes with it; another owner's stays.
+    expect(value("purged")).toBe("procs:0 user:0 group:0 home:0 etc:0 log:0 key:0 worker:1 tmp:0 tmp-api:1");
     expect(result("web-after-purge")).toMatchObject({ rc: 2, out: expect.stringContaining("project web has no secure-ops bridge") });
     expect(result("api-after-web-purge")).toEqual({ rc: 0, out: `as ccs-api for api: ${apiSecret} ` });
     expect(value("purge-again")).toBe("0 remove-secret-after=0");
