@@ -298,6 +298,12 @@ step("3e. a project's worker: set up once, confined from the agent and the admin
     expect(projects.web.user).toBe("cc-web");
     const entered = ok(await world.shell(`${projects.web.enter} -- id -un`), "the project's enter command");
     expect(entered.stdout).toBe("cc-web\n");
+    // Its /tmp, /var/tmp and /dev/shm are its own (pam_namespace in Ubuntu's PAM stacks): the
+    // agent finds none of its files there, nor the instances.
+    ok(await asWorker("web", "umask 022; echo web-tmp > /tmp/web-private; echo web-vartmp > /var/tmp/web-private; echo web-shm > /dev/shm/web-private"), "web's temporary files");
+    expect((await asWorker("web", "cat /tmp/web-private /var/tmp/web-private")).stdout).toBe("web-tmp\nweb-vartmp\n");
+    const agentSees = await inGuest("for f in /tmp/web-private /var/tmp/web-private /dev/shm/web-private; do test -e $f && echo seen $f; done; ls /tmp/.cc-sandbox-inst 2>&1; true");
+    expect(agentSees.stdout).toMatch(/^ls: cannot open directory '\/tmp\/\.cc-sandbox-inst': Permission denied\n$/);
     // A process of web's, kept running: the next step's in-place changes must leave it alone.
     ok(await asWorker("web", "nohup sleep 3000 >/dev/null 2>&1 &"), "start web's process");
     // The agent does not see it (hidepid).
@@ -501,6 +507,9 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
     expect(v.code).toBe(0);
     // The project's bridge is back too (its unit is enabled).
     expect((await asWorker("web", `secure_run ${digestScript}`)).stdout).toBe(digestOf(webToken));
+    // Its /var/tmp outlived the reboot, still its own (the instances' parents are made at boot).
+    expect((await asWorker("web", "cat /var/tmp/web-private")).stdout).toBe("web-vartmp\n");
+    expect((await inGuest("sudo cc-sandbox-project status", { admin: true })).stdout).toMatch(/^ok {6}web \(cc-web\)$/m);
 });
 
 step("7. a VM deleted behind Pulumi's back is created again; then pulumi destroy leaves no domain, disk, seed, UEFI variable store, known_hosts or state", async () => {

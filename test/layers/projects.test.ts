@@ -96,7 +96,7 @@ beforeAll(() => {
           sleep 1
           echo "api-procs-before=$(pgrep -u ${api} | wc -l)"
           ${tool} remove api
-          echo "api-procs-after=$(pgrep -u ${api} | wc -l) user=$(getent passwd cc-api | wc -l) home=$(ls -d /home/cc-api 2>/dev/null | wc -l) tmp=$(ls /tmp/api-private 2>/dev/null | wc -l) sudoers=$(grep -c cc-api /etc/sudoers.d/cc-sandbox-projects || true)"
+          echo "api-procs-after=$(pgrep -u ${api} | wc -l) user=$(getent passwd cc-api | wc -l) home=$(ls -d /home/cc-api 2>/dev/null | wc -l) tmp=$(ls -d /tmp/.cc-sandbox-inst/cc-api /var/tmp/.cc-sandbox-inst/cc-api 2>/dev/null | wc -l) sudoers=$(grep -c cc-api /etc/sudoers.d/cc-sandbox-projects || true)"
           echo "removed-again=$(${tool} remove api >/dev/null 2>&1; echo $?)"
           echo "list=$(${tool} list | tail -n +2 | tr -s " " | tr "\\n" ";")"
           # What add refuses.
@@ -135,7 +135,8 @@ test("a worker can neither list, read nor write another project's home or privat
         expect({ name, ...result(name) }).toMatchObject({ name, out: expect.stringMatching(/Permission denied/) });
         expect(result(name).rc).not.toBe(0);
     }
-    // /tmp is shared: a file there is as private as its mode (api made this one 0600).
+    // api's /tmp is its own (project-tmp.test.ts attacks it): the file is not where web looks.
+    expect(result("web-read-api-tmp")).toMatchObject({ out: expect.stringMatching(/No such file or directory/) });
     expect(result("web-read-api-tmp").rc).not.toBe(0);
     expect(result("web-read-api-file").out).not.toContain("api-token");
 });

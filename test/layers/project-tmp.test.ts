@@ -1,0 +1,134 @@
+/**
+ * A worker's /tmp, /var/tmp and /dev/shm are its own (pam_namespace, and cc-sandbox-project's
+ * as_worker for its hooks): in one guest namespace (a PID namespace and /proc hidepid=invisible, as
+ * boot step 15 mounts it), projects web and api are added after the agent has laid a trap where the
+ * workers' instances go; then api, its setup hook, the agent and a user namespace of api's go after
+ * what web leaves in those places, each beside the work that must still succeed.
+ */
+import { projectSpec, projectUid } from "../../src/config/projects";
+import { asAgent, boot, inGuest } from "./guest";
+
+const tool = "/usr/local/sbin/cc-sandbox-project";
+const web = projectUid("web");
+const api = projectUid("api");
+// web's setup hook leaves a file and a process behind; api's reads what it can of web's.
+const webSpec = projectSpec({ name: "web", user: "cc-web", uid: web, setup: "umask 022; echo from-web-setup > /tmp/web-setup; setsid sleep 300 </dev/null >/dev/null 2>&1 &" });
+const apiSpec = projectSpec({
+    name: "api",
+    user: "cc-api",
+    uid: api,
+    setup: "{ ls -a /tmp /var/tmp /dev/shm; cat /tmp/web-private /tmp/web-setup /tmp/root-marker; } > ~/setup-saw 2>&1; true",
+});
+
+let out = "";
+const result = (name: string) => {
+    const m = new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(out);
+    if (!m) throw new Error(`no result for ${name} in:\n${out}`);
+    return { rc: Number(m[1]), out: m[2] };
+};
+
+beforeAll(() => {
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    // The run as a file (a quoted here-document): each attempt is quoted once, for try.
+    const r = inGuest(`cat > /root/tmp-attacks.sh <<'EOS'
+mount -o remount,hidepid=invisible /proc
+try() {
+  local name=$1 rc=0 msg
+  msg=$(timeout 30 bash -c "$2" 2>&1 </dev/null) || rc=$?
+  echo "$name=$rc $(tr "\n" " " <<<"$msg")"
+}
+${boot("10-users.sh")} 2>/dev/null
+echo root-only > /tmp/root-marker
+# The agent gets there first: the instances' parent and web's instance-to-be, its own, and a
+# process of its own that keeps its working directory in that instance.
+${asAgent} sh -c 'mkdir -p -m 0777 /tmp/.cc-sandbox-inst/cc-web && chmod 0777 /tmp/.cc-sandbox-inst/cc-web'
+( cd /tmp/.cc-sandbox-inst/cc-web && exec ${asAgent} sleep 300 ) &
+for i in $(seq 50); do pgrep -u agent -x sleep >/dev/null && break; sleep 0.1; done
+pgrep -u agent -x sleep > /tmp/agent-pid
+base64 -d <<<"${b64(webSpec)}" | ${tool} add web ${web} - >/dev/null 2>&1 || echo "add-web-failed=$?"
+${tool} enter web -- sh -c 'umask 022; echo web-tmp > /tmp/web-private; echo web-vartmp > /var/tmp/web-private; echo web-shm > /dev/shm/web-private'
+pgrep -u cc-web -x sleep | head -1 > /tmp/web-pid
+base64 -d <<<"${b64(apiSpec)}" | ${tool} add api ${api} - >/dev/null 2>&1 || echo "add-api-failed=$?"
+# allowed work: web keeps its files across its sessions, its setup hook's too
+try web-own-tmp '${tool} enter web -- sh -c "cat /tmp/web-private /var/tmp/web-private /tmp/web-setup; d=\\$(mktemp -d) && echo ok > \\$d/f && cat \\$d/f"'
+try web-own-shm '${tool} enter web -- sh -c "echo shm > /dev/shm/again && cat /dev/shm/again"'
+try web-not-machine-tmp '${tool} enter web -- cat /tmp/root-marker'
+# the other worker: a session of its own, its setup hook, and through /proc
+try api-read-web-tmp '${tool} enter api -- cat /tmp/web-private /var/tmp/web-private /dev/shm/web-private /tmp/web-setup'
+try api-list-tmp '${tool} enter api -- ls -a /tmp /var/tmp /dev/shm'
+try api-setup-saw 'cat /home/cc-api/setup-saw'
+try api-proc-root "${tool} enter api -- ls /proc/$(cat /tmp/web-pid)/root/tmp"
+# the machine's own /tmp, as the worker: a user namespace of its own undoing the bind
+try api-userns-umount '${tool} enter api -- unshare --user --map-root-user --mount sh -c "umount /tmp || umount -l /tmp; cat /tmp/root-marker"'
+# the agent: the machine's /tmp, the instances, and its process inside the old instance
+try agent-read-web '${asAgent} cat /tmp/web-private /var/tmp/web-private /dev/shm/web-private /tmp/web-setup'
+try agent-list-instances '${asAgent} ls /tmp/.cc-sandbox-inst /var/tmp/.cc-sandbox-inst'
+try agent-stale-cwd "${asAgent} ls -a /proc/$(cat /tmp/agent-pid)/cwd/"
+try agent-own-tmp '${asAgent} sh -c "echo agent > /tmp/agent-file && cat /tmp/agent-file /tmp/root-marker"'
+echo "status-before=$(${tool} status >/dev/null 2>&1; echo $?)"
+# Each part taken away, one at a time: status fails naming it, and add puts it back.
+broken() {
+  local what=$1
+  shift
+  "$@"
+  echo "status-$what=$(${tool} status 2>&1 | grep -m1 "FAIL    web" | tr -d "\n") rc=$(${tool} status >/dev/null 2>&1; echo $?)"
+  ${tool} add web ${web} >/dev/null 2>&1
+  echo "fixed-$what=$(${tool} status >/dev/null 2>&1; echo $?)"
+}
+broken pam sed -i /pam_namespace/d /etc/pam.d/runuser
+broken conf sh -c 'echo > /etc/security/namespace.conf'
+broken mode chmod 0711 /var/tmp/.cc-sandbox-inst
+# While a PAM stack lacks it, a session through it is the machine's /tmp: what status guards.
+sed -i /pam_namespace/d /etc/pam.d/runuser /etc/pam.d/runuser-l
+try api-without-pam '${tool} enter api -- cat /tmp/root-marker'
+${tool} add web ${web} >/dev/null 2>&1
+${tool} remove web >/dev/null 2>&1
+echo "removed=$(ls -d /tmp/.cc-sandbox-inst/cc-web /var/tmp/.cc-sandbox-inst/cc-web 2>/dev/null | wc -l) api-kept=$(ls -d /tmp/.cc-sandbox-inst/cc-api /var/tmp/.cc-sandbox-inst/cc-api 2>/dev/null | wc -l)"
+EOS
+unshare --pid --fork --mount-proc bash -uo pipefail /root/tmp-attacks.sh`);
+    out = r.stdout;
+    if (r.status !== 0) throw new Error(`the run failed (${r.status}): ${r.stderr}\n${r.stdout}`);
+}, 180_000);
+
+test("a worker keeps its /tmp and /var/tmp across its sessions and its hooks, and has a /dev/shm of its own", () => {
+    expect(out).not.toMatch(/^add-(web|api)-failed=/m);
+    expect(result("web-own-tmp")).toEqual({ rc: 0, out: "web-tmp web-vartmp from-web-setup ok " });
+    expect(result("web-own-shm")).toEqual({ rc: 0, out: "shm " });
+    // The machine's /tmp is not the worker's.
+    expect(result("web-not-machine-tmp").rc).not.toBe(0);
+});
+
+test("another worker reads none of it: not in its sessions, its setup hook, through /proc or a user namespace", () => {
+    expect(result("api-read-web-tmp").rc).not.toBe(0);
+    expect(result("api-read-web-tmp").out).not.toMatch(/web-(tmp|vartmp|shm)|from-web-setup/);
+    expect(result("api-list-tmp")).toEqual({ rc: 0, out: "/dev/shm: . ..  /tmp: . ..  /var/tmp: . .. " });
+    expect(result("api-setup-saw").out).not.toMatch(/web-(tmp|vartmp|shm)|from-web-setup|root-only/);
+    expect(result("api-setup-saw").out).toMatch(/^\/dev\/shm: \. \.\. {2}\/tmp: \. \.\. {2}\/var\/tmp: \. \.\. /);
+    expect(result("api-proc-root").rc).not.toBe(0);
+    expect(result("api-userns-umount").rc).not.toBe(0);
+    expect(result("api-userns-umount").out).not.toContain("root-only");
+});
+
+test("the agent reads none of it, not even from a directory it made there first", () => {
+    expect(result("agent-read-web").rc).not.toBe(0);
+    expect(result("agent-read-web").out).not.toMatch(/web-(tmp|vartmp|shm)|from-web-setup/);
+    expect(result("agent-list-instances").out).toMatch(/Permission denied/);
+    // Its process still sits in the directory it made: gone, never the worker's.
+    expect(result("agent-stale-cwd").out).not.toMatch(/web-private|web-setup/);
+    // Its own /tmp is the machine's, as before.
+    expect(result("agent-own-tmp")).toEqual({ rc: 0, out: "agent root-only " });
+});
+
+test("status fails while any part is missing, and add puts it back", () => {
+    expect(out).toMatch(/^status-before=0$/m);
+    expect(out).toMatch(/^status-pam=FAIL {4}web: \/etc\/pam\.d\/runuser does not run pam_namespace: a worker's sessions through it share \/tmp rc=3$/m);
+    expect(out).toMatch(/^status-conf=FAIL {4}web: \/etc\/security\/namespace\.conf does not give workers a \/tmp, \/var\/tmp and \/dev\/shm of their own rc=3$/m);
+    expect(out).toMatch(/^status-mode=FAIL {4}web: \/var\/tmp\/\.cc-sandbox-inst is not root's, mode 0000: workers' \/tmp is not their own rc=3$/m);
+    for (const what of ["pam", "conf", "mode"]) expect(out).toMatch(new RegExp(`^fixed-${what}=0$`, "m"));
+    // What it guards against: without the line, a session through runuser -l is the machine's /tmp.
+    expect(result("api-without-pam")).toEqual({ rc: 0, out: "root-only " });
+});
+
+test("remove takes the worker's /tmp and /var/tmp with it, and leaves the other worker's", () => {
+    expect(out).toMatch(/^removed=0 api-kept=2$/m);
+});
