@@ -59,7 +59,7 @@ function startFloor(bridge) {
     sed -e '/^ForceCommand /d' /etc/cc-sandbox/secure-ops-sshd_common >>"$d/sshd_config"
     ! grep -q '^ForceCommand\|^Include' "$d/sshd_config"
     grep -q '^ListenAddress 127.0.0.1:2223$' "$d/sshd_config"
-    sed -e 's/^port=2222 owner=ccsecrets /port=2223 owner=ccfloor /' -e "s|/etc/cc-sandbox/secure-ops.known_hosts|$d/known_hosts|" \
+    sed -e 's/^port=799 owner=ccsecrets /port=2223 owner=ccfloor /' -e "s|/etc/cc-sandbox/secure-ops.known_hosts|$d/known_hosts|" \
       -e 's|secure-ops-mux|floor-mux|' /usr/local/bin/secure_run >/usr/local/bin/floor_run
     chmod 755 /usr/local/bin/floor_run
     grep -q '^port=2223 owner=ccfloor ' /usr/local/bin/floor_run
@@ -94,9 +94,9 @@ async function main() {
     const fresh = measure(bridge, 'agent', 'SECURE_RUN_MUX=0 secure_run true', Math.max(5, Math.floor(runs / 2)))
     // Where the multiplexed time goes, and this machine's floor for starting any process.
     const dispatcherOnly = measure(bridge, 'root',
-      'SSH_ORIGINAL_COMMAND=true SSH_CLIENT="127.0.0.1 1 2222" setpriv --reuid ccsecrets --regid ccsecrets --clear-groups /usr/local/lib/cc-sandbox/secure-ops-dispatch', runs)
+      'SSH_ORIGINAL_COMMAND=true SSH_CLIENT="127.0.0.1 1 799" setpriv --reuid ccsecrets --regid ccsecrets --clear-groups /usr/local/lib/cc-sandbox/secure-ops-dispatch', runs)
     const muxClientOnly = measure(bridge, 'agent',
-      'ssh -F /dev/null -o ControlPath=~/.ssh/secure-ops-mux/%C -p 2222 -l ccsecrets -O check 127.0.0.1 2>/dev/null', runs)
+      'ssh -F /dev/null -o ControlPath=~/.ssh/secure-ops-mux/%C -p 799 -l ccsecrets -O check 127.0.0.1 2>/dev/null', runs)
     const processStart = measure(bridge, 'agent', '/bin/true', runs)
     startFloor(bridge)
     bridge.run('agent', 'floor_run')
@@ -104,7 +104,7 @@ async function main() {
     const paired = measurePairs(bridge, 'secure_run true', 'floor_run', runs)
     const cpu = cpuPerCall(bridge, runs)
     const result = {
-      benchmark: 'secure_run true through the secure-ops bridge (sshd on 127.0.0.1:2222, forced-command dispatcher)',
+      benchmark: 'secure_run true through the secure-ops bridge (sshd on 127.0.0.1:799, forced-command dispatcher)',
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, kernel: os.release(), loadAverage1m: Math.round(load[0] * 100) / 100 },
       targetMs,

@@ -77,7 +77,7 @@ describe("attacks", () => {
         expect(r.stderr).toContain("is not an allowed script");
         expect(r.logged.some((l) => / outcome=refused .*request=cat\\ \/var\/lib/.test(l))).toBe(true);
 
-        const copy = attempt(`scp -F /dev/null -i ~/.ssh/cc-sandbox-secure-ops -o BatchMode=yes -o UserKnownHostsFile=/etc/cc-sandbox/secure-ops.known_hosts -P 2222 ccsecrets@127.0.0.1:${secret} /tmp/stolen; cat /tmp/stolen;
+        const copy = attempt(`scp -F /dev/null -i ~/.ssh/cc-sandbox-secure-ops -o BatchMode=yes -o UserKnownHostsFile=/etc/cc-sandbox/secure-ops.known_hosts -P 799 ccsecrets@127.0.0.1:${secret} /tmp/stolen; cat /tmp/stolen;
             ${ssh("-s")} ccsecrets@127.0.0.1 sftp </dev/null`);
         expect(copy.status).not.toBe(0);
         expectNoLeak(copy.out);
@@ -202,18 +202,18 @@ describe("attacks", () => {
 
     test("11. port forwarding: -W, -L, -R, -D and through the multiplexing master", () => {
         // Positive control: a direct connection to the bridge port shows its SSH banner.
-        const banner = "exec 3<>/dev/tcp/127.0.0.1/2222; timeout 2 head -c 7 <&3";
+        const banner = "exec 3<>/dev/tcp/127.0.0.1/799; timeout 2 head -c 7 <&3";
         expect(attempt(banner).stdout).toBe("SSH-2.0");
         const r = attempt(`
-            ${ssh("-W 127.0.0.1:2222")} ccsecrets@127.0.0.1 </dev/null; echo "W=$?"
-            ${ssh("-o ExitOnForwardFailure=yes -N -R 127.0.0.1:7000:127.0.0.1:2222")} ccsecrets@127.0.0.1; echo "R=$?"
-            ${ssh("-N -L 127.0.0.1:7001:127.0.0.1:2222 -D 127.0.0.1:7002")} ccsecrets@127.0.0.1 & sleep 1.5
+            ${ssh("-W 127.0.0.1:799")} ccsecrets@127.0.0.1 </dev/null; echo "W=$?"
+            ${ssh("-o ExitOnForwardFailure=yes -N -R 127.0.0.1:7000:127.0.0.1:799")} ccsecrets@127.0.0.1; echo "R=$?"
+            ${ssh("-N -L 127.0.0.1:7001:127.0.0.1:799 -D 127.0.0.1:7002")} ccsecrets@127.0.0.1 & sleep 1.5
             (exec 3<>/dev/tcp/127.0.0.1/7001; timeout 2 head -c 7 <&3; echo " L-done")
             (exec 3<>/dev/tcp/127.0.0.1/7002; printf '\\x05\\x01\\x00' >&3; timeout 2 head -c 2 <&3 | od -An -tx1
              printf '\\x05\\x01\\x00\\x01\\x7f\\x00\\x00\\x01\\x08\\xae' >&3; timeout 2 cat <&3 | tr -dc 'A-Z0-9.-'; echo " D-done")
             kill %1
             secure_run true
-            ssh -F /dev/null -o ControlPath=~/.ssh/secure-ops-mux/%C -p 2222 -O forward -L 127.0.0.1:7003:127.0.0.1:2222 ccsecrets@127.0.0.1
+            ssh -F /dev/null -o ControlPath=~/.ssh/secure-ops-mux/%C -p 799 -O forward -L 127.0.0.1:7003:127.0.0.1:799 ccsecrets@127.0.0.1
             (exec 3<>/dev/tcp/127.0.0.1/7003; timeout 2 head -c 7 <&3; echo " M-done")
             true`);
         expect(r.stdout).toContain("W=255");

@@ -95,9 +95,10 @@ EOF
 printf '%s' "$token" | cc-sandbox-secure-ops install-secret deploy-token
 printf '%s\n' "$conf" | cc-sandbox-secure-ops apply -
 
-# What cc-sandbox-secure-ops.service runs (no systemd here; the unit logs to the journal).
+# What cc-sandbox-secure-ops.service runs, with the one capability it gives (no systemd here; the
+# unit logs to the journal).
 install -m 0600 -o ccsecrets -g ccsecrets /dev/null /var/log/cc-sandbox/secure-ops-sshd.log
-runuser -u ccsecrets -- /usr/sbin/sshd -D -E /var/log/cc-sandbox/secure-ops-sshd.log \
+setpriv --reuid=ccsecrets --regid=ccsecrets --init-groups --inh-caps=+net_bind_service --ambient-caps=+net_bind_service -- /usr/sbin/sshd -D -E /var/log/cc-sandbox/secure-ops-sshd.log \
   -f /etc/cc-sandbox/secure-ops-sshd_config &
 cc-sandbox-secure-ops check
 echo READY

@@ -28,7 +28,7 @@ export const scripts = [
 /** ssh straight to the bridge with the agent's key, bypassing secure_run. */
 export const ssh = (opts: string) =>
     `ssh -F /dev/null -i ~/.ssh/cc-sandbox-secure-ops -o IdentitiesOnly=yes -o BatchMode=yes ` +
-    `-o UserKnownHostsFile=/etc/cc-sandbox/secure-ops.known_hosts -o ConnectTimeout=5 -p 2222 ${opts}`;
+    `-o UserKnownHostsFile=/etc/cc-sandbox/secure-ops.known_hosts -o ConnectTimeout=5 -p 799 ${opts}`;
 
 /**
  * A bridge of this file's own, started before its tests and stopped after them; digest() is the

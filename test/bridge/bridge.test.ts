@@ -82,7 +82,7 @@ describe("the allowed path", () => {
     test("status shows the bridge, each script's trust and the secret names, never their values", () => {
         const r = bridge.run("root", "cc-sandbox-secure-ops status");
         expect(r.status).toBe(0);
-        expect(r.stdout).toContain("listening on 127.0.0.1:2222");
+        expect(r.stdout).toContain("listening on 127.0.0.1:799");
         expect(r.stdout).toMatch(/^agent key: 256 SHA256:\S+ agent@secure-ops \(ED25519\)$/m);
         expect(r.stdout).toMatch(/\/opt\/ops\/token-digest.sh\s+\(no arguments\)\s+ok/);
         expect(r.stdout).toMatch(/\/opt\/ops\/link.sh .*is a symlink/);

@@ -2,7 +2,7 @@
  * A real secure-ops bridge on this machine, inside private mount, network and PID namespaces
  * (bridge-namespace.sh): the guest files this layer owns are rendered from templates/guest, installed
  * over their guest paths in overlays, set up by the real first-boot step, and served by a real sshd
- * on 127.0.0.1:2222 in a loopback-only network. Users exist only in the namespace's overlay of /etc.
+ * on 127.0.0.1:799 in a loopback-only network. Users exist only in the namespace's overlay of /etc.
  * Used by test/bridge and scripts/bench-bridge.mjs.
  */
 import { spawn, spawnSync } from "child_process";

@@ -237,7 +237,7 @@ ${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sa
             const daemons = await this.root(
                 "/usr/sbin/sshd -E /run/ccfw-harness-sshd.log </dev/null >/dev/null 2>&1 && " +
                     "install -m 0600 -o ccsecrets -g ccsecrets /dev/null /var/log/cc-sandbox/secure-ops-sshd.log && " +
-                    "runuser -u ccsecrets -- setsid -f /usr/sbin/sshd -D -E /var/log/cc-sandbox/secure-ops-sshd.log -f /etc/cc-sandbox/secure-ops-sshd_config </dev/null >/dev/null 2>&1 && " +
+                    "setpriv --reuid=ccsecrets --regid=ccsecrets --init-groups --inh-caps=+net_bind_service --ambient-caps=+net_bind_service -- setsid -f /usr/sbin/sshd -D -E /var/log/cc-sandbox/secure-ops-sshd.log -f /etc/cc-sandbox/secure-ops-sshd_config </dev/null >/dev/null 2>&1 && " +
                     "for i in $(seq 50); do cc-sandbox-secure-ops check >/dev/null 2>&1 && exit 0; sleep 0.1; done; cc-sandbox-secure-ops check",
             );
             if (daemons.code !== 0) throw new Error(`starting sshd failed: ${daemons.stderr}${daemons.stdout}`);

@@ -156,7 +156,7 @@ describe("SSH in (the guest's own sshd)", () => {
     });
 
     test("allowed: other loopback services (the credential bridge's sshd) still answer the agent", async () => {
-        expect((await tcp("127.0.0.1", 2222)).stdout).toMatch(/^SSH-2\.0-OpenSSH/);
+        expect((await tcp("127.0.0.1", 799)).stdout).toMatch(/^SSH-2\.0-OpenSSH/);
     });
 });
 

@@ -34,6 +34,8 @@ const attempts: Record<string, string> = {
     "web-own-arg": `${asWeb} secure_run peek.sh TOKEN`,
     "api-own-script": `setpriv --reuid=cc-api --regid=cc-api --init-groups --reset-env -- env HOME=/home/cc-api PATH=/usr/local/bin:/usr/bin:/bin secure_run whoami.sh`,
     "agent-stack-script": `${asAgent} env HOME=/home/agent PATH=/usr/local/bin:/usr/bin:/bin secure_run whoami.sh`,
+    // a script of the stack's bridge binding a port below 1024: its sshd's capability is not the script's
+    "stack-script-binds-port": `${asAgent} env HOME=/home/agent PATH=/usr/local/bin:/usr/bin:/bin secure_run bind.sh`,
     "web-setup-used-bridge": "cat /home/cc-web/setup-bridge.out",
     "web-check": `${ops} --project web check`,
     "web-status": `${ops} --project web status`,
@@ -49,13 +51,13 @@ const attempts: Record<string, string> = {
     "web-runs-api-script": `${asWeb} secure_run api-only.sh`,
     // other bridges with its own key
     "web-key-on-api-bridge": `${asWeb} ${sshTo(apiPort, "ccs-api", "/home/cc-web/.ssh/cc-sandbox-secure-ops")} whoami.sh`,
-    "web-key-on-stack-bridge": `${asWeb} ${sshTo("2222", "ccsecrets", "/home/cc-web/.ssh/cc-sandbox-secure-ops")} whoami.sh`,
+    "web-key-on-stack-bridge": `${asWeb} ${sshTo("799", "ccsecrets", "/home/cc-web/.ssh/cc-sandbox-secure-ops")} whoami.sh`,
     "web-home-forged": `${asWeb} env HOME=/home/cc-api secure_run whoami.sh`,
     // the agent on web's bridge, with its own key or web's name
     "agent-key-on-web-bridge": `${asAgent} ${sshTo(webPort, "ccs-web", "/home/agent/.ssh/cc-sandbox-secure-ops")} whoami.sh`,
     "agent-home-forged": `${asAgent} env HOME=/home/cc-web PATH=/usr/local/bin:/usr/bin:/bin secure_run whoami.sh`,
     // its own bridge's files, and the tool
-    "web-edit-client": `${asWeb} sh -c 'echo "2222 ccsecrets" > /etc/cc-sandbox/secure-ops.d/web/client'`,
+    "web-edit-client": `${asWeb} sh -c 'echo "799 ccsecrets" > /etc/cc-sandbox/secure-ops.d/web/client'`,
     "web-edit-scripts": `${asWeb} sh -c 'echo /bin/cat >> /etc/cc-sandbox/secure-ops.d/web/scripts.conf'`,
     "web-runs-tool": `${asWeb} ${ops} --project api status`,
     // a secret in a running script's environment, with its pid known
@@ -104,12 +106,16 @@ beforeAll(() => {
           printf "#!/bin/sh\\necho api-only\\n" > /opt/ops/api-only.sh
           printf "#!/bin/sh\\nmv \\"\\$HOME/secrets\\" \\"\\$HOME/secrets.old\\" && ln -s /usr/local/sbin \\"\\$HOME/secrets\\" && echo planted\\n" > /opt/ops/plant.sh
           printf "#!/bin/sh\\ngrep CapAmb /proc/self/status\\nexec python3 -c \\"import socket; s = socket.socket(); s.bind((\\x27127.0.0.1\\x27, 851)); print(\\x27bound\\x27)\\"\\n" > /opt/ops/bind.sh
+          # (the port the stack s bridge listens on, from its sshd configuration)
+          sed "s/851/$(sed -n "s/^ListenAddress 127.0.0.1://p" /etc/cc-sandbox/secure-ops-sshd_config)/" /opt/ops/bind.sh > /opt/ops/bind-stack-port.sh
           chmod 0755 /opt/ops/*.sh
           # The stack s bridge, as first boot makes it (systemd is not running here: started by hand).
-          printf "/opt/ops/whoami.sh\\n" > /etc/cc-sandbox/secure-ops.conf
+          printf "/opt/ops/whoami.sh\\n/opt/ops/bind.sh\\n" > /etc/cc-sandbox/secure-ops.conf
           ${boot("60-secure-ops.sh")} >/dev/null 2>&1
           cat ${inputs}/stack | ${ops} install-secret TOKEN 2>/dev/null
-          runuser -u ccsecrets -- /usr/sbin/sshd -f /etc/cc-sandbox/secure-ops-sshd_config -E /var/lib/cc-sandbox/secure-ops/sshd.log
+          # Its port while its sshd is down (a restart): the agent cannot take it first.
+          echo "agent-binds-stack-port=$(${asAgent} /opt/ops/bind-stack-port.sh 2>&1 | tr "\\n" " ")"
+          setpriv --reuid=ccsecrets --regid=ccsecrets --init-groups --inh-caps=+net_bind_service --ambient-caps=+net_bind_service -- /usr/sbin/sshd -f /etc/cc-sandbox/secure-ops-sshd_config -E /var/lib/cc-sandbox/secure-ops/sshd.log
           # The projects bridges first, then their workers (setup already uses web s bridge).
           printf "/opt/ops/whoami.sh\\n/opt/ops/peek.sh [A-Za-z0-9/_.-]+\\n" | ${ops} --project web apply - 2>&1 | tail -1
           cat ${inputs}/web | ${ops} --project web install-secret TOKEN
@@ -242,7 +248,11 @@ test("the secrets owner swapping its directory for a link gets root to write, ch
     expect(value("root-tools")).toBe("root 755 0 1");
 });
 
-test("a bridge's port is below 1024: no worker binds one first, nor a script of a bridge (its capability is dropped)", () => {
+test("a bridge's port is below 1024: no worker or agent binds one first, nor a script of a bridge (its capability is dropped)", () => {
+    // The stack's bridge's, while its sshd is down, as during a restart.
+    expect(out).toMatch(/^agent-binds-stack-port=CapAmb:\s+0+ .*PermissionError/m);
+    expect(result("stack-script-binds-port").rc).not.toBe(0);
+    expect(result("stack-script-binds-port").out).toMatch(/CapAmb:\s+0+ .*PermissionError/);
     expect(result("web-binds-bridge-port").rc).not.toBe(0);
     expect(result("web-binds-bridge-port").out).toMatch(/CapAmb:\s+0+ .*PermissionError/);
     expect(result("script-binds-bridge-port").rc).not.toBe(0);

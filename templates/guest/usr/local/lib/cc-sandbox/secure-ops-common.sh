@@ -30,7 +30,9 @@ if [ -n "${SECURE_OPS_PROJECT:-}" ]; then
 else
   readonly SECURE_OPS_PROJECT=
   readonly SECURE_OPS_USER=ccsecrets
-  readonly SECURE_OPS_PORT=2222
+  # Below 1024, as a project's bridge's port is (SECURE_OPS_PROJECT_PORTS): no user can bind it
+  # first, not even while the bridge restarts.
+  readonly SECURE_OPS_PORT=799
   readonly SECURE_OPS_HOME=/var/lib/cc-sandbox/secure-ops
   readonly SECURE_OPS_CONF=/etc/cc-sandbox/secure-ops.conf
   readonly SECURE_OPS_SSHD_CONFIG=/etc/cc-sandbox/secure-ops-sshd_config
