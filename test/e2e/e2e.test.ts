@@ -302,8 +302,8 @@ step("3e. a project's worker: set up once, confined from the agent and the admin
     // agent finds none of its files there, nor the instances.
     ok(await asWorker("web", "umask 022; echo web-tmp > /tmp/web-private; echo web-vartmp > /var/tmp/web-private; echo web-shm > /dev/shm/web-private"), "web's temporary files");
     expect((await asWorker("web", "cat /tmp/web-private /var/tmp/web-private")).stdout).toBe("web-tmp\nweb-vartmp\n");
-    const agentSees = await inGuest("for f in /tmp/web-private /var/tmp/web-private /dev/shm/web-private; do test -e $f && echo seen $f; done; ls /tmp/.cc-sandbox-inst 2>&1; true");
-    expect(agentSees.stdout).toMatch(/^ls: cannot open directory '\/tmp\/\.cc-sandbox-inst': Permission denied\n$/);
+    const agentSees = await inGuest("for f in /tmp/web-private /var/tmp/web-private /dev/shm/web-private; do test -e $f && echo seen $f; done; ls /var/lib/cc-sandbox/tmp-inst 2>&1; true");
+    expect(agentSees.stdout).toMatch(/^ls: cannot (open directory|access) '\/var\/lib\/cc-sandbox\/tmp-inst': Permission denied\n$/);
     // A process of web's, kept running: the next step's in-place changes must leave it alone.
     ok(await asWorker("web", "nohup sleep 3000 >/dev/null 2>&1 &"), "start web's process");
     // The agent does not see it (hidepid).

@@ -67,3 +67,10 @@ export const asAgent = "setpriv --reuid=agent --regid=agent --init-groups --rese
 export const boot = (step: string) => `bash /usr/local/lib/cc-sandbox/boot.d/${step}`;
 /** cc-sandbox-verify's checks less the credential bridge's (test/bridge checks those where a bridge runs). */
 export const layerChecks = "firewall,dns,ipv6,users,nnp,bwrap,ssh,shares,apparmor,statusline,claude,projects";
+
+/** What a script's `try NAME 'COMMAND'` printed for NAME (`NAME=RC OUTPUT` on a line of its own). */
+export function tryResult(out: string, name: string): { rc: number; out: string } {
+    const m = new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(out);
+    if (!m) throw new Error(`no result for ${name} in:\n${out}`);
+    return { rc: Number(m[1]), out: m[2] };
+}

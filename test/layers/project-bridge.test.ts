@@ -11,7 +11,7 @@ import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { projectSpec, projectUid } from "../../src/config/projects";
-import { asAgent, boot, inGuest } from "./guest";
+import { asAgent, boot, inGuest, tryResult } from "./guest";
 
 const ops = "/usr/local/sbin/cc-sandbox-secure-ops";
 const tool = "/usr/local/sbin/cc-sandbox-project";
@@ -69,11 +69,7 @@ const inputs = fs.mkdtempSync("/var/tmp/cc-project-bridge-");
 afterAll(() => fs.rmSync(inputs, { recursive: true, force: true }));
 
 let out = "";
-const result = (name: string) => {
-    const m = new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(out);
-    if (!m) throw new Error(`no result for ${name} in:\n${out}`);
-    return { rc: Number(m[1]), out: m[2] };
-};
+const result = (name: string) => tryResult(out, name);
 const value = (name: string) => {
     const m = new RegExp(`^${name}=(.*)$`, "m").exec(out);
     if (!m) throw new Error(`no ${name} in:\n${out}`);

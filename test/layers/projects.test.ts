@@ -6,7 +6,7 @@
  * processes that fork as they are killed.
  */
 import { projectSpec, projectUid } from "../../src/config/projects";
-import { asAgent, boot, inGuest } from "./guest";
+import { asAgent, boot, inGuest, tryResult } from "./guest";
 
 const tool = "/usr/local/sbin/cc-sandbox-project";
 const web = projectUid("web");
@@ -55,11 +55,7 @@ const attempts: Record<string, string> = {
 };
 
 let out = "";
-const result = (name: string) => {
-    const m = new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(out);
-    if (!m) throw new Error(`no result for ${name} in:\n${out}`);
-    return { rc: Number(m[1]), out: m[2] };
-};
+const result = (name: string) => tryResult(out, name);
 
 beforeAll(() => {
     const tries = Object.entries(attempts)
@@ -96,7 +92,7 @@ beforeAll(() => {
           sleep 1
           echo "api-procs-before=$(pgrep -u ${api} | wc -l)"
           ${tool} remove api
-          echo "api-procs-after=$(pgrep -u ${api} | wc -l) user=$(getent passwd cc-api | wc -l) home=$(ls -d /home/cc-api 2>/dev/null | wc -l) tmp=$(ls -d /tmp/.cc-sandbox-inst/cc-api /var/tmp/.cc-sandbox-inst/cc-api 2>/dev/null | wc -l) sudoers=$(grep -c cc-api /etc/sudoers.d/cc-sandbox-projects || true)"
+          echo "api-procs-after=$(pgrep -u ${api} | wc -l) user=$(getent passwd cc-api | wc -l) home=$(ls -d /home/cc-api 2>/dev/null | wc -l) tmp=$(ls -d /var/lib/cc-sandbox/tmp-inst/tmp/cc-api /var/lib/cc-sandbox/tmp-inst/var-tmp/cc-api 2>/dev/null | wc -l) sudoers=$(grep -c cc-api /etc/sudoers.d/cc-sandbox-projects || true)"
           echo "removed-again=$(${tool} remove api >/dev/null 2>&1; echo $?)"
           echo "list=$(${tool} list | tail -n +2 | tr -s " " | tr "\\n" ";")"
           # What add refuses.
