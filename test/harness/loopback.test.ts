@@ -22,7 +22,9 @@ let h: Harness;
 /** A line-banner TCP server as USER on ADDRESS:PORT ("served-by-USER"), each hit counted in /run/hits-PORT. */
 async function serve(user: string, address: string, port: number): Promise<void> {
     const listen = address.includes(":") ? `TCP6-LISTEN:${port},bind=[${address}]` : `TCP4-LISTEN:${port},bind=${address}`;
-    const run = user === "root" ? "" : `setpriv --reuid=${user} --regid=${user} --init-groups --`;
+    // A worker's, as the tools start one: with its own /tmp (worker-tmp), which status checks.
+    const setpriv = `setpriv --reuid=${user} --regid=${user} --init-groups --`;
+    const run = user === "root" ? "" : user.startsWith("cc-") ? `/usr/local/lib/cc-sandbox/worker-tmp ${user} ${setpriv}` : setpriv;
     const r = await h.root(
         `install -m 0666 /dev/null /run/hits-${port} && ` +
             `setsid -f ${run} socat ${listen},fork,reuseaddr SYSTEM:'echo hit >>/run/hits-${port}; echo served-by-$(id -un)' </dev/null >/dev/null 2>&1 && ` +

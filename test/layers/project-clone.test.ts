@@ -73,7 +73,7 @@ beforeAll(() => {
     const r = inGuest(`unshare --pid --fork --mount-proc bash -euo pipefail -s <<'SCRIPT'
 try() { local name=$1 rc=0 msg; shift; msg=$("$@" 2>&1) || rc=$?; echo "$name=$rc $(tr "\\n" " " <<<"$msg")"; }
 ${boot("10-users.sh")} 2>/dev/null
-rm -f /tmp/fsmonitor-uid /tmp/hook-uid
+rm -f /var/lib/cc-sandbox/tmp-inst/tmp/cc-web/fsmonitor-uid /var/lib/cc-sandbox/tmp-inst/tmp/cc-web/hook-uid
 echo "add=$({ ${feed} } | ${tool} add web ${web} - 2>/dev/null | tr "\\n" " ")"
 echo "setup-before=$(ls /home/cc-web/setup.out 2>/dev/null | wc -l)"
 ${tool} import web < ${pack}
@@ -99,7 +99,8 @@ echo "kept=$(${asWeb} git -C code log -1 --format=%s)"
 try export timeout 60 sh -c '${tool} export web | cat > /tmp/sync.bundle'
 pkill -u cc-web -x sleep || true
 echo "bundle=$(base64 -w0 /tmp/sync.bundle)"
-echo "ran-as=$(cat /tmp/fsmonitor-uid 2>/dev/null) $(cat /tmp/hook-uid 2>/dev/null)"
+# (in the worker's own /tmp: the export runs with it, as everything the tool runs as the worker does)
+echo "ran-as=$(cat /var/lib/cc-sandbox/tmp-inst/tmp/cc-web/fsmonitor-uid 2>/dev/null) $(cat /var/lib/cc-sandbox/tmp-inst/tmp/cc-web/hook-uid 2>/dev/null)"
 echo "caller-session=$(cut -d" " -f6 /proc/$$/stat)"
 # Back where it came in: nothing to take back.
 ${asWeb} sh -c 'cd code && git config --unset core.fsmonitor && git reset -q --hard origin/main && git clean -fq'
