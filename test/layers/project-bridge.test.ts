@@ -136,6 +136,15 @@ beforeAll(() => {
           setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -f ~/.ssh/cc-sandbox-secure-ops*"
           ${ops} --project web authorize >/dev/null 2>&1
           try web-after-new-key "${asWeb} secure_run whoami.sh"
+          # What root has the worker run for its key runs with the worker s own /tmp, never the machine s:
+          # a key path the worker points into /tmp is read in the worker s.
+          ssh-keygen -q -t ed25519 -N "" -f /root/key-machine && cp /root/key-machine.pub /tmp/pubsrc && chmod 0644 /tmp/pubsrc
+          setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "cd ~/.ssh && rm -f cc-sandbox-secure-ops cc-sandbox-secure-ops.pub && ssh-keygen -q -t ed25519 -N \\"\\" -f cc-sandbox-secure-ops && mv cc-sandbox-secure-ops.pub own.pub && ln -s /tmp/pubsrc cc-sandbox-secure-ops.pub"
+          ${tool} enter web -- cp /home/cc-web/.ssh/own.pub /tmp/pubsrc
+          ${ops} --project web authorize >/dev/null 2>&1
+          echo "tmp-key=$(grep -c "$(cut -d" " -f2 /home/cc-web/.ssh/own.pub)" /etc/cc-sandbox/secure-ops.d/web/authorized_keys) machine-key=$(grep -c "$(cut -d" " -f2 /root/key-machine.pub)" /etc/cc-sandbox/secure-ops.d/web/authorized_keys)"
+          setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -f ~/.ssh/cc-sandbox-secure-ops* ~/.ssh/own.pub"
+          ${ops} --project web authorize >/dev/null 2>&1
           # A worker whose key is broken does not keep a list the admin narrows, nor its project from being added.
           setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- sh -c "rm -rf ~/.ssh; echo x > ~/.ssh"
           echo "narrowed=$(printf "/opt/ops/whoami.sh\\n/opt/ops/plant.sh\\n/opt/ops/bind.sh\\n/opt/ops/hold.sh\\n" | ${ops} --project web apply - >/dev/null 2>&1; echo $?) peek-listed:$(grep -c peek /etc/cc-sandbox/secure-ops.d/web/scripts.conf || true) add:$(${tool} add web ${projectUid("web")} - < ${inputs}/web-spec >/dev/null 2>&1; echo $?)"
@@ -227,6 +236,9 @@ test("root never reads the worker's key through a path the worker planted; a bro
     expect(value("planted-authorize")).not.toMatch(/root:/);
     // No line of /etc/shadow reached the file, and no key is accepted (fail closed).
     expect(value("planted-keys")).toBe("0 0");
+    // The worker's key is read with the worker's own /tmp (worker-tmp): a link into /tmp finds the
+    // worker's file there, not the one in the machine's /tmp.
+    expect(value("tmp-key")).toBe("1 machine-key=0");
     // status (so cc-sandbox-verify) says so.
     expect(value("status-ok")).toBe("ok      web (cc-web) rc=0");
     expect(value("status-planted")).toBe("FAIL    web: its bridge does not accept exactly one key, the worker's (cc-sandbox-secure-ops --project web authorize) rc=3");

@@ -89,6 +89,11 @@ echo "status-leak=$(${tool} status 2>&1 | grep -m1 "FAIL    web" | tr -d "\n") r
 kill $leak
 wait $leak 2>/dev/null
 echo "status-no-leak=$(${tool} status >/dev/null 2>&1; echo $?)"
+# A configuration pam_namespace cannot parse fails a worker's login (closed), and no one else's.
+echo "not a valid line" > /etc/security/namespace.d/cc-sandbox.conf
+try broken-conf-worker '${tool} enter web -- true'
+try broken-conf-others 'runuser -l agent -c true && runuser -l ubuntu -c true && runuser -u nobody -- true && runuser -l root -c true && echo all-in'
+${tool} add web ${web} >/dev/null 2>&1
 # While a PAM stack lacks it, a session through it is the machine's /tmp: what status guards.
 sed -i /pam_namespace/d /etc/pam.d/runuser /etc/pam.d/runuser-l
 try api-without-pam '${tool} enter api -- cat /tmp/root-marker'
@@ -146,6 +151,9 @@ test("status fails while any part is missing, and add puts it back", () => {
     expect(out).toMatch(/^status-leak=FAIL {4}web: process \d+ of cc-web has the machine's \/tmp \(started without pam_namespace or worker-tmp\) rc=3$/m);
     expect(out).toMatch(/^status-no-leak=0$/m);
     for (const what of ["pam", "guards", "twice", "conf", "boot", "mode"]) expect(out).toMatch(new RegExp(`^fixed-${what}=0$`, "m"));
+    // The guards: a configuration that breaks pam_namespace locks a worker out, and no one else.
+    expect(result("broken-conf-worker").rc).not.toBe(0);
+    expect(result("broken-conf-others")).toEqual({ rc: 0, out: "all-in " });
     // What it guards against: without the line, a session through runuser -l is the machine's /tmp.
     expect(result("api-without-pam")).toEqual({ rc: 0, out: "root-only " });
 });
