@@ -14,7 +14,7 @@ import { remoteDir, remoteSubnet, RemoteWorld } from "./remote-world";
 import { steps } from "./steps";
 import { Run } from "./world";
 
-jest.setTimeout(40 * 60_000);
+jest.setTimeout(60 * 60_000);
 
 const world = new RemoteWorld();
 let outputs: Record<string, unknown> = {};

@@ -233,7 +233,7 @@ export class World {
     }
 
     /** `pulumi ARGS` in the project copy, inside the namespace. */
-    pulumi(args: readonly string[], timeoutMs = 30 * 60_000): Promise<Run> {
+    pulumi(args: readonly string[], timeoutMs = 40 * 60_000): Promise<Run> {
         return runAsync(this.pulumiArgv(args), {
             cwd: this.project,
             timeoutMs,
