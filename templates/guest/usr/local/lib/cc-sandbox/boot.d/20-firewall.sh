@@ -36,9 +36,15 @@ fi
 
 # Only our resolver may own port 53: a distro dnsmasq service would bind every interface. The
 # distro's haproxy service would run the package's own configuration: the firewall runs the proxy.
+# Disabled only when enabled (an image cc-sandbox builds has it disabled already): `disable` runs
+# the SysV script's update-rc.d, which has systemd reload, several seconds each, whatever it finds.
 for unit in dnsmasq.service haproxy.service; do
-  if systemctl list-unit-files "$unit" >/dev/null 2>&1; then
-    systemctl disable --now "$unit" 2>/dev/null || true
+  enabled=$(systemctl is-enabled "$unit" 2>/dev/null) || true
+  if [[ $enabled == enabled || $enabled == enabled-runtime ]]; then
+    systemctl disable --no-reload "$unit" 2>/dev/null || true
+  fi
+  if systemctl is-active --quiet "$unit"; then
+    systemctl stop "$unit" || true
   fi
 done
 # resolved reads its drop-in (no stub listener) only when restarted.
@@ -46,9 +52,8 @@ if systemctl is-active --quiet systemd-resolved.service; then
   systemctl restart systemd-resolved.service
 fi
 
-# One reload for every unit first boot wrote (a reload takes seconds on a slow VM, and every
-# `systemctl enable` would do one of its own without --no-reload).
-systemctl daemon-reload
+# The boot runner has had systemd load every unit first boot wrote (a reload takes seconds on a
+# slow VM, and every `systemctl enable` would do one of its own without --no-reload).
 # One transaction: the watcher starts after the firewall (its After=). Starting it runs `up`,
 # which fails unless the firewall, the resolver and the proxy are all in place.
 systemctl enable --no-reload --now cc-sandbox-firewall.service cc-sandbox-firewall-watch.service

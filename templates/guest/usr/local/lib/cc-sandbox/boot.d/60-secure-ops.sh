@@ -72,10 +72,7 @@ chmod 0644 "$SECURE_OPS_LOG"
 runuser -u "$owner" -- /usr/sbin/sshd -t -f "$SECURE_OPS_SSHD_CONFIG"
 
 if [ -d /run/systemd/system ]; then
-  # 20-firewall has reloaded systemd already unless the firewall is disabled.
-  if [[ $(systemctl show -p NeedDaemonReload --value cc-sandbox-secure-ops.service) != no ]]; then
-    systemctl daemon-reload
-  fi
+  # The boot runner has had systemd load the unit.
   systemctl enable --no-reload --now cc-sandbox-secure-ops.service
   /usr/local/sbin/cc-sandbox-secure-ops check
 else

@@ -8,9 +8,7 @@ log() { printf '70-shares: %s\n' "$*" >&2; }
 
 cc-sandbox-shares protect
 if [[ -d /run/systemd/system ]]; then
-  if [[ $(systemctl show -p NeedDaemonReload --value cc-sandbox-shares.service) != no ]]; then
-    systemctl daemon-reload
-  fi
+  # The boot runner has had systemd load the unit.
   systemctl enable --no-reload --now cc-sandbox-shares.service
 else
   log "systemd is not running; keep later repositories protected with: cc-sandbox-shares watch"
