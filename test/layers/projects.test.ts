@@ -16,7 +16,16 @@ const hooked = projectSpec({
     user: "cc-hooked",
     uid: projectUid("hooked"),
     setup: `echo "$CC_PROJECT $CC_PROJECT_USER $CC_PROJECT_HOME $CC_PROJECT_LEVEL $(id -un) $(pwd) $(grep NoNewPrivs /proc/self/status | tr -d '\t')" > ~/setup.out; env > ~/setup.env`,
-    cleanup: `echo "cleaning $CC_PROJECT $CC_PROJECT_LEVEL $(id -un) $(cat ~/setup.out | wc -l)"`,
+    // What it prints is shown on the host: a terminal's escape sequences are taken out.
+    cleanup: `printf 'esc:\\033]0;title\\007\\033[31mred\\n'; echo "cleaning $CC_PROJECT $CC_PROJECT_LEVEL $(id -un) $(cat ~/setup.out | wc -l)"`,
+});
+// Its hooks' log made a pipe its own process keeps open: reading its end would never finish.
+const jammed = projectSpec({
+    name: "jammed",
+    user: "cc-jammed",
+    uid: projectUid("jammed"),
+    setup: "rm ~/.cc-sandbox-hooks.log; mkfifo ~/.cc-sandbox-hooks.log; setsid sleep 600 <>~/.cc-sandbox-hooks.log >/dev/null 2>&1 &",
+    cleanup: "echo bye",
 });
 const slow = projectSpec({ name: "slow", user: "cc-slow", uid: projectUid("slow"), setup: "sleep 4 # marker-7f3a" });
 const failing = projectSpec({ name: "broken", user: "cc-broken", uid: projectUid("broken"), setup: "echo half-made > ~/x; sleep 300 & exit 7" });
@@ -199,6 +208,9 @@ echo "setup-out=$(cat /home/cc-hooked/setup.out)"
 echo "setup-env=$(grep -c -i 'token\|secret' /home/cc-hooked/setup.env || true)"
 echo "setup-again=$(${feed(hooked)} | ${tool} add hooked ${projectUid("hooked")} - 2>&1 | grep -c 'running its setup' || true)"
 echo "cleanup=$(${tool} remove hooked 2>&1 | grep '^cleanup(hooked)' | tr "\n" " ")"
+rc=0; ${feed(jammed)} | timeout 30 ${tool} add jammed ${projectUid("jammed")} - >/dev/null 2>&1 || rc=$?
+rrc=0; timeout 30 ${tool} remove jammed >/dev/null 2>&1 || rrc=$?
+echo "jammed=$rc $rrc $(getent passwd cc-jammed | wc -l) $(pgrep -u ${projectUid("jammed")} | wc -l)"
 refuse refuse-failed-setup sh -c '${feed(failing)} | ${tool} add broken ${projectUid("broken")} -'
 echo "broken-after=$(getent passwd cc-broken | wc -l) $(ls -d /home/cc-broken 2>/dev/null | wc -l) $(pgrep -u ${projectUid("broken")} | wc -l)"
 refuse refuse-bad-hook sh -c 'echo "evil \$(id)" | ${tool} add other 20005 -'
@@ -235,7 +247,13 @@ SCRIPT`);
         expect(hooks).toMatch(/^setup-unfinished=1$/m);
         expect(hooks).toMatch(/^setup-finished=0$/m);
         expect(hooks).toMatch(/^hook-argv=0$/m);
-        expect(hooks).toMatch(/^cleanup=cleanup\(hooked\): cleaning hooked purge cc-hooked 1 $/m);
+        expect(hooks).toMatch(/^cleanup=cleanup\(hooked\): esc:\]0;title\[31mred cleanup\(hooked\): cleaning hooked purge cc-hooked 1 $/m);
+    });
+
+    test("attack: a worker whose hooks' log is a pipe it holds open cannot keep add or remove from finishing", () => {
+        // Without a bound, the read of the log's end waits for ever (timeout's 124), and the worker,
+        // its project and the VM stay.
+        expect(hooks).toMatch(/^jammed=0 0 0 0$/m);
     });
 
     test("a failed setup takes the worker back out, processes and all; hooks are only base64 setup and cleanup lines", () => {
