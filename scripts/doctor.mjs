@@ -57,6 +57,15 @@ async function main() {
       check(!!found, `${tool} ${found ? 'found' : 'not found'}`, 'sudo apt-get install libvirt-clients virtinst qemu-utils genisoimage curl gpgv coreutils util-linux (and libvirt-daemon-system on the VM host)')
     }
   }
+  // A clone project's code goes in and comes back with git; its work is taken in under GNU
+  // timeout's bound (in its own process group, TERM then KILL).
+  if (config && config.projects.some((p) => p.clone !== undefined)) {
+    for (const tool of ['git', 'timeout']) {
+      const found = await which(tool, { nothrow: true })
+      check(!!found, `${tool} ${found ? 'found' : 'not found'} (clone projects)`,
+        'install git and GNU coreutils (macOS: brew install git coreutils, with coreutils\' gnubin directory on PATH)')
+    }
+  }
   check(fs.existsSync(keyPath), `SSH public key ${keyPath}`, `ssh-keygen -t ed25519 -f ${keyPath.replace(/\.pub$/, '')}`)
   if (config && config.hypervisor === 'libvirt' && (await which('virsh', { nothrow: true }))) {
     await checkLibvirtHost(config)

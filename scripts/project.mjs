@@ -82,7 +82,8 @@ async function sync(adminSshCommand, project, repository, branch) {
     }
     console.log(`${branch} in ${repository}: ${before ? `${before.slice(0, 12)} -> ` : 'new at '}${after.slice(0, 12)}`)
     // What is new: since the branch's last place, or (a new branch) beside the host's HEAD.
-    const log = await $({ cwd: repository, nothrow: true })`git log --oneline ${`${before || 'HEAD'}..${after}`} -n 20`.quiet()
+    // The guest's commits: bounded in time, and nothing in them (a signature) makes git run a program.
+    const log = await $({ cwd: repository, nothrow: true })`timeout -k 5 60 git -c log.showSignature=false log --no-show-signature --no-mailmap --oneline ${`${before || 'HEAD'}..${after}`} -n 20`.quiet()
     // The subjects are the agent's to write: nothing in them reaches the terminal as a control.
     process.stdout.write(printable(log.stdout))
   } finally {

@@ -144,10 +144,12 @@ const receiveConfig = ["-c", "pack.threads=1", "-c", "core.packedGitWindowSize=3
  * @param {string} cwd @param {string[]} args @param {Record<string, string>} [extra] @param {string} [stdinFile]
  */
 function boundedGit(cwd, args, extra, stdinFile) {
-    const script = `ulimit -v ${receiveLimits.memoryKiB}; exec timeout -s KILL ${receiveLimits.seconds} git "$@"${stdinFile ? ' < "$STDIN_FILE"' : ""}`;
+    // TERM first: git then removes its temporary packs and lock files (a KILL would leave them in
+    // the repository); KILL 10 s later if it has not gone.
+    const script = `ulimit -v ${receiveLimits.memoryKiB}; exec timeout -k 10 ${receiveLimits.seconds} git "$@"${stdinFile ? ' < "$STDIN_FILE"' : ""}`;
     const r = spawnSync("bash", ["-c", script, "git", ...args], { cwd, env: gitEnv({ ...extra, ...(stdinFile ? { STDIN_FILE: stdinFile } : {}) }), encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
     const code = r.status === null ? -1 : r.status;
-    return { code, stdout: r.stdout || "", stderr: (r.stderr || "") + (code === 137 ? `\n(stopped after ${receiveLimits.seconds} s)` : "") };
+    return { code, stdout: r.stdout || "", stderr: (r.stderr || "") + (code === 124 || code === 137 ? `\n(stopped after ${receiveLimits.seconds} s)` : "") };
 }
 
 /** Strips what a terminal would act on (escape sequences, other control characters) from text the guest wrote. */
@@ -245,7 +247,8 @@ function receiveBundle(repo, bundle, branches) {
             }
             const before = git(repo, ["rev-parse", "-q", "--verify", `${ref}^{commit}`]).stdout.trim();
             if (before === sync) return { branch, before, after: sync };
-            if (before && git(store, ["merge-base", "--is-ancestor", before, sync], { GIT_DIR: store }).code !== 0) {
+            // The guest's history may be made to be slow to walk: bounded like the rest.
+            if (before && boundedGit(store, ["merge-base", "--is-ancestor", before, sync], { GIT_DIR: store }).code !== 0) {
                 refused.push(`${branch} is at ${before.slice(0, 12)}, which the sandbox's work does not build on (non-fast-forward)`);
                 continue;
             }

@@ -298,7 +298,7 @@ function saveWork(plan, ip, handover) {
         const file = path.join(dir, "work.bundle");
         const r = capture([...fill(plan.guestExec, { ip }), ...handover.save], file, saveLimit, 5 * 60_000);
         if (r.code === 4) return log(`${handover.repository}: nothing new in the project since its code came in`);
-        if (r.code !== 0) return log(`warning: the project's work could not be saved to ${handover.repository} (${handover.save.join(" ")}: exit ${r.code}${r.code === 141 ? `, over ${saveLimit} bytes` : ""}): ${printable(r.stderr.trim())}; removing it anyway`);
+        if (r.code !== 0) return log(`warning: the project's work could not be saved to ${handover.repository} (${handover.save.join(" ")}: exit ${r.code}${r.code === 141 ? `, over ${saveLimit} bytes` : r.code === 124 ? ", out of time" : ""}): ${printable(r.stderr.trim())}; removing it anyway`);
         try {
             const { branch, after } = receiveBundle(handover.repository, file, [handover.branch, `${handover.branch}-${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`]);
             log(`the project's work is saved in ${handover.repository} as branch ${branch} (${after.slice(0, 12)})`);
@@ -367,7 +367,8 @@ function main(step) {
             const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
             const r = guest(plan, s.ip, plan.command, { input: stdin(), timeoutMs: 5 * 60_000 });
             process.stdout.write(r.stdout);
-            process.stderr.write(r.stderr);
+            // What the guest printed (a project's hooks print there) reaches the user's terminal.
+            process.stderr.write(printable(r.stderr));
             if (r.code !== 0) throw new Error(`${plan.command.join(" ")} failed in ${plan.name} (exit ${r.code})`);
             // A project whose code is still to come: the repository, packed here, streamed in.
             if (plan.handover && /^import$/m.test(r.stdout)) {
@@ -376,7 +377,7 @@ function main(step) {
                 try {
                     log(`handing ${repository} over (${fs.statSync(pack.file).size} bytes)`);
                     const h = guest(plan, s.ip, command, { inputFile: pack.file, timeoutMs: 5 * 60_000 });
-                    process.stderr.write(h.stderr);
+                    process.stderr.write(printable(h.stderr));
                     if (h.code !== 0) throw new Error(`${command.join(" ")} failed in ${plan.name} (exit ${h.code})`);
                 } finally {
                     pack.dispose();
@@ -396,7 +397,7 @@ function main(step) {
             }
             if (plan.handover) saveWork(plan, s.ip, plan.handover);
             const r = guest(plan, s.ip, undo, { timeoutMs: 5 * 60_000 });
-            process.stderr.write(r.stderr);
+            process.stderr.write(printable(r.stderr));
             if (r.code !== 0) throw new Error(`${undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);
             break;
         }

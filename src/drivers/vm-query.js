@@ -117,11 +117,16 @@ function run(argv, opts = {}) {
 
 /**
  * Runs argv with its stdout (bytes) into FILE, at most LIMIT of them: past that it is cut off and
- * the exit status is 141 (a broken pipe). Its stderr is returned as run's.
+ * the exit status is 141 (a broken pipe). Past timeoutMs argv is stopped (TERM, then KILL), and
+ * the exit status is 124: run's own limit would end only the shell, and leave argv (an ssh the
+ * other end keeps open) writing on. Its stderr is returned as run's.
  * @param {readonly string[]} argv @param {string} file @param {number} limit @param {number} timeoutMs @returns {RunResult}
  */
 function capture(argv, file, limit, timeoutMs) {
-    return run(["bash", "-c", 'set -o pipefail; out=$1 limit=$2; shift 2; "$@" | head -c "$limit" > "$out"', "capture", file, String(limit), ...argv], { timeoutMs });
+    const seconds = String(Math.max(1, Math.ceil(timeoutMs / 1000)));
+    return run(["bash", "-c", 'set -o pipefail; out=$1 limit=$2 secs=$3; shift 3; timeout -k 5 "$secs" "$@" | head -c "$limit" > "$out"', "capture", file, String(limit), seconds, ...argv], {
+        timeoutMs: timeoutMs + 15_000,
+    });
 }
 
 /** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */

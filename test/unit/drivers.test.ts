@@ -263,4 +263,21 @@ describe("capture: what the guest writes to this machine's disk is bounded", () 
         expect(capture(["printf", "\\000\\377"], file, 1000, 10_000).code).toBe(0);
         expect([...fs.readFileSync(file)]).toEqual([0, 255]);
     });
+
+    test("past the time the command itself is stopped, not only the shell around it (an ssh the guest holds open)", () => {
+        const pidFile = `${dir}/pid`;
+        const r = capture(["sh", "-c", `echo $$ > ${pidFile}; printf early; exec sleep 60`], file, 1000, 1000);
+        expect(r.code).toBe(124);
+        expect(fs.readFileSync(file, "utf8")).toBe("early");
+        const pid = Number(fs.readFileSync(pidFile, "utf8"));
+        const alive = () => {
+            try {
+                process.kill(pid, 0);
+                return true;
+            } catch {
+                return false;
+            }
+        };
+        expect(alive()).toBe(false);
+    });
 });
