@@ -152,10 +152,14 @@ function boundedGit(cwd, args, extra, stdinFile) {
     return { code, stdout: r.stdout || "", stderr: (r.stderr || "") + (code === 124 || code === 137 ? `\n(stopped after ${receiveLimits.seconds} s)` : "") };
 }
 
-/** Strips what a terminal would act on (escape sequences, other control characters) from text the guest wrote. */
+/**
+ * Strips what a terminal would act on (escape sequences, other control characters) from text the
+ * guest wrote, and the invisible characters that reorder or hide what is shown (bidirectional
+ * overrides and isolates, zero-width ones): a commit subject cannot pass for another line.
+ */
 function printable(/** @type {string} */ text) {
     // eslint-disable-next-line no-control-regex
-    return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, "");
+    return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, "");
 }
 
 /**

@@ -135,6 +135,9 @@ test("what the guest writes reaches the terminal without its control sequences",
     // a commit subject with a clipboard write (OSC 52), a line erase and a bell
     expect(printable("abc123 \x1b]52;c;ZWNobyBwd25lZA==\x07fix\x1b[2K\r tests\x07\n")).toBe("abc123 fix tests\n");
     expect(printable("tab\tand newline\n")).toBe("tab\tand newline\n");
+    // a subject that a right-to-left override and an isolate would show reordered
+    expect(printable("fix \u202egnp.exe\u202c and \u2066tests\u2069\u200b\n")).toBe("fix gnp.exe and tests\n");
+    expect(printable("naïve café, 日本語\n")).toBe("naïve café, 日本語\n");
 });
 
 /** A bundle whose pack holds a 1 MiB blob and a delta on it that declares TARGET bytes (a delta bomb), and a commit as the sync ref. */
