@@ -9,7 +9,6 @@
 // sync takes a clone project's work (its commits and uncommitted changes) into the repository it
 // was cloned from, as branch B (cc-sandbox/P): created or moved forward, never the branch checked
 // out, never a rewrite; the working tree is not touched.
-import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -64,17 +63,21 @@ async function main() {
 async function sync(adminSshCommand, project, repository, branch) {
   if (!repository) throw new Error(`project ${project} has no clone (projects[].clone): its work stays in the guest`)
   const { receiveBundle, checkBranch, printable } = requireSrc('drivers/handover.js')
+  const { capture } = requireSrc('drivers/vm-query.js')
   checkBranch(repository, branch)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cc-sandbox-sync-'))
   try {
     const file = path.join(dir, 'sync.bundle')
     const remote = ['sudo', '/usr/local/sbin/cc-sandbox-project', 'export', project].map(shellQuote).join(' ')
-    const code = await capture(['sh', '-c', adminSshCommand + ' -T -- "$1"', 'ssh', remote], file, printable)
+    // Bounded as a save at removal is: bytes to disk, messages, time (src/drivers/vm-query.js).
+    const r = capture(['sh', '-c', adminSshCommand + ' -T -- "$1"', 'ssh', remote], file, syncLimit, syncSeconds * 1000)
+    process.stderr.write(printable(r.stderr))
+    const code = r.code
     if (code === 4) {
       console.log(`project ${project}: nothing new since its code came in`)
       return
     }
-    if (code !== 0) throw new Error(`the export of project ${project} failed (exit ${code})`)
+    if (code !== 0) throw new Error(`the export of project ${project} failed (exit ${code}${r.why ? `, ${r.why}` : ''})`)
     const { before, after } = receiveBundle(repository, file, [branch])
     if (before === after) {
       console.log(`${branch} in ${repository} is already at ${after.slice(0, 12)}`)
@@ -89,34 +92,6 @@ async function sync(adminSshCommand, project, repository, branch) {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
-}
-
-// Runs argv (in a process group of its own) with its stdout into file, at most syncLimit bytes and
-// syncSeconds; its stderr shown, made printable. Resolves to the exit code.
-function capture(argv, file, printable) {
-  return new Promise((resolve, reject) => {
-    const out = fs.createWriteStream(file, { mode: 0o600 })
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-    let bytes = 0
-    let stopped = ''
-    const stop = (why) => {
-      stopped = why
-      try { process.kill(-child.pid, 'SIGKILL') } catch { /* gone already */ }
-    }
-    const timer = setTimeout(() => stop(`the guest took more than ${syncSeconds} s`), syncSeconds * 1000)
-    child.stderr.on('data', (chunk) => process.stderr.write(printable(chunk.toString('utf8'))))
-    child.stdout.on('data', (chunk) => {
-      if (stopped) return
-      bytes += chunk.length
-      if (bytes > syncLimit) return stop(`the guest sent more than ${syncLimit} bytes`)
-      out.write(chunk)
-    })
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      out.end(() => (stopped ? reject(new Error(`${stopped}: refused`)) : resolve(code ?? 1)))
-    })
-  })
 }
 
 main().catch(reportError)

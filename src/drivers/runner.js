@@ -298,7 +298,7 @@ function saveWork(plan, ip, handover) {
         const file = path.join(dir, "work.bundle");
         const r = capture([...fill(plan.guestExec, { ip }), ...handover.save], file, saveLimit, 5 * 60_000);
         if (r.code === 4) return log(`${handover.repository}: nothing new in the project since its code came in`);
-        if (r.code !== 0) return log(`warning: the project's work could not be saved to ${handover.repository} (${handover.save.join(" ")}: exit ${r.code}${r.code === 141 ? `, over ${saveLimit} bytes` : r.code === 124 ? ", out of time" : ""}): ${printable(r.stderr.trim())}; removing it anyway`);
+        if (r.code !== 0) return log(`warning: the project's work could not be saved to ${handover.repository} (${handover.save.join(" ")}: exit ${r.code}${r.why ? `, ${r.why}` : ""}): ${printable(r.stderr.trim())}; removing it anyway`);
         try {
             const { branch, after } = receiveBundle(handover.repository, file, [handover.branch, `${handover.branch}-${new Date().toISOString().replace(/\D/g, "").slice(0, 14)}`]);
             log(`the project's work is saved in ${handover.repository} as branch ${branch} (${after.slice(0, 12)})`);

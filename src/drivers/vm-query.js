@@ -115,18 +115,42 @@ function run(argv, opts = {}) {
     };
 }
 
+/** The most of argv's stderr that capture keeps: the guest writes it, and this machine prints it. */
+const captureStderrBytes = 256 * 1024;
+
 /**
- * Runs argv with its stdout (bytes) into FILE, at most LIMIT of them: past that it is cut off and
- * the exit status is 141 (a broken pipe). Past timeoutMs argv is stopped (TERM, then KILL), and
- * the exit status is 124: run's own limit would end only the shell, and leave argv (an ssh the
- * other end keeps open) writing on. Its stderr is returned as run's.
- * @param {readonly string[]} argv @param {string} file @param {number} limit @param {number} timeoutMs @returns {RunResult}
+ * Runs argv with its stdout (bytes) into FILE, at most LIMIT of them, and its stderr returned, at
+ * most captureStderrBytes: past either argv's pipe is broken, and the status is a broken pipe's
+ * (141) whatever argv's own. Past timeoutMs argv is stopped (TERM, then KILL), and the status is
+ * 124: run's own limit would end only the shell, and leave argv (an ssh the other end keeps open)
+ * writing on. `why` says which limit ended it, if one did.
+ * @param {readonly string[]} argv @param {string} file @param {number} limit @param {number} timeoutMs
+ * @returns {RunResult & { why: string }}
  */
 function capture(argv, file, limit, timeoutMs) {
     const seconds = String(Math.max(1, Math.ceil(timeoutMs / 1000)));
-    return run(["bash", "-c", 'set -o pipefail; out=$1 limit=$2 secs=$3; shift 3; timeout -k 5 "$secs" "$@" | head -c "$limit" > "$out"', "capture", file, String(limit), seconds, ...argv], {
-        timeoutMs: timeoutMs + 15_000,
+    // stdout to fd 3, into the file through head; stderr through a head of its own. One byte past
+    // each limit is read, to tell "cut off" from "just fitted".
+    const script = 'set -o pipefail; out=$1 limit=$2 secs=$3 errs=$4; shift 4; { timeout -k 5 "$secs" "$@" 2>&1 1>&3 | head -c "$errs" >&2; } 3>&1 | head -c "$limit" > "$out"';
+    const r = spawnSync("bash", ["-c", script, "capture", file, String(limit + 1), seconds, String(captureStderrBytes + 1), ...argv], {
+        env: { ...process.env, LC_ALL: "C" },
+        stdio: ["ignore", "ignore", "pipe"],
+        timeout: timeoutMs + 15_000,
+        killSignal: "SIGKILL",
+        maxBuffer: captureStderrBytes + 1024,
     });
+    let code = r.status === null ? -1 : r.status;
+    const stderr = r.stderr || Buffer.alloc(0);
+    const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
+    let why = code === 124 || r.status === null ? `out of time (${seconds} s)` : "";
+    if (size > limit) {
+        fs.truncateSync(file, limit);
+        why = `over ${limit} bytes`;
+    } else if (stderr.length > captureStderrBytes) {
+        why = `over ${captureStderrBytes} bytes of messages`;
+    }
+    if (size > limit || stderr.length > captureStderrBytes) code = 141;
+    return { code, stdout: "", stderr: stderr.subarray(0, captureStderrBytes).toString("utf8"), why };
 }
 
 /** @param {readonly string[]} argv @param {RunOptions} [opts] @returns {RunResult} */

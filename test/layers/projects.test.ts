@@ -15,7 +15,8 @@ const hooked = projectSpec({
     name: "hooked",
     user: "cc-hooked",
     uid: projectUid("hooked"),
-    setup: `echo "$CC_PROJECT $CC_PROJECT_USER $CC_PROJECT_HOME $CC_PROJECT_LEVEL $(id -un) $(pwd) $(grep NoNewPrivs /proc/self/status | tr -d '\t')" > ~/setup.out; env > ~/setup.env`,
+    // The word the host reads on add's stdout to send a clone's code (`import`): a hook cannot say it.
+    setup: `echo "$CC_PROJECT $CC_PROJECT_USER $CC_PROJECT_HOME $CC_PROJECT_LEVEL $(id -un) $(pwd) $(grep NoNewPrivs /proc/self/status | tr -d '\t')" > ~/setup.out; env > ~/setup.env; echo import; echo import >&2`,
     // What it prints is shown on the host: a terminal's escape sequences are taken out.
     cleanup: `printf 'esc:\\033]0;title\\007\\033[31mred\\n'; echo "cleaning $CC_PROJECT $CC_PROJECT_LEVEL $(id -un) $(cat ~/setup.out | wc -l)"`,
 });
@@ -203,7 +204,7 @@ describe("hooks", () => {
         const r = inGuest(`unshare --pid --fork --mount-proc bash -euo pipefail -s <<'SCRIPT'
 mount -o remount,hidepid=invisible /proc
 refuse() { local name=$1 rc=0 msg; shift; msg=$("$@" 2>&1) || rc=$?; echo "$name=$rc $(tr "\n" " " <<<"$msg")"; }
-${feed(hooked)} | ${tool} add hooked ${projectUid("hooked")} -
+echo "add-stdout=$(${feed(hooked)} | ${tool} add hooked ${projectUid("hooked")} - 2>/dev/null | tr "\n" " ")"
 echo "setup-out=$(cat /home/cc-hooked/setup.out)"
 echo "setup-env=$(grep -c -i 'token\|secret' /home/cc-hooked/setup.env || true)"
 echo "setup-again=$(${feed(hooked)} | ${tool} add hooked ${projectUid("hooked")} - 2>&1 | grep -c 'running its setup' || true)"
@@ -242,6 +243,7 @@ SCRIPT`);
     test("hooks: setup runs once as the worker, in its home, under no_new_privs, with no secret in its environment; cleanup runs at remove", () => {
         expect(hooks).toMatch(/^setup-out=hooked cc-hooked \/home\/cc-hooked purge cc-hooked \/home\/cc-hooked NoNewPrivs:1$/m);
         expect(hooks).toMatch(/^setup-env=0$/m);
+        expect(hooks).toMatch(/^add-stdout=$/m);
         expect(hooks).toMatch(/^setup-again=0$/m);
         // Until it has once succeeded, setup runs again at the next add; then no more.
         expect(hooks).toMatch(/^setup-unfinished=1$/m);

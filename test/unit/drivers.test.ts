@@ -262,12 +262,20 @@ describe("capture: what the guest writes to this machine's disk is bounded", () 
         expect(fs.readFileSync(file, "utf8")).toBe("abc");
         expect(capture(["printf", "\\000\\377"], file, 1000, 10_000).code).toBe(0);
         expect([...fs.readFileSync(file)]).toEqual([0, 255]);
+        expect([over.why, within.why]).toEqual(["over 1000 bytes", ""]);
+    });
+
+    test("its messages are bounded too: past 256 KiB of stderr the command's pipe breaks", () => {
+        const r = capture(["sh", "-c", "printf out; yes noise >&2"], file, 1000, 30_000);
+        expect({ code: r.code, why: r.why }).toEqual({ code: 141, why: "over 262144 bytes of messages" });
+        expect(Buffer.byteLength(r.stderr)).toBe(262144);
+        expect(fs.readFileSync(file, "utf8")).toBe("out");
     });
 
     test("past the time the command itself is stopped, not only the shell around it (an ssh the guest holds open)", () => {
         const pidFile = `${dir}/pid`;
         const r = capture(["sh", "-c", `echo $$ > ${pidFile}; printf early; exec sleep 60`], file, 1000, 1000);
-        expect(r.code).toBe(124);
+        expect({ code: r.code, why: r.why }).toEqual({ code: 124, why: "out of time (1 s)" });
         expect(fs.readFileSync(file, "utf8")).toBe("early");
         const pid = Number(fs.readFileSync(pidFile, "utf8"));
         const alive = () => {

@@ -21,10 +21,11 @@ fs.writeFileSync(
     `#!/bin/sh\ncase "$*" in\n"stack output --json --stack dev") cat <<'JSON'\n${JSON.stringify(outputs)}\nJSON\n;;\n"stack output --json --stack plain") cat <<'JSON'\n${JSON.stringify(plain)}\nJSON\n;;\n*) echo "no stack: $*" >&2; exit 1;;\nesac\n`,
     { mode: 0o755 },
 );
-// The guest's export (the last word names it): the bundle in $SYNC_BUNDLE and $SYNC_EXIT; else the words, one a line.
+// The guest's export (the last word names it): $SYNC_NOISE without end on stderr, then the bundle in
+// $SYNC_BUNDLE and $SYNC_EXIT; else the words, one a line.
 fs.writeFileSync(
     path.join(bin, "ssh"),
-    `#!/bin/sh\nfor last; do :; done\ncase "$last" in *" export "*) printf '%s\\n' "$@" > "$SYNC_WORDS"; [ -z "$SYNC_BUNDLE" ] || cat "$SYNC_BUNDLE"; exit "\${SYNC_EXIT:-0}";; esac\nfor w; do printf '%s\\n' "$w"; done\n`,
+    `#!/bin/sh\nfor last; do :; done\ncase "$last" in *" export "*) printf '%s\\n' "$@" > "$SYNC_WORDS"; [ -z "$SYNC_NOISE" ] || yes "$SYNC_NOISE" >&2; [ -z "$SYNC_BUNDLE" ] || cat "$SYNC_BUNDLE"; exit "\${SYNC_EXIT:-0}";; esac\nfor w; do printf '%s\\n' "$w"; done\n`,
     { mode: 0o755 },
 );
 
@@ -103,6 +104,13 @@ test("sync: the guest's export, over the admin's login with no terminal, becomes
     const failed = projectWith({ SYNC_WORDS: words, SYNC_EXIT: "1" }, "sync", "--stack", "dev", "--project", "web");
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain("the export of project web failed (exit 1)");
+    // A guest that writes messages without end: cut off at 256 KiB, and the sync's scratch is gone.
+    const scratch = tempDir("cc-project-cli-tmp-");
+    const noisy = projectWith({ SYNC_WORDS: words, SYNC_NOISE: "noise", TMPDIR: scratch }, "sync", "--stack", "dev", "--project", "web");
+    expect(noisy.code).toBe(1);
+    expect(noisy.stderr).toContain("the export of project web failed (exit 141, over 262144 bytes of messages)");
+    expect(noisy.stderr.length).toBeLessThan(270_000);
+    expect(fs.readdirSync(scratch)).toEqual([]);
 }, 60_000);
 
 test("sync: refused for a project with no clone, without --project, with a command; --branch only with sync", () => {
