@@ -9,7 +9,8 @@
 // After the last ready boot: an allowlist-only `pulumi up` (the change pushed into the running
 // guest), then destroy. The breakdown of the last ready boot: the runner's phases (image, launch,
 // address, cloud-init; the rest of `pulumi up` is the engine and the program), systemd-analyze,
-// cloud-init's stages and its slowest modules, every boot.d step, the slowest units.
+// cloud-init's stages and its slowest modules, every boot.d step, the slowest units; and the same
+// of the last bare boot, with the difference per cloud-init stage.
 //   zx scripts/bench-boot.mjs [--runs 2] [--out bench/results/boot.json]
 // Needs root, libvirt, QEMU, and the engine and image the e2e test builds. A figure, not a test.
 import { argv } from 'zx'
@@ -61,7 +62,7 @@ function breakdown(plan, ip) {
   const show = inGuest(plan, ip, 'cloud-init analyze show')
   const stages = Object.fromEntries([...show.matchAll(/Finished stage: \(([\w-]+)\) ([\d.]+) seconds/g)].map((m) => [m[1], round(Number(m[2]))]))
   const log = inGuest(plan, ip, 'sudo cat /var/log/cc-sandbox-boot.log')
-  const steps = Object.fromEntries([...log.matchAll(/done (\d\d-[\w-]+\.sh) in (\d+)s/g)].map((m) => [m[1], Number(m[2])]))
+  const steps = Object.fromEntries([...log.matchAll(/done (\d\d-[\w-]+\.sh) in ([\d.]+)s/g)].map((m) => [m[1], Number(m[2])]))
   const units = [...inGuest(plan, ip, 'systemd-analyze blame --no-pager | head -n 12').matchAll(/^\s*((?:\d+min )?[\d.]+m?s) (\S+)/gm)]
     .map((m) => ({ unit: m[2], seconds: round(systemdParts(`${m[1]} (x)`).x) }))
   return { systemd: systemdParts(inGuest(plan, ip, 'systemd-analyze')), cloudInitStages: stages, slowestCloudInitModules: modules, bootSteps: steps, slowestUnits: units }
@@ -76,10 +77,14 @@ async function main() {
 
     const results = []
     let last = {}
+    let lastBare = {}
     for (let i = 1; i <= runs; i++) {
       console.error(`run ${i}/${runs}: bare boot...`)
       const b = runnerStep('create', barePlan, userData)
-      const bareSystemd = systemdParts(inGuest(barePlan, JSON.parse(b.stdout).ip, 'systemd-analyze'))
+      const bareIp = JSON.parse(b.stdout).ip
+      const bareSystemd = systemdParts(inGuest(barePlan, bareIp, 'systemd-analyze'))
+      // The same breakdown of the last bare boot: what the ready one adds is the difference.
+      if (i === runs) lastBare = breakdown(barePlan, bareIp)
       runnerStep('delete', barePlan)
 
       console.error(`run ${i}/${runs}: ready sandbox (pulumi up of the ci stack)...`)
@@ -113,6 +118,9 @@ async function main() {
       readyVsBare: { ratio: round((readyMedian / bareMedian) * 100) / 100, target: target.readyVsBare },
       allowlistUp: { seconds: last.allowlistUpSeconds, target: target.allowlistUpSeconds },
       lastReady: last,
+      lastBare: { systemd: lastBare.systemd, cloudInitStages: lastBare.cloudInitStages, slowestCloudInitModules: lastBare.slowestCloudInitModules, slowestUnits: lastBare.slowestUnits },
+      // Per cloud-init stage: what the ready boot spent beyond the bare one.
+      readyMinusBareByStage: Object.fromEntries(Object.entries(last.cloudInitStages ?? {}).map(([k, v]) => [k, round(v - (lastBare.cloudInitStages?.[k] ?? 0))])),
     }
     fs.mkdirSync(path.dirname(out), { recursive: true })
     fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n')
