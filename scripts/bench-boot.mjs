@@ -63,9 +63,11 @@ function breakdown(plan, ip) {
   const stages = Object.fromEntries([...show.matchAll(/Finished stage: \(([\w-]+)\) ([\d.]+) seconds/g)].map((m) => [m[1], round(Number(m[2]))]))
   const log = inGuest(plan, ip, 'sudo cat /var/log/cc-sandbox-boot.log')
   const steps = Object.fromEntries([...log.matchAll(/done (\d\d-[\w-]+\.sh) in ([\d.]+)s/g)].map((m) => [m[1], Number(m[2])]))
+  // The runner's own lines besides its steps' start and end (whether it had systemd reload, say).
+  const runnerLines = [...log.matchAll(/cc-sandbox-boot: (.*)$/gm)].map((m) => m[1]).filter((l) => !/^(start|done) \d\d-|^all steps done$/.test(l))
   const units = [...inGuest(plan, ip, 'systemd-analyze blame --no-pager | head -n 12').matchAll(/^\s*((?:\d+min )?[\d.]+m?s) (\S+)/gm)]
     .map((m) => ({ unit: m[2], seconds: round(systemdParts(`${m[1]} (x)`).x) }))
-  return { systemd: systemdParts(inGuest(plan, ip, 'systemd-analyze')), cloudInitStages: stages, slowestCloudInitModules: modules, bootSteps: steps, slowestUnits: units }
+  return { systemd: systemdParts(inGuest(plan, ip, 'systemd-analyze')), cloudInitStages: stages, slowestCloudInitModules: modules, bootSteps: steps, bootRunner: runnerLines, slowestUnits: units }
 }
 
 async function main() {

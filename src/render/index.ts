@@ -3,6 +3,7 @@
  * Pure and deterministic: the same config and templates always give byte-identical output.
  */
 import { createHash } from "crypto";
+import { gzipSync } from "zlib";
 import Handlebars from "handlebars";
 import { stringify } from "yaml";
 import { agentUid } from "../config/defaults";
@@ -93,6 +94,19 @@ function guestMounts(config: SandboxConfig): string[][] {
     });
 }
 
+/**
+ * A write_files entry's content: gzipped and base64-encoded (cloud-init's `gz+b64`) where that is
+ * shorter. cloud-init parses the cloud-config (YAML, in Python) three times in its network stage on
+ * first boot, and reads it again as each later stage starts: with the guest's scripts as text (300
+ * KB) each parse took about 3 s on an emulated VM. Packed, the document is less than half the size,
+ * and its long base64 scalars parse faster than as many lines of text.
+ */
+function fileContent(content: string, packed: boolean): { content: string; encoding?: string } {
+    if (!packed) return { content };
+    const gz = gzipSync(Buffer.from(content, "utf8"), { level: 9 }).toString("base64");
+    return gz.length < content.length ? { content: gz, encoding: "gz+b64" } : { content };
+}
+
 export function renderGuest(config: SandboxConfig, templates: TemplateSet): RenderedGuest {
     const files = renderFiles(config, templates);
     const content = (p: string) => {
@@ -107,7 +121,7 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
     const { agent, admin } = config.users;
     const keys = [...config.sshAuthorizedKeys];
 
-    const cloudConfig = (withInPlaceFiles: boolean) => ({
+    const cloudConfig = (withInPlaceFiles: boolean, packed: boolean) => ({
         hostname: config.vm.name,
         // The filtering resolver answers no name of the VM's own: /etc/hosts does (sudo looks it up).
         manage_etc_hosts: "localhost",
@@ -131,7 +145,7 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
         disable_root: true,
         write_files: files.map((f) => ({
             path: f.path,
-            content: withInPlaceFiles || !inPlace(f) ? f.content : "",
+            ...fileContent(withInPlaceFiles || !inPlace(f) ? f.content : "", packed),
             owner: f.owner,
             permissions: f.mode,
             // Files owned by the agent wait until cloud-init has created the user.
@@ -146,8 +160,9 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
     });
 
     const render = (doc: object) => "#cloud-config\n" + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });
-    const userData = render(cloudConfig(true));
-    const firstBootHash = sha256(render(cloudConfig(false)));
+    const userData = render(cloudConfig(true, true));
+    // Over the files as they are, not as packed: another zlib on the host must not replace the VM.
+    const firstBootHash = sha256(render(cloudConfig(false, false)));
     const metaData = stringify({ "instance-id": `${config.vm.name}-${firstBootHash.slice(0, 12)}`, "local-hostname": config.vm.name });
     return { files, userData, metaData, allowlist, secureOps, projectSecureOps: renderProjectSecureOps(config, templates), firstBootHash };
 }

@@ -7,12 +7,20 @@ import { loadStackConfig, stackFile } from "../../src/config/stack";
 import { SandboxConfig } from "../../src/config/types";
 import { allowlistPath, renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
+import { gunzipSync } from "zlib";
 import { hostFor, root, tempDir, tempHome } from "../helpers";
 
 const home = tempHome();
 const host = hostFor(home);
 const templates = loadTemplates();
 const stack = (name: string) => loadStackConfig(stackFile(name), name, host);
+
+/** A write_files entry's content as cloud-init writes it. */
+function unpacked(f: { content: string; encoding?: string }): string {
+    if (f.encoding === undefined) return f.content;
+    if (f.encoding !== "gz+b64") throw new Error(`unexpected encoding ${f.encoding}`);
+    return gunzipSync(Buffer.from(f.content, "base64")).toString("utf8");
+}
 
 function withAllowlist(c: SandboxConfig, domains: string[]): SandboxConfig {
     return loadConfig(c.stack, { allowlist: { presets: [], domains } }, host);
@@ -69,6 +77,12 @@ describe("rendering", () => {
         const doc = parse(r.userData);
         const paths = doc.write_files.map((f: { path: string }) => f.path);
         expect(paths).toEqual(r.files.map((f) => f.path));
+        // Each file as cloud-init writes it: packed (gz+b64) where that is shorter, else as it is.
+        expect(doc.write_files.map(unpacked)).toEqual(r.files.map((f) => f.content));
+        const packed = doc.write_files.filter((f: { encoding?: string }) => f.encoding === "gz+b64");
+        expect(packed.length).toBeGreaterThan(r.files.length / 2);
+        expect(doc.write_files.find((f: { path: string }) => f.path === "/usr/local/sbin/cc-sandbox-firewall").encoding).toBe("gz+b64");
+        expect(r.userData.length).toBeLessThan(r.files.reduce((n, f) => n + f.content.length, 0) * 0.6);
         expect(paths).toContain(allowlistPath);
         expect(doc.users[0]).toBe("default");
         expect(doc.users[1]).toMatchObject({ name: "agent", lock_passwd: true });
@@ -77,7 +91,7 @@ describe("rendering", () => {
         expect(doc.runcmd).toEqual([["/usr/local/lib/cc-sandbox/boot"]]);
         const agentFile = doc.write_files.find((f: { path: string }) => f.path === "/home/agent/.gitconfig");
         expect(agentFile).toMatchObject({ owner: "agent:agent", defer: true });
-        expect(agentFile.content).toContain("name = Alice Example");
+        expect(unpacked(agentFile)).toContain("name = Alice Example");
     });
 
     test("libvirt stacks mount their shares from cloud-init; Multipass mounts from the host", () => {
@@ -108,7 +122,7 @@ describe("rendering", () => {
         expect(a.secureOps.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual(["/opt/deploy/release.sh v[0-9]+(\\.[0-9]+)*", "/opt/deploy/status.sh"]);
         expect(b.secureOps.split("\n").filter((l) => l && !l.startsWith("#"))).toEqual([]);
         expect(a.firstBootHash).toBe(b.firstBootHash);
-        expect(parse(a.userData).write_files.find((f: { path: string }) => f.path === "/etc/cc-sandbox/secure-ops.conf").content).toBe(a.secureOps);
+        expect(unpacked(parse(a.userData).write_files.find((f: { path: string }) => f.path === "/etc/cc-sandbox/secure-ops.conf"))).toBe(a.secureOps);
     });
 
     test("the allowlist file lists exactly the configured entries, and its plan lets exactly them through (property check)", () => {
