@@ -3,9 +3,9 @@ import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
 import { ConfigError, loadConfig, missingHostFolders, rawConfigFromPulumi, rawConfigFromStackFile } from "../../src/config/load";
-import { projectSpec } from "../../src/config/projects";
+import { projectSpec, projectUidBase, projectUidSlots } from "../../src/config/projects";
 import { renderEgressPlan } from "../../src/render/egress";
-import { isIpv4Cidr, isSshPublicKey } from "../../src/config/schema";
+import { formats, isIpv4Cidr, isSshPublicKey } from "../../src/config/schema";
 import { loadStackConfig, stacksDir } from "../../src/config/stack";
 import { hostFor, root, tempDir, tempHome } from "../helpers";
 
@@ -404,5 +404,22 @@ describe("values", () => {
     test("CIDR entries are reached by address: their ports take no mode", () => {
         const err = errorOf(() => loadConfig("dev", { allowlist: { cidrs: [{ cidr: "192.0.2.0/24", ports: ["443/tls"] }] } }, host));
         expect(err.issues.map((i) => i.path)).toEqual(["cc-sandbox:allowlist.cidrs[0].ports[0]"]);
+    });
+});
+
+describe("the guest's rule for a project's worker (workers.sh) is the host's", () => {
+    const file = path.join(root, "templates/guest/usr/local/lib/cc-sandbox/workers.sh");
+    const names = ["web", "a", "a1", "my-api", "x".repeat(20), "x".repeat(21), "Web", "1web", "web-", "-web", "we_b", "web api", "", "web\nx"];
+    // Each name through bash's own =~ with the file's patterns, as the guest scripts match them.
+    const guest = async () => {
+        const script = `. "$1"; shift; echo "$worker_uid_min $worker_uid_max"; for n; do m=0 w=0; [[ $n =~ $project_name_re ]] && m=1; [[ cc-$n =~ $worker_name_re ]] && w=1; echo "$m$w"; done`;
+        const { stdout } = await run("bash", ["-c", script, "workers", file, ...names]);
+        return stdout.trim().split("\n");
+    };
+
+    test("its uid range is projectUid's, and its names are the schema's project names", async () => {
+        const [range, ...matches] = await guest();
+        expect(range).toBe(`${projectUidBase} ${projectUidBase + projectUidSlots - 1}`);
+        expect(matches).toEqual(names.map((n) => (formats["project-name"].test(n) ? "11" : "00")));
     });
 });
