@@ -121,9 +121,9 @@ const captureStderrBytes = 256 * 1024;
 /**
  * Runs argv with its stdout (bytes) into FILE, at most LIMIT of them, and its stderr returned, at
  * most captureStderrBytes: past either argv's pipe is broken, and the status is a broken pipe's
- * (141) whatever argv's own. Past timeoutMs argv is stopped (TERM, then KILL), and the status is
- * 124: run's own limit would end only the shell, and leave argv (an ssh the other end keeps open)
- * writing on. `why` says which limit ended it, if one did.
+ * (141) whatever argv's own. Past timeoutMs argv is stopped (TERM, then KILL 5 s later), and the
+ * status is 124 (137 after the KILL): run's own limit would end only the shell, and leave argv (an
+ * ssh the other end keeps open) writing on. `why` says which limit ended it, if one did.
  * @param {readonly string[]} argv @param {string} file @param {number} limit @param {number} timeoutMs
  * @returns {RunResult & { why: string }}
  */
@@ -132,6 +132,7 @@ function capture(argv, file, limit, timeoutMs) {
     // stdout to fd 3, into the file through head; stderr through a head of its own. One byte past
     // each limit is read, to tell "cut off" from "just fitted".
     const script = 'set -o pipefail; out=$1 limit=$2 secs=$3 errs=$4; shift 4; { timeout -k 5 "$secs" "$@" 2>&1 1>&3 | head -c "$errs" >&2; } 3>&1 | head -c "$limit" > "$out"';
+    const started = Date.now();
     const r = spawnSync("bash", ["-c", script, "capture", file, String(limit + 1), seconds, String(captureStderrBytes + 1), ...argv], {
         env: { ...process.env, LC_ALL: "C" },
         stdio: ["ignore", "ignore", "pipe"],
@@ -142,7 +143,10 @@ function capture(argv, file, limit, timeoutMs) {
     let code = r.status === null ? -1 : r.status;
     const stderr = r.stderr || Buffer.alloc(0);
     const size = fs.existsSync(file) ? fs.statSync(file).size : 0;
-    let why = code === 124 || r.status === null ? `out of time (${seconds} s)` : "";
+    // Stopped by timeout (124, or 137 when TERM was not enough) only if the time had run out: the
+    // guest's own 124 is its own.
+    const outOfTime = r.status === null || ((code === 124 || code === 137) && Date.now() - started >= timeoutMs);
+    let why = outOfTime ? `out of time (${seconds} s)` : "";
     if (size > limit) {
         fs.truncateSync(file, limit);
         why = `over ${limit} bytes`;

@@ -263,6 +263,9 @@ describe("capture: what the guest writes to this machine's disk is bounded", () 
         expect(capture(["printf", "\\000\\377"], file, 1000, 10_000).code).toBe(0);
         expect([...fs.readFileSync(file)]).toEqual([0, 255]);
         expect([over.why, within.why]).toEqual(["over 1000 bytes", ""]);
+        // Exactly the limit is not over it.
+        const exact = capture(["head", "-c", "1000", "/dev/zero"], file, 1000, 10_000);
+        expect({ code: exact.code, why: exact.why, size: fs.statSync(file).size }).toEqual({ code: 0, why: "", size: 1000 });
     });
 
     test("its messages are bounded too: past 256 KiB of stderr the command's pipe breaks", () => {
@@ -270,6 +273,9 @@ describe("capture: what the guest writes to this machine's disk is bounded", () 
         expect({ code: r.code, why: r.why }).toEqual({ code: 141, why: "over 262144 bytes of messages" });
         expect(Buffer.byteLength(r.stderr)).toBe(262144);
         expect(fs.readFileSync(file, "utf8")).toBe("out");
+        // Bytes that are not UTF-8 become U+FFFD, one character each: still at most 256 Ki of them.
+        const binary = capture(["sh", "-c", "head -c 300000 /dev/zero | tr '\\000' '\\377' >&2"], file, 1000, 30_000);
+        expect({ code: binary.code, length: binary.stderr.length }).toEqual({ code: 141, length: 262144 });
     });
 
     test("past the time the command itself is stopped, not only the shell around it (an ssh the guest holds open)", () => {
@@ -288,4 +294,11 @@ describe("capture: what the guest writes to this machine's disk is bounded", () 
         };
         expect(alive()).toBe(false);
     });
+
+    test("a command that ignores TERM is killed 5 s later, still out of time; a command's own 124 is not", () => {
+        const stubborn = capture(["sh", "-c", "trap '' TERM; sleep 30"], file, 1000, 1000);
+        expect({ code: stubborn.code, why: stubborn.why }).toEqual({ code: 137, why: "out of time (1 s)" });
+        const own = capture(["sh", "-c", "exit 124"], file, 1000, 10_000);
+        expect({ code: own.code, why: own.why }).toEqual({ code: 124, why: "" });
+    }, 30_000);
 });
