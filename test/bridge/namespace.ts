@@ -30,6 +30,7 @@ export const bridgeFiles = [
     "/usr/local/lib/cc-sandbox/boot.d/15-proc.sh",
     "/usr/local/lib/cc-sandbox/boot.d/60-secure-ops.sh",
     "/usr/local/lib/cc-sandbox/secure-ops-common.sh",
+    "/usr/local/lib/cc-sandbox/workers.sh",
     "/usr/local/lib/cc-sandbox/secure-ops-dispatch",
     "/usr/local/sbin/cc-sandbox-secure-ops",
 ];

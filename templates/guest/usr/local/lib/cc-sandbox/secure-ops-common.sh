@@ -6,11 +6,13 @@
 # The stack's bridge (the agent's), or with SECURE_OPS_PROJECT=NAME set before this is sourced, the
 # bridge of project NAME (its worker's): an owner, home, allowlist, host key, port and log of its own,
 # so one project's scripts never run as the owner of another's secrets.
-readonly SECURE_OPS_PROJECT_RE='^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$'
+# A project's name and its worker's (project_name_re, worker_name_re).
+# shellcheck source-path=SCRIPTDIR source-path=SCRIPTDIR/../lib/cc-sandbox source=workers.sh
+. /usr/local/lib/cc-sandbox/workers.sh
 readonly SECURE_OPS_PROJECTS_HOME=/var/lib/cc-sandbox/project-secrets
 readonly SECURE_OPS_PROJECTS_ETC=/etc/cc-sandbox/secure-ops.d
 if [ -n "${SECURE_OPS_PROJECT:-}" ]; then
-  [[ $SECURE_OPS_PROJECT =~ $SECURE_OPS_PROJECT_RE ]] || {
+  [[ $SECURE_OPS_PROJECT =~ $project_name_re ]] || {
     printf 'secure-ops: not a project name: %q\n' "$SECURE_OPS_PROJECT" >&2
     exit 2
   }
