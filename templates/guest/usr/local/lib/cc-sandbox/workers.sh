@@ -7,4 +7,4 @@ readonly worker_uid_min=20000 worker_uid_max=29999
 # A project's name: lowercase letters, digits and hyphens, starting with a letter, at most 20; its
 # worker is cc-NAME.
 readonly project_name_re='^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$'
-readonly worker_name_re='^cc-[a-z]([a-z0-9-]{0,18}[a-z0-9])?$'
+readonly worker_name_re="^cc-${project_name_re#^}"
