@@ -5,9 +5,8 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parse, stringify } from "yaml";
 import { late } from "../helpers";
-import { Harness, repoRoot, RunResult } from "./lib";
+import { Harness, RunResult, writeCiStack } from "./lib";
 
 export const records = `
 allowed.test.example        A     198.51.100.10
@@ -41,12 +40,7 @@ export const allowlistDomains = [
 
 /** A stack file of our own: the ci stack with this suite's allowlist and firewall settings. */
 function writeStack(dir: string): string {
-    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
-    doc.config["cc-sandbox:allowlist"] = { presets: [], domains: allowlistDomains, cidrs: [{ cidr: "203.0.113.0/28", ports: [8080] }] };
-    doc.config["cc-sandbox:firewall"] = { enabled: true, githubMeta: true, logDenied: true };
-    const file = path.join(dir, "Pulumi.fwtest.yaml");
-    fs.writeFileSync(file, stringify(doc));
-    return file;
+    return writeCiStack(dir, "fwtest", { allowlist: { presets: [], domains: allowlistDomains, cidrs: [{ cidr: "203.0.113.0/28", ports: [8080] }] }, firewall: { enabled: true, githubMeta: true, logDenied: true } });
 }
 
 /** A harness of this file's own (h), started before its tests and stopped after them, and how the agent probes the network from its guest. */

@@ -13,11 +13,21 @@ import * as fs from "fs";
 import { isIP } from "net";
 import * as os from "os";
 import * as path from "path";
+import { parse, stringify } from "yaml";
 import { waitFor } from "../helpers";
 import { DnsRecord, entriesOf, hostsFile, makeTestCa, makeTestHome, parseRecords, planOf, renderGuestTree, sh } from "./inputs";
 export { waitFor, DnsRecord, entriesOf, makeTestCa, makeTestHome, parseRecords, planOf, renderGuestTree };
 
 export const repoRoot = path.resolve(__dirname, "../..");
+
+/** A stack file of a suite's own in DIR: the ci stack with SETTINGS (cc-sandbox:KEY for each key). */
+export function writeCiStack(dir: string, name: string, settings: Record<string, unknown>): string {
+    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
+    for (const [key, value] of Object.entries(settings)) doc.config[`cc-sandbox:${key}`] = value;
+    const file = path.join(dir, `Pulumi.${name}.yaml`);
+    fs.writeFileSync(file, stringify(doc));
+    return file;
+}
 /**
  * The Node.js running the tests, as the guest namespace sees it: the guest gets a /tmp of its own,
  * which hides a Node installed under the host's /tmp (CI's .tools/node in a clone there).

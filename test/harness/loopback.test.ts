@@ -6,12 +6,9 @@
  * admin and the system's services (the resolver, the proxy) stay reachable as before.
  * Needs root (see test/README.md).
  */
-import * as fs from "fs";
-import * as path from "path";
-import { parse, stringify } from "yaml";
 import { projectUid } from "../../src/config/projects";
 import { tempDir } from "../helpers";
-import { Harness, repoRoot, RunResult } from "./lib";
+import { Harness, RunResult, writeCiStack } from "./lib";
 
 const records = `
 allowed.test.example     A   198.51.100.10
@@ -46,11 +43,7 @@ const docs = projectUid("docs");
 
 /** The ci stack with the three projects this test adds: each worker's egress is in the plan. */
 function writeStack(dir: string): string {
-    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
-    doc.config["cc-sandbox:projects"] = [{ name: "web" }, { name: "api" }, { name: "docs" }];
-    const file = path.join(dir, "Pulumi.loopback.yaml");
-    fs.writeFileSync(file, stringify(doc));
-    return file;
+    return writeCiStack(dir, "loopback", { projects: [{ name: "web" }, { name: "api" }, { name: "docs" }] });
 }
 
 beforeAll(async () => {

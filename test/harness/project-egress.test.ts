@@ -7,12 +7,11 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { parse, stringify } from "yaml";
 import { loadConfig } from "../../src/config/load";
 import { projectUid } from "../../src/config/projects";
 import { renderEgressPlan } from "../../src/render/egress";
 import { tempDir } from "../helpers";
-import { Harness, makeTestHome, repoRoot, waitFor } from "./lib";
+import { Harness, makeTestHome, waitFor, writeCiStack } from "./lib";
 
 const records = `
 shared.test.example       A  198.51.100.10
@@ -59,12 +58,7 @@ function planFor(list: Projects): string {
 }
 
 function writeStack(dir: string): string {
-    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
-    doc.config["cc-sandbox:allowlist"] = stackAllowlist;
-    doc.config["cc-sandbox:projects"] = projects;
-    const file = path.join(dir, "Pulumi.projectegress.yaml");
-    fs.writeFileSync(file, stringify(doc));
-    return file;
+    return writeCiStack(dir, "projectegress", { allowlist: stackAllowlist, projects });
 }
 
 /** The banner USER gets over TLS from NAME (at ADDRESS, if given), "" when refused. */

@@ -5,11 +5,9 @@
  * allowed work that goes through the same path. Needs root (see test/README.md).
  */
 import { createHash } from "crypto";
-import * as fs from "fs";
 import * as path from "path";
-import { parse, stringify } from "yaml";
 import { tempDir } from "../helpers";
-import { entriesOf, guestNode, guestTools, Harness, planOf, repoRoot, waitFor } from "./lib";
+import { entriesOf, guestNode, guestTools, Harness, planOf, waitFor, writeCiStack } from "./lib";
 
 const records = `
 allowed.test.example      A  198.51.100.10
@@ -28,8 +26,7 @@ rawsite.test.example      A  198.51.100.60
 let h: Harness;
 
 function writeStack(dir: string): string {
-    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
-    doc.config["cc-sandbox:allowlist"] = {
+    return writeCiStack(dir, "proxytest", { allowlist: {
         presets: [],
         domains: [
             "allowed.test.example",
@@ -40,10 +37,7 @@ function writeStack(dir: string): string {
             { name: "git.test.example", ports: [22, 443] },
             { name: "rawsite.test.example", ports: ["443/raw"] },
         ],
-    };
-    const file = path.join(dir, "Pulumi.proxytest.yaml");
-    fs.writeFileSync(file, stringify(doc));
-    return file;
+    } });
 }
 
 const tls = (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => h.tls(host, opts);

@@ -8,8 +8,7 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parse, stringify } from "yaml";
-import { Harness, planOf, repoRoot, RunResult, waitFor } from "./lib";
+import { Harness, planOf, RunResult, waitFor, writeCiStack } from "./lib";
 
 /** Addresses that exist only inside the harness's internet namespace. */
 const privateTargets = {
@@ -42,15 +41,11 @@ let h: Harness;
 let work: string;
 
 function writeStack(dir: string): string {
-    const doc = parse(fs.readFileSync(path.join(repoRoot, "stacks/Pulumi.ci.yaml"), "utf8"));
-    doc.config["cc-sandbox:allowlist"] = {
+    return writeCiStack(dir, "rebind", { allowlist: {
         presets: [],
         domains: ["allowed.test.example", "*.wild.test.example", "explicit.test.example", "kept.test.example", "removed.test.example"],
         cidrs: [{ cidr: "10.255.1.0/24", ports: [443] }],
-    };
-    const file = path.join(dir, "Pulumi.rebind.yaml");
-    fs.writeFileSync(file, stringify(doc));
-    return file;
+    } });
 }
 
 /** A TLS connection on 443 (test/harness/tls-client.js): the banner, "" when refused. */
