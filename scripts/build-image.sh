@@ -74,6 +74,7 @@ readonly PACKAGES=(
   iproute2 netbase
   iptables ipset dnsmasq-base haproxy
   sudo bubblewrap socat bash-builtins util-linux apparmor ripgrep libstdc++6
+  podman slirp4netns acl
   curl netcat-openbsd iputils-ping ca-certificates
   git jq e2fsprogs procps less
 )

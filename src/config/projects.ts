@@ -75,6 +75,8 @@ export function projectsOf(
             network,
             ...(clone !== undefined ? { clone } : {}),
             ...(narrowed !== undefined ? { narrowedBy: narrowed.file } : {}),
+            // The stack's true over the repository's false over the default, false.
+            containers: p.containers === true && narrowed?.noContainers !== true,
             allowlist,
             secureOps: { scripts: (p.secureOps?.scripts ?? []).map((x) => (x.args === undefined ? { path: x.path } : { path: x.path, args: x.args })) },
             secretNames: Object.keys(p.secrets ?? {}).sort(),
@@ -85,12 +87,13 @@ export function projectsOf(
 
 /**
  * What `cc-sandbox-project add NAME UID -` reads on stdin: each hook base64-encoded on a line of its
- * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way, and
- * `clone yes` when the worker's code comes from the host (the host's path stays on the host).
+ * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way,
+ * `clone yes` when the worker's code comes from the host (the host's path stays on the host), and
+ * `containers yes` when the worker may run rootless containers.
  */
 export function projectSpec(p: Partial<Project>): string {
     const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
-    return line("setup", p.setup) + line("cleanup", p.cleanup) + (p.clone !== undefined ? "clone yes\n" : "");
+    return line("setup", p.setup) + line("cleanup", p.cleanup) + (p.clone !== undefined ? "clone yes\n" : "") + (p.containers === true ? "containers yes\n" : "");
 }
 
 /**

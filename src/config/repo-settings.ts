@@ -7,6 +7,7 @@
  *     allowlist:
  *       drop: [registry.npmjs.org]   # entries of the project's allowlist (the stack's and its own) it does without
  *     handover: clone                # never handed over any other way than by clone
+ *     containers: false              # no containers, even where the stack gives the project them
  *
  * Precedence: the stack config over the repository's file over the defaults. What the stack sets
  * for the project is the most it gets; the file can take from it, never add to it.
@@ -23,6 +24,8 @@ export const repoSettingsFile = ".cc-sandbox.yaml";
 export interface RepoSettings {
     readonly file: string;
     readonly network?: "none";
+    /** `containers: false`: the project gets no containers whatever the stack says. */
+    readonly noContainers?: true;
     /** Allowlist entries as written: `name`, `*.name` or a CIDR. */
     readonly drop: readonly string[];
 }
@@ -63,14 +66,14 @@ export function readRepoSettings(repository: string, host: HostContext, issues: 
     }
     if (doc === null || doc === undefined) return { file, drop: [] };
     if (typeof doc !== "object" || Array.isArray(doc)) {
-        issues.push({ path: file, value: Array.isArray(doc) ? "a list" : `a ${typeof doc}`, message: "must be a mapping (network, allowlist, handover)" });
+        issues.push({ path: file, value: Array.isArray(doc) ? "a list" : `a ${typeof doc}`, message: "must be a mapping (network, allowlist, handover, containers)" });
         return undefined;
     }
     const d = doc as Record<string, unknown>;
     const before = issues.length;
     for (const key of Object.keys(d)) {
-        if (!["network", "allowlist", "handover"].includes(key)) {
-            issues.push({ path: at(key), value: d[key], message: `${widening}: only network: none, allowlist.drop and handover: clone are taken from a repository` });
+        if (!["network", "allowlist", "handover", "containers"].includes(key)) {
+            issues.push({ path: at(key), value: d[key], message: `${widening}: only network: none, allowlist.drop, handover: clone and containers: false are taken from a repository` });
         }
     }
     if (d.network !== undefined && d.network !== "none") {
@@ -78,6 +81,9 @@ export function readRepoSettings(repository: string, host: HostContext, issues: 
     }
     if (d.handover !== undefined && d.handover !== "clone") {
         issues.push({ path: at("handover"), value: d.handover, message: `${widening}: a repository may require clone, nothing else` });
+    }
+    if (d.containers !== undefined && d.containers !== false) {
+        issues.push({ path: at("containers"), value: d.containers, message: `${widening}: a repository may set false, nothing else` });
     }
     const drop: string[] = [];
     if (d.allowlist !== undefined) {
@@ -97,7 +103,7 @@ export function readRepoSettings(repository: string, host: HostContext, issues: 
         }
     }
     if (issues.length > before) return undefined;
-    return { file, ...(d.network === "none" ? { network: "none" as const } : {}), drop };
+    return { file, ...(d.network === "none" ? { network: "none" as const } : {}), ...(d.containers === false ? { noContainers: true as const } : {}), drop };
 }
 
 /** How an entry is written: `name`, `*.name`, or its CIDR. */

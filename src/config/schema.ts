@@ -377,6 +377,7 @@ export const configSchema = {
                     allowlist: allowlistSchema("Where this project's worker may connect besides the stack's allowlist (network: allowlist only)", []),
                     secureOps: secureOpsSchema("Scripts this project's worker may run with secure_run as the project's own secrets owner (ccs-NAME)"),
                     secrets: secretsSchema("Secret files for this project's secrets owner, by name (pulumi config set --secret --path 'cc-sandbox:projects[N].secrets.NAME')"),
+                    containers: bool("Rootless Podman for this project's worker: its containers run as the worker's own uid, with no_new_privs, under this project's egress (default false)"),
                     clone: str("host-path", "A git repository on this machine, cloned once into the worker's ~/code with its submodules and uncommitted changes (npm run project -- sync brings the work back as a branch)"),
                 },
             },

@@ -132,6 +132,8 @@ export interface Project {
     readonly clone?: string;
     /** The repository's settings file that narrowed the project (src/config/repo-settings.ts). */
     readonly narrowedBy?: string;
+    /** Rootless Podman for the worker: its containers run as its uid, under its egress. */
+    readonly containers: boolean;
     /** Scripts the worker may run with secure_run through the project's own bridge, as ccs-NAME. */
     readonly secureOps: { readonly scripts: readonly SecureOpsScript[] };
     /** Names of the project's secrets (its bridge's); their values never enter this config. */

@@ -13,6 +13,12 @@ export function guestPackages(config: SandboxConfig): string[] {
         // bash's loadable builtins: the credential bridge checks a script's owner and mode on every
         // request with the stat builtin instead of starting coreutils' stat.
         "bash-builtins",
+        // Rootless Podman for the projects with containers: installed whether or not a project asks
+        // for them yet, since a project added later (in place) finds the archive closed by the
+        // firewall. Root's alone until a project's worker is let run it (setfacl: acl).
+        "podman",
+        "slirp4netns",
+        "acl",
     ];
 }
 

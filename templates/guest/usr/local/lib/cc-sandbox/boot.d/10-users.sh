@@ -9,11 +9,15 @@
 #   - everything in the agent's home is the agent's (cloud-init creates some of it as root);
 #   - every login of the agent starts with no_new_privs (its login shell is agent-shell), and its
 #     systemd user manager too (user@1001.service.d);
-#   - its SSH keys are the stack's, in a root-owned file (sshd reads no key from its home).
+#   - its SSH keys are the stack's, in a root-owned file (sshd reads no key from its home);
+#   - podman is root's (and the container projects' workers'), not the agent's.
 set -euo pipefail
 
 # shellcheck source=/dev/null
 . /etc/cc-sandbox/sandbox.env
+# podman_close (rootless Podman is for the workers of projects with containers alone).
+# shellcheck source-path=SCRIPTDIR source=../workers.sh
+. /usr/local/lib/cc-sandbox/workers.sh
 
 readonly agent=$CC_AGENT_USER admin=$CC_ADMIN_USER
 readonly privileged_groups=(sudo admin wheel adm lxd docker libvirt kvm disk shadow systemd-journal netdev)
@@ -74,6 +78,8 @@ for user in "$admin" "$agent"; do
 done
 [[ -x $agent_shell ]] || die "$agent_shell is missing"
 usermod -s "$agent_shell" "$agent"
+
+podman_close || die "$podman_bin could not be made root's alone (dpkg-statoverride)"
 
 [[ -f $keys_dir/$agent ]] || die "$keys_dir/$agent (the agent's SSH keys) is missing"
 chown root:root "$keys_dir" "$keys_dir/$agent"
