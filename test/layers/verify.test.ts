@@ -58,6 +58,7 @@ test("every layer holding: one ok line per check, exit 0", () => {
         "ipv6-blocked",
         "agent-groups",
         "agent-sudo",
+        "agent-podman",
         "agent-su",
         "admin-home",
         "nnp-wrapper",
@@ -87,6 +88,7 @@ test.each([
     ["ipv6-blocked", "an IPv6 address answers", "", "--blocked-ip6 ::1"],
     ["agent-sudo", "a later sudoers file grants the agent sudo", "echo 'agent ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/zz-mistake && chmod 0440 /etc/sudoers.d/zz-mistake", ""],
     ["agent-groups", "the agent is back in group sudo", "usermod -aG sudo agent", ""],
+    ["agent-podman", "podman is everyone's again", "dpkg-statoverride --remove /usr/bin/podman && chmod 0755 /usr/bin/podman", ""],
     ["admin-home", "the admin's home is world-readable", "chmod 0755 /home/ubuntu", ""],
     ["nnp-wrapper", "the wrapper lost setpriv", `printf '#!/bin/bash\\nexec claude "$@"\\n' > /usr/local/bin/claude-noprivs`, ""],
     ["ssh", "the SSH hardening is gone", "rm /etc/ssh/sshd_config.d/10-cc-sandbox.conf", ""],
@@ -117,5 +119,5 @@ test("as the agent: the root-only checks are skipped, the rest still run", () =>
 
 test("--only runs just the named checks", () => {
     const r = verify("", { args: "--only users,nnp" });
-    expect(names(r.lines, "ok ")).toEqual(["agent-groups", "agent-sudo", "agent-su", "admin-home", "nnp-wrapper", "nnp-sudo", "nnp-login"]);
+    expect(names(r.lines, "ok ")).toEqual(["agent-groups", "agent-sudo", "agent-podman", "agent-su", "admin-home", "nnp-wrapper", "nnp-sudo", "nnp-login"]);
 });
