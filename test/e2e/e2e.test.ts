@@ -170,7 +170,7 @@ step("2a. a shared repository: the agent commits, but plants no git configuratio
 step("3. cc-sandbox-verify passes in the guest; allowlisted names answer, others do not", async () => {
     const asRoot = await timed("cc-sandbox-verify", () => inGuest(`sudo cc-sandbox-verify ${verifyTargets}`, { admin: true }));
     expect(asRoot.stdout.split("\n").filter((l) => l.startsWith("FAIL"))).toEqual([]);
-    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "firewall-names", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "shares", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets", "projects"]) {
+    for (const check of ["firewall-state", "firewall-blocks-address", "firewall-allows", "firewall-names", "dns-blocks-name", "dns-foreign-resolver", "ipv6-blocked", "agent-podman", "proc", "nnp-wrapper", "nnp-login", "bwrap", "ssh", "ssh-keys", "shares", "bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets", "projects"]) {
         expect(asRoot.stdout).toMatch(new RegExp(`^ok  ${check}\\b`, "m"));
     }
     expect(asRoot.code).toBe(0);
@@ -392,6 +392,8 @@ step("4. an allowlist change is applied in the running guest, with no replacemen
     git(docsRepo, "commit", "-qm", "first");
     fs.appendFileSync(path.join(docsRepo, "README"), "not committed yet\n");
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[1].clone", docsRepo, "-s", "ci"]), "config set the project's clone");
+    // and which runs containers (Podman is in the image; the firewall has long closed the archive)
+    ok(await world.pulumi(["config", "set", "--path", "--type", "bool", "cc-sandbox:projects[1].containers", "true", "-s", "ci"]), "config set the project's containers");
     // The first project's allowlist edited: web gets plain HTTP on the stack's new name, which the stack gives only on 443.
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].allowlist.domains[0].name", "new.test.example", "-s", "ci"]), "config set web's allowlist");
     ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[0].allowlist.domains[0].ports[0]", "80/http", "-s", "ci"]), "config set web's allowlist port");
@@ -463,6 +465,33 @@ step("4a. the clone project's work comes back to the host repository as a branch
     expect(git(docsRepo, "show", "cc-sandbox/docs~1:README")).toBe("docs");
     expect(git(docsRepo, "rev-parse", "--abbrev-ref", "HEAD")).toBe("main");
     expect(git(docsRepo, "status", "--porcelain")).toBe(status);
+});
+
+step("4b. a project's containers: rootless Podman as its worker (its uid alone), under its egress by name; the other project's worker cannot run it", async () => {
+    // An image of the guest's own programs (no registry is reachable), which the workers can read.
+    const image = "/usr/local/share/ccsbx-test/rootfs.tar";
+    ok(await inGuest(`sudo sh -c 'install -d -m 0755 ${path.dirname(image)} && bash -s >${image} && chmod 0644 ${image}'`, {
+        admin: true,
+        input: fs.readFileSync(path.join(root, "test/container-rootfs.sh"), "utf8"),
+    }), "the image's root filesystem");
+    await timed("podman import (docs)", async () => ok(await asWorker("docs", `podman import ${image} localhost/ccsbx-test`), "podman import as docs"));
+    const run = (args: string) => asWorker("docs", `podman run --rm ${args} 2>&1; echo rc=$?`);
+    // Root in the container is docs's uid mapped alone; an image's other users' files are its too.
+    const docsUid = (await inGuest("id -u cc-docs")).stdout.trim();
+    const ids = await timed("podman run (docs)", () => run("localhost/ccsbx-test /bin/bash -c 'id -u; cat /proc/self/uid_map /home/app/owned'"));
+    expect(ids.stdout).toMatch(new RegExp(`^0\n\s*0\s+${docsUid}\s+1\napp\nrc=0\n$`));
+    // Its own name, through slirp4netns and on the host's network.
+    const curl = (args: string, url: string) => run(`${args} localhost/ccsbx-test curl -sSk --max-time 6 ${url}`);
+    const allowed = `ok ${hosts["allowed.test.example"]} 443 host=allowed.test.example sni=allowed.test.example\nrc=0\n`;
+    expect((await curl("", "https://allowed.test.example/")).stdout).toBe(allowed);
+    expect((await curl("--network host", "https://allowed.test.example/")).stdout).toBe(allowed);
+    // Attacks: the co-tenant (another name on docs's allowed address), and web's own name.
+    expect((await curl("", `--connect-to cotenant.test.example:443:${hosts["allowed.test.example"]}:443 https://cotenant.test.example/`)).stdout).not.toMatch(/^ok /m);
+    expect((await curl("--network host", "http://new.test.example/")).stdout).not.toMatch(/^ok /m);
+    // web's project has no containers: its worker cannot run podman, nor can the agent.
+    expect((await asWorker("web", "podman --version 2>&1; echo rc=$?")).stdout).toMatch(/Permission denied\nrc=126\n$/);
+    expect((await inGuest("podman --version 2>&1; echo rc=$?")).stdout).toMatch(/Permission denied\nrc=126\n$/);
+    expect((await inGuest("sudo cc-sandbox-project status", { admin: true })).stdout).toBe("ok      docs (cc-docs)\nok      web (cc-web)\n");
 });
 
 step("5. a second pulumi up with nothing changed changes nothing", async () => {
