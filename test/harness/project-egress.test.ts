@@ -6,7 +6,6 @@
  * allowed work that goes through the same path. Needs root (see test/README.md).
  */
 import * as fs from "fs";
-import * as path from "path";
 import { loadConfig } from "../../src/config/load";
 import { projectUid } from "../../src/config/projects";
 import { renderEgressPlan } from "../../src/render/egress";

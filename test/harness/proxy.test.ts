@@ -5,7 +5,6 @@
  * allowed work that goes through the same path. Needs root (see test/README.md).
  */
 import { createHash } from "crypto";
-import * as path from "path";
 import { tempDir } from "../helpers";
 import { entriesOf, guestNode, guestTools, Harness, planOf, waitFor, writeCiStack } from "./lib";
 
