@@ -47,11 +47,19 @@ const podman = (user: string, args: string) => h.exec(`setpriv --no-new-privs po
 /** A bash command in a throwaway container of USER's, on NETWORK (slirp4netns by default). */
 const inContainer = (user: string, command: string, network = "") =>
     podman(user, `run --rm ${network} ${image} /bin/bash -c '${command.replace(/'/g, "'\\''")}'`);
-/** An HTTP request for HOST to ADDRESS (a name or an address) port 80: the answer's first line. */
+/**
+ * An HTTP request for HOST to ADDRESS (a name or an address) port 80: the answer's first line, after
+ * "trying" (the container ran: a refusal is not a container that failed to start).
+ */
 const httpGet = (address: string, host: string) =>
-    `exec 3<>/dev/tcp/${address}/80 && printf "GET / HTTP/1.1\\r\\nHost: ${host}\\r\\nConnection: close\\r\\n\\r\\n" >&3 && IFS= read -r -t 5 line <&3 && echo "got: $line"`;
-/** A raw TCP connection to ADDRESS:PORT: the banner. */
-const rawGet = (address: string, port: number) => `exec 3<>/dev/tcp/${address}/${port} && IFS= read -r -t 5 line <&3 && echo "got: $line"`;
+    `echo trying && exec 3<>/dev/tcp/${address}/80 && printf "GET / HTTP/1.1\\r\\nHost: ${host}\\r\\nConnection: close\\r\\n\\r\\n" >&3 && IFS= read -r -t 5 line <&3 && echo "got: $line"`;
+/** A raw TCP connection to ADDRESS:PORT: the banner, after "trying". */
+const rawGet = (address: string, port: number) => `echo trying && exec 3<>/dev/tcp/${address}/${port} && IFS= read -r -t 5 line <&3 && echo "got: $line"`;
+/** A container's attempt that ran and was refused: no answer, or the proxy's own 403. */
+const refused = (r: { stdout: string }) => {
+    expect(r.stdout).toMatch(/^trying\n/);
+    expect(r.stdout).not.toMatch(/got: (?!HTTP\/1\.1 403 )/);
+};
 
 beforeAll(async () => {
     const dir = tempDir("ccfw-projcontainers-");
@@ -101,21 +109,21 @@ test("allowed: a container of a project with containers reaches its names and th
 }, 120000);
 
 test("attack: a container asks for another project's name on the shared address, or sends another site's Host to its own name's address, and is refused", async () => {
+    const before = (await h.root("grep -c 'why=name-not-allowed name=apionly.test.example port=80 dst=198.51.100.10 ' /var/log/cc-sandbox/proxy.log || true")).stdout.trim();
     for (const network of ["", "--network host"]) {
-        const other = await inContainer("cc-web", httpGet("apionly.test.example", "apionly.test.example"), network);
-        expect(other.stdout).not.toContain("got: HTTP/1.1 200");
+        refused(await inContainer("cc-web", httpGet("apionly.test.example", "apionly.test.example"), network));
         // the co-tenant trick: the allowed name's address, another site's Host
-        const cotenant = await inContainer("cc-web", httpGet("webonly.test.example", "apionly.test.example"), network);
-        expect(cotenant.stdout).not.toContain("got: HTTP/1.1 200");
+        refused(await inContainer("cc-web", httpGet("webonly.test.example", "apionly.test.example"), network));
     }
-    // the proxy saw them as web's: refused by name
-    expect((await h.root("cat /var/log/cc-sandbox/proxy.log")).stdout).toMatch(/why=name-not-allowed name=apionly\.test\.example port=80 /);
+    // the proxy judged all four, as web's: refused by name
+    const after = (await h.root("grep -c 'why=name-not-allowed name=apionly.test.example port=80 dst=198.51.100.10 ' /var/log/cc-sandbox/proxy.log || true")).stdout.trim();
+    expect(Number(after) - Number(before)).toBe(4);
 }, 120000);
 
 test("attack: a container of a project with network none reaches none of the stack's names, raw or by name", async () => {
     for (const network of ["", "--network host"]) {
-        expect((await inContainer("cc-quiet", httpGet("shared.test.example", "shared.test.example"), network)).stdout).not.toContain("got: HTTP/1.1 200");
-        expect((await inContainer("cc-quiet", rawGet("198.51.100.40", 8080), network)).stdout).not.toContain("got: ok");
+        refused(await inContainer("cc-quiet", httpGet("shared.test.example", "shared.test.example"), network));
+        refused(await inContainer("cc-quiet", rawGet("198.51.100.40", 8080), network));
     }
     // what Claude Code needs it still reaches (the preset's port, 443, goes to the proxy, which
     // judges the name), where the stack's name on the same port is refused outright
@@ -149,15 +157,53 @@ test("attack: a worker of a project without containers, and the agent, cannot ru
     }
     expect((await h.exec("podman --version", { user: "cc-web" })).stdout).toMatch(/podman version/);
     expect((await h.root("cc-sandbox-project status")).code).toBe(0);
-    // loosened by hand: status names it, and add puts it back
-    await h.root(`setfacl -m u:${api}:rx /usr/bin/podman`);
-    const loose = await h.root("cc-sandbox-project status api; echo rc=$?");
-    expect(loose.stdout).toMatch(/FAIL +api: cc-api may run \/usr\/bin\/podman, though project api has no containers/);
-    expect(loose.stdout).toContain("rc=3");
-    expect((await h.root(`cc-sandbox-project add api ${api}`)).code).toBe(0);
-    expect((await h.root("cc-sandbox-project status api")).code).toBe(0);
-    expect((await h.exec("podman --version 2>&1; echo rc=$?", { user: "cc-api" })).stdout).toMatch(/rc=126/);
+    // Loosened by hand, for a user, a group, execute alone, or the file's mode: status names it,
+    // and the next add (of any project) puts it back.
+    for (const loosen of [`setfacl -m u:${api}:rx /usr/bin/podman`, `setfacl -m g:cc-api:rx /usr/bin/podman`, `setfacl -m u:${api}:x /usr/bin/podman`, "chmod 0755 /usr/bin/podman"]) {
+        await h.root(loosen);
+        const loose = await h.root("cc-sandbox-project status api; echo rc=$?");
+        expect([loosen, loose.stdout]).toEqual([loosen, expect.stringMatching(/FAIL +api: \/usr\/bin\/podman('s ACL is not the container projects' workers' alone| is not root's and 0750)[\s\S]*rc=3/)]);
+        expect((await h.root(`cc-sandbox-project add api ${api}`)).code).toBe(0);
+        expect((await h.root("cc-sandbox-project status")).code).toBe(0);
+        expect((await h.exec("podman --version 2>&1; echo rc=$?", { user: "cc-api" })).stdout).toMatch(/rc=126/);
+    }
 }, 60000);
+
+test("attack: subordinate ids given to a worker by hand (by name or by uid) fail status, and add takes them away", async () => {
+    for (const who of ["cc-api", String(api)]) {
+        await h.root(`echo '${who}:300000:65536' >>/etc/subuid && echo '${who}:300000:65536' >>/etc/subgid`);
+        expect((await h.root("cc-sandbox-project status api; echo rc=$?")).stdout).toMatch(/FAIL +api: cc-api has subordinate ids[\s\S]*rc=3/);
+        expect((await h.root(`cc-sandbox-project add api ${api}`)).code).toBe(0);
+        expect((await h.root(`grep -E '^(cc-api|${api}):' /etc/subuid /etc/subgid || echo none`)).stdout.trim()).toBe("none");
+    }
+}, 60000);
+
+test("adds side by side (as pulumi up runs them) leave podman's ACL whole: the container workers', no one else's", async () => {
+    const rounds = await h.root(
+        `for i in $(seq 15); do
+           (printf 'containers yes\\n' | cc-sandbox-project add web ${web} - >/dev/null 2>&1 || echo "web failed in round $i") &
+           (cc-sandbox-project add api ${api} >/dev/null 2>&1 || echo "api failed in round $i") &
+           (printf 'containers yes\\n' | cc-sandbox-project add quiet ${quiet} - >/dev/null 2>&1 || echo "quiet failed in round $i") &
+           wait
+         done; getfacl -cn /usr/bin/podman`,
+    );
+    expect(rounds.stdout).not.toContain("failed");
+    expect(rounds.stdout).toBe(["user::rwx", ...[web, quiet].sort((a, b) => a - b).map((u) => `user:${u}:r-x`), "group::r-x", "mask::r-x", "other::---", "", ""].join("\n"));
+    expect((await h.root("cc-sandbox-project status")).code).toBe(0);
+}, 120000);
+
+test("a project that loses containers loses podman at once, and its running containers end", async () => {
+    expect((await podman("cc-web", `run -d ${image} /bin/sleep 600`)).stdout).toContain("rc=0");
+    expect((await h.root(`pgrep -u ${web} -x sleep`)).code).toBe(0);
+    expect((await h.root(`cc-sandbox-project add web ${web}`)).code).toBe(0);
+    expect((await h.root(`pgrep -u ${web} -x sleep || echo none`)).stdout.trim()).toBe("none");
+    expect((await h.root(`pgrep -u ${web} -x conmon || echo none`)).stdout.trim()).toBe("none");
+    expect((await h.exec("podman --version 2>&1; echo rc=$?", { user: "cc-web" })).stdout).toMatch(/Permission denied[\s\S]*rc=126/);
+    expect((await h.root("cc-sandbox-project status")).code).toBe(0);
+    // and given them back, it runs them again
+    expect((await h.root(`printf 'containers yes\\n' | cc-sandbox-project add web ${web} -`)).code).toBe(0);
+    expect((await inContainer("cc-web", "id -u")).stdout).toBe("0\nrc=0\n");
+}, 120000);
 
 test("remove ends a worker's running containers with it, and leaves no ACL entry behind", async () => {
     const started = await podman("cc-quiet", `run -d ${image} /bin/sleep 600`);

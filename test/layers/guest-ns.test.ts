@@ -49,11 +49,11 @@ test("a rendered file outside the overlays is refused and never reaches the host
     const files = fs.mkdtempSync(path.join(os.tmpdir(), "cc-guest-ns-outside-"));
     try {
         fs.mkdirSync(path.join(files, "usr/bin"), { recursive: true });
-        fs.writeFileSync(path.join(files, "usr/bin/cc-guest-ns-stray"), "#!/bin/sh\n");
+        fs.writeFileSync(path.join(files, "usr/sbin/cc-guest-ns-stray"), "#!/bin/sh\n");
         const r = run(guestNs, [files, "--", "true"]);
         expect(r.status).toBe(2);
-        expect(r.stderr).toContain("files outside the overlays: ./usr/bin/cc-guest-ns-stray");
-        expect(fs.existsSync("/usr/bin/cc-guest-ns-stray")).toBe(false);
+        expect(r.stderr).toContain("files outside the overlays: ./usr/sbin/cc-guest-ns-stray");
+        expect(fs.existsSync("/usr/sbin/cc-guest-ns-stray")).toBe(false);
     } finally {
         fs.rmSync(files, { recursive: true, force: true });
     }

@@ -10,36 +10,36 @@ readonly project_name_re='^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$'
 readonly worker_name_re="^cc-${project_name_re#^}"
 
 # Rootless Podman is for the workers of projects with `containers: true` alone: /usr/bin/podman is
-# root's and 0750 (a dpkg-statoverride, so that an upgrade of the package keeps it so), and each
-# such worker may run it by an ACL entry naming its uid. Not a group: one the container workers had
-# in common would be a channel between projects (SysV IPC, files they give it). This is policy, not
+# root's and 0750 (a dpkg-statoverride, so that an upgrade of the package keeps its mode), and its
+# ACL names those workers' uids alone. Read and execute: a program its user may not read is not
+# dumpable, and Podman must write its own child's /proc files (uid_map). Not a group: one the container workers had in common
+# would be a channel between projects (SysV IPC, files they give it). cc-sandbox-project derives
+# the ACL from its registry under one lock (adds run side by side). This is policy, not
 # confinement: a container is no more than its user (its uid, no_new_privs, its egress).
-readonly podman_bin=/usr/bin/podman podman_mode='root root 0750'
+readonly podman_bin=/usr/bin/podman podman_lock=/run/lock/cc-sandbox-podman.lock
 
-# podman_close: podman (if installed) open to root and the ACL's workers only. 0 when it is.
+# podman_close: podman (if installed) root's and 0750, by the statoverride and on the file itself
+# (whatever was done to it by hand). 0 when it is.
 podman_close() {
   [[ -e $podman_bin ]] || return 0
-  local have
+  local have owner='' group='' mode=''
   have=$(dpkg-statoverride --list "$podman_bin" 2>/dev/null) || true
-  if [[ $have != "$podman_mode $podman_bin" ]]; then
+  read -r owner group mode _ <<<"$have"
+  # dpkg-statoverride lists the mode without its leading 0.
+  if [[ $owner != root || $group != root || ! $mode =~ ^0?750$ ]]; then
     [[ -z $have ]] || dpkg-statoverride --quiet --remove "$podman_bin" || return 1
-    # shellcheck disable=SC2086 # owner, group and mode
-    dpkg-statoverride --quiet --update --add $podman_mode "$podman_bin" || return 1
+    dpkg-statoverride --quiet --add root root 0750 "$podman_bin" || return 1
   fi
-  [[ $(stat -c '%U %G %a' "$podman_bin") == "root root 750" ]]
+  chown root:root "$podman_bin" && chmod 0750 "$podman_bin"
 }
 
-# podman_allow UID yes|no: the worker with UID may run podman, or not (its ACL entry).
-podman_allow() {
-  local uid=$1 allow=$2
-  if [[ $allow == yes ]]; then
-    setfacl -m "u:$uid:rx" "$podman_bin"
-  elif [[ -e $podman_bin ]] && command -v setfacl >/dev/null; then
-    setfacl -x "u:$uid" "$podman_bin" 2>/dev/null || true
-  fi
-}
-
-# podman_allowed UID: the worker with UID has an ACL entry for podman.
-podman_allowed() {
-  [[ -e $podman_bin ]] && getfacl -cn "$podman_bin" 2>/dev/null | grep -q "^user:$1:r-x"
+# podman_acl UID...: the ACL podman must have with the workers UID... let run it, one entry a line
+# as `getfacl -cn` prints it.
+podman_acl() {
+  printf '%s\n' user::rwx
+  local uid
+  for uid in $(printf '%s\n' "$@" | sort -n); do printf 'user:%s:r-x\n' "$uid"; done
+  printf '%s\n' group::r-x
+  (($# == 0)) || printf '%s\n' mask::r-x
+  printf '%s\n' other::---
 }
