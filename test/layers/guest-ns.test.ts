@@ -48,7 +48,7 @@ test("setting up the guest never locks other users out of the host's / or /usr",
 test("a rendered file outside the overlays is refused and never reaches the host", () => {
     const files = fs.mkdtempSync(path.join(os.tmpdir(), "cc-guest-ns-outside-"));
     try {
-        fs.mkdirSync(path.join(files, "usr/bin"), { recursive: true });
+        fs.mkdirSync(path.join(files, "usr/sbin"), { recursive: true });
         fs.writeFileSync(path.join(files, "usr/sbin/cc-guest-ns-stray"), "#!/bin/sh\n");
         const r = run(guestNs, [files, "--", "true"]);
         expect(r.status).toBe(2);
