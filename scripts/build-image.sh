@@ -207,6 +207,12 @@ EOF
 systemctl --root="$rootfs" enable serial-getty@ttyS0.service >&2
 # The firewall runs HAProxy itself, as its name-checking proxy: the package's service stays off.
 systemctl --root="$rootfs" disable haproxy.service >&2
+# Rootless Podman (projects' containers) needs none of the root services the package enables: its
+# API socket, its auto-update timer, its restart and transient-storage clean-up at boot (8 s of an
+# emulated boot).
+for unit in podman.socket podman-auto-update.timer podman-restart.service podman-clean-transient.service; do
+  [[ ! -e $rootfs/usr/lib/systemd/system/$unit ]] || systemctl --root="$rootfs" disable "$unit" >&2
+done
 
 unmount_below "$rootfs"
 
