@@ -99,7 +99,9 @@ test.each([
     ["shares", "a shared repository's git configuration is open to the agent", "mkdir -p /home/agent/code && mount -t tmpfs share /home/agent/code && git init -q /home/agent/code/repo", ""],
     ["statusline", "the status line is missing", "rm /usr/local/bin/cc-sandbox-statusline", ""],
     ["agent-su", "su is no longer restricted to group sudo", "sed -i '/pam_wheel/d' /etc/pam.d/su", ""],
-    ["admin-user", "the admin user is gone", "userdel --remove ubuntu 2>/dev/null", ""],
+    // --force: another suite's namespace may be running a process under the same uid just then,
+    // which userdel would take for the admin's own.
+    ["admin-user", "the admin user is gone", "userdel --force --remove ubuntu 2>/dev/null", ""],
     ["projects", "a project's worker has its home opened", "cc-sandbox-project add web 24102 2>/dev/null && chmod 0755 /home/cc-web", ""],
 ])("FAIL %s when %s", (check, _why, breakIt, args) => {
     const r = verify(breakIt, { args });
