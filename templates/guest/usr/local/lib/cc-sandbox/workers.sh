@@ -12,11 +12,14 @@ readonly worker_name_re="^cc-${project_name_re#^}"
 # Rootless Podman is for the workers of projects with `containers: true` alone: /usr/bin/podman is
 # root's and 0750 (a dpkg-statoverride, so that an upgrade of the package keeps its mode), and its
 # ACL names those workers' uids alone. Read and execute: a program its user may not read is not
-# dumpable, and Podman must write its own child's /proc files (uid_map). Not a group: one the container workers had in common
-# would be a channel between projects (SysV IPC, files they give it). cc-sandbox-project derives
+# dumpable, and Podman must write its own child's /proc files (uid_map). Not a group: one the
+# container workers had in common would be a channel between projects (SysV IPC, files). cc-sandbox-project derives
 # the ACL from its registry under one lock (adds run side by side). This is policy, not
 # confinement: a container is no more than its user (its uid, no_new_privs, its egress).
 readonly podman_bin=/usr/bin/podman podman_lock=/run/lock/cc-sandbox-podman.lock
+
+# podman_closed: podman is root's and 0750 (as stat prints it).
+podman_closed() { [[ $(stat -c '%U %G %a' "$podman_bin") == "root root 750" ]]; }
 
 # podman_close: podman (if installed) root's and 0750, by the statoverride and on the file itself
 # (whatever was done to it by hand). 0 when it is.
@@ -30,7 +33,7 @@ podman_close() {
     [[ -z $have ]] || dpkg-statoverride --quiet --remove "$podman_bin" || return 1
     dpkg-statoverride --quiet --add root root 0750 "$podman_bin" || return 1
   fi
-  chown root:root "$podman_bin" && chmod 0750 "$podman_bin"
+  podman_closed || { chown root:root "$podman_bin" && chmod 0750 "$podman_bin"; }
 }
 
 # podman_acl UID...: the ACL podman must have with the workers UID... let run it, one entry a line
