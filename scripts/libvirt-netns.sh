@@ -163,9 +163,16 @@ up() {
     # shellcheck disable=SC2016 # expanded by the inner shell
     kvm_node_fix=(sh -c 'mount --bind "$0" /dev/kvm && exec "$@"' "$node")
   fi
+  # `ip netns exec` mounts a sysfs of NS's own over /sys, without the cgroup file systems: libvirtd
+  # then puts no domain in a cgroup of its own, and libvirt 9.0 dereferences that missing cgroup
+  # when it adds a virtiofs share to a running domain (libvirtd segfaults in
+  # qemuVirtioFSSetupCgroup). A host with systemd, or any cgroup file system, gives every domain
+  # one; so does a cgroup v2 hierarchy of libvirtd's own here.
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  local -a cgroup_fix=(sh -c 'mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"' cgroup-fix)
   start_daemon virtlogd "$VIRTLOGD_PIDFILE" virtlogd -d -p "$VIRTLOGD_PIDFILE"
   # libvirtd logs to syslog by default; there is none here.
-  start_daemon libvirtd "$LIBVIRTD_PIDFILE" "${kvm_node_fix[@]}" \
+  start_daemon libvirtd "$LIBVIRTD_PIDFILE" "${cgroup_fix[@]}" "${kvm_node_fix[@]}" \
     env LIBVIRT_LOG_OUTPUTS="3:file:$LOG_DIR/libvirtd.log" libvirtd -d -p "$LIBVIRTD_PIDFILE"
   wait_for_daemon
   # Remember what existed before, so down removes only what came after.

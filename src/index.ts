@@ -55,9 +55,9 @@ export const adminUser = config.users.admin;
 export const sshCommand = sandbox.sshCommand;
 export const sshConfig = sandbox.sshConfig;
 export const adminSshCommand = sandbox.adminSshCommand;
-/** Each project's worker (`cc-NAME`), the command that opens a shell as it, and the repository it cloned. */
+/** Each project's worker (`cc-NAME`), the command that opens a shell as it, and the repository it cloned or the folder it shares. */
 export const projects = sandbox.projectCommands.apply((enter) =>
-    Object.fromEntries(config.projects.map((p) => [p.name, { user: p.user, uid: p.uid, enter: enter[p.name], ...(p.clone !== undefined ? { clone: p.clone } : {}) }])),
+    Object.fromEntries(config.projects.map((p) => [p.name, { user: p.user, uid: p.uid, enter: enter[p.name], ...(p.clone !== undefined ? { clone: p.clone } : {}), ...(p.mount !== undefined ? { mount: p.mount } : {}) }])),
 );
 export const codeMount = config.mounts.length > 0 ? `${config.mounts[0].host} -> ${config.mounts[0].guest}` : "";
 export const mounts = config.mounts.map((m) => ({ host: m.host, guest: m.guest, readOnly: m.readOnly }));

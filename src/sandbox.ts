@@ -124,8 +124,22 @@ export class Sandbox extends pulumi.ComponentResource {
 
         // What changes in place on the running guest: each runs again with its new stdin, and on a
         // new VM (triggers).
-        const inGuest = (suffix: string, stdin: pulumi.Input<string>, argv: string[], undo?: string[], after: pulumi.Resource[] = [], handover?: GuestStepPlan["handover"]) => {
-            const guestStep: StepPlans["guest"] & StepPlans["guest-undo"] = { ...plan, command: ["sudo", ...argv], undo: undo ? ["sudo", ...undo] : undefined, ...(handover ? { handover } : {}) };
+        const inGuest = (
+            suffix: string,
+            stdin: pulumi.Input<string>,
+            argv: string[],
+            undo?: string[],
+            after: pulumi.Resource[] = [],
+            extra: { handover?: GuestStepPlan["handover"]; share?: GuestStepPlan["share"]; replaceOn?: unknown[] } = {},
+        ) => {
+            const { handover, share } = extra;
+            const guestStep: StepPlans["guest"] & StepPlans["guest-undo"] = {
+                ...plan,
+                command: ["sudo", ...argv],
+                undo: undo ? ["sudo", ...undo] : undefined,
+                ...(handover ? { handover } : {}),
+                ...(share ? { share } : {}),
+            };
             return new command.local.Command(
                 `${name}-${suffix}`,
                 {
@@ -134,7 +148,7 @@ export class Sandbox extends pulumi.ComponentResource {
                     ...(undo ? { delete: step("guest-undo") } : {}),
                     stdin,
                     environment: { ...runnerEnv(guestStep), CC_INSTANCE: instance },
-                    triggers: [this.vm.stdout],
+                    triggers: [this.vm.stdout, ...(extra.replaceOn ?? [])],
                 },
                 // Replaced (a new VM), the old one's undo runs before the new one's create, never
                 // after it in the same guest.
@@ -162,6 +176,10 @@ export class Sandbox extends pulumi.ComponentResource {
         const projectValues = pulumi.secret(pulumi.output(args.projectSecrets ?? {}));
         this.projectBridges = [];
         this.projectSecrets = [];
+        const shareOf = (p: (typeof c.projects)[number]) => {
+            if (!driver.projectShare) throw new Error(`projects ${p.name}: this hypervisor cannot add a shared folder to a running VM`);
+            return driver.projectShare(c, p);
+        };
         this.projects = c.projects.map((p) => {
             const tool = [secureOpsTool, "--project", p.name];
             // Named apart from the projects' own resources (a project may be called web-secure-ops);
@@ -180,9 +198,16 @@ export class Sandbox extends pulumi.ComponentResource {
                 [projectTool, "add", p.name, String(p.uid), "-"],
                 [projectTool, "remove", p.name],
                 [this.allowlist, ...(bridge ? [bridge] : []), ...secrets],
-                p.clone !== undefined
-                    ? { repository: p.clone, command: ["sudo", projectTool, "import", p.name], save: ["sudo", projectTool, "export", p.name], branch: `cc-sandbox/${p.name}` }
-                    : undefined,
+                {
+                    handover:
+                        p.clone !== undefined
+                            ? { repository: p.clone, command: ["sudo", projectTool, "import", p.name], save: ["sudo", projectTool, "export", p.name], branch: `cc-sandbox/${p.name}` }
+                            : undefined,
+                    // A shared folder (libvirt) is added to the VM before the worker, and taken away
+                    // after it. Another folder is another project: the old one removed first.
+                    share: p.mount !== undefined ? shareOf(p) : undefined,
+                    replaceOn: p.mount !== undefined ? [`mount ${p.mount}`] : [],
+                },
             );
         });
 

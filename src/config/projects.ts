@@ -5,7 +5,8 @@
  */
 import { createHash } from "crypto";
 import { resolveAllowlist, unionAllowlists } from "./allowlist";
-import { expandHome, HostContext } from "./host";
+import { defaults } from "./defaults";
+import { expandHome, HostContext, mountsOf } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
 import { dropEntries, entryName, readRepoSettings } from "./repo-settings";
@@ -46,9 +47,21 @@ export function projectsOf(
         if (p.network === "none" && own !== undefined && ((own.presets ?? []).length > 0 || (own.domains ?? []).length > 0 || (own.cidrs ?? []).length > 0)) {
             issues.push({ path: keyPath(["projects", i, "allowlist"]), value: own, message: "must be empty when network is none (its worker reaches only what Claude Code itself needs)" });
         }
-        const clone = p.clone !== undefined ? expandHome(p.clone, host.home).replace(/(.)\/+$/, "$1") : undefined;
+        const folder = (x: string | undefined) => (x !== undefined ? expandHome(x, host.home).replace(/(.)\/+$/, "$1") : undefined);
+        let clone = folder(p.clone);
+        let mount = folder(p.mount);
+        if (clone !== undefined && mount !== undefined) {
+            issues.push({ path: keyPath(["projects", i, "mount"]), value: p.mount, message: "cannot be given with clone: a project's code comes one way, shared (mount) or cloned (clone)" });
+        } else if (mount !== undefined) {
+            mountIssues(raw, i, p.mount!, mount, host).forEach((x) => issues.push(x));
+        }
         // The repository's own settings narrow what the stack config gives (src/config/repo-settings.ts).
-        const narrowed = clone !== undefined ? readRepoSettings(clone, host, issues) : undefined;
+        const narrowed = clone !== undefined || mount !== undefined ? readRepoSettings((clone ?? mount)!, host, issues) : undefined;
+        if (mount !== undefined && clone === undefined && narrowed?.cloneOnly === true) {
+            // The repository asks never to be shared: the worker gets a clone of it instead.
+            clone = mount;
+            mount = undefined;
+        }
         // The stack config's network over the repository's over the default.
         let network = p.network ?? narrowed?.network ?? "allowlist";
         const alAt = ["projects", i, "allowlist"];
@@ -73,7 +86,7 @@ export function projectsOf(
             ...(p.setup !== undefined ? { setup: p.setup } : {}),
             ...(p.cleanup !== undefined ? { cleanup: p.cleanup } : {}),
             network,
-            ...(clone !== undefined ? { clone } : {}),
+            ...(clone !== undefined ? { clone } : mount !== undefined ? { mount } : {}),
             ...(narrowed !== undefined ? { narrowedBy: narrowed.file } : {}),
             // The stack's true over the repository's false over the default, false.
             containers: p.containers === true && narrowed?.noContainers !== true,
@@ -85,15 +98,62 @@ export function projectsOf(
     return out;
 }
 
+/** The virtiofs tag of a project's share: what the guest mounts it by. */
+export const projectMountTag = (name: string): string => `p-${name}`;
+
+const inside = (a: string, b: string) => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
+
+/**
+ * A project's shared folder is added to the running VM (libvirt's virtiofs, which alone can be
+ * added live), and shares no file with the stack's shares or another project's folder: what one
+ * user may write, another must not reach through a second share.
+ */
+function mountIssues(raw: RawConfig, i: number, given: string, mount: string, host: HostContext): ConfigIssue[] {
+    const at = keyPath(["projects", i, "mount"]);
+    const out: ConfigIssue[] = [];
+    const hypervisor = raw.hypervisor ?? defaults.hypervisor;
+    if (hypervisor !== "libvirt") {
+        out.push({ path: at, value: given, message: "is available with hypervisor libvirt only (Multipass: give the project its code with clone)" });
+    } else if ((raw.libvirt?.filesystem ?? defaults.libvirt.filesystem) !== "virtiofs") {
+        out.push({ path: at, value: given, message: "needs libvirt.filesystem virtiofs: a 9p share cannot be added to a running VM" });
+    } else if (!/^qemu:\/\/\/|^qemu\+unix:/.test(raw.libvirt?.uri ?? defaults.libvirt.uri)) {
+        out.push({ path: at, value: given, message: "is available with a libvirt on this machine only: the folder's .cc-sandbox.yaml is read here (a remote host's project: use clone)" });
+    }
+    if (mount === "/" || mount === host.home) out.push({ path: at, value: given, message: "must be a folder of the project's own, not / or your home" });
+    const others: { label: string; folder: string }[] = [
+        ...mountsOf(raw, host).map((m, j) => ({ label: `mounts[${j}].host`, folder: m.host })),
+        ...(raw.projects ?? []).flatMap((q, j) =>
+            j === i
+                ? []
+                : [q.mount !== undefined ? { label: `projects[${j}].mount`, folder: q.mount } : undefined, q.clone !== undefined ? { label: `projects[${j}].clone`, folder: q.clone } : undefined]
+                      .filter((x): x is { label: string; folder: string } => x !== undefined)
+                      .map((x) => ({ ...x, folder: expandHome(x.folder, host.home).replace(/(.)\/+$/, "$1") })),
+        ),
+    ];
+    for (const o of others) {
+        if (inside(mount, o.folder) || inside(o.folder, mount)) {
+            out.push({ path: at, value: given, message: `overlaps ${o.label} (${o.folder}): a project's shared folder must hold no file another share or project reaches` });
+        }
+    }
+    return out;
+}
+
 /**
  * What `cc-sandbox-project add NAME UID -` reads on stdin: each hook base64-encoded on a line of its
  * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way,
- * `clone yes` when the worker's code comes from the host (the host's path stays on the host), and
- * `containers yes` when the worker may run rootless containers.
+ * `clone yes` when the worker's code comes from the host (the host's path stays on the host),
+ * `mount TAG` when it is a host folder shared into the VM under that tag, and `containers yes` when
+ * the worker may run rootless containers.
  */
 export function projectSpec(p: Partial<Project>): string {
     const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
-    return line("setup", p.setup) + line("cleanup", p.cleanup) + (p.clone !== undefined ? "clone yes\n" : "") + (p.containers === true ? "containers yes\n" : "");
+    return (
+        line("setup", p.setup) +
+        line("cleanup", p.cleanup) +
+        (p.clone !== undefined ? "clone yes\n" : "") +
+        (p.mount !== undefined && p.name !== undefined ? `mount ${projectMountTag(p.name)}\n` : "") +
+        (p.containers === true ? "containers yes\n" : "")
+    );
 }
 
 /**

@@ -1,12 +1,13 @@
 /**
  * A project's repository may say what it needs less of: `.cc-sandbox.yaml` at the top of the
- * repository a project clones, read on this machine when the program runs. It may only narrow
+ * repository a project clones or the folder it shares, read on this machine when the program runs
+ * (a shared folder's file is the worker's to write: it can only narrow the worker's own project). It may only narrow
  * what the stack gives the project; anything else in it is refused, naming the file, key and value.
  *
  *     network: none                  # only what Claude Code itself needs
  *     allowlist:
  *       drop: [registry.npmjs.org]   # entries of the project's allowlist (the stack's and its own) it does without
- *     handover: clone                # never handed over any other way than by clone
+ *     handover: clone                # never shared (mount): the worker gets a clone
  *     containers: false              # no containers, even where the stack gives the project them
  *
  * Precedence: the stack config over the repository's file over the defaults. What the stack sets
@@ -26,6 +27,8 @@ export interface RepoSettings {
     readonly network?: "none";
     /** `containers: false`: the project gets no containers whatever the stack says. */
     readonly noContainers?: true;
+    /** `handover: clone`: the project's code is never shared, only cloned. */
+    readonly cloneOnly?: true;
     /** Allowlist entries as written: `name`, `*.name` or a CIDR. */
     readonly drop: readonly string[];
 }
@@ -103,7 +106,7 @@ export function readRepoSettings(repository: string, host: HostContext, issues: 
         }
     }
     if (issues.length > before) return undefined;
-    return { file, ...(d.network === "none" ? { network: "none" as const } : {}), ...(d.containers === false ? { noContainers: true as const } : {}), drop };
+    return { file, ...(d.network === "none" ? { network: "none" as const } : {}), ...(d.containers === false ? { noContainers: true as const } : {}), ...(d.handover === "clone" ? { cloneOnly: true as const } : {}), drop };
 }
 
 /** How an entry is written: `name`, `*.name`, or its CIDR. */

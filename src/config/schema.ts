@@ -379,6 +379,7 @@ export const configSchema = {
                     secrets: secretsSchema("Secret files for this project's secrets owner, by name (pulumi config set --secret --path 'cc-sandbox:projects[N].secrets.NAME')"),
                     containers: bool("Rootless Podman for this project's worker: its containers run as the worker's own uid, with no_new_privs, under this project's egress (default false)"),
                     clone: str("host-path", "A git repository on this machine, cloned once into the worker's ~/code with its submodules and uncommitted changes (npm run project -- sync brings the work back as a branch)"),
+                    mount: str("host-path", "A folder on this machine shared read-write into the worker's ~/code, added to the running VM (libvirt with virtiofs); not with clone"),
                 },
             },
         },

@@ -130,6 +130,11 @@ export interface Project {
     readonly allowlist: { readonly domains: readonly AllowedDomain[]; readonly cidrs: readonly AllowedCidr[] };
     /** The repository on the machine running the program that the worker gets a clone of (absolute). */
     readonly clone?: string;
+    /**
+     * A folder on the libvirt host shared read-write into the worker's ~/code (virtiofs, added to
+     * the running VM under projectMountTag). Never given with clone.
+     */
+    readonly mount?: string;
     /** The repository's settings file that narrowed the project (src/config/repo-settings.ts). */
     readonly narrowedBy?: string;
     /** Rootless Podman for the worker: its containers run as its uid, under its egress. */

@@ -180,7 +180,12 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
  * Host folders the config shares that do not exist on this host: known before anything is created
  * (Multipass refuses the mount only after the VM is up). A remote libvirt host's folders are its own.
  */
-export function missingHostFolders(c: SandboxConfig, isDirectory: (p: string) => boolean, exists: (p: string) => boolean = fs.existsSync): ConfigIssue[] {
+export function missingHostFolders(
+    c: SandboxConfig,
+    isDirectory: (p: string) => boolean,
+    exists: (p: string) => boolean = fs.existsSync,
+    realpath: (p: string) => string = (p) => fs.realpathSync(p),
+): ConfigIssue[] {
     // A project's repository is read here, by the program, whichever host runs the VM; from its top
     // (where its .cc-sandbox.yaml is).
     const clones = c.projects.flatMap((p, i) =>
@@ -193,10 +198,22 @@ export function missingHostFolders(c: SandboxConfig, isDirectory: (p: string) =>
                 : [],
     );
     if (c.hypervisor === "libvirt" && !/^qemu:\/\/\/|^qemu\+unix:/.test(c.libvirt.uri)) return clones;
+    // A project's shared folder is named by its own path: not through a link, which whoever can
+    // write where it lies could point elsewhere (a link in another share, to ~/.ssh).
+    const projectMounts = c.projects.flatMap((p, i) =>
+        p.mount === undefined
+            ? []
+            : !isDirectory(p.mount)
+              ? [{ path: keyPath(["projects", i, "mount"]), value: p.mount, message: "is not a folder on this host: create it first" }]
+              : realpath(p.mount) !== p.mount
+                ? [{ path: keyPath(["projects", i, "mount"]), value: p.mount, message: `goes through a symbolic link (it is ${realpath(p.mount)}): name the folder itself` }]
+                : [],
+    );
     return [
         ...c.mounts.flatMap((m, i) =>
             isDirectory(m.host) ? [] : [{ path: keyPath(["mounts", i, "host"]), value: m.host, message: "is not a folder on this host: create it first" }],
         ),
         ...clones,
+        ...projectMounts,
     ];
 }

@@ -365,6 +365,8 @@ function main(step) {
             // Runs plan.command in the guest with this step's stdin (used to push an allowlist).
             const plan = planFor(step);
             const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
+            // A project's shared folder is in the VM before its worker is added (who mounts it).
+            if (plan.share) must(plan.share.attach, { timeoutMs: queryTimeoutMs });
             const r = guest(plan, s.ip, plan.command, { input: stdin(), timeoutMs: 5 * 60_000 });
             process.stdout.write(r.stdout);
             // What the guest printed (a project's hooks print there) reaches the user's terminal.
@@ -393,12 +395,16 @@ function main(step) {
             const s = status(plan);
             if (s.state !== "running" || !s.ip) {
                 log(`${plan.name} is ${s.state}; nothing to undo in it`);
+                // A stopped VM's definition still holds the share: taken out of it (share.sh does nothing for a VM that is gone).
+                if (plan.share && s.state !== "absent") must(plan.share.detach, { timeoutMs: queryTimeoutMs });
                 break;
             }
             if (plan.handover) saveWork(plan, s.ip, plan.handover);
             const r = guest(plan, s.ip, undo, { timeoutMs: 5 * 60_000 });
             process.stderr.write(printable(r.stderr));
             if (r.code !== 0) throw new Error(`${undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);
+            // The worker is gone and the guest has unmounted its share: now the device goes.
+            if (plan.share) must(plan.share.detach, { timeoutMs: 2 * queryTimeoutMs });
             break;
         }
         case "mount": {

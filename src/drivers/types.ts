@@ -1,5 +1,5 @@
 /** What a driver gives the component: argument lists for the runner (src/drivers/runner.js). */
-import { Mount, SandboxConfig } from "../config/types";
+import { Mount, Project, SandboxConfig } from "../config/types";
 
 export interface VmPlan {
     readonly name: string;
@@ -90,6 +90,14 @@ export interface Driver {
     sshTarget(config: SandboxConfig): SshTarget;
     /** Mounts that are their own resources (Multipass); undefined where the VM definition carries them (libvirt). */
     mountPlan?(config: SandboxConfig, mount: Mount, host: HostIdentity): MountPlan;
+    /** A project's shared folder, added to the running VM before its worker is added and taken away after it goes (libvirt). */
+    projectShare?(config: SandboxConfig, project: Project): ShareSteps;
+}
+
+/** Host-side commands that add a project's share to the VM and take it away; each does nothing when already done. */
+export interface ShareSteps {
+    readonly attach: readonly string[];
+    readonly detach: readonly string[];
 }
 
 /**
@@ -116,6 +124,8 @@ export interface GuestStepPlan extends VmPlan {
      * `save` writes (the worker's work, a bundle) is fetched into the repository as `branch`.
      */
     readonly handover?: { readonly repository: string; readonly command: readonly string[]; readonly save: readonly string[]; readonly branch: string };
+    /** A project's shared folder: attached before `command` runs, detached after the undo. */
+    readonly share?: ShareSteps;
 }
 
 export interface StepPlans {

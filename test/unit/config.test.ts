@@ -196,6 +196,51 @@ describe("values", () => {
         expect(missingHostFolders(remote, () => false, () => true).map((i) => i.path)).toEqual(["cc-sandbox:projects[0].clone"]);
     });
 
+    test("a project's mount: a folder of its own shared into the running VM, libvirt with virtiofs on this machine only", () => {
+        const lv = (extra: object = {}, projects: object[] = [{ name: "web", mount: "~/work/web/" }]) => ({ hypervisor: "libvirt" as const, mounts: [{ host: "~/code", guest: "/home/agent/code" }], ...extra, projects });
+        const c = loadConfig("t", lv(), host);
+        expect(c.projects[0].mount).toBe(path.join(home, "work/web"));
+        expect(c.projects[0].clone).toBeUndefined();
+        // The guest is told the tag it mounts, never the host's path.
+        expect(projectSpec(c.projects[0])).toBe("mount p-web\n");
+        const refused: [object, string, RegExp][] = [
+            [{ ...lv(), hypervisor: "multipass" }, "projects[0].mount", /is available with hypervisor libvirt only/],
+            [lv({ libvirt: { filesystem: "9p" } }), "projects[0].mount", /needs libvirt\.filesystem virtiofs: a 9p share cannot be added to a running VM/],
+            [lv({ libvirt: { uri: "qemu+ssh://h/system" } }), "projects[0].mount", /with a libvirt on this machine only/],
+            [lv({}, [{ name: "web", mount: "~/work/web", clone: "~/work/web" }]), "projects[0].mount", /cannot be given with clone/],
+            [lv({}, [{ name: "web", mount: "~" }]), "projects[0].mount", /not \/ or your home/],
+            // No file reachable through two shares: inside the agent's, around it, or another project's.
+            [lv({}, [{ name: "web", mount: "~/code/web" }]), "projects[0].mount", /overlaps mounts\[0\]\.host/],
+            [lv({ mounts: [{ host: "~/work/code", guest: "/home/agent/code" }] }, [{ name: "web", mount: "~/work" }]), "projects[0].mount", /overlaps mounts\[0\]\.host/],
+            [lv({}, [{ name: "web", mount: "~/work" }, { name: "api", mount: "~/work/api" }]), "projects[1].mount", /overlaps projects\[0\]\.mount/],
+            [lv({}, [{ name: "web", clone: "~/work/web" }, { name: "api", mount: "~/work" }]), "projects[1].mount", /overlaps projects\[0\]\.clone/],
+        ];
+        for (const [raw, key, message] of refused) {
+            const line = errorOf(() => loadConfig("t", raw as never, host)).message.split("\n").find((l) => l.includes(`cc-sandbox:${key}: `));
+            expect({ raw, line }).toEqual({ raw, line: expect.stringMatching(message) });
+        }
+        // Named by itself: a folder that is not here, or reached through a link.
+        expect(missingHostFolders(c, (p) => p !== path.join(home, "work/web"), () => true, (p) => p)).toEqual([
+            { path: "cc-sandbox:projects[0].mount", value: path.join(home, "work/web"), message: "is not a folder on this host: create it first" },
+        ]);
+        expect(missingHostFolders(c, () => true, () => true, () => path.join(home, ".ssh"))[0].message).toBe(`goes through a symbolic link (it is ${path.join(home, ".ssh")}): name the folder itself`);
+        expect(missingHostFolders(c, () => true, () => true, (p) => p)).toEqual([]);
+        // Its .cc-sandbox.yaml narrows it like a clone's; handover: clone makes it a clone of the folder.
+        const folder = path.join(home, "work/web");
+        fs.mkdirSync(folder, { recursive: true });
+        try {
+            fs.writeFileSync(path.join(folder, ".cc-sandbox.yaml"), "network: none\n");
+            expect(loadConfig("t", lv(), host).projects[0]).toMatchObject({ network: "none", mount: folder });
+            fs.writeFileSync(path.join(folder, ".cc-sandbox.yaml"), "handover: clone\n");
+            const cloned = loadConfig("t", lv(), host).projects[0];
+            expect(cloned).toMatchObject({ clone: folder, narrowedBy: path.join(folder, ".cc-sandbox.yaml") });
+            expect(cloned.mount).toBeUndefined();
+            expect(projectSpec(cloned)).toBe("clone yes\n");
+        } finally {
+            fs.rmSync(path.join(home, "work"), { recursive: true, force: true });
+        }
+    });
+
     describe("a repository's .cc-sandbox.yaml narrows its project, never widens it", () => {
         const repo = path.join(home, "code", "narrow");
         const settings = (text: string) => {

@@ -2,9 +2,11 @@
  * Driver argument lists and CLI parsing. The lifecycle runner against a Multipass that behaves as
  * Multipass does: test/unit/multipass.test.ts.
  */
+import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as path from "path";
 import { loadConfig } from "../../src/config/load";
-import { jumpHost, libvirtDriver, virtInstallArgs } from "../../src/drivers/libvirt";
+import { jumpHost, libvirtDriver, projectShare, virtInstallArgs } from "../../src/drivers/libvirt";
 import { ubuntuCloudImageKeys } from "../../src/drivers/libvirt/cloud-image-keys";
 import { launchArgs, multipass } from "../../src/drivers/multipass";
 import { sshArgv, sshConfigBlock } from "../../src/drivers/ssh";
@@ -81,6 +83,71 @@ describe("argument lists", () => {
         expect(args).not.toContain("--memorybacking");
         const vf = virtInstallArgs(loadConfig("bob", { hypervisor: "libvirt" }, host));
         expect(vf).toEqual(expect.arrayContaining(["--memorybacking", "source.type=memfd,access.mode=shared"]));
+    });
+
+    test("libvirt: a project's share is attached to the running domain and its definition once, and detached once the guest lets go", () => {
+        // A virsh that keeps a live and a persistent definition as files, and logs each change.
+        const dir = fs.mkdtempSync(path.join(home, "fake-virsh-"));
+        const log = path.join(dir, "log");
+        fs.writeFileSync(
+            path.join(dir, "virsh"),
+            `#!/bin/bash
+d=${dir}; args=("$@"); while [[ \${args[0]} == --* ]]; do [[ \${args[0]} == --connect ]] && args=("\${args[@]:1}"); args=("\${args[@]:1}"); done
+cmd=\${args[0]}
+case $cmd in
+  domstate) cat $d/state ;;
+  dumpxml) if [[ " \${args[*]} " == *" --inactive "* ]]; then cat $d/inactive; else [[ $(cat $d/state) == running ]] && cat $d/live || cat $d/inactive; fi ;;
+  attach-device|detach-device)
+    xml=$(cat); echo "$cmd \${args[*]:1}" >>${log}; echo "$xml" >$d/xml
+    t=$(grep -o "<target dir='[^']*'/>" <<<"$xml"); grep -q "<source dir='" <<<"$xml" || exit 9
+    for f in \${args[*]:3}; do file=$d/\${f#--}; [[ $f == --config ]] && file=$d/inactive
+      if [[ $cmd == attach-device ]]; then echo "$t" >>$file; else grep -vF "$t" $file >$file.n || true; mv $file.n $file; fi
+    done ;;
+esac
+`,
+            { mode: 0o755 },
+        );
+        const set = (state: string, live: string, inactive: string) => {
+            fs.writeFileSync(path.join(dir, "state"), `${state}\n`);
+            fs.writeFileSync(path.join(dir, "live"), live);
+            fs.writeFileSync(path.join(dir, "inactive"), inactive);
+            fs.writeFileSync(log, "");
+        };
+        const c = loadConfig("bob", { hypervisor: "libvirt", projects: [{ name: "web", mount: "/srv/it's <web>" }] }, host);
+        const share = projectShare(c, c.projects[0]);
+        const sh = (argv: readonly string[]) => spawnSync(argv[0], argv.slice(1), { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, encoding: "utf8" });
+        const calls = () => fs.readFileSync(log, "utf8").trim();
+        const tag = "<target dir='p-web'/>";
+
+        set("running", "", "");
+        expect(sh(share.attach).status).toBe(0);
+        expect(calls()).toBe("attach-device cc-bob /dev/stdin --config --live");
+        // Again: already there, nothing done.
+        fs.writeFileSync(log, "");
+        expect(sh(share.attach).status).toBe(0);
+        expect(calls()).toBe("");
+        // A stopped VM gets it in its definition only; a running one whose definition has it, live only.
+        set("shut off", "", "");
+        expect(sh(share.attach).status).toBe(0);
+        expect(calls()).toBe("attach-device cc-bob /dev/stdin --config");
+        set("running", "", `${tag}\n`);
+        expect(sh(share.attach).status).toBe(0);
+        expect(calls()).toBe("attach-device cc-bob /dev/stdin --live");
+
+        set("running", `${tag}\n`, `${tag}\n`);
+        expect(sh(share.detach).status).toBe(0);
+        expect(calls()).toBe("detach-device cc-bob /dev/stdin --config --live");
+        // The XML carries the path as text, whatever its characters.
+        expect(fs.readFileSync(path.join(dir, "xml"), "utf8")).toContain("<source dir='/srv/it&apos;s &lt;web&gt;'/><target dir='p-web'/>");
+        // Again, or a VM that holds no such device: nothing to do.
+        fs.writeFileSync(log, "");
+        expect(sh(share.detach).status).toBe(0);
+        expect(calls()).toBe("");
+        set("shut off", "", `${tag}\n`);
+        expect(sh(share.detach).status).toBe(0);
+        expect(calls()).toBe("detach-device cc-bob /dev/stdin --config");
+        // Not a project's tag: refused before virsh runs.
+        expect(sh([...share.attach.slice(0, 7), "../x", "/srv"]).status).toBe(2);
     });
 
     test("libvirt: firmware uefi boots the image's own loader through OVMF, and its variable store goes with the VM", () => {

@@ -202,6 +202,28 @@ describe("libvirt stack (bob)", () => {
         expect(plan.delete[1]).toEqual(["virsh", "--connect", "qemu:///system", "undefine", "cc-bob", "--remove-all-storage", "--nvram"]);
     });
 
+    test("a mount project: its folder is attached before its worker is added and detached after it goes, by the host's path alone", async () => {
+        const folder = path.join(home, "work-web");
+        fs.mkdirSync(folder, { recursive: true });
+        const withMount = (mount: string) => runProgram("bob", { ...stackConfig("bob"), "cc-sandbox:projects": [{ name: "web", mount }, { name: "api" }] });
+        const shared = await withMount("~/work-web");
+        const r = byName(shared, "-project-web");
+        // The guest learns the tag, never the host's path.
+        expect(r.inputs.stdin).toBe("mount p-web\n");
+        const share = JSON.parse(r.inputs.environment.CC_PLAN).share;
+        expect(share.attach.slice(0, 2)).toEqual(["bash", "-c"]);
+        expect(share.attach.slice(3)).toEqual(["share.sh", "attach", "qemu:///system", "cc-bob", "p-web", folder]);
+        expect(share.detach.slice(3)).toEqual(["share.sh", "detach", "qemu:///system", "cc-bob", "p-web", folder]);
+        expect(JSON.parse(byName(shared, "-project-api").inputs.environment.CC_PLAN).share).toBeUndefined();
+        expect((shared.outputs.projects as Record<string, { mount?: string }>).web.mount).toBe(folder);
+        // Another folder is another project (removed, then added); a project without one keeps the triggers it had.
+        fs.mkdirSync(path.join(home, "work-web2"), { recursive: true });
+        expect(byName(await withMount("~/work-web2"), "-project-web").inputs.triggers).not.toEqual(r.inputs.triggers);
+        expect(byName(shared, "-project-api").inputs.triggers).toHaveLength(1);
+        // The VM is the same one: shared memory is part of every virtiofs domain, shares or not.
+        expect(byName(shared, "-vm").inputs.triggers).toEqual(byName(run, "-vm").inputs.triggers);
+    });
+
     test("its ssh command pins a per-VM known_hosts file", () => {
         expect(run.outputs.sshCommand).toContain(`UserKnownHostsFile="${home}/.ssh/known_hosts.cc-sandbox.cc-bob"`);
         expect(run.outputs.hypervisor).toBe("libvirt");

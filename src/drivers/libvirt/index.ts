@@ -2,13 +2,15 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { SandboxConfig } from "../../config/types";
+import { projectMountTag } from "../../config/projects";
+import { Project, SandboxConfig } from "../../config/types";
 import { sshArgv } from "../ssh";
-import { Driver, SshTarget, VmPlan } from "../types";
+import { Driver, ShareSteps, SshTarget, VmPlan } from "../types";
 import { ubuntuCloudImageKeys } from "./cloud-image-keys";
 
 const fetchImageScript = fs.readFileSync(path.join(__dirname, "fetch-image.sh"), "utf8");
 const hostStorageScript = fs.readFileSync(path.join(__dirname, "host-storage.sh"), "utf8");
+const shareScript = fs.readFileSync(path.join(__dirname, "share.sh"), "utf8");
 
 const isUrl = (image: string) => /^https?:\/\//.test(image);
 const isFileUrl = (image: string) => image.startsWith("file://");
@@ -158,7 +160,9 @@ export function virtInstallArgs(c: SandboxConfig, opts: { shapeOnly?: boolean } 
         ...(opts.shapeOnly ? [] : ["--metadata", `description=${ownerMark(c)}`]),
         ...(lv.boot ? ["--boot", `kernel=${lv.boot.kernel},initrd=${lv.boot.initrd},kernel_args="${lv.boot.args}"`] : []),
         ...(lv.firmware === "uefi" ? ["--boot", "uefi"] : []),
-        ...(lv.filesystem === "virtiofs" && shares.length > 0 ? ["--memorybacking", "source.type=memfd,access.mode=shared"] : []),
+        // Shared memory whenever shares are virtiofs, even with none at first: a project's share is
+        // added to the running VM, and virtiofs needs it.
+        ...(lv.filesystem === "virtiofs" ? ["--memorybacking", "source.type=memfd,access.mode=shared"] : []),
         ...shares,
     ];
 }
@@ -170,9 +174,17 @@ const withOptions = (t: SshTarget, ...options: string[]): SshTarget => ({
     ...(t.jump ? { jump: { ...t.jump, options: [...t.jump.options, ...options] } } : {}),
 });
 
+/** A project's folder as a virtiofs device of the domain, live and in its definition (share.sh). */
+export function projectShare(c: SandboxConfig, p: Project): ShareSteps {
+    if (p.mount === undefined) throw new Error(`project ${p.name} shares no folder`);
+    const script = (action: string) => ["bash", "-c", shareScript, "share.sh", action, c.libvirt.uri, c.vm.name, projectMountTag(p.name), p.mount!];
+    return { attach: script("attach"), detach: script("detach") };
+}
+
 export function libvirtDriver(home: string): Driver {
     return {
         sshTarget: (c) => sshTarget(c, home),
+        projectShare,
         vmPlan(c: SandboxConfig, metaData: string): VmPlan {
             const virsh = ["virsh", "--connect", c.libvirt.uri];
             const seed = seedPath(c);
