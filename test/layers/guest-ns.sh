@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs COMMAND in a throw-away copy of this machine set up like a cc-sandbox guest after cloud-init:
 # a private mount namespace whose /etc, /home, /usr/local, /usr/bin (whose podman the guest makes
-# root's), /var, /root and /run are overlays on a tmpfs (nothing reaches the host's own files),
+# root's), /var, /root, /run and /srv are overlays on a tmpfs (nothing reaches the host's own files),
 # the rendered guest files from FILES installed, and the two users cloud-init creates: the admin
 # (ubuntu: groups sudo, adm, lxd; passwordless sudo) and the agent (agent, uid 1001, locked
 # password).
@@ -27,7 +27,7 @@ scratch=$CC_GUEST_NS_SCRATCH
 mount -t tmpfs -o mode=0755 cc-guest-ns "$scratch"
 # shellcheck source-path=SCRIPTDIR source=../guest-root.sh
 . "$(dirname "$0")/../guest-root.sh"
-overlays=(/etc /home /usr/local /usr/bin /var /root /run)
+overlays=(/etc /home /usr/local /usr/bin /var /root /run /srv)
 guest_overlays "$scratch" "${overlays[@]}"
 guest_users
 guest_files "$files" "${overlays[@]}" || exit 2
