@@ -498,6 +498,51 @@ step("4b. a project's containers: rootless Podman as its worker (its uid alone),
     expect((await inGuest("sudo cc-sandbox-project status", { admin: true })).stdout).toBe("ok      docs (cc-docs)\nok      web (cc-web)\n");
 });
 
+/** The host folder the "share" project shares (4c), writable by every uid as the guest shows it. */
+const shareFolder = () => path.join(world.dir, "share-folder");
+/** Which of the domain's definitions (live, persistent) hold the share project's virtiofs device. */
+const shareDevice = () =>
+    [world.virsh("dumpxml", vmName).stdout, world.virsh("dumpxml", "--inactive", vmName).stdout].map((xml) => (xml.includes("<target dir='p-share'/>") ? "attached" : "none")).join(" ");
+
+step("4c. a project's shared folder (mount) is added to the running VM in place: its worker's alone, both ways, its repository's git configuration pinned", async () => {
+    const folder = shareFolder();
+    fs.mkdirSync(folder, { mode: 0o777 });
+    fs.chmodSync(folder, 0o777);
+    fs.writeFileSync(path.join(folder, "from-host.txt"), "written on the host\n");
+    git(folder, "init", "-q", "-b", "main", "repo");
+    git(path.join(folder, "repo"), "-c", "user.name=dev", "-c", "user.email=dev@example.org", "commit", "-q", "--allow-empty", "-m", "first");
+    await world.shell(`chmod -R a+rwX ${shellQuote(folder)}`);
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[2].name", "share", "-s", "ci"]), "config set the share project");
+    ok(await world.pulumi(["config", "set", "--path", "cc-sandbox:projects[2].mount", folder, "-s", "ci"]), "config set its mount");
+    const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
+    const r = await timed("pulumi up (a mount project)", () => up("pulumi up (mount project)"));
+    expect(summary(r)).toMatch(/\+ 1 created/);
+    expect(summary(r)).not.toMatch(/replaced|deleted/);
+    expect((await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout).toBe(bootId);
+    // In the running domain and in its definition (for the next start).
+    expect(shareDevice()).toBe("attached attached");
+    // Both ways, through the worker's ~/code.
+    const both = await asWorker("share", "cat ~/code/from-host.txt && echo written by the worker > ~/code/from-worker.txt && readlink ~/code");
+    expect(both.stdout).toBe("written on the host\n/srv/cc-projects/share/code\n");
+    expect(fs.readFileSync(path.join(folder, "from-worker.txt"), "utf8")).toBe("written by the worker\n");
+    // Its repository: the worker commits, but plants nothing the host's git would run.
+    const repo = await asWorker("share", `cd ~/code/repo
+        try() { if sh -c "$2" >/dev/null 2>&1; then echo "$1=written"; else echo "$1=refused"; fi; }
+        try config 'git config core.fsmonitor "echo PLANTED >&2; false"'
+        try hook 'printf "#!/bin/sh\\necho PLANTED\\n" > .git/hooks/post-checkout'
+        try commit 'git -c user.name=w -c user.email=w@e commit -q --allow-empty -m "from the worker"'`);
+    expect(repo.stdout).toBe("config=refused\nhook=refused\ncommit=written\n");
+    expect(git(path.join(folder, "repo"), "log", "--format=%s")).toBe("from the worker\nfirst");
+    const hostStatus = await world.shell(`git -C ${shellQuote(path.join(folder, "repo"))} -c safe.directory='*' status --short`);
+    expect(hostStatus.stdout + hostStatus.stderr).not.toContain("PLANTED");
+    // Nobody else's: the agent, and the other projects' workers.
+    const denied = "cat /srv/cc-projects/share/code/from-host.txt 2>&1; ls /srv/cc-projects/share 2>&1; echo rc=$?";
+    for (const who of [() => inGuest(denied), () => asWorker("docs", denied), () => asWorker("web", denied)]) {
+        expect((await who()).stdout).toMatch(/Permission denied\n.*Permission denied\nrc=2\n$/s);
+    }
+    expect((await inGuest("sudo cc-sandbox-project status", { admin: true })).stdout).toBe("ok      docs (cc-docs)\nok      share (cc-share)\nok      web (cc-web)\n");
+});
+
 step("5. a second pulumi up with nothing changed changes nothing", async () => {
     const r = await timed("pulumi up (no change)", () => up("pulumi up (no change)", ["--expect-no-changes"]));
     expect(summary(r)).toMatch(/\d+ unchanged/);
@@ -543,6 +588,21 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
     // Its /var/tmp outlived the reboot, still its own (the instances' parents are made at boot).
     expect((await asWorker("web", "cat /var/tmp/web-private")).stdout).toBe("web-vartmp\n");
     expect((await inGuest("sudo cc-sandbox-project status", { admin: true })).stdout).toMatch(/^ok {6}web \(cc-web\)$/m);
+});
+
+step("6a. the shared folder is back after the reboot; removing its project in place detaches it and leaves the host's files", async () => {
+    expect((await asWorker("share", "cat ~/code/from-worker.txt")).stdout).toBe("written by the worker\n");
+    expect((await inGuest("sudo cc-sandbox-project status share", { admin: true })).stdout).toBe("ok      share (cc-share)\n");
+    const bootId = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
+    ok(await world.pulumi(["config", "rm", "--path", "cc-sandbox:projects[2]", "-s", "ci"]), "config rm the share project");
+    const r = await timed("pulumi up (the mount project removed)", () => up("pulumi up (mount project removed)"));
+    expect(summary(r)).toMatch(/- 1 deleted/);
+    expect(summary(r)).not.toMatch(/replaced|created/);
+    expect((await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout).toBe(bootId);
+    expect(shareDevice()).toBe("none none");
+    const left = await inGuest("ls -d /srv/cc-projects/share 2>&1; grep -c p-share /etc/fstab; getent passwd cc-share | wc -l", { admin: true });
+    expect(left.stdout).toMatch(/No such file or directory\n0\n0\n$/);
+    expect(fs.readdirSync(shareFolder()).sort()).toEqual(["from-host.txt", "from-worker.txt", "repo"]);
 });
 
 step("7. a VM deleted behind Pulumi's back is created again; then pulumi destroy leaves no domain, disk, seed, UEFI variable store, known_hosts or state", async () => {

@@ -183,7 +183,7 @@ export class World {
         if (isSymlink(imageLink)) this.previousImageLink = fs.readlinkSync(imageLink);
         fs.rmSync(imageLink, { force: true });
         fs.symlinkSync(this.imageDir, imageLink);
-        // QEMU (9p) runs as libvirt-qemu: it must reach and write the shared folder, as the agent must.
+        // The agent (uid 1001) writes the shared folder, which virtiofs shows with the host's owners.
         fs.chmodSync(this.home, 0o755);
         fs.mkdirSync(this.code, { mode: 0o777 });
         fs.chmodSync(this.code, 0o777);

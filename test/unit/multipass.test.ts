@@ -351,6 +351,46 @@ describe("guest commands", () => {
         expect(vm().exported).toBeUndefined();
     });
 
+    test("a project's shared folder: attached before its worker is added, detached only once the worker is removed", () => {
+        const log = path.join(home, "share.log");
+        const said = () => (fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n").join(" ") : "");
+        const share = (attachExit = 0) => ({ attach: ["sh", "-c", `echo attach >> ${log}; exit ${attachExit}`], detach: ["sh", "-c", `echo detach >> ${log}`] });
+        const tool = "/usr/local/sbin/cc-sandbox-project";
+        const add = { ...plan, command: ["sudo", tool, "add", "docs", "24102", "-"] };
+        const remove = { ...plan, undo: ["sudo", tool, "remove", "docs"] };
+        const reset = (vmState: object = {}) => {
+            fs.rmSync(log, { force: true });
+            setWorld({ instances: { "cc-fake": running(vmState) } });
+        };
+        reset();
+        expect(step("guest", { input: "mount p-docs\n", plan: { ...add, share: share() } }).code).toBe(0);
+        expect(said()).toBe("attach");
+        expect(calls().filter((l) => l.includes(" add docs")).length).toBeGreaterThan(0);
+        // A device that cannot be attached: the worker is not added.
+        reset();
+        const added = () => calls().filter((l) => l.includes(" add docs")).length;
+        const before = added();
+        const failed = step("guest", { input: "mount p-docs\n", plan: { ...add, share: share(3) } });
+        expect(failed.code).not.toBe(0);
+        expect(added()).toBe(before);
+        // Removed, then detached; a removal that fails leaves the device where the guest still uses it.
+        reset();
+        expect(step("guest-undo", { plan: { ...remove, share: share() } }).code).toBe(0);
+        expect(vm().removed).toEqual(["docs"]);
+        expect(said()).toBe("detach");
+        reset();
+        expect(step("guest-undo", { plan: { ...remove, undo: ["sudo", "false"], share: share() } }).code).not.toBe(0);
+        expect(said()).toBe("");
+        // A stopped VM: nothing to undo in it, but its definition loses the device; a VM that is gone, nothing.
+        reset({ state: "Stopped", ip: null });
+        expect(step("guest-undo", { plan: { ...remove, share: share() } }).code).toBe(0);
+        expect(said()).toBe("detach");
+        fs.rmSync(log, { force: true });
+        setWorld({ instances: {} });
+        expect(step("guest-undo", { plan: { ...remove, share: share() } }).code).toBe(0);
+        expect(said()).toBe("");
+    });
+
     test("keep (the VM's update) touches nothing and repeats the previous output", () => {
         setWorld({ instances: { "cc-fake": running() } });
         const previous = JSON.stringify({ name: "cc-fake", ip: "10.1.2.3" });
