@@ -50,6 +50,9 @@ async function main() {
   if (project !== undefined && !(outputs.projects && project in outputs.projects)) {
     throw new Error(`stack ${stack} has no project ${project} (its projects: ${Object.keys(outputs.projects ?? {}).join(', ') || 'none'})`)
   }
+  if (action === 'sync' && outputs.projects[project].mount) {
+    throw new Error(`project ${project} shares ${outputs.projects[project].mount} (projects[].mount): its work is already there, nothing to sync`)
+  }
   if (action === 'sync') return sync(adminSshCommand, project, outputs.projects[project].clone, argv.branch ?? `cc-sandbox/${project}`)
   const remote = ['sudo', '/usr/local/sbin/cc-sandbox-project', action, ...(project ? [project] : []), ...(rest.length ? ['--', ...rest] : [])]
   // adminSshCommand is already quoted for a shell; -t for a terminal, then the remote command as

@@ -15,7 +15,7 @@ const outputs = {
     adminSshCommand: "ssh -i '/home/dev/.ssh/id ed25519' -o IdentitiesOnly=yes ubuntu@10.0.0.5",
     projects: { web: { user: "cc-web", uid: 24102, enter: "...", clone: repo } },
 };
-const plain = { ...outputs, projects: { web: { user: "cc-web", uid: 24102, enter: "..." } } };
+const plain = { ...outputs, projects: { web: { user: "cc-web", uid: 24102, enter: "..." }, docs: { user: "cc-docs", uid: 20001, enter: "...", mount: "/home/dev/docs" } } };
 fs.writeFileSync(
     path.join(bin, "pulumi"),
     `#!/bin/sh\ncase "$*" in\n"stack output --json --stack dev") cat <<'JSON'\n${JSON.stringify(outputs)}\nJSON\n;;\n"stack output --json --stack plain") cat <<'JSON'\n${JSON.stringify(plain)}\nJSON\n;;\n*) echo "no stack: $*" >&2; exit 1;;\nesac\n`,
@@ -113,9 +113,10 @@ test("sync: the guest's export, over the admin's login with no terminal, becomes
     expect(fs.readdirSync(scratch)).toEqual([]);
 }, 60_000);
 
-test("sync: refused for a project with no clone, without --project, with a command; --branch only with sync", () => {
+test("sync: refused for a project with no clone or a shared folder, without --project, with a command; --branch only with sync", () => {
     const cases: [string[], RegExp][] = [
         [["sync", "--stack", "plain", "--project", "web"], /project web has no clone \(projects\[\]\.clone\)/],
+        [["sync", "--stack", "plain", "--project", "docs"], /project docs shares \/home\/dev\/docs \(projects\[\]\.mount\): its work is already there, nothing to sync/],
         [["sync", "--stack", "dev"], /sync needs --project P/],
         [["sync", "--stack", "dev", "--project", "web", "--", "ls"], /sync takes no command/],
         [["enter", "--stack", "dev", "--project", "web", "--branch", "x"], /--branch NAME goes with sync only/],
