@@ -4,6 +4,7 @@
  * cloud-init's two are 1000 and 1001). Two names that land on one uid are an issue naming the later.
  */
 import { createHash } from "crypto";
+import * as path from "path";
 import { resolveAllowlist, unionAllowlists } from "./allowlist";
 import { defaults } from "./defaults";
 import { expandHome, HostContext, mountsOf } from "./host";
@@ -48,19 +49,23 @@ export function projectsOf(
             issues.push({ path: keyPath(["projects", i, "allowlist"]), value: own, message: "must be empty when network is none (its worker reaches only what Claude Code itself needs)" });
         }
         const folder = (x: string | undefined) => (x !== undefined ? expandHome(x, host.home).replace(/(.)\/+$/, "$1") : undefined);
-        let clone = folder(p.clone);
-        let mount = folder(p.mount);
+        const clone = folder(p.clone);
+        const mount = folder(p.mount);
         if (clone !== undefined && mount !== undefined) {
             issues.push({ path: keyPath(["projects", i, "mount"]), value: p.mount, message: "cannot be given with clone: a project's code comes one way, shared (mount) or cloned (clone)" });
         } else if (mount !== undefined) {
             mountIssues(raw, i, p.mount!, mount, host).forEach((x) => issues.push(x));
         }
         // The repository's own settings narrow what the stack config gives (src/config/repo-settings.ts).
-        const narrowed = clone !== undefined || mount !== undefined ? readRepoSettings((clone ?? mount)!, host, issues) : undefined;
+        const narrowed = clone !== undefined || mount !== undefined ? readRepoSettings((clone ?? mount)!, issues) : undefined;
         if (mount !== undefined && clone === undefined && narrowed?.cloneOnly === true) {
-            // The repository asks never to be shared: the worker gets a clone of it instead.
-            clone = mount;
-            mount = undefined;
+            // Never made a clone of it here: the worker can write the folder's file, and packing a
+            // clone runs this machine's git in what the worker shaped. The stack config decides.
+            issues.push({
+                path: `${narrowed.file}: handover`,
+                value: "clone",
+                message: `asks never to be shared, and projects[${i}] shares it (mount): give the project clone in the stack config, or take the line out`,
+            });
         }
         // The stack config's network over the repository's over the default.
         let network = p.network ?? narrowed?.network ?? "allowlist";
@@ -120,6 +125,15 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
         out.push({ path: at, value: given, message: "is available with a libvirt on this machine only: the folder's .cc-sandbox.yaml is read here (a remote host's project: use clone)" });
     }
     if (mount === "/" || mount === host.home) out.push({ path: at, value: given, message: "must be a folder of the project's own, not / or your home" });
+    // What this machine runs or keeps secret: the worker would write it.
+    const own: { label: string; folder: string }[] = [
+        ...[".ssh", ".pulumi", ".config", ".gnupg", ".aws", ".kube", ".docker"].map((d) => ({ label: `~/${d}`, folder: path.join(host.home, d) })),
+        { label: "this program's folder", folder: path.resolve(__dirname, "..", "..") },
+        { label: "libvirt.storageDir (the VMs' disks)", folder: raw.libvirt?.storageDir ?? defaults.libvirt.storageDir },
+    ];
+    for (const o of own) {
+        if (inside(mount, o.folder) || inside(o.folder, mount)) out.push({ path: at, value: given, message: `overlaps ${o.label} (${o.folder}): the worker would write what this machine runs or keeps` });
+    }
     const others: { label: string; folder: string }[] = [
         ...mountsOf(raw, host).map((m, j) => ({ label: `mounts[${j}].host`, folder: m.host })),
         ...(raw.projects ?? []).flatMap((q, j) =>

@@ -16,7 +16,6 @@
 import * as fs from "fs";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
-import type { HostContext } from "./host";
 import { ConfigIssue, showValue } from "./issues";
 import { AllowedCidr, AllowedDomain } from "./types";
 
@@ -37,27 +36,46 @@ const widening = "may only narrow what the stack config gives the project";
 const maxBytes = 64 * 1024;
 
 /** The repository's settings, or undefined when it has none; each problem an issue naming the file and key. */
-export function readRepoSettings(repository: string, host: HostContext, issues: ConfigIssue[]): RepoSettings | undefined {
+export function readRepoSettings(repository: string, issues: ConfigIssue[]): RepoSettings | undefined {
     const file = path.join(repository, repoSettingsFile);
     let text: string;
+    // A file of the repository's own, read whole: not a link to one elsewhere (whose content an
+    // error would show), not a device or a pipe (which would hold the program up), not large. Opened
+    // once, without following a link and without waiting, and checked and read through that one
+    // descriptor: whoever writes the folder (a mount project's worker) cannot swap the file between
+    // the look and the read.
+    let fd: number;
     try {
-        // A file of the repository's own, read whole: not a link to one elsewhere (whose content an
-        // error would show), not a device, not large.
-        const st = fs.lstatSync(file);
+        fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+        if (code === "ELOOP") issues.push({ path: file, value: "a symbolic link", message: "must be a regular file of the repository" });
+        else issues.push({ path: file, value: code ?? String(e), message: "cannot be read" });
+        return undefined;
+    }
+    try {
+        const st = fs.fstatSync(fd);
         if (!st.isFile()) {
-            issues.push({ path: file, value: st.isSymbolicLink() ? "a symbolic link" : "not a regular file", message: "must be a regular file of the repository" });
+            issues.push({ path: file, value: "not a regular file", message: "must be a regular file of the repository" });
             return undefined;
         }
         if (st.size > maxBytes) {
             issues.push({ path: file, value: `${st.size} bytes`, message: `must be at most ${maxBytes} bytes` });
             return undefined;
         }
-        text = host.readFile(file);
+        const buf = Buffer.alloc(maxBytes + 1);
+        const n = fs.readSync(fd, buf, 0, buf.length, 0);
+        if (n > maxBytes) {
+            issues.push({ path: file, value: `over ${maxBytes} bytes`, message: `must be at most ${maxBytes} bytes` });
+            return undefined;
+        }
+        text = buf.subarray(0, n).toString("utf8");
     } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === "ENOENT" || code === "ENOTDIR") return undefined;
-        issues.push({ path: file, value: code ?? String(e), message: "cannot be read" });
+        issues.push({ path: file, value: (e as NodeJS.ErrnoException).code ?? String(e), message: "cannot be read" });
         return undefined;
+    } finally {
+        fs.closeSync(fd);
     }
     const at = (key: string) => `${file}: ${key}`;
     let doc: unknown;

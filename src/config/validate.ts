@@ -167,6 +167,16 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
             }
         });
     }
+    // A share mounted over the guest's own system, or where the projects' shared folders live
+    // (/srv/cc-projects, which root walks and writes in), would hand the agent what root trusts.
+    const system = ["/etc", "/usr", "/var", "/boot", "/proc", "/sys", "/dev", "/run", "/root", "/bin", "/sbin", "/lib", "/lib64", "/snap", "/srv/cc-projects"];
+    const under = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
+    mounts.forEach((m, i) => {
+        const guest = m.guest === "" ? "/" : m.guest;
+        if (["/", "/home", "/srv", "/tmp"].includes(guest) || system.some((d) => under(guest, d))) {
+            issues.push({ path: keyPath(["mounts", i, "guest"]), value: given[i].guest, message: "must be a folder of its own (such as /home/agent/code), not one of the guest's system folders or /srv/cc-projects" });
+        }
+    });
     const seen = new Map<string, number>();
     mounts.forEach((m, i) => {
         const j = seen.get(m.guest);
@@ -209,11 +219,42 @@ export function missingHostFolders(
                 ? [{ path: keyPath(["projects", i, "mount"]), value: p.mount, message: `goes through a symbolic link (it is ${realpath(p.mount)}): name the folder itself` }]
                 : [],
     );
+    // Folders compared as they are, links resolved: a project's folder shares no file with a stack
+    // share, a clone or another project's folder reached through a link.
+    const real = (p: string) => {
+        try {
+            return realpath(p);
+        } catch {
+            return p;
+        }
+    };
+    const inside = (a: string, b: string) => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
+    const overlap = (a: string, b: string) => inside(a, b) || inside(b, a);
+    const folders = [
+        ...c.mounts.map((m, j) => ({ label: `mounts[${j}].host`, written: m.host, project: -1 })),
+        ...c.projects.flatMap((p, j) => [
+            ...(p.clone !== undefined ? [{ label: `projects[${j}].clone`, written: p.clone, project: j }] : []),
+            ...(p.mount !== undefined ? [{ label: `projects[${j}].mount`, written: p.mount, project: j }] : []),
+        ]),
+    ].map((f) => ({ ...f, folder: real(f.written) }));
+    const overlaps = c.projects.flatMap((p, i) => {
+        if (p.mount === undefined || !isDirectory(p.mount)) return [];
+        const mine = real(p.mount);
+        return folders
+            // (what overlaps as written is already an issue of loading's)
+            .filter((o) => o.project !== i && overlap(mine, o.folder) && !overlap(p.mount!, o.written))
+            .map((o) => ({
+                path: keyPath(["projects", i, "mount"]),
+                value: p.mount,
+                message: `is ${mine}, which overlaps ${o.label} (${o.folder}): a project's shared folder must hold no file another share or project reaches`,
+            }));
+    });
     return [
         ...c.mounts.flatMap((m, i) =>
             isDirectory(m.host) ? [] : [{ path: keyPath(["mounts", i, "host"]), value: m.host, message: "is not a folder on this host: create it first" }],
         ),
         ...clones,
         ...projectMounts,
+        ...overlaps,
     ];
 }

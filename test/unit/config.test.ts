@@ -1,4 +1,4 @@
-import { execFile } from "child_process";
+import { execFile, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
@@ -225,17 +225,43 @@ describe("values", () => {
         ]);
         expect(missingHostFolders(c, () => true, () => true, () => path.join(home, ".ssh"))[0].message).toBe(`goes through a symbolic link (it is ${path.join(home, ".ssh")}): name the folder itself`);
         expect(missingHostFolders(c, () => true, () => true, (p) => p)).toEqual([]);
-        // Its .cc-sandbox.yaml narrows it like a clone's; handover: clone makes it a clone of the folder.
+        // A stack share that is a link to the project's folder: the same files, found by what links resolve to.
+        const linked = loadConfig("t", lv({ mounts: [{ host: "~/agentcode", guest: "/home/agent/code" }] }), host);
+        const resolve = (p: string) => (p === path.join(home, "agentcode") ? path.join(home, "work/web") : p);
+        expect(missingHostFolders(linked, () => true, () => true, resolve)).toEqual([
+            {
+                path: "cc-sandbox:projects[0].mount",
+                value: path.join(home, "work/web"),
+                message: `is ${path.join(home, "work/web")}, which overlaps mounts[0].host (${path.join(home, "work/web")}): a project's shared folder must hold no file another share or project reaches`,
+            },
+        ]);
+        // Nor may a stack share cover the guest's system, or where the projects' folders are mounted.
+        for (const guest of ["/srv/cc-projects", "/srv", "/etc/cron.d", "/usr/local/bin", "/srv/cc-projects/web/code"]) {
+            const line = errorOf(() => loadConfig("t", lv({ mounts: [{ host: "~/code", guest }] }, []), host)).message.split("\n").find((l) => l.includes("mounts[0].guest"));
+            expect({ guest, line }).toEqual({ guest, line: expect.stringContaining("must be a folder of its own") });
+        }
+        expect(loadConfig("t", lv({ mounts: [{ host: "~/code", guest: "/opt/code" }] }, []), host).mounts[0].guest).toBe("/opt/code");
+        // What this machine runs or keeps secret is no project's folder.
+        for (const [mount, what] of [
+            ["~/.ssh", "~/.ssh"],
+            ["~/.config/gh", "~/.config"],
+            [path.dirname(root), "this program's folder"],
+            ["/var/lib/libvirt", "libvirt.storageDir"],
+        ]) {
+            const line = errorOf(() => loadConfig("t", lv({}, [{ name: "web", mount }]), host)).message.split("\n").find((l) => l.includes("projects[0].mount: overlaps"));
+            expect({ mount, line }).toEqual({ mount, line: expect.stringContaining(`overlaps ${what}`) });
+        }
+        // Its .cc-sandbox.yaml narrows it like a clone's; handover: clone (which the worker may have
+        // written) never turns it into a clone here, whose packing would run git in the worker's folder.
         const folder = path.join(home, "work/web");
         fs.mkdirSync(folder, { recursive: true });
         try {
             fs.writeFileSync(path.join(folder, ".cc-sandbox.yaml"), "network: none\n");
             expect(loadConfig("t", lv(), host).projects[0]).toMatchObject({ network: "none", mount: folder });
             fs.writeFileSync(path.join(folder, ".cc-sandbox.yaml"), "handover: clone\n");
-            const cloned = loadConfig("t", lv(), host).projects[0];
-            expect(cloned).toMatchObject({ clone: folder, narrowedBy: path.join(folder, ".cc-sandbox.yaml") });
-            expect(cloned.mount).toBeUndefined();
-            expect(projectSpec(cloned)).toBe("clone yes\n");
+            expect(errorOf(() => loadConfig("t", lv(), host)).message).toContain(
+                `${path.join(folder, ".cc-sandbox.yaml")}: handover: asks never to be shared, and projects[0] shares it (mount): give the project clone in the stack config, or take the line out (got "clone")`,
+            );
         } finally {
             fs.rmSync(path.join(home, "work"), { recursive: true, force: true });
         }
@@ -331,6 +357,10 @@ describe("values", () => {
             let err = errorOf(() => project());
             expect(err.message).toContain(`${file}: must be a regular file of the repository (got "a symbolic link")`);
             expect(err.message).not.toContain("hunter2");
+            fs.rmSync(file);
+            // A pipe (which a worker writing a shared folder could leave): refused at once, not waited on.
+            expect(spawnSync("mkfifo", [file]).status).toBe(0);
+            expect(errorOf(() => project()).message).toContain(`${file}: must be a regular file of the repository (got "not a regular file")`);
             fs.rmSync(file);
             settings(`network: none\n${"#".repeat(70 * 1024)}\n`);
             err = errorOf(() => project());
