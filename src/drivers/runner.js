@@ -366,12 +366,20 @@ function main(step) {
             const plan = planFor(step);
             const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
             // A project's shared folder is in the VM before its worker is added (who mounts it).
-            if (plan.share) must(plan.share.attach, { timeoutMs: queryTimeoutMs });
+            const attached = plan.share ? /^attached$/m.test(must(plan.share.attach, { timeoutMs: queryTimeoutMs }).stdout) : false;
             const r = guest(plan, s.ip, plan.command, { input: stdin(), timeoutMs: 5 * 60_000 });
             process.stdout.write(r.stdout);
             // What the guest printed (a project's hooks print there) reaches the user's terminal.
             process.stderr.write(printable(r.stderr));
-            if (r.code !== 0) throw new Error(`${plan.command.join(" ")} failed in ${plan.name} (exit ${r.code})`);
+            if (r.code !== 0) {
+                // A worker that could not be added has let go of its share (add takes it back out):
+                // the device this run attached goes too, not left for another folder's add to meet.
+                if (attached && plan.share) {
+                    const d = run(plan.share.detach, { timeoutMs: 2 * queryTimeoutMs });
+                    if (d.code !== 0) log(`${named(plan.share.detach)} failed (exit ${d.code}): ${d.stderr.trim()} (the device stays)`);
+                }
+                throw new Error(`${plan.command.join(" ")} failed in ${plan.name} (exit ${r.code})`);
+            }
             // A project whose code is still to come: the repository, packed here, streamed in.
             if (plan.handover && /^import$/m.test(r.stdout)) {
                 const { command, repository } = plan.handover;

@@ -101,7 +101,7 @@ case $cmd in
     xml=$(cat); echo "$cmd \${args[*]:1}" >>${log}; echo "$xml" >$d/xml
     t=$(grep -o "<target dir='[^']*'/>" <<<"$xml"); grep -q "<source dir='" <<<"$xml" || exit 9
     for f in \${args[*]:3}; do file=$d/\${f#--}; [[ $f == --config ]] && file=$d/inactive
-      if [[ $cmd == attach-device ]]; then echo "$t" >>$file; else grep -vF "$t" $file >$file.n || true; mv $file.n $file; fi
+      if [[ $cmd == attach-device ]]; then echo "$xml" >>$file; else grep -vF "$t" $file >$file.n || true; mv $file.n $file; fi
     done ;;
 esac
 `,
@@ -117,10 +117,11 @@ esac
         const share = projectShare(c, c.projects[0]);
         const sh = (argv: readonly string[]) => spawnSync(argv[0], argv.slice(1), { env: { ...process.env, PATH: `${dir}:${process.env.PATH}` }, encoding: "utf8" });
         const calls = () => fs.readFileSync(log, "utf8").trim();
-        const tag = "<target dir='p-web'/>";
+        const tag = "<filesystem type='mount' accessmode='passthrough'><driver type='virtiofs'/><source dir='/srv/it&apos;s &lt;web&gt;'/><target dir='p-web'/></filesystem>";
 
         set("running", "", "");
-        expect(sh(share.attach).status).toBe(0);
+        const first = sh(share.attach);
+        expect({ status: first.status, stdout: first.stdout }).toEqual({ status: 0, stdout: "attached\n" });
         expect(calls()).toBe("attach-device cc-bob /dev/stdin --config --live");
         // Again: already there, nothing done.
         fs.writeFileSync(log, "");
@@ -133,6 +134,13 @@ esac
         set("running", "", `${tag}\n`);
         expect(sh(share.attach).status).toBe(0);
         expect(calls()).toBe("attach-device cc-bob /dev/stdin --live");
+        // The tag attached from another folder (a device a failed add left): refused, not taken for this one.
+        const stale = tag.replace("it&apos;s &lt;web&gt;", "old");
+        set("running", `${stale}\n`, `${stale}\n`);
+        const refused = sh(share.attach);
+        expect(refused.status).toBe(3);
+        expect(refused.stderr).toContain("p-web of cc-bob shares '/srv/old', not '/srv/it's <web>'");
+        expect(calls()).toBe("");
 
         set("running", `${tag}\n`, `${tag}\n`);
         expect(sh(share.detach).status).toBe(0);

@@ -354,7 +354,7 @@ describe("guest commands", () => {
     test("a project's shared folder: attached before its worker is added, detached only once the worker is removed", () => {
         const log = path.join(home, "share.log");
         const said = () => (fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n").join(" ") : "");
-        const share = (attachExit = 0) => ({ attach: ["sh", "-c", `echo attach >> ${log}; exit ${attachExit}`], detach: ["sh", "-c", `echo detach >> ${log}`] });
+        const share = (attachExit = 0, fresh = "") => ({ attach: ["sh", "-c", `echo attach >> ${log}; ${fresh ? "echo attached; " : ""}exit ${attachExit}`], detach: ["sh", "-c", `echo detach >> ${log}`] });
         const tool = "/usr/local/sbin/cc-sandbox-project";
         const add = { ...plan, command: ["sudo", tool, "add", "docs", "24102", "-"] };
         const remove = { ...plan, undo: ["sudo", tool, "remove", "docs"] };
@@ -373,6 +373,14 @@ describe("guest commands", () => {
         const failed = step("guest", { input: "mount p-docs\n", plan: { ...add, share: share(3) } });
         expect(failed.code).not.toBe(0);
         expect(added()).toBe(before);
+        // An add that fails: a device this run attached is taken away again; one that was there stays.
+        reset();
+        const broken = { ...add, command: ["sudo", "false"] };
+        expect(step("guest", { input: "", plan: { ...broken, share: share(0, "fresh") } }).code).not.toBe(0);
+        expect(said()).toBe("attach detach");
+        reset();
+        expect(step("guest", { input: "", plan: { ...broken, share: share() } }).code).not.toBe(0);
+        expect(said()).toBe("attach");
         // Removed, then detached; a removal that fails leaves the device where the guest still uses it.
         reset();
         expect(step("guest-undo", { plan: { ...remove, share: share() } }).code).toBe(0);
