@@ -16,16 +16,25 @@ const webSpec = projectSpec({ name: "web", mount: "/host/web" });
 const asWeb = "setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env --";
 const asApi = "setpriv --reuid=cc-api --regid=cc-api --init-groups --reset-env --";
 
-// The host attaching the device: what `mount POINT` (by its /etc/fstab line) finds under the tag.
+// The host attaching the device: what `mount POINT` (by its /etc/fstab line) finds under the tag,
+// the host's folder (a tmpfs of its own, kept across mounts as the host's folder is).
 const standInMount = `#!/bin/bash
 if [[ $# == 1 && $1 == /srv/cc-projects/*/code ]]; then
   tag=$(awk -v p="$1" '$2 == p { print $1 }' /etc/fstab)
   opts=$(awk -v p="$1" '$2 == p { print $4 }' /etc/fstab)
   [[ -n $tag && -e /run/attached-$tag ]] || { echo "mount: $tag: no such device" >&2; exit 32; }
-  exec /usr/bin/mount -t tmpfs -o "\${opts%,nofail},mode=0777" "$tag" "$1"
+  host=/run/host-$tag
+  mountpoint -q $host || { mkdir -p $host && /usr/bin/mount -t tmpfs -o mode=0777 "$tag" $host; }
+  /usr/bin/mount --bind $host "$1" && exec /usr/bin/mount -o "remount,bind,\${opts%,nofail}" "$1"
 fi
 exec /usr/bin/mount "$@"
 `;
+// Added again right after a removal, its repository already there: its setup hook tries it.
+const readdSpec = projectSpec({
+    name: "web",
+    mount: "/host/web",
+    setup: "cd ~/code/repo && if git config core.fsmonitor planted 2>/dev/null; then echo written; else echo refused; fi > ~/hook.out",
+});
 
 let out = "";
 const result = (name: string) => tryResult(out, name);
@@ -74,6 +83,10 @@ ${standInMount}STANDIN
         try refuse-bad-tag '${tool} add api ${api} - <<< "mount ../etc"'
         try remove '${tool} remove web'
         try after 'ls -d /srv/cc-projects/web /home/cc-web 2>&1; grep -c p-web /etc/fstab; findmnt -n /srv/cc-projects/web/code | wc -l'
+        try host-kept 'ls /run/host-p-web'
+        # At once again (the removal held the path back from the watcher for 2 minutes): pinned before setup.
+        try readd '${tool} add web ${web} - <<< "${readdSpec}" 2>/dev/null && cat /home/cc-web/hook.out'
+        ${tool} remove web >/dev/null 2>&1
         # A new project whose device never comes: add fails and leaves no worker, no fstab line.
         rm /run/attached-p-web
         try never '${tool} add web ${web} - <<< "${webSpec}"'
@@ -128,6 +141,9 @@ test("add refuses another project's tag, a tag that is none, and a folder both s
 test("remove unmounts the folder and leaves no trace of it; a share that never comes takes the new worker back out", () => {
     expect(result("remove").rc).toBe(0);
     expect(result("after").out).toMatch(/No such file or directory.*No such file or directory.* 0 0 $/);
+    expect(result("host-kept").out).toBe("notes repo ");
+    // Added again at once: its repository pinned before its setup hook ran.
+    expect(result("readd")).toEqual({ rc: 0, out: "refused " });
     expect(result("never").rc).toBe(1);
     expect(result("never").out).toContain("p-web did not mount at /srv/cc-projects/web/code");
     expect(result("never-left").out).toBe("0 0 ");
