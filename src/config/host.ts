@@ -15,6 +15,11 @@ export interface HostContext {
     readonly platform?: string;
 }
 
+/** Path A is B or lies under it (both absolute and normalized). */
+export const pathInside = (a: string, b: string): boolean => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
+/** One of the two paths is the other or lies under it. */
+export const pathsOverlap = (a: string, b: string): boolean => pathInside(a, b) || pathInside(b, a);
+
 export function expandHome(p: string, home: string): string {
     if (p === "~") return home;
     if (p.startsWith("~/")) return path.join(home, p.slice(2));

@@ -7,7 +7,7 @@ import { createHash } from "crypto";
 import * as path from "path";
 import { resolveAllowlist, unionAllowlists } from "./allowlist";
 import { defaults } from "./defaults";
-import { expandHome, HostContext, mountsOf } from "./host";
+import { expandHome, HostContext, mountsOf, pathsOverlap } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
 import { dropEntries, entryName, readRepoSettings } from "./repo-settings";
@@ -106,8 +106,6 @@ export function projectsOf(
 /** The virtiofs tag of a project's share: what the guest mounts it by. */
 export const projectMountTag = (name: string): string => `p-${name}`;
 
-const inside = (a: string, b: string) => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
-
 /**
  * A project's shared folder is added to the running VM (libvirt's virtiofs, which alone can be
  * added live), and shares no file with the stack's shares or another project's folder: what one
@@ -132,7 +130,7 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
         { label: "libvirt.storageDir (the VMs' disks)", folder: raw.libvirt?.storageDir ?? defaults.libvirt.storageDir },
     ];
     for (const o of own) {
-        if (inside(mount, o.folder) || inside(o.folder, mount)) out.push({ path: at, value: given, message: `overlaps ${o.label} (${o.folder}): the worker would write what this machine runs or keeps` });
+        if (pathsOverlap(mount, o.folder)) out.push({ path: at, value: given, message: `overlaps ${o.label} (${o.folder}): the worker would write what this machine runs or keeps` });
     }
     const others: { label: string; folder: string }[] = [
         ...mountsOf(raw, host).map((m, j) => ({ label: `mounts[${j}].host`, folder: m.host })),
@@ -145,7 +143,7 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
         ),
     ];
     for (const o of others) {
-        if (inside(mount, o.folder) || inside(o.folder, mount)) {
+        if (pathsOverlap(mount, o.folder)) {
             out.push({ path: at, value: given, message: `overlaps ${o.label} (${o.folder}): a project's shared folder must hold no file another share or project reaches` });
         }
     }

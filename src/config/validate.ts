@@ -6,7 +6,7 @@ import * as path from "path";
  */
 import Ajv, { ErrorObject } from "ajv";
 import { defaults, sizeMiB } from "./defaults";
-import { HostContext, mountsOf, rawMounts, snapCannotRead } from "./host";
+import { HostContext, mountsOf, pathInside, pathsOverlap, rawMounts, snapCannotRead } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import { configSchema, formats, RawConfig } from "./schema";
 import { Raw } from "./sources";
@@ -170,10 +170,9 @@ export function crossFieldIssues(raw: RawConfig, host: HostContext): ConfigIssue
     // A share mounted over the guest's own system, or where the projects' shared folders live
     // (/srv/cc-projects, which root walks and writes in), would hand the agent what root trusts.
     const system = ["/etc", "/usr", "/var", "/boot", "/proc", "/sys", "/dev", "/run", "/root", "/bin", "/sbin", "/lib", "/lib64", "/snap", "/srv/cc-projects"];
-    const under = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
     mounts.forEach((m, i) => {
         const guest = m.guest === "" ? "/" : m.guest;
-        if (["/", "/home", "/srv", "/tmp"].includes(guest) || system.some((d) => under(guest, d))) {
+        if (["/", "/home", "/srv", "/tmp"].includes(guest) || system.some((d) => pathInside(guest, d))) {
             issues.push({ path: keyPath(["mounts", i, "guest"]), value: given[i].guest, message: "must be a folder of its own (such as /home/agent/code), not one of the guest's system folders or /srv/cc-projects" });
         }
     });
@@ -228,8 +227,6 @@ export function missingHostFolders(
             return p;
         }
     };
-    const inside = (a: string, b: string) => a === b || a.startsWith(b.endsWith("/") ? b : `${b}/`);
-    const overlap = (a: string, b: string) => inside(a, b) || inside(b, a);
     const folders = [
         ...c.mounts.map((m, j) => ({ label: `mounts[${j}].host`, written: m.host, project: -1 })),
         ...c.projects.flatMap((p, j) => [
@@ -242,7 +239,7 @@ export function missingHostFolders(
         const mine = real(p.mount);
         return folders
             // (what overlaps as written is already an issue of loading's)
-            .filter((o) => o.project !== i && overlap(mine, o.folder) && !overlap(p.mount!, o.written))
+            .filter((o) => o.project !== i && pathsOverlap(mine, o.folder) && !pathsOverlap(p.mount!, o.written))
             .map((o) => ({
                 path: keyPath(["projects", i, "mount"]),
                 value: p.mount,
