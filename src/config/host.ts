@@ -20,6 +20,12 @@ export const pathInside = (a: string, b: string): boolean => a === b || a.starts
 /** One of the two paths is the other or lies under it. */
 export const pathsOverlap = (a: string, b: string): boolean => pathInside(a, b) || pathInside(b, a);
 
+/** A libvirt URI of this machine's own libvirt (not one reached over a network). */
+export const isLocalLibvirt = (uri: string): boolean => /^qemu:\/\/\/|^qemu\+unix:/.test(uri);
+
+/** A host folder as given (absolute or ~/), ~ expanded, normalized, without a trailing slash. */
+export const hostFolder = (p: string, home: string): string => expandHome(p, home).replace(/(.)\/+$/, "$1");
+
 export function expandHome(p: string, home: string): string {
     if (p === "~") return home;
     if (p.startsWith("~/")) return path.join(home, p.slice(2));
@@ -33,7 +39,7 @@ export function rawMounts(raw: RawConfig): readonly { host: string; guest: strin
 
 export function mountsOf(raw: RawConfig, host: HostContext): Mount[] {
     return rawMounts(raw).map((m, i) => ({
-        host: expandHome(m.host, host.home).replace(/(.)\/+$/, "$1"),
+        host: hostFolder(m.host, host.home),
         guest: m.guest.replace(/\/+$/, ""),
         readOnly: m.readOnly ?? false,
         tag: `m${i}-${path.posix.basename(m.guest).replace(/[^a-z0-9]/gi, "").toLowerCase()}`.slice(0, 31),

@@ -7,7 +7,7 @@ import { createHash } from "crypto";
 import * as path from "path";
 import { resolveAllowlist, unionAllowlists } from "./allowlist";
 import { defaults } from "./defaults";
-import { expandHome, HostContext, mountsOf, pathsOverlap } from "./host";
+import { HostContext, hostFolder, isLocalLibvirt, mountsOf, pathsOverlap } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
 import { dropEntries, entryName, readRepoSettings } from "./repo-settings";
@@ -48,7 +48,7 @@ export function projectsOf(
         if (p.network === "none" && own !== undefined && ((own.presets ?? []).length > 0 || (own.domains ?? []).length > 0 || (own.cidrs ?? []).length > 0)) {
             issues.push({ path: keyPath(["projects", i, "allowlist"]), value: own, message: "must be empty when network is none (its worker reaches only what Claude Code itself needs)" });
         }
-        const folder = (x: string | undefined) => (x !== undefined ? expandHome(x, host.home).replace(/(.)\/+$/, "$1") : undefined);
+        const folder = (x: string | undefined) => (x !== undefined ? hostFolder(x, host.home) : undefined);
         const clone = folder(p.clone);
         const mount = folder(p.mount);
         if (clone !== undefined && mount !== undefined) {
@@ -119,7 +119,7 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
         out.push({ path: at, value: given, message: "is available with hypervisor libvirt only (Multipass: give the project its code with clone)" });
     } else if ((raw.libvirt?.filesystem ?? defaults.libvirt.filesystem) !== "virtiofs") {
         out.push({ path: at, value: given, message: "needs libvirt.filesystem virtiofs: a 9p share cannot be added to a running VM" });
-    } else if (!/^qemu:\/\/\/|^qemu\+unix:/.test(raw.libvirt?.uri ?? defaults.libvirt.uri)) {
+    } else if (!isLocalLibvirt(raw.libvirt?.uri ?? defaults.libvirt.uri)) {
         out.push({ path: at, value: given, message: "is available with a libvirt on this machine only: the folder's .cc-sandbox.yaml is read here (a remote host's project: use clone)" });
     }
     if (mount === "/" || mount === host.home) out.push({ path: at, value: given, message: "must be a folder of the project's own, not / or your home" });
@@ -139,7 +139,7 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
                 ? []
                 : [q.mount !== undefined ? { label: `projects[${j}].mount`, folder: q.mount } : undefined, q.clone !== undefined ? { label: `projects[${j}].clone`, folder: q.clone } : undefined]
                       .filter((x): x is { label: string; folder: string } => x !== undefined)
-                      .map((x) => ({ ...x, folder: expandHome(x.folder, host.home).replace(/(.)\/+$/, "$1") })),
+                      .map((x) => ({ ...x, folder: hostFolder(x.folder, host.home) })),
         ),
     ];
     for (const o of others) {

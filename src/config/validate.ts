@@ -6,7 +6,7 @@ import * as path from "path";
  */
 import Ajv, { ErrorObject } from "ajv";
 import { defaults, sizeMiB } from "./defaults";
-import { HostContext, mountsOf, pathInside, pathsOverlap, rawMounts, snapCannotRead } from "./host";
+import { HostContext, isLocalLibvirt, mountsOf, pathInside, pathsOverlap, rawMounts, snapCannotRead } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import { configSchema, formats, RawConfig } from "./schema";
 import { Raw } from "./sources";
@@ -206,7 +206,7 @@ export function missingHostFolders(
                 ? [{ path: keyPath(["projects", i, "clone"]), value: p.clone, message: "is not the top of a git repository (it has no .git): name the repository's top folder" }]
                 : [],
     );
-    if (c.hypervisor === "libvirt" && !/^qemu:\/\/\/|^qemu\+unix:/.test(c.libvirt.uri)) return clones;
+    if (c.hypervisor === "libvirt" && !isLocalLibvirt(c.libvirt.uri)) return clones;
     // A project's shared folder is named by its own path: not through a link, which whoever can
     // write where it lies could point elsewhere (a link in another share, to ~/.ssh).
     const projectMounts = c.projects.flatMap((p, i) =>
