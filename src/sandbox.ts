@@ -9,7 +9,7 @@ import * as path from "path";
 import { projectSpec } from "./config/projects";
 import { SandboxConfig } from "./config/types";
 import { hasBridge, RenderedGuest } from "./render";
-import { Driver, GuestStepPlan, HostIdentity, RunnerStep, StepPlans, VmPlan } from "./drivers/types";
+import { Driver, GuestStepPlan, HostIdentity, RunnerStep, ShareSteps, StepPlans, VmPlan } from "./drivers/types";
 import { sshArgv, sshConfigBlock } from "./drivers/ssh";
 import { shellQuote } from "./shell";
 
@@ -100,7 +100,20 @@ export class Sandbox extends pulumi.ComponentResource {
                 { parent: this, dependsOn: [this.vm], deleteBeforeReplace: true },
             );
         });
-        const infoStep: StepPlans["info"] = { ...plan, mounts: mountPlans };
+        // Projects' folders: libvirt attaches a device, Multipass mounts the folder itself (where the
+        // guest binds it from, and where every run checks it is still there after a restart).
+        const shares: Record<string, ShareSteps> = {};
+        for (const p of c.projects) {
+            if (p.mount === undefined) continue;
+            if (!driver.projectShare) throw new Error(`projects ${p.name}: this hypervisor cannot add a shared folder to a running VM`);
+            shares[p.name] = driver.projectShare(c, p, host);
+        }
+        const held = Object.fromEntries(Object.entries(shares).filter(([, s]) => s.held !== undefined));
+        const infoStep: StepPlans["info"] = {
+            ...plan,
+            mounts: mountPlans,
+            ...(Object.keys(held).length > 0 ? { projectShares: { rebind: ["sudo", projectTool, "rebind"], shares: held } } : {}),
+        };
         const info = command.local.runOutput(
             {
                 interpreter: node,
@@ -176,10 +189,6 @@ export class Sandbox extends pulumi.ComponentResource {
         const projectValues = pulumi.secret(pulumi.output(args.projectSecrets ?? {}));
         this.projectBridges = [];
         this.projectSecrets = [];
-        const shareOf = (p: (typeof c.projects)[number]) => {
-            if (!driver.projectShare) throw new Error(`projects ${p.name}: this hypervisor cannot add a shared folder to a running VM`);
-            return driver.projectShare(c, p);
-        };
         this.projects = c.projects.map((p) => {
             const tool = [secureOpsTool, "--project", p.name];
             // Named apart from the projects' own resources (a project may be called web-secure-ops);
@@ -194,7 +203,7 @@ export class Sandbox extends pulumi.ComponentResource {
             this.projectSecrets.push(...secrets);
             return inGuest(
                 `project-${p.name}`,
-                projectSpec(p),
+                projectSpec(p, shares[p.name]?.held !== undefined),
                 [projectTool, "add", p.name, String(p.uid), "-"],
                 [projectTool, "remove", p.name],
                 [this.allowlist, ...(bridge ? [bridge] : []), ...secrets],
@@ -203,9 +212,9 @@ export class Sandbox extends pulumi.ComponentResource {
                         p.clone !== undefined
                             ? { repository: p.clone, command: ["sudo", projectTool, "import", p.name], save: ["sudo", projectTool, "export", p.name], branch: `cc-sandbox/${p.name}` }
                             : undefined,
-                    // A shared folder (libvirt) is added to the VM before the worker, and taken away
+                    // A shared folder is added to the VM before the worker, and taken away
                     // after it. Another folder is another project: the old one removed first.
-                    share: p.mount !== undefined ? shareOf(p) : undefined,
+                    share: shares[p.name],
                     replaceOn: p.mount !== undefined ? [`mount ${p.mount}`] : [],
                 },
             );

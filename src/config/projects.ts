@@ -7,7 +7,7 @@ import { createHash } from "crypto";
 import * as path from "path";
 import { resolveAllowlist, unionAllowlists } from "./allowlist";
 import { defaults } from "./defaults";
-import { HostContext, hostFolder, isLocalLibvirt, mountsOf, pathsOverlap } from "./host";
+import { HostContext, hostFolder, isLocalLibvirt, mountsOf, pathsOverlap, snapCannotRead } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
 import { dropEntries, entryName, readRepoSettings } from "./repo-settings";
@@ -106,17 +106,22 @@ export function projectsOf(
 /** The virtiofs tag of a project's share: what the guest mounts it by. */
 export const projectMountTag = (name: string): string => `p-${name}`;
 
+/** Where a hypervisor that mounts a folder itself (Multipass) puts a project's: root's alone, bound in place by the guest. */
+export const projectStage = (name: string): string => `/srv/cc-projects/.host/${name}`;
+
 /**
- * A project's shared folder is added to the running VM (libvirt's virtiofs, which alone can be
- * added live), and shares no file with the stack's shares or another project's folder: what one
- * user may write, another must not reach through a second share.
+ * A project's shared folder is added to the running VM (libvirt's virtiofs, which alone of libvirt's
+ * can be added live; Multipass's classic mount), and shares no file with the stack's shares or
+ * another project's folder: what one user may write, another must not reach through a second share.
  */
 function mountIssues(raw: RawConfig, i: number, given: string, mount: string, host: HostContext): ConfigIssue[] {
     const at = keyPath(["projects", i, "mount"]);
     const out: ConfigIssue[] = [];
     const hypervisor = raw.hypervisor ?? defaults.hypervisor;
-    if (hypervisor !== "libvirt") {
-        out.push({ path: at, value: given, message: "is available with hypervisor libvirt only (Multipass: give the project its code with clone)" });
+    if (hypervisor === "multipass") {
+        if (snapCannotRead(mount, host)) {
+            out.push({ path: at, value: given, message: `must be a folder under your home (${host.home}) with no hidden part: Multipass on Linux shares nothing else` });
+        }
     } else if ((raw.libvirt?.filesystem ?? defaults.libvirt.filesystem) !== "virtiofs") {
         out.push({ path: at, value: given, message: "needs libvirt.filesystem virtiofs: a 9p share cannot be added to a running VM" });
     } else if (!isLocalLibvirt(raw.libvirt?.uri ?? defaults.libvirt.uri)) {
@@ -154,16 +159,17 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
  * What `cc-sandbox-project add NAME UID -` reads on stdin: each hook base64-encoded on a line of its
  * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way,
  * `clone yes` when the worker's code comes from the host (the host's path stays on the host),
- * `mount TAG` when it is a host folder shared into the VM under that tag, and `containers yes` when
- * the worker may run rootless containers.
+ * `mount TAG` when it is a host folder shared into the VM under that tag (`mount TAG staged` when the
+ * hypervisor mounts it itself, at projectStage), and `containers yes` when the worker may run
+ * rootless containers.
  */
-export function projectSpec(p: Partial<Project>): string {
+export function projectSpec(p: Partial<Project>, staged = false): string {
     const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
     return (
         line("setup", p.setup) +
         line("cleanup", p.cleanup) +
         (p.clone !== undefined ? "clone yes\n" : "") +
-        (p.mount !== undefined && p.name !== undefined ? `mount ${projectMountTag(p.name)}\n` : "") +
+        (p.mount !== undefined && p.name !== undefined ? `mount ${projectMountTag(p.name)}${staged ? " staged" : ""}\n` : "") +
         (p.containers === true ? "containers yes\n" : "")
     );
 }

@@ -18,6 +18,7 @@ const path = require("path");
  * @typedef {import("./types").StepPlans} StepPlans
  * @typedef {import("./types").RunnerStep} RunnerStep
  * @typedef {import("./types").VmStatus} VmStatus
+ * @typedef {import("./types").ShareSteps} ShareSteps
  */
 const { packRepository, printable, receiveBundle } = require("./handover.js");
 const { parseMultipassInfo, parseVirshState, parseDomifaddr, log, fill, named, run, must, capture, sleep, pollMs, queryTimeoutMs, status, guest, unreachable } = require("./vm-query.js");
@@ -161,6 +162,77 @@ function restoreMounts(plan, s) {
         log(`${m.source} is not mounted at ${m.guest} in ${plan.name}; mounting it again`);
         mountShare(plan, s, m);
     }
+}
+
+/**
+ * Adds a project's shared folder to the running VM, before its worker is added; true when this
+ * call added it (not when it was there already). A folder the hypervisor mounts itself (`held`) is
+ * told done from the VM's mounts; one of another folder at its place is refused, never taken.
+ * @param {VmPlan} plan @param {VmStatus} s @param {ShareSteps} share
+ */
+function attachShare(plan, s, share) {
+    if (!share.held) return /^attached$/m.test(must(share.attach, { timeoutMs: queryTimeoutMs }).stdout);
+    const { guest: at, source } = share.held;
+    const mounted = s.mounts ? s.mounts[at] : undefined;
+    if (mounted === source) return false;
+    if (mounted !== undefined) {
+        throw new Error(`${plan.name} has ${mounted} mounted at ${at}, not ${source}: remove the project (pulumi up without it), then add it again`);
+    }
+    if (share.prepare) {
+        const r = guest(plan, s.ip, share.prepare, { timeoutMs: queryTimeoutMs });
+        if (r.code !== 0) throw new Error(`${share.prepare.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()}`);
+    }
+    must(share.attach, { timeoutMs: 5 * 60_000 });
+    return true;
+}
+
+/**
+ * Takes a project's shared folder away from the VM (after its worker is gone); nothing when it is
+ * not there. `must`: a failure throws, else it is logged.
+ * @param {VmPlan} plan @param {VmStatus} s @param {ShareSteps} share @param {boolean} must_
+ */
+function detachShare(plan, s, share, must_) {
+    if (share.held && !(s.mounts && s.mounts[share.held.guest] !== undefined)) return;
+    const d = run(share.detach, { timeoutMs: 2 * queryTimeoutMs });
+    if (d.code !== 0) {
+        const text = `${named(share.detach)} failed (exit ${d.code}): ${d.stderr.trim()}`;
+        if (must_) throw new Error(text);
+        log(`${text} (the share stays)`);
+        return;
+    }
+    if (share.cleanup && s.state === "running" && s.ip) {
+        const r = guest(plan, s.ip, share.cleanup, { timeoutMs: queryTimeoutMs });
+        if (r.code !== 0) log(`${share.cleanup.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()} (continuing)`);
+    }
+}
+
+/**
+ * Projects' folders the hypervisor mounts itself, bound in place again after a restart: the guest
+ * binds what is mounted and names what is not, which is mounted again and bound. A folder that
+ * cannot be put back is said, not a reason to stop the run (its worker's folder stays closed, and
+ * the run may be the one that removes the project).
+ * @param {StepPlans["info"]} plan @param {VmStatus} s
+ */
+function restoreProjectShares(plan, s) {
+    const ps = plan.projectShares;
+    if (!ps || s.state !== "running" || !s.ip) return;
+    const rebind = () => {
+        const r = guest(plan, s.ip, ps.rebind, { timeoutMs: 5 * 60_000 });
+        if (r.code !== 0) log(`${ps.rebind.join(" ")} failed in ${plan.name} (exit ${r.code}): ${printable(r.stderr).trim()} (cc-sandbox-project status in the guest says which project)`);
+        return [...r.stdout.matchAll(/^unstaged ([a-z][a-z0-9-]*)$/gm)].map((m) => m[1]);
+    };
+    const lost = rebind().filter((name) => ps.shares[name] !== undefined);
+    if (lost.length === 0) return;
+    for (const name of lost) {
+        log(`project ${name}'s folder is not mounted in ${plan.name}; mounting it again`);
+        try {
+            attachShare(plan, s, ps.shares[name]);
+        } catch (err) {
+            log(`${/** @type {Error} */ (err).message} (project ${name}'s folder stays closed)`);
+        }
+    }
+    const still = rebind().filter((name) => lost.includes(name));
+    if (still.length > 0) log(`warning: the folders of projects ${still.join(", ")} are still not in place in ${plan.name}: their workers' folders stay closed`);
 }
 
 /**
@@ -350,6 +422,7 @@ function main(step) {
                 }
                 s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
                 restoreMounts(plan, s);
+                restoreProjectShares(plan, s);
             }
             // Which VM this is: a VM made again under the same name has another (empty when unknown).
             /** @type {{ state: string, ip: string, instance?: string }} */
@@ -366,7 +439,7 @@ function main(step) {
             const plan = planFor(step);
             const s = ensureRunning(plan, Date.now() + plan.timeoutSeconds * 1000);
             // A project's shared folder is in the VM before its worker is added (who mounts it).
-            const attached = plan.share ? /^attached$/m.test(must(plan.share.attach, { timeoutMs: queryTimeoutMs }).stdout) : false;
+            const attached = plan.share ? attachShare(plan, s, plan.share) : false;
             const r = guest(plan, s.ip, plan.command, { input: stdin(), timeoutMs: 5 * 60_000 });
             process.stdout.write(r.stdout);
             // What the guest printed (a project's hooks print there) reaches the user's terminal.
@@ -374,10 +447,7 @@ function main(step) {
             if (r.code !== 0) {
                 // A worker that could not be added has let go of its share (add takes it back out):
                 // the device this run attached goes too, not left for another folder's add to meet.
-                if (attached && plan.share) {
-                    const d = run(plan.share.detach, { timeoutMs: 2 * queryTimeoutMs });
-                    if (d.code !== 0) log(`${named(plan.share.detach)} failed (exit ${d.code}): ${d.stderr.trim()} (the device stays)`);
-                }
+                if (attached && plan.share) detachShare(plan, status(plan), plan.share, false);
                 throw new Error(`${plan.command.join(" ")} failed in ${plan.name} (exit ${r.code})`);
             }
             // A project whose code is still to come: the repository, packed here, streamed in.
@@ -404,7 +474,7 @@ function main(step) {
             if (s.state !== "running" || !s.ip) {
                 log(`${plan.name} is ${s.state}; nothing to undo in it`);
                 // A stopped VM's definition still holds the share: taken out of it (share.sh does nothing for a VM that is gone).
-                if (plan.share && s.state !== "absent") must(plan.share.detach, { timeoutMs: queryTimeoutMs });
+                if (plan.share && s.state !== "absent") detachShare(plan, s, plan.share, true);
                 break;
             }
             if (plan.handover) saveWork(plan, s.ip, plan.handover);
@@ -412,7 +482,7 @@ function main(step) {
             process.stderr.write(printable(r.stderr));
             if (r.code !== 0) throw new Error(`${undo.join(" ")} failed in ${plan.name} (exit ${r.code})`);
             // The worker is gone and the guest has unmounted its share: now the device goes.
-            if (plan.share) must(plan.share.detach, { timeoutMs: 2 * queryTimeoutMs });
+            if (plan.share) detachShare(plan, s, plan.share, true);
             break;
         }
         case "mount": {

@@ -90,14 +90,25 @@ export interface Driver {
     sshTarget(config: SandboxConfig): SshTarget;
     /** Mounts that are their own resources (Multipass); undefined where the VM definition carries them (libvirt). */
     mountPlan?(config: SandboxConfig, mount: Mount, host: HostIdentity): MountPlan;
-    /** A project's shared folder, added to the running VM before its worker is added and taken away after it goes (libvirt). */
-    projectShare?(config: SandboxConfig, project: Project): ShareSteps;
+    /** A project's shared folder, added to the running VM before its worker is added and taken away after it goes. */
+    projectShare?(config: SandboxConfig, project: Project, host: HostIdentity): ShareSteps;
 }
 
-/** Host-side commands that add a project's share to the VM and take it away; each does nothing when already done. */
+/**
+ * Host-side commands that add a project's share to the VM and take it away. libvirt's (no `held`)
+ * each do nothing when already done. Multipass's mount the folder itself, at a guest path of root's
+ * alone (`held`): the runner reads the VM's mounts to tell done from not, runs `prepare` in the
+ * guest before attaching and `cleanup` there after detaching; the guest then binds it in place.
+ */
 export interface ShareSteps {
     readonly attach: readonly string[];
     readonly detach: readonly string[];
+    /** Where the hypervisor mounts the folder (`source`) in the guest, as its mounts list it. */
+    readonly held?: { readonly guest: string; readonly source: string };
+    /** Run in the guest before attach: the place the folder goes made safe. */
+    readonly prepare?: readonly string[];
+    /** Run in the guest after detach (where the VM runs): what the hypervisor left there removed. */
+    readonly cleanup?: readonly string[];
 }
 
 /**
@@ -111,6 +122,12 @@ export interface MountStepPlan extends VmPlan {
 export interface InfoStepPlan extends VmPlan {
     /** The shares the hypervisor adds (Multipass): mounted again when the VM lost one. */
     readonly mounts: readonly MountPlan[];
+    /**
+     * Projects' folders the hypervisor mounts itself (Multipass), by project name; `rebind` (in the
+     * guest) binds each in place again after a restart and prints `unstaged NAME` for each the VM
+     * lost, which is then attached again and bound.
+     */
+    readonly projectShares?: { readonly rebind: readonly string[]; readonly shares: Readonly<Record<string, ShareSteps>> };
 }
 
 export interface GuestStepPlan extends VmPlan {

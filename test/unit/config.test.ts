@@ -174,7 +174,7 @@ describe("values", () => {
     test("a project's containers: a boolean, false unless the stack config sets it; the guest is told in the spec", () => {
         const c = loadConfig("t", { projects: [{ name: "web", containers: true }, { name: "api" }, { name: "docs", containers: false }] }, host);
         expect(c.projects.map((p) => p.containers)).toEqual([true, false, false]);
-        expect(c.projects.map(projectSpec)).toEqual(["containers yes\n", "", ""]);
+        expect(c.projects.map((p) => projectSpec(p))).toEqual(["containers yes\n", "", ""]);
         const bad = errorOf(() => loadConfig("t", { projects: [{ name: "web", containers: "yes" }] } as never, host));
         expect(bad.message).toContain('cc-sandbox:projects[0].containers: must be boolean (got "yes")');
     });
@@ -196,15 +196,20 @@ describe("values", () => {
         expect(missingHostFolders(remote, () => false, () => true).map((i) => i.path)).toEqual(["cc-sandbox:projects[0].clone"]);
     });
 
-    test("a project's mount: a folder of its own shared into the running VM, libvirt with virtiofs on this machine only", () => {
+    test("a project's mount: a folder of its own shared into the running VM: Multipass, or libvirt with virtiofs on this machine", () => {
         const lv = (extra: object = {}, projects: object[] = [{ name: "web", mount: "~/work/web/" }]) => ({ hypervisor: "libvirt" as const, mounts: [{ host: "~/code", guest: "/home/agent/code" }], ...extra, projects });
         const c = loadConfig("t", lv(), host);
         expect(c.projects[0].mount).toBe(path.join(home, "work/web"));
         expect(c.projects[0].clone).toBeUndefined();
         // The guest is told the tag it mounts, never the host's path.
         expect(projectSpec(c.projects[0])).toBe("mount p-web\n");
+        // Multipass mounts it itself (where the guest binds it from): a folder the snap can read.
+        const mp = loadConfig("t", { ...lv(), hypervisor: "multipass" }, host);
+        expect(mp.projects[0].mount).toBe(path.join(home, "work/web"));
+        expect(projectSpec(mp.projects[0], true)).toBe("mount p-web staged\n");
         const refused: [object, string, RegExp][] = [
-            [{ ...lv(), hypervisor: "multipass" }, "projects[0].mount", /is available with hypervisor libvirt only/],
+            [{ ...lv({}, [{ name: "web", mount: "~/.work/web" }]), hypervisor: "multipass" }, "projects[0].mount", /must be a folder under your home \(.*\) with no hidden part: Multipass on Linux shares nothing else/],
+            [{ ...lv({}, [{ name: "web", mount: "/opt/web" }]), hypervisor: "multipass" }, "projects[0].mount", /must be a folder under your home/],
             [lv({ libvirt: { filesystem: "9p" } }), "projects[0].mount", /needs libvirt\.filesystem virtiofs: a 9p share cannot be added to a running VM/],
             [lv({ libvirt: { uri: "qemu+ssh://h/system" } }), "projects[0].mount", /with a libvirt on this machine only/],
             [lv({}, [{ name: "web", mount: "~/work/web", clone: "~/work/web" }]), "projects[0].mount", /cannot be given with clone/],

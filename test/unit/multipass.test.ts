@@ -9,7 +9,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { loadConfig } from "../../src/config/load";
-import { multipass } from "../../src/drivers/multipass";
+import { projectSpec } from "../../src/config/projects";
+import { multipass, projectShare } from "../../src/drivers/multipass";
 import { renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
 import { git, hostFor, root, tempHome } from "../helpers";
@@ -397,6 +398,84 @@ describe("guest commands", () => {
         setWorld({ instances: {} });
         expect(step("guest-undo", { plan: { ...remove, share: share() } }).code).toBe(0);
         expect(said()).toBe("");
+    });
+
+    test("a project's folder with Multipass: its own mount at a folder of root's (made first), bound by the worker's add, gone after the worker, mounted again when lost", () => {
+        const folder = path.join(home, "work/docs");
+        fs.mkdirSync(folder, { recursive: true });
+        const pc = loadConfig("t", { vm: { name: "cc-fake", timeout: 60 }, projects: [{ name: "docs", mount: "~/work/docs" }] }, host);
+        const p = pc.projects[0];
+        const share = projectShare(pc, p, { uid: 1000, gid: 1001 });
+        const stage = "/srv/cc-projects/.host/docs";
+        const tool = "/usr/local/sbin/cc-sandbox-project";
+        const add = { ...plan, command: ["sudo", tool, "add", "docs", String(p.uid), "-"], share };
+        const remove = { ...plan, undo: ["sudo", tool, "remove", "docs"], share };
+        const spec = projectSpec(p, true);
+        // Where a call is among those since `from` (-1: not made).
+        let from = 0;
+        const at = (what: string) => calls().slice(from).findIndex((l) => l.includes(what));
+        const since = () => (from = calls().length);
+        setWorld({ instances: { "cc-fake": running() } });
+        expect(step("guest", { input: spec, plan: add }).code).toBe(0);
+        // The developer's files are the worker's in the guest, and what the worker writes the developer's.
+        expect(vm().mounts![stage]).toEqual({ source: folder, uid: `1000:${p.uid}`, gid: `1001:${p.uid}` });
+        expect(vm().stageMadeByMultipass).toBeUndefined();
+        expect(at("project stage")).toBeGreaterThanOrEqual(0);
+        expect(at("project stage")).toBeLessThan(at("mount --type classic"));
+        expect(at("mount --type classic")).toBeLessThan(at(" add docs"));
+        expect(vm().bound).toEqual(["docs"]);
+        // Again: already there, not mounted twice (Multipass would refuse "already mounted").
+        expect(step("guest", { input: spec, plan: add }).code).toBe(0);
+        expect(calls().filter((l) => l.startsWith("mount ")).length).toBe(1);
+        // Another folder at its place: refused, never taken for this one, and no worker added.
+        since();
+        setWorld({ instances: { "cc-fake": running({ stageRoot: true, mounts: { [stage]: { source: "/elsewhere" } } }) } });
+        const other = step("guest", { input: spec, plan: add });
+        expect(other.code).not.toBe(0);
+        expect(other.stderr).toContain(`has /elsewhere mounted at ${stage}, not ${folder}: remove the project`);
+        expect(vm().mounts![stage].source).toBe("/elsewhere");
+        expect(at(" add docs")).toBe(-1);
+        // An add that fails: the mount this run made goes again, and its empty folder with it.
+        setWorld({ instances: { "cc-fake": running() } });
+        expect(step("guest", { input: spec, plan: { ...add, command: ["sudo", "false"] } }).code).not.toBe(0);
+        expect(vm().mounts![stage]).toBeUndefined();
+        expect(vm().unstaged).toEqual(["docs"]);
+        // Lost at a restart (Multipass dropped it): the next pulumi up mounts it again and the guest binds it.
+        setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: ["docs"] }) } });
+        const info = { ...plan, mounts: [], projectShares: { rebind: ["sudo", tool, "rebind"], shares: { docs: share } } };
+        const r = step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } });
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain("project docs's folder is not mounted in cc-fake; mounting it again");
+        expect(vm().mounts![stage].source).toBe(folder);
+        expect(vm().bound).toEqual(["docs"]);
+        expect(calls().filter((l) => l.includes("project rebind")).length).toBe(2);
+        // Nothing lost: one look, nothing mounted.
+        const before = calls().length;
+        expect(step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } }).code).toBe(0);
+        expect(calls().slice(before).filter((l) => l.startsWith("mount ") || l.includes("project stage"))).toEqual([]);
+        // Removed: the worker first, then the mount, then its empty folder.
+        since();
+        expect(step("guest-undo", { plan: remove }).code).toBe(0);
+        expect(vm().mounts![stage]).toBeUndefined();
+        expect(at(" remove docs")).toBeLessThan(at(`umount cc-fake:${stage}`));
+        expect(at(`umount cc-fake:${stage}`)).toBeLessThan(at("project unstage docs"));
+        // A stopped VM: Multipass's own record of the mount goes; nothing runs in it.
+        setWorld({ instances: { "cc-fake": running({ state: "Stopped", ip: null, mounts: { [stage]: { source: folder } } }) } });
+        since();
+        expect(step("guest-undo", { plan: remove }).code).toBe(0);
+        expect(vm().mounts![stage]).toBeUndefined();
+        expect(at("exec")).toBe(-1);
+        // Lost, and its folder gone from the host: said, and the run goes on (it may be the one that removes the project).
+        fs.renameSync(folder, `${folder}.gone`);
+        try {
+            setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: ["docs"] }) } });
+            const gone = step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } });
+            expect(gone.code).toBe(0);
+            expect(gone.stderr).toMatch(/does not exist.*\(project docs's folder stays closed\)/);
+            expect(gone.stderr).toContain("warning: the folders of projects docs are still not in place in cc-fake");
+        } finally {
+            fs.renameSync(`${folder}.gone`, folder);
+        }
     });
 
     test("keep (the VM's update) touches nothing and repeats the previous output", () => {

@@ -158,6 +158,28 @@ describe("multipass stack (alice)", () => {
         expect(plan.mount).toMatchObject({ guest: "/home/agent/code", source: `${home}/code`, umount: ["multipass", "umount", "cc-alice:/home/agent/code"] });
     });
 
+    test("a mount project: Multipass mounts its folder at root's stage (the worker's files are the developer's), every run looks after it", async () => {
+        const folder = path.join(home, "work-web");
+        fs.mkdirSync(folder, { recursive: true });
+        const shared = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", mount: "~/work-web" }, { name: "api" }] });
+        const r = byName(shared, "-project-web");
+        expect(r.inputs.stdin).toBe("mount p-web staged\n");
+        const uid = shared.outputs.projects as Record<string, { uid: number }>;
+        const share = JSON.parse(r.inputs.environment.CC_PLAN).share;
+        const stage = "cc-alice:/srv/cc-projects/.host/web";
+        expect(share).toEqual({
+            attach: ["multipass", "mount", "--type", "classic", "--uid-map", `${process.getuid!()}:${uid.web.uid}`, "--gid-map", `${process.getgid!()}:${uid.web.uid}`, folder, stage],
+            detach: ["multipass", "umount", stage],
+            held: { guest: "/srv/cc-projects/.host/web", source: folder },
+            prepare: ["sudo", "/usr/local/sbin/cc-sandbox-project", "stage"],
+            cleanup: ["sudo", "/usr/local/sbin/cc-sandbox-project", "unstage", "web"],
+        });
+        const info = JSON.parse(shared.calls[0].inputs.environment.CC_PLAN);
+        expect(info.projectShares).toEqual({ rebind: ["sudo", "/usr/local/sbin/cc-sandbox-project", "rebind"], shares: { web: share } });
+        // No mount project, nothing to look after.
+        expect(JSON.parse(run.calls[0].inputs.environment.CC_PLAN).projectShares).toBeUndefined();
+    });
+
     test("the allowlist is pushed with cc-sandbox-firewall apply", () => {
         const a = byName(run, "-allowlist");
         expect(a.inputs.stdin).toContain("registry.npmjs.org 443");

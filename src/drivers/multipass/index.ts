@@ -1,7 +1,8 @@
 /** Multipass: argument lists for the `multipass` CLI. */
 import { agentUid } from "../../config/defaults";
-import { Mount, SandboxConfig } from "../../config/types";
-import { Driver, HostIdentity, MountPlan, VmPlan } from "../types";
+import { projectStage } from "../../config/projects";
+import { Mount, Project, SandboxConfig } from "../../config/types";
+import { Driver, HostIdentity, MountPlan, ShareSteps, VmPlan } from "../types";
 
 export function launchArgs(c: SandboxConfig): string[] {
     return [
@@ -22,7 +23,28 @@ export function sshExecArgs(c: SandboxConfig): string[] {
     return ["multipass", "exec", c.vm.name, "--no-map-working-directory", "--"];
 }
 
+const projectTool = "/usr/local/sbin/cc-sandbox-project";
+
+/**
+ * A project's folder: a classic mount of Multipass's own, made into the running VM at a folder of
+ * root's alone (cc-sandbox-project stage makes it first: Multipass makes what is missing its default
+ * user's), its files the worker's in the guest and the developer's on the host (uid and gid maps);
+ * the guest binds it at the project's place once it is pinned (add, rebind).
+ */
+export function projectShare(c: SandboxConfig, p: Project, host: HostIdentity): ShareSteps {
+    if (p.mount === undefined) throw new Error(`project ${p.name} shares no folder`);
+    const target = `${c.vm.name}:${projectStage(p.name)}`;
+    return {
+        attach: ["multipass", "mount", "--type", "classic", "--uid-map", `${host.uid}:${p.uid}`, "--gid-map", `${host.gid}:${p.uid}`, p.mount, target],
+        detach: ["multipass", "umount", target],
+        held: { guest: projectStage(p.name), source: p.mount },
+        prepare: ["sudo", projectTool, "stage"],
+        cleanup: ["sudo", projectTool, "unstage", p.name],
+    };
+}
+
 export const multipass: Driver = {
+    projectShare,
     // Multipass's guests are on this host's own network: the stack's key only.
     sshTarget: (c) => ({ identityFile: c.sshPrivateKeyPath, options: ["IdentitiesOnly=yes"] }),
     vmPlan(c: SandboxConfig, metaData: string): VmPlan {

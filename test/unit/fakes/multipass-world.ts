@@ -15,7 +15,14 @@ export interface Vm {
     ip?: string | null;
     nextIp?: string;
     looksToAddress?: number;
-    mounts?: Record<string, { source: string }>;
+    mounts?: Record<string, { source: string; uid?: string; gid?: string }>;
+    /** The projects' stage (cc-sandbox-project stage) made; a mount under it that Multipass had to make itself. */
+    stageRoot?: boolean;
+    stageMadeByMultipass?: boolean;
+    /** Projects whose folder the guest binds from Multipass's mount (staged), those bound now, and what unstage removed. */
+    staged?: string[];
+    bound?: string[];
+    unstaged?: string[];
     sshfs?: boolean;
     snapStore?: boolean;
     cloudInit?: number;

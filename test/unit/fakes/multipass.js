@@ -196,6 +196,8 @@ switch (cmd) {
             if (!vm.snapStore) fail(CommandFail, `mount failed: Error enabling mount support in '${name}'\n\nPlease install the 'multipass-sshfs' snap manually inside the instance.`);
             vm.sshfs = true;
         }
+        // sshfs_mount.cpp make_sftp_server: what is missing of the target is made the default user's.
+        if (guest.startsWith("/srv/cc-projects/.host/") && !vm.stageRoot) vm.stageMadeByMultipass = true;
         vm.mounts[guest] = { source, uid: option("--uid-map"), gid: option("--gid-map") };
         break;
     }
@@ -258,9 +260,31 @@ switch (cmd) {
             vm.released = (vm.released || []).concat(command[command.length - 1]);
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-shares protect ")) {
             vm.protected = (vm.protected || []).concat(command[command.length - 1]);
+        } else if (line === "sudo /usr/local/sbin/cc-sandbox-project stage") {
+            // cc-sandbox-project stage: the projects' stage made root's before Multipass mounts under it.
+            vm.stageRoot = true;
+        } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project unstage ")) {
+            const name = command[command.length - 1];
+            if (vm.mounts[`/srv/cc-projects/.host/${name}`]) fail(1, `cc-sandbox-project: error: /srv/cc-projects/.host/${name} is still mounted: the host unmounts it first`);
+            vm.unstaged = (vm.unstaged || []).concat(name);
+        } else if (line === "sudo /usr/local/sbin/cc-sandbox-project rebind") {
+            // cc-sandbox-project rebind: each staged project's folder bound again where Multipass
+            // mounted it; `unstaged NAME` for each it has not.
+            for (const name of vm.staged || []) {
+                if (vm.mounts[`/srv/cc-projects/.host/${name}`]) vm.bound = [...new Set([...(vm.bound || []), name])];
+                else process.stdout.write(`unstaged ${name}\n`);
+            }
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project add ")) {
-            // cc-sandbox-project: a clone project whose code has not come asks for it on stdout.
-            if (/^clone yes$/m.test(fs.readFileSync(0, "utf8")) && !(vm.imported || []).includes(command[3])) process.stdout.write("import\n");
+            // cc-sandbox-project: a clone project whose code has not come asks for it on stdout; a
+            // staged one binds the folder Multipass mounted for it, and fails without it.
+            const spec = fs.readFileSync(0, "utf8");
+            const name = command[3];
+            if (/^mount p-[a-z0-9-]+ staged$/m.test(spec)) {
+                if (!vm.mounts[`/srv/cc-projects/.host/${name}`]) fail(1, `cc-sandbox-project: the host's folder is not mounted at /srv/cc-projects/.host/${name}`);
+                vm.staged = [...new Set([...(vm.staged || []), name])];
+                vm.bound = [...new Set([...(vm.bound || []), name])];
+            }
+            if (/^clone yes$/m.test(spec) && !(vm.imported || []).includes(name)) process.stdout.write("import\n");
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project import ")) {
             const name = command[command.length - 1];
             if (vm.importFails) fail(1, `cc-sandbox-project: error: project ${name}: its code did not come in`);
@@ -272,7 +296,10 @@ switch (cmd) {
             if (vm.exportBundle) process.stdout.write(fs.readFileSync(vm.exportBundle));
             process.exit(vm.exportExit ?? 0);
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project remove ")) {
-            vm.removed = (vm.removed || []).concat(command[command.length - 1]);
+            const name = command[command.length - 1];
+            vm.removed = (vm.removed || []).concat(name);
+            vm.staged = (vm.staged || []).filter((n) => n !== name);
+            vm.bound = (vm.bound || []).filter((n) => n !== name);
         } else if (line === "sudo false") {
             fail(1, "");
         } else {
