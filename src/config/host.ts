@@ -13,6 +13,8 @@ export interface HostContext {
     readonly readFile: (file: string) => string;
     /** `process.platform` of the host running the program; Linux when not given. */
     readonly platform?: string;
+    /** The uid the program runs as (Multipass maps it to a project's worker); unknown when not given. */
+    readonly uid?: number;
 }
 
 /** Path A is B or lies under it (both absolute and normalized). */

@@ -7,7 +7,7 @@ import { createHash } from "crypto";
 import * as path from "path";
 import { resolveAllowlist, unionAllowlists } from "./allowlist";
 import { defaults } from "./defaults";
-import { HostContext, hostFolder, isLocalLibvirt, mountsOf, pathsOverlap, snapCannotRead } from "./host";
+import { expandHome, HostContext, hostFolder, isLocalLibvirt, mountsOf, pathsOverlap, snapCannotRead } from "./host";
 import { ConfigIssue, keyPath } from "./issues";
 import type { RawConfig } from "./schema";
 import { dropEntries, entryName, readRepoSettings } from "./repo-settings";
@@ -109,6 +109,9 @@ export const projectMountTag = (name: string): string => `p-${name}`;
 /** Where a hypervisor that mounts a folder itself (Multipass) puts a project's: root's alone, bound in place by the guest. */
 export const projectStage = (name: string): string => `/srv/cc-projects/.host/${name}`;
 
+/** What the guest knows a staged project's folder by (never its path): whether a folder mounted again is the one it had. */
+export const folderHash = (folder: string): string => createHash("sha256").update(folder).digest("hex").slice(0, 16);
+
 /**
  * A project's shared folder is added to the running VM (libvirt's virtiofs, which alone of libvirt's
  * can be added live; Multipass's classic mount), and shares no file with the stack's shares or
@@ -122,6 +125,8 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
         if (snapCannotRead(mount, host)) {
             out.push({ path: at, value: given, message: `must be a folder under your home (${host.home}) with no hidden part: Multipass on Linux shares nothing else` });
         }
+        // Multipass maps the uid that runs pulumi up to the worker's: root's files would be the worker's.
+        if (host.uid === 0) out.push({ path: at, value: given, message: "is shared with Multipass as the user running pulumi up, here root: run it as the folder's owner" });
     } else if ((raw.libvirt?.filesystem ?? defaults.libvirt.filesystem) !== "virtiofs") {
         out.push({ path: at, value: given, message: "needs libvirt.filesystem virtiofs: a 9p share cannot be added to a running VM" });
     } else if (!isLocalLibvirt(raw.libvirt?.uri ?? defaults.libvirt.uri)) {
@@ -129,8 +134,12 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
     }
     if (mount === "/" || mount === host.home) out.push({ path: at, value: given, message: "must be a folder of the project's own, not / or your home" });
     // What this machine runs or keeps secret: the worker would write it.
+    const publicKey = expandHome(raw.ssh?.publicKeyPath ?? defaults.sshPublicKeyPath, host.home);
     const own: { label: string; folder: string }[] = [
-        ...[".ssh", ".pulumi", ".config", ".gnupg", ".aws", ".kube", ".docker"].map((d) => ({ label: `~/${d}`, folder: path.join(host.home, d) })),
+        ...[".ssh", ".pulumi", ".config", ".gnupg", ".aws", ".kube", ".docker", "Library"].map((d) => ({ label: `~/${d}`, folder: path.join(host.home, d) })),
+        // The admin's key (root in the VM), wherever the stack keeps it.
+        { label: "ssh.publicKeyPath", folder: publicKey },
+        { label: "ssh.privateKeyPath", folder: raw.ssh?.privateKeyPath ? expandHome(raw.ssh.privateKeyPath, host.home) : publicKey.replace(/\.pub$/, "") },
         { label: "this program's folder", folder: path.resolve(__dirname, "..", "..") },
         { label: "libvirt.storageDir (the VMs' disks)", folder: raw.libvirt?.storageDir ?? defaults.libvirt.storageDir },
     ];
@@ -159,9 +168,9 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
  * What `cc-sandbox-project add NAME UID -` reads on stdin: each hook base64-encoded on a line of its
  * own (`setup B64`, `cleanup B64`), so no character of a hook ever reaches a shell on the way,
  * `clone yes` when the worker's code comes from the host (the host's path stays on the host),
- * `mount TAG` when it is a host folder shared into the VM under that tag (`mount TAG staged` when the
- * hypervisor mounts it itself, at projectStage), and `containers yes` when the worker may run
- * rootless containers.
+ * `mount TAG` when it is a host folder shared into the VM under that tag (`mount TAG staged HASH`
+ * when the hypervisor mounts it itself, at projectStage; HASH its folderHash), and `containers yes`
+ * when the worker may run rootless containers.
  */
 export function projectSpec(p: Partial<Project>, staged = false): string {
     const line = (k: string, v: string | undefined) => (v === undefined ? "" : `${k} ${Buffer.from(v, "utf8").toString("base64")}\n`);
@@ -169,7 +178,7 @@ export function projectSpec(p: Partial<Project>, staged = false): string {
         line("setup", p.setup) +
         line("cleanup", p.cleanup) +
         (p.clone !== undefined ? "clone yes\n" : "") +
-        (p.mount !== undefined && p.name !== undefined ? `mount ${projectMountTag(p.name)}${staged ? " staged" : ""}\n` : "") +
+        (p.mount !== undefined && p.name !== undefined ? `mount ${projectMountTag(p.name)}${staged ? ` staged ${folderHash(p.mount)}` : ""}\n` : "") +
         (p.containers === true ? "containers yes\n" : "")
     );
 }

@@ -13,7 +13,7 @@ export function homeDir(): string {
 }
 
 export function hostContext(): HostContext {
-    return { home: homeDir(), readFile: (file) => fs.readFileSync(file, "utf8"), platform: process.platform };
+    return { home: homeDir(), readFile: (file) => fs.readFileSync(file, "utf8"), platform: process.platform, uid: os.userInfo().uid };
 }
 
 export function stackFile(stack: string): string {

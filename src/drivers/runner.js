@@ -192,14 +192,16 @@ function attachShare(plan, s, share) {
  * @param {VmPlan} plan @param {VmStatus} s @param {ShareSteps} share @param {boolean} must_
  */
 function detachShare(plan, s, share, must_) {
-    if (share.held && !(s.mounts && s.mounts[share.held.guest] !== undefined)) return;
-    const d = run(share.detach, { timeoutMs: 2 * queryTimeoutMs });
-    if (d.code !== 0) {
-        const text = `${named(share.detach)} failed (exit ${d.code}): ${d.stderr.trim()}`;
-        if (must_) throw new Error(text);
-        log(`${text} (the share stays)`);
-        return;
+    if (!share.held || (s.mounts && s.mounts[share.held.guest] !== undefined)) {
+        const d = run(share.detach, { timeoutMs: 2 * queryTimeoutMs });
+        if (d.code !== 0) {
+            const text = `${named(share.detach)} failed (exit ${d.code}): ${d.stderr.trim()}`;
+            if (must_) throw new Error(text);
+            log(`${text} (the share stays)`);
+            return;
+        }
     }
+    // (also when the hypervisor had already dropped it: what it left in the guest goes)
     if (share.cleanup && s.state === "running" && s.ip) {
         const r = guest(plan, s.ip, share.cleanup, { timeoutMs: queryTimeoutMs });
         if (r.code !== 0) log(`${share.cleanup.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()} (continuing)`);
@@ -208,9 +210,10 @@ function detachShare(plan, s, share, must_) {
 
 /**
  * Projects' folders the hypervisor mounts itself, bound in place again after a restart: the guest
- * binds what is mounted and names what is not, which is mounted again and bound. A folder that
- * cannot be put back is said, not a reason to stop the run (its worker's folder stays closed, and
- * the run may be the one that removes the project).
+ * binds what is mounted and names what is not (with the hash of the folder its worker has), which
+ * is mounted again and bound, when it is the same folder (another is another project: this run
+ * removes the old one and adds the new). A folder that cannot be put back is said, not a reason to
+ * stop the run (its worker's folder stays closed, and the run may be the one that removes it).
  * @param {StepPlans["info"]} plan @param {VmStatus} s
  */
 function restoreProjectShares(plan, s) {
@@ -219,19 +222,31 @@ function restoreProjectShares(plan, s) {
     const rebind = () => {
         const r = guest(plan, s.ip, ps.rebind, { timeoutMs: 5 * 60_000 });
         if (r.code !== 0) log(`${ps.rebind.join(" ")} failed in ${plan.name} (exit ${r.code}): ${printable(r.stderr).trim()} (cc-sandbox-project status in the guest says which project)`);
-        return [...r.stdout.matchAll(/^unstaged ([a-z][a-z0-9-]*)$/gm)].map((m) => m[1]);
+        return [...r.stdout.matchAll(/^unstaged ([a-z][a-z0-9-]*) ([0-9a-f]{16})$/gm)].map((m) => ({ name: m[1], hash: m[2] }));
     };
-    const lost = rebind().filter((name) => ps.shares[name] !== undefined);
+    const lost = rebind()
+        .filter(({ name, hash }) => ps.shares[name]?.held?.hash === hash)
+        .map(({ name }) => name);
     if (lost.length === 0) return;
     for (const name of lost) {
+        const share = ps.shares[name];
         log(`project ${name}'s folder is not mounted in ${plan.name}; mounting it again`);
         try {
-            attachShare(plan, s, ps.shares[name]);
+            // Still in the hypervisor's record (its sshfs ended): taken out of it first.
+            const held = /** @type {NonNullable<ShareSteps["held"]>} */ (share.held);
+            let now = s;
+            if (s.mounts && s.mounts[held.guest] === held.source) {
+                must(share.detach, { timeoutMs: 2 * queryTimeoutMs });
+                now = { ...s, mounts: Object.fromEntries(Object.entries(s.mounts).filter(([at]) => at !== held.guest)) };
+            }
+            attachShare(plan, now, share);
         } catch (err) {
             log(`${/** @type {Error} */ (err).message} (project ${name}'s folder stays closed)`);
         }
     }
-    const still = rebind().filter((name) => lost.includes(name));
+    const still = rebind()
+        .map(({ name }) => name)
+        .filter((name) => lost.includes(name));
     if (still.length > 0) log(`warning: the folders of projects ${still.join(", ")} are still not in place in ${plan.name}: their workers' folders stay closed`);
 }
 

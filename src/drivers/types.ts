@@ -103,8 +103,8 @@ export interface Driver {
 export interface ShareSteps {
     readonly attach: readonly string[];
     readonly detach: readonly string[];
-    /** Where the hypervisor mounts the folder (`source`) in the guest, as its mounts list it. */
-    readonly held?: { readonly guest: string; readonly source: string };
+    /** Where the hypervisor mounts the folder (`source`) in the guest, as its mounts list it; `hash` is what the guest knows the folder by (folderHash). */
+    readonly held?: { readonly guest: string; readonly source: string; readonly hash: string };
     /** Run in the guest before attach: the place the folder goes made safe. */
     readonly prepare?: readonly string[];
     /** Run in the guest after detach (where the VM runs): what the hypervisor left there removed. */

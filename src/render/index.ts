@@ -154,8 +154,9 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
         ...(guestMounts(config).length > 0 ? { mounts: guestMounts(config) } : {}),
         // Multipass shares folders with sshfs from the multipass-sshfs snap, which it installs in the
         // guest on the first mount: after first boot, when the egress firewall has closed the snap
-        // store. cloud-init's snap module runs before runcmd, while the network is still open.
-        ...(config.hypervisor === "multipass" && config.mounts.length > 0 ? { snap: { commands: ["snap install multipass-sshfs"] } } : {}),
+        // store. cloud-init's snap module runs before runcmd, while the network is still open. Every
+        // Multipass VM has it, with stack shares or not: a project's folder may come later, in place.
+        ...(config.hypervisor === "multipass" ? { snap: { commands: ["snap install multipass-sshfs"] } } : {}),
         runcmd: [[bootRunner]],
     });
 

@@ -135,7 +135,7 @@ test("status and verify: ok as add leaves it; a folder others may enter, or a sh
 test("add refuses another project's tag, a tag that is none, and a folder both shared and cloned", () => {
     expect(result("refuse-other-tag")).toEqual({ rc: 1, out: expect.stringContaining("project api's share is p-api, not p-web") });
     expect(result("refuse-both")).toEqual({ rc: 1, out: expect.stringContaining("shared (mount) or cloned (clone), not both") });
-    expect(result("refuse-bad-tag")).toEqual({ rc: 1, out: expect.stringContaining("mount takes a project's tag (p-NAME), and staged or nothing, once") });
+    expect(result("refuse-bad-tag")).toEqual({ rc: 1, out: expect.stringContaining("mount takes a project's tag (p-NAME), and staged with its folder's hash or nothing, once") });
 });
 
 test("remove unmounts the folder and leaves no trace of it; a share that never comes takes the new worker back out", () => {

@@ -7,7 +7,7 @@
  * `rebind` binds it again, and names a project whose folder the hypervisor has not mounted, whose
  * worker's folder then stays closed.
  */
-import { projectSpec, projectUid } from "../../src/config/projects";
+import { folderHash, projectSpec, projectUid } from "../../src/config/projects";
 import { asAgent, boot, inGuest, tryResult } from "./guest";
 
 const tool = "/usr/local/sbin/cc-sandbox-project";
@@ -49,14 +49,23 @@ beforeAll(() => {
         try web-setuid '${asWeb} ${point}/id -u'
         try agent-point '${asAgent} ls ${point}'
         try api-point '${asApi} cat /home/cc-web/code/notes'
+        try api-point-direct '${asApi} ls ${point}'
         try status-ok '${tool} status web'
         try rebind-idle '${tool} rebind'
         # A restart: the bind gone, the folder mounted anew by the hypervisor.
         umount -R ${point}
         umount ${stage}
+        # A worker process started meanwhile, in a mount namespace of its own (as its sessions have),
+        # waiting: the bind made later reaches it (systemd's mounts are shared), the pins made after
+        # the bind do not.
+        mount --make-rshared /srv
+        setsid ${asWeb} unshare -rm --propagation unchanged sh -c 'for i in $(seq 1 900); do if echo "[core] fsmonitor = echo PLANTED" >> ${point}/repo/.git/config; then echo wrote > /home/cc-web/attack.out; exit; fi; sleep 0.1; done' </dev/null >/dev/null 2>/dev/null &
+        sleep 0.5
         host_mounts
         try status-stale '${tool} status web'
         try rebind '${tool} rebind && ${tool} status web && ls ${point}'
+        sleep 1
+        try waiting-worker 'cat /home/cc-web/attack.out 2>/dev/null || echo none; pgrep -u cc-web -c || true'
         try rebind-pinned '${tool} enter web -- sh -c "cd ~/code/repo && git config core.fsmonitor \\"echo PLANTED\\""'
         # Mounted anew again, and the worker enters before any pulumi up: bound first.
         umount -R ${point}
@@ -111,7 +120,7 @@ test("the worker works in it; it cannot plant git configuration, nor gain by a s
 });
 
 test("the agent and another project's worker reach nothing of it, where it is bound or where the hypervisor put it", () => {
-    for (const name of ["agent-stage", "api-stage", "agent-point", "api-point"]) {
+    for (const name of ["agent-stage", "api-stage", "agent-point", "api-point", "api-point-direct"]) {
         expect({ name, ...result(name) }).toEqual({ name, rc: expect.any(Number), out: expect.stringContaining("Permission denied") });
         expect(result(name).rc).not.toBe(0);
     }
@@ -121,10 +130,12 @@ test("after a restart: the folder mounted anew is bound again and pinned (rebind
     expect(result("status-ok")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web/) });
     expect(result("rebind-idle")).toEqual({ rc: 0, out: " " });
     expect(result("status-stale")).toEqual({ rc: 3, out: expect.stringContaining(`its shared folder is not bound nosuid,nodev at ${point} from ${stage}`) });
+    // the worker's process that waited in a namespace of its own ended before the folder opened
+    expect(result("waiting-worker").out).toBe("none 0 ");
     expect(result("rebind")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web .*id repo $/) });
     expect(result("rebind-pinned").rc).not.toBe(0);
     expect(result("enter-rebinds")).toEqual({ rc: 0, out: "/home/cc-web/code/fresh " });
-    expect(result("lost")).toEqual({ rc: 0, out: "unstaged web " });
+    expect(result("lost")).toEqual({ rc: 0, out: `unstaged web ${folderHash("/host/web")} ` });
     expect(result("lost-closed").out).toBe("700 unbound ");
     expect(result("lost-status").rc).toBe(3);
     expect(result("found")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web/) });

@@ -159,3 +159,22 @@ test("root never follows a link the agent planted in a repository, and status sa
     expect(r.stdout).toMatch(/^status-rc=3$/m);
 });
 
+
+test("a repository whose path a shell would act on is never made a mount point (Multipass hands the share's mount points to a shell); pinned files never run", () => {
+    const r = inGuest(`
+        mkdir -p /home/agent/code && mount -t tmpfs share /home/agent/code && mount --make-shared /home/agent/code && chown agent: /home/agent/code
+        ${asAgent} bash -c 'set -e; cd /home/agent/code; mkdir "x\\$(touch PWNED)"; git init -q "x\\$(touch PWNED)/repo"; git init -q "my repo"
+            printf "#!/bin/sh\\necho RAN\\n" > "my repo/.git/config.worktree"; chmod +x "my repo/.git/config.worktree"'
+        rc=0; cc-sandbox-shares protect || rc=$?; echo "protect-rc=$rc"
+        echo "points-named-so: $(grep -c PWNED /proc/self/mountinfo || true)"
+        rc=0; cc-sandbox-shares status || rc=$?; echo "status-rc=$rc"
+        # what Multipass's recovery would do with a mount point's path: run it
+        out=$("/home/agent/code/my repo/.git/config.worktree" 2>&1) && echo "ran: $out" || echo "pinned-file-runs=refused"`);
+    expect(r.stdout).toMatch(/^protect-rc=1$/m);
+    expect(r.stderr).toContain("not protected: /home/agent/code/x$(touch PWNED)/repo/.git holds a character a shell acts on");
+    expect(r.stdout).toMatch(/^points-named-so: 0$/m);
+    expect(r.stdout).toMatch(/^OPEN {6}\/home\/agent\/code\/x\$\(touch PWNED\)\/repo\/\.git /m);
+    expect(r.stdout).toMatch(/^protected \/home\/agent\/code\/my repo\/\.git$/m);
+    expect(r.stdout).toMatch(/^status-rc=3$/m);
+    expect(r.stdout).toMatch(/^pinned-file-runs=refused$/m);
+});

@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { promisify } from "util";
 import { ConfigError, loadConfig, missingHostFolders, rawConfigFromPulumi, rawConfigFromStackFile } from "../../src/config/load";
-import { projectSpec, projectUidBase, projectUidSlots } from "../../src/config/projects";
+import { folderHash, projectSpec, projectUidBase, projectUidSlots } from "../../src/config/projects";
 import { renderEgressPlan } from "../../src/render/egress";
 import { formats, isIpv4Cidr, isSshPublicKey } from "../../src/config/schema";
 import { loadStackConfig, stacksDir } from "../../src/config/stack";
@@ -206,10 +206,17 @@ describe("values", () => {
         // Multipass mounts it itself (where the guest binds it from): a folder the snap can read.
         const mp = loadConfig("t", { ...lv(), hypervisor: "multipass" }, host);
         expect(mp.projects[0].mount).toBe(path.join(home, "work/web"));
-        expect(projectSpec(mp.projects[0], true)).toBe("mount p-web staged\n");
+        expect(projectSpec(mp.projects[0], true)).toBe(`mount p-web staged ${folderHash(path.join(home, "work/web"))}\n`);
+        // Multipass maps the uid running pulumi up to the worker's: root's files would be the worker's.
+        const asRoot = errorOf(() => loadConfig("t", { ...lv(), hypervisor: "multipass" }, { ...host, uid: 0 }));
+        expect(asRoot.message).toContain("cc-sandbox:projects[0].mount: is shared with Multipass as the user running pulumi up, here root: run it as the folder's owner");
         const refused: [object, string, RegExp][] = [
             [{ ...lv({}, [{ name: "web", mount: "~/.work/web" }]), hypervisor: "multipass" }, "projects[0].mount", /must be a folder under your home \(.*\) with no hidden part: Multipass on Linux shares nothing else/],
             [{ ...lv({}, [{ name: "web", mount: "/opt/web" }]), hypervisor: "multipass" }, "projects[0].mount", /must be a folder under your home/],
+            // The admin's key (root in the VM), wherever the stack keeps it; macOS's ~/Library (what runs at login).
+            [lv({ ssh: { publicKeyPath: "~/keys/cc.pub" } }, [{ name: "web", mount: "~/keys" }]), "projects[0].mount", /overlaps ssh\.publicKeyPath/],
+            [lv({ ssh: { publicKeyPath: "~/keys/cc.pub", privateKeyPath: "~/work/web/id" } }), "projects[0].mount", /overlaps ssh\.privateKeyPath/],
+            [lv({}, [{ name: "web", mount: "~/Library/LaunchAgents" }]), "projects[0].mount", /overlaps ~\/Library/],
             [lv({ libvirt: { filesystem: "9p" } }), "projects[0].mount", /needs libvirt\.filesystem virtiofs: a 9p share cannot be added to a running VM/],
             [lv({ libvirt: { uri: "qemu+ssh://h/system" } }), "projects[0].mount", /with a libvirt on this machine only/],
             [lv({}, [{ name: "web", mount: "~/work/web", clone: "~/work/web" }]), "projects[0].mount", /cannot be given with clone/],

@@ -9,7 +9,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { loadConfig } from "../../src/config/load";
-import { projectSpec } from "../../src/config/projects";
+import { folderHash, projectSpec } from "../../src/config/projects";
 import { multipass, projectShare } from "../../src/drivers/multipass";
 import { renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
@@ -211,6 +211,8 @@ describe("mounts", () => {
 
     test("the first-boot user-data installs sshfs while the guest can still reach the snap store: the default mount works", () => {
         expect(userData).toMatch(/snap install multipass-sshfs/);
+        // Also with no stack share: a project's folder may be mounted later, in place.
+        expect(renderGuest(loadConfig("t", { vm: { name: "cc-fake" }, mounts: [] }, host), loadTemplates()).userData).toMatch(/snap install multipass-sshfs/);
         expect(step("create", { input: userData }).code).toBe(0);
         const r = step("mount", { plan: mountPlan });
         expect(r.code).toBe(0);
@@ -441,7 +443,7 @@ describe("guest commands", () => {
         expect(vm().mounts![stage]).toBeUndefined();
         expect(vm().unstaged).toEqual(["docs"]);
         // Lost at a restart (Multipass dropped it): the next pulumi up mounts it again and the guest binds it.
-        setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: ["docs"] }) } });
+        setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: { docs: folderHash(folder) } }) } });
         const info = { ...plan, mounts: [], projectShares: { rebind: ["sudo", tool, "rebind"], shares: { docs: share } } };
         const r = step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } });
         expect(r.code).toBe(0);
@@ -449,6 +451,20 @@ describe("guest commands", () => {
         expect(vm().mounts![stage].source).toBe(folder);
         expect(vm().bound).toEqual(["docs"]);
         expect(calls().filter((l) => l.includes("project rebind")).length).toBe(2);
+        // In Multipass's record, but its sshfs ended in the guest: unmounted from the record, mounted again, bound.
+        setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: { docs: folderHash(folder) }, mounts: { [stage]: { source: folder } }, sshfsEnded: ["docs"] }) } });
+        since();
+        expect(step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } }).code).toBe(0);
+        expect(at(`umount cc-fake:${stage}`)).toBeGreaterThanOrEqual(0);
+        expect(at(`umount cc-fake:${stage}`)).toBeLessThan(at("mount --type classic"));
+        expect(vm()).toMatchObject({ sshfsEnded: [], bound: ["docs"] });
+        // Lost, and the project now names another folder: not mounted for the old worker (this run replaces the project).
+        setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: { docs: folderHash("/some/other/folder") } }) } });
+        since();
+        expect(step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } }).code).toBe(0);
+        expect(at("mount --type classic")).toBe(-1);
+        expect(vm().mounts![stage]).toBeUndefined();
+        setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: { docs: folderHash(folder) }, mounts: { [stage]: { source: folder } }, bound: ["docs"] }) } });
         // Nothing lost: one look, nothing mounted.
         const before = calls().length;
         expect(step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } }).code).toBe(0);
@@ -459,6 +475,12 @@ describe("guest commands", () => {
         expect(vm().mounts![stage]).toBeUndefined();
         expect(at(" remove docs")).toBeLessThan(at(`umount cc-fake:${stage}`));
         expect(at(`umount cc-fake:${stage}`)).toBeLessThan(at("project unstage docs"));
+        // Dropped by Multipass already: its empty folder goes all the same.
+        setWorld({ instances: { "cc-fake": running({ stageRoot: true }) } });
+        since();
+        expect(step("guest-undo", { plan: remove }).code).toBe(0);
+        expect(at("umount")).toBe(-1);
+        expect(vm().unstaged).toEqual(["docs"]);
         // A stopped VM: Multipass's own record of the mount goes; nothing runs in it.
         setWorld({ instances: { "cc-fake": running({ state: "Stopped", ip: null, mounts: { [stage]: { source: folder } } }) } });
         since();
@@ -468,7 +490,7 @@ describe("guest commands", () => {
         // Lost, and its folder gone from the host: said, and the run goes on (it may be the one that removes the project).
         fs.renameSync(folder, `${folder}.gone`);
         try {
-            setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: ["docs"] }) } });
+            setWorld({ instances: { "cc-fake": running({ stageRoot: true, staged: { docs: folderHash(folder) } }) } });
             const gone = step("info", { input: userData, plan: info, env: { CC_DRY_RUN: "0" } });
             expect(gone.code).toBe(0);
             expect(gone.stderr).toMatch(/does not exist.*\(project docs's folder stays closed\)/);

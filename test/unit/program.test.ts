@@ -4,8 +4,10 @@
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
+import { folderHash } from "../../src/config/projects";
 import { root, tempHome } from "../helpers";
 import { specialSecretSig, specialSigKey } from "@pulumi/pulumi/runtime/rpc";
 
@@ -161,16 +163,23 @@ describe("multipass stack (alice)", () => {
     test("a mount project: Multipass mounts its folder at root's stage (the worker's files are the developer's), every run looks after it", async () => {
         const folder = path.join(home, "work-web");
         fs.mkdirSync(folder, { recursive: true });
-        const shared = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", mount: "~/work-web" }, { name: "api" }] });
+        // As a developer runs it (this suite may run as root, whose files Multipass would map to the worker).
+        const me = jest.spyOn(require("os") as typeof os, "userInfo").mockReturnValue({ ...os.userInfo(), uid: 1000, gid: 1001 });
+        let shared: Run;
+        try {
+            shared = await runProgram("alice", { ...stackConfig("alice"), "cc-sandbox:projects": [{ name: "web", mount: "~/work-web" }, { name: "api" }] });
+        } finally {
+            me.mockRestore();
+        }
         const r = byName(shared, "-project-web");
-        expect(r.inputs.stdin).toBe("mount p-web staged\n");
+        expect(r.inputs.stdin).toBe(`mount p-web staged ${folderHash(folder)}\n`);
         const uid = shared.outputs.projects as Record<string, { uid: number }>;
         const share = JSON.parse(r.inputs.environment.CC_PLAN).share;
         const stage = "cc-alice:/srv/cc-projects/.host/web";
         expect(share).toEqual({
-            attach: ["multipass", "mount", "--type", "classic", "--uid-map", `${process.getuid!()}:${uid.web.uid}`, "--gid-map", `${process.getgid!()}:${uid.web.uid}`, folder, stage],
+            attach: ["multipass", "mount", "--type", "classic", "--uid-map", `1000:${uid.web.uid}`, "--gid-map", `1001:${uid.web.uid}`, folder, stage],
             detach: ["multipass", "umount", stage],
-            held: { guest: "/srv/cc-projects/.host/web", source: folder },
+            held: { guest: "/srv/cc-projects/.host/web", source: folder, hash: folderHash(folder) },
             prepare: ["sudo", "/usr/local/sbin/cc-sandbox-project", "stage"],
             cleanup: ["sudo", "/usr/local/sbin/cc-sandbox-project", "unstage", "web"],
         });

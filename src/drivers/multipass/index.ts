@@ -1,6 +1,6 @@
 /** Multipass: argument lists for the `multipass` CLI. */
 import { agentUid } from "../../config/defaults";
-import { projectStage } from "../../config/projects";
+import { folderHash, projectStage } from "../../config/projects";
 import { Mount, Project, SandboxConfig } from "../../config/types";
 import { Driver, HostIdentity, MountPlan, ShareSteps, VmPlan } from "../types";
 
@@ -37,7 +37,7 @@ export function projectShare(c: SandboxConfig, p: Project, host: HostIdentity): 
     return {
         attach: ["multipass", "mount", "--type", "classic", "--uid-map", `${host.uid}:${p.uid}`, "--gid-map", `${host.gid}:${p.uid}`, p.mount, target],
         detach: ["multipass", "umount", target],
-        held: { guest: projectStage(p.name), source: p.mount },
+        held: { guest: projectStage(p.name), source: p.mount, hash: folderHash(p.mount) },
         prepare: ["sudo", projectTool, "stage"],
         cleanup: ["sudo", projectTool, "unstage", p.name],
     };

@@ -19,8 +19,10 @@ export interface Vm {
     /** The projects' stage (cc-sandbox-project stage) made; a mount under it that Multipass had to make itself. */
     stageRoot?: boolean;
     stageMadeByMultipass?: boolean;
-    /** Projects whose folder the guest binds from Multipass's mount (staged), those bound now, and what unstage removed. */
-    staged?: string[];
+    /** Projects whose folder the guest binds from Multipass's mount (staged: name -> its folder's hash), those bound now, and what unstage removed. */
+    staged?: Record<string, string>;
+    /** Projects whose folder Multipass's record holds but whose sshfs has ended in the guest (until it is mounted again). */
+    sshfsEnded?: string[];
     bound?: string[];
     unstaged?: string[];
     sshfs?: boolean;

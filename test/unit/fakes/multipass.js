@@ -199,6 +199,7 @@ switch (cmd) {
         // sshfs_mount.cpp make_sftp_server: what is missing of the target is made the default user's.
         if (guest.startsWith("/srv/cc-projects/.host/") && !vm.stageRoot) vm.stageMadeByMultipass = true;
         vm.mounts[guest] = { source, uid: option("--uid-map"), gid: option("--gid-map") };
+        vm.sshfsEnded = (vm.sshfsEnded || []).filter((n) => guest !== `/srv/cc-projects/.host/${n}`);
         break;
     }
     case "umount": {
@@ -269,19 +270,20 @@ switch (cmd) {
             vm.unstaged = (vm.unstaged || []).concat(name);
         } else if (line === "sudo /usr/local/sbin/cc-sandbox-project rebind") {
             // cc-sandbox-project rebind: each staged project's folder bound again where Multipass
-            // mounted it; `unstaged NAME` for each it has not.
-            for (const name of vm.staged || []) {
-                if (vm.mounts[`/srv/cc-projects/.host/${name}`]) vm.bound = [...new Set([...(vm.bound || []), name])];
-                else process.stdout.write(`unstaged ${name}\n`);
+            // mounted it; `unstaged NAME HASH` (its folder's, as add was told) for each it has not.
+            for (const [name, hash] of Object.entries(vm.staged || {})) {
+                if (vm.mounts[`/srv/cc-projects/.host/${name}`] && !(vm.sshfsEnded || []).includes(name)) vm.bound = [...new Set([...(vm.bound || []), name])];
+                else process.stdout.write(`unstaged ${name} ${hash}\n`);
             }
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project add ")) {
             // cc-sandbox-project: a clone project whose code has not come asks for it on stdout; a
             // staged one binds the folder Multipass mounted for it, and fails without it.
             const spec = fs.readFileSync(0, "utf8");
             const name = command[3];
-            if (/^mount p-[a-z0-9-]+ staged$/m.test(spec)) {
+            const staged = /^mount p-[a-z0-9-]+ staged ([0-9a-f]{16})$/m.exec(spec);
+            if (staged) {
                 if (!vm.mounts[`/srv/cc-projects/.host/${name}`]) fail(1, `cc-sandbox-project: the host's folder is not mounted at /srv/cc-projects/.host/${name}`);
-                vm.staged = [...new Set([...(vm.staged || []), name])];
+                vm.staged = { ...(vm.staged || {}), [name]: staged[1] };
                 vm.bound = [...new Set([...(vm.bound || []), name])];
             }
             if (/^clone yes$/m.test(spec) && !(vm.imported || []).includes(name)) process.stdout.write("import\n");
@@ -298,7 +300,7 @@ switch (cmd) {
         } else if (line.startsWith("sudo /usr/local/sbin/cc-sandbox-project remove ")) {
             const name = command[command.length - 1];
             vm.removed = (vm.removed || []).concat(name);
-            vm.staged = (vm.staged || []).filter((n) => n !== name);
+            if (vm.staged) delete vm.staged[name];
             vm.bound = (vm.bound || []).filter((n) => n !== name);
         } else if (line === "sudo false") {
             fail(1, "");

@@ -16,7 +16,15 @@ readonly worker_name_re="^cc-${project_name_re#^}"
 # container workers had in common would be a channel between projects (SysV IPC, files). cc-sandbox-project derives
 # the ACL from its registry under one lock (adds run side by side). This is policy, not
 # confinement: a container is no more than its user (its uid, no_new_privs, its egress).
-readonly podman_bin=/usr/bin/podman podman_lock=/run/lock/cc-sandbox-podman.lock
+readonly podman_bin=/usr/bin/podman
+
+# Root's locks, in a folder only root may enter: a lock file in /run/lock (world-writable) any user
+# can open, read-only, and hold with flock for good, stopping every project being added, bound or
+# removed.
+readonly lock_dir=/run/cc-sandbox-locks
+readonly podman_lock=$lock_dir/podman.lock
+# locks_ready: the locks' folder made (root's, 0700).
+locks_ready() { install -d -o root -g root -m 0700 "$lock_dir"; }
 
 # podman_closed: podman is root's and 0750 (as stat prints it).
 podman_closed() { [[ $(stat -c '%U %G %a' "$podman_bin") == "root root 750" ]]; }
