@@ -51,6 +51,9 @@ beforeAll(() => {
         try api-point '${asApi} cat /home/cc-web/code/notes'
         try api-point-direct '${asApi} ls ${point}'
         try status-ok '${tool} status web'
+        # root's locks: no other user can open one (and hold it with flock, stopping every bind)
+        try agent-lock '${asAgent} flock -n /run/cc-sandbox-locks/shares.lock true'
+        try web-lock '${asWeb} flock -n /run/cc-sandbox-locks/fstab.lock true'
         try rebind-idle '${tool} rebind'
         # A restart: the bind gone, the folder mounted anew by the hypervisor.
         umount -R ${point}
@@ -129,6 +132,7 @@ test("the agent and another project's worker reach nothing of it, where it is bo
 test("after a restart: the folder mounted anew is bound again and pinned (rebind, or the worker's enter); one not mounted leaves the worker's folder closed", () => {
     expect(result("status-ok")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web/) });
     expect(result("rebind-idle")).toEqual({ rc: 0, out: " " });
+    for (const name of ["agent-lock", "web-lock"]) expect({ name, ...result(name) }).toEqual({ name, rc: 66, out: expect.stringContaining("Permission denied") });
     expect(result("status-stale")).toEqual({ rc: 3, out: expect.stringContaining(`its shared folder is not bound nosuid,nodev at ${point} from ${stage}`) });
     // the worker's process that waited in a namespace of its own ended before the folder opened
     expect(result("waiting-worker").out).toBe("none 0 ");
