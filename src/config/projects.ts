@@ -136,7 +136,7 @@ function mountIssues(raw: RawConfig, i: number, given: string, mount: string, ho
     // What this machine runs or keeps secret: the worker would write it.
     const publicKey = expandHome(raw.ssh?.publicKeyPath ?? defaults.sshPublicKeyPath, host.home);
     const own: { label: string; folder: string }[] = [
-        ...[".ssh", ".pulumi", ".config", ".gnupg", ".aws", ".kube", ".docker", "Library"].map((d) => ({ label: `~/${d}`, folder: path.join(host.home, d) })),
+        ...[".ssh", ".pulumi", ".config", ".gnupg", ".aws", ".kube", ".docker", ".local", "bin", "Library"].map((d) => ({ label: `~/${d}`, folder: path.join(host.home, d) })),
         // The admin's key (root in the VM), wherever the stack keeps it.
         { label: "ssh.publicKeyPath", folder: publicKey },
         { label: "ssh.privateKeyPath", folder: raw.ssh?.privateKeyPath ? expandHome(raw.ssh.privateKeyPath, host.home) : publicKey.replace(/\.pub$/, "") },

@@ -76,7 +76,14 @@ ${standInMount}STANDIN
         try mended '${tool} add web ${web} - <<< "${webSpec}" >/dev/null 2>&1; ${tool} status web'
         umount -R /srv/cc-projects/web/code
         try status-unmounted '${tool} status web'
-        try remounted '${tool} add web ${web} - <<< "${webSpec}" >/dev/null 2>&1; ${tool} status web'
+        # A worker process started meanwhile, in a mount namespace of its own (as its sessions have),
+        # waiting: the mount made later reaches it (systemd's mounts are shared), the pins do not.
+        mount --make-rshared /srv
+        setsid ${asWeb} unshare -rm --propagation unchanged sh -c 'for i in $(seq 1 900); do if echo "[core] fsmonitor = echo PLANTED" >> /srv/cc-projects/web/code/repo/.git/config; then echo wrote > /home/cc-web/attack.out; exit; fi; sleep 0.1; done' </dev/null >/dev/null 2>&1 &
+        sleep 0.5
+        try remounted '${tool} add web ${web} - <<< "${webSpec}" 2>/tmp/remount.err >/dev/null; ${tool} status web; grep -o "processes of cc-web ended" /tmp/remount.err'
+        sleep 1
+        try waiting-worker 'cat /home/cc-web/attack.out 2>/dev/null || echo none; pgrep -u cc-web -c || true'
         # what add refuses: another project's tag, both ways at once, a tag that is no tag
         try refuse-other-tag '${tool} add api ${api} - <<< "mount p-web"'
         try refuse-both '${tool} add api ${api} - <<< "$(printf "clone yes\\nmount p-api\\n")"'
@@ -129,7 +136,9 @@ test("status and verify: ok as add leaves it; a folder others may enter, or a sh
     expect(result("status-loose")).toEqual({ rc: 3, out: expect.stringContaining(`/srv/cc-projects/web is not root's, 0750, group cc-web`) });
     expect(result("mended")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web/) });
     expect(result("status-unmounted")).toEqual({ rc: 3, out: expect.stringContaining("its shared folder (p-web) is not mounted nosuid,nodev at /srv/cc-projects/web/code") });
-    expect(result("remounted")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web/) });
+    expect(result("remounted")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web .*processes of cc-web ended $/) });
+    // the worker's process that waited in a namespace of its own ended before the folder opened
+    expect(result("waiting-worker").out).toBe("none 0 ");
 });
 
 test("add refuses another project's tag, a tag that is none, and a folder both shared and cloned", () => {

@@ -82,6 +82,7 @@ beforeAll(() => {
         try lost '${tool} rebind'
         try lost-closed 'stat -c "%a" /srv/cc-projects/web; mountpoint -q ${point} && echo bound || echo unbound'
         try lost-status '${tool} status web'
+        try lost-enter '${tool} enter web -- true'
         host_mounts
         try found '${tool} rebind && ${tool} status web'
         # removed: the bind and its folders gone; the hypervisor's mount is the host's to take away
@@ -136,12 +137,13 @@ test("after a restart: the folder mounted anew is bound again and pinned (rebind
     expect(result("status-stale")).toEqual({ rc: 3, out: expect.stringContaining(`its shared folder is not bound nosuid,nodev at ${point} from ${stage}`) });
     // the worker's process that waited in a namespace of its own ended before the folder opened
     expect(result("waiting-worker").out).toBe("none 0 ");
-    expect(result("rebind")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web .*id repo $/) });
+    expect(result("rebind")).toEqual({ rc: 0, out: expect.stringMatching(/^cc-sandbox-project: project web: its folder is mounted anew or opened: \d+ processes of cc-web ended .*ok +web .*id repo $/) });
     expect(result("rebind-pinned").rc).not.toBe(0);
     expect(result("enter-rebinds")).toEqual({ rc: 0, out: "/home/cc-web/code/fresh " });
     expect(result("lost")).toEqual({ rc: 0, out: `unstaged web ${folderHash("/host/web")} ` });
     expect(result("lost-closed").out).toBe("700 unbound ");
     expect(result("lost-status").rc).toBe(3);
+    expect(result("lost-enter")).toEqual({ rc: 1, out: expect.stringContaining("project web's shared folder is not in place: pulumi up mounts it again") });
     expect(result("found")).toEqual({ rc: 0, out: expect.stringMatching(/^ok +web/) });
 });
 

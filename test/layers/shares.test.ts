@@ -160,21 +160,27 @@ test("root never follows a link the agent planted in a repository, and status sa
 });
 
 
-test("a repository whose path a shell would act on is never made a mount point (Multipass hands the share's mount points to a shell); pinned files never run", () => {
+test("no path a shell would split or act on is made a mount point (Multipass hands the share's mount points to a shell, a command a line); pinned files never run", () => {
     const r = inGuest(`
         mkdir -p /home/agent/code && mount -t tmpfs share /home/agent/code && mount --make-shared /home/agent/code && chown agent: /home/agent/code
-        ${asAgent} bash -c 'set -e; cd /home/agent/code; mkdir "x\\$(touch PWNED)"; git init -q "x\\$(touch PWNED)/repo"; git init -q "my repo"
-            printf "#!/bin/sh\\necho RAN\\n" > "my repo/.git/config.worktree"; chmod +x "my repo/.git/config.worktree"'
+        ${asAgent} bash -c 'set -e; cd /home/agent/code; mkdir "x\\\$(touch PWNED)"; git init -q "x\\\$(touch PWNED)/repo"; git init -q "a b"; git init -q "$(printf "caf\\303\\251")"
+            git init -q my-repo; mkdir -p "my-repo/.git/modules/y\\\$(touch PWNED)"; cp my-repo/.git/HEAD my-repo/.git/config "my-repo/.git/modules/y\\\$(touch PWNED)/"
+            git init -q ok-repo; printf "#!/bin/sh\\necho RAN\\n" > ok-repo/.git/config.worktree; chmod +x ok-repo/.git/config.worktree'
         rc=0; cc-sandbox-shares protect || rc=$?; echo "protect-rc=$rc"
-        echo "points-named-so: $(grep -c PWNED /proc/self/mountinfo || true)"
+        [ ! -e /home/agent/code/PWNED ] && [ ! -e /PWNED ] && echo "no-command-ran: yes"
+        echo "points-named-so: $(grep -c -F -e PWNED -e 'a\\040b' -e 'caf\\303' /proc/self/mountinfo || true)"
         rc=0; cc-sandbox-shares status || rc=$?; echo "status-rc=$rc"
         # what Multipass's recovery would do with a mount point's path: run it
-        out=$("/home/agent/code/my repo/.git/config.worktree" 2>&1) && echo "ran: $out" || echo "pinned-file-runs=refused"`);
+        out=$(/home/agent/code/ok-repo/.git/config.worktree 2>&1) && echo "ran: $out" || echo "pinned-file-runs=refused"`);
     expect(r.stdout).toMatch(/^protect-rc=1$/m);
-    expect(r.stderr).toContain("not protected: /home/agent/code/x$(touch PWNED)/repo/.git holds a character a shell acts on");
+    // (named by the first folder down that a shell would act on)
+    for (const bad of ["x$(touch PWNED) ", "a b ", "café ", "my-repo/.git/modules/y$(touch PWNED)/"]) {
+        expect({ bad, err: r.stderr }).toEqual({ bad, err: expect.stringContaining(`not protected: /home/agent/code/${bad}`) });
+    }
     expect(r.stdout).toMatch(/^points-named-so: 0$/m);
     expect(r.stdout).toMatch(/^OPEN {6}\/home\/agent\/code\/x\$\(touch PWNED\)\/repo\/\.git /m);
-    expect(r.stdout).toMatch(/^protected \/home\/agent\/code\/my repo\/\.git$/m);
+    expect(r.stdout).toMatch(/^OPEN {6}\/home\/agent\/code\/a b\/\.git /m);
+    expect(r.stdout).toMatch(/^protected \/home\/agent\/code\/ok-repo\/\.git$/m);
     expect(r.stdout).toMatch(/^status-rc=3$/m);
     expect(r.stdout).toMatch(/^pinned-file-runs=refused$/m);
 });
