@@ -131,12 +131,18 @@ function ensureRunning(plan, deadline) {
     }
 }
 
+/**
+ * What a guest command that failed said: the command, the VM, its exit status and stderr.
+ * @param {VmPlan} plan @param {readonly string[]} command @param {{ code: number, stderr: string }} r
+ */
+const failedIn = (plan, command, r) => `${command.join(" ")} failed in ${plan.name} (exit ${r.code}): ${printable(r.stderr).trim()}`;
+
 /** Unmounts a share of the running VM, after the guest let go of what it mounted inside it. */
 /** @param {VmPlan} plan @param {VmStatus} s @param {MountPlan} m */
 function unmountShare(plan, s, m) {
     if (s.state === "running" && s.ip && m.release) {
         const r = guest(plan, s.ip, m.release, { timeoutMs: queryTimeoutMs });
-        if (r.code !== 0) log(`${m.release.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()} (continuing)`);
+        if (r.code !== 0) log(`${failedIn(plan, m.release, r)} (continuing)`);
     }
     must(m.umount, { timeoutMs: queryTimeoutMs });
 }
@@ -147,7 +153,7 @@ function mountShare(plan, s, m) {
     must(m.mount, { timeoutMs: 5 * 60_000 });
     if (s.state === "running" && s.ip && m.protect) {
         const r = guest(plan, s.ip, m.protect, { timeoutMs: queryTimeoutMs });
-        if (r.code !== 0) throw new Error(`${m.protect.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()}`);
+        if (r.code !== 0) throw new Error(failedIn(plan, m.protect, r));
     }
 }
 
@@ -180,7 +186,7 @@ function attachShare(plan, s, share) {
     }
     if (share.prepare) {
         const r = guest(plan, s.ip, share.prepare, { timeoutMs: queryTimeoutMs });
-        if (r.code !== 0) throw new Error(`${share.prepare.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()}`);
+        if (r.code !== 0) throw new Error(failedIn(plan, share.prepare, r));
     }
     must(share.attach, { timeoutMs: 5 * 60_000 });
     return true;
@@ -204,7 +210,7 @@ function detachShare(plan, s, share, must_) {
     // (also when the hypervisor had already dropped it: what it left in the guest goes)
     if (share.cleanup && s.state === "running" && s.ip) {
         const r = guest(plan, s.ip, share.cleanup, { timeoutMs: queryTimeoutMs });
-        if (r.code !== 0) log(`${share.cleanup.join(" ")} failed in ${plan.name} (exit ${r.code}): ${r.stderr.trim()} (continuing)`);
+        if (r.code !== 0) log(`${failedIn(plan, share.cleanup, r)} (continuing)`);
     }
 }
 
@@ -221,7 +227,7 @@ function restoreProjectShares(plan, s) {
     if (!ps || s.state !== "running" || !s.ip) return;
     const rebind = () => {
         const r = guest(plan, s.ip, ps.rebind, { timeoutMs: 5 * 60_000 });
-        if (r.code !== 0) log(`${ps.rebind.join(" ")} failed in ${plan.name} (exit ${r.code}): ${printable(r.stderr).trim()} (cc-sandbox-project status in the guest says which project)`);
+        if (r.code !== 0) log(`${failedIn(plan, ps.rebind, r)} (cc-sandbox-project status in the guest says which project)`);
         return [...r.stdout.matchAll(/^unstaged ([a-z][a-z0-9-]*) ([0-9a-f]{16})$/gm)].map((m) => ({ name: m[1], hash: m[2] }));
     };
     const lost = rebind()

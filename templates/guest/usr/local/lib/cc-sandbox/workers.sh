@@ -23,8 +23,9 @@ readonly podman_bin=/usr/bin/podman
 # removed.
 readonly lock_dir=/run/cc-sandbox-locks
 readonly podman_lock=$lock_dir/podman.lock
-# locks_ready: the locks' folder made (root's, 0700).
-locks_ready() { install -d -o root -g root -m 0700 "$lock_dir"; }
+# locks_ready: the locks' folder made (root's, 0700; only root can make it in /run), without a
+# process start once it is there (firewall apply, each project command).
+locks_ready() { [[ -d $lock_dir && ! -L $lock_dir ]] || install -d -o root -g root -m 0700 "$lock_dir"; }
 
 # podman_closed: podman is root's and 0750 (as stat prints it).
 podman_closed() { [[ $(stat -c '%U %G %a' "$podman_bin") == "root root 750" ]]; }

@@ -452,7 +452,7 @@ for key in ("web", "api", "git"):
         if ":" not in c:
             print(c)
 ' "$json" | sort -u >"$list" || die "GitHub meta JSON could not be read"
-  locks_ready; exec 9>"$lock_dir/firewall.lock"
+  exec 9>"$firewall_lock"
   flock -w 30 9 || die "another cc-sandbox-firewall is running"
   load_github_cidrs "$list" || die "GitHub CIDRs rejected"
   mv -f "$list" "$github_cidrs"

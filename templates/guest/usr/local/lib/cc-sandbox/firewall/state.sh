@@ -103,6 +103,7 @@ prepare_dirs() {
   [[ -d $work ]] || { mkdir -p "$work"; chmod 0700 "$work"; }
   [[ -d $lib_dir ]] || { mkdir -p "$lib_dir"; chmod 0700 "$lib_dir"; }
   [[ -d $proxy_dir ]] || { mkdir -p "$proxy_dir"; chmod 0700 "$proxy_dir"; }
+  locks_ready
 }
 
 need_root() { ((EUID == 0)) || die "must be run as root (sudo cc-sandbox-firewall $*)"; }
