@@ -236,6 +236,13 @@ describe("the agent against the firewall itself", () => {
         expect((await h.root("cc-sandbox-firewall status")).code).toBe(0);
     });
 
+    test("attack: the agent cannot open the firewall's lock (held, it would stall apply and the watcher)", async () => {
+        expect((await h.root("ls /run/cc-sandbox-locks/firewall.lock && stat -c %a /run/cc-sandbox-locks")).stdout).toBe("/run/cc-sandbox-locks/firewall.lock\n700\n");
+        const held = await h.exec("flock -n /run/cc-sandbox-locks/firewall.lock true");
+        expect(held.code).not.toBe(0);
+        expect(held.stderr).toContain("Permission denied");
+    });
+
     test("the agent can read the state: the firewall is ON", async () => {
         expect(await state()).toBe("ON");
         const status = await h.exec("cc-sandbox-firewall status");

@@ -217,6 +217,9 @@ describe("values", () => {
             [lv({ ssh: { publicKeyPath: "~/keys/cc.pub" } }, [{ name: "web", mount: "~/keys" }]), "projects[0].mount", /overlaps ssh\.publicKeyPath/],
             [lv({ ssh: { publicKeyPath: "~/keys/cc.pub", privateKeyPath: "~/work/web/id" } }), "projects[0].mount", /overlaps ssh\.privateKeyPath/],
             [lv({}, [{ name: "web", mount: "~/Library/LaunchAgents" }]), "projects[0].mount", /overlaps ~\/Library/],
+            // What your shell runs from your PATH.
+            [lv({}, [{ name: "web", mount: "~/.local/bin" }]), "projects[0].mount", /overlaps ~\/\.local/],
+            [lv({}, [{ name: "web", mount: "~/bin" }]), "projects[0].mount", /overlaps ~\/bin/],
             [lv({ libvirt: { filesystem: "9p" } }), "projects[0].mount", /needs libvirt\.filesystem virtiofs: a 9p share cannot be added to a running VM/],
             [lv({ libvirt: { uri: "qemu+ssh://h/system" } }), "projects[0].mount", /with a libvirt on this machine only/],
             [lv({}, [{ name: "web", mount: "~/work/web", clone: "~/work/web" }]), "projects[0].mount", /cannot be given with clone/],
