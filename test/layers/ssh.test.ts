@@ -46,6 +46,16 @@ test("40-ssh.sh stops the boot when sshd rejects the configuration (the check ca
     expect(r.stderr).toMatch(/sshd rejects its configuration/);
 });
 
+test("40-ssh.sh stops the boot when what sshd resolves is not keys only: a drop-in sorting first wins", () => {
+    const early = (text: string) => `printf '${text}\\n' > /etc/ssh/sshd_config.d/00-early.conf; ${boot("40-ssh.sh")}`;
+    const password = inGuest(early("PasswordAuthentication yes"));
+    expect(password.status).not.toBe(0);
+    expect(password.stderr).toMatch(/sshd resolves a different value for: passwordauthentication no/);
+    const rootProhibit = inGuest(early("PermitRootLogin prohibit-password"));
+    expect(rootProhibit.status).not.toBe(0);
+    expect(rootProhibit.stderr).toMatch(/sshd resolves a different value for: permitrootlogin no$/m);
+});
+
 test("40-ssh.sh passes on the rendered configuration", () => {
     const r = inGuest(`${lateDropIn}; ${boot("40-ssh.sh")}`);
     expect(r.status).toBe(0);

@@ -14,13 +14,13 @@ grep -Eq '^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/\*\.conf' /etc
   { log "error: /etc/ssh/sshd_config does not include sshd_config.d/*.conf"; exit 1; }
 
 mkdir -p /run/sshd
-sshd -t || { log "error: sshd rejects its configuration"; exit 1; }
-
-# What sshd will enforce, as it resolves it (first value wins across the included files).
-settings=$(sshd -T -C user=agent,host=localhost,addr=127.0.0.1)
+# What sshd will enforce, as it resolves it (first value wins across the included files); -T checks
+# the whole configuration as -t does, and fails as it does. Compared with bash's own matching: a
+# process costs tens of milliseconds on an emulated VM.
+settings=$(sshd -T -C user=agent,host=localhost,addr=127.0.0.1) || { log "error: sshd rejects its configuration"; exit 1; }
 for want in 'passwordauthentication no' 'kbdinteractiveauthentication no' 'permitrootlogin no' \
   'pubkeyauthentication yes' 'x11forwarding no' 'allowusers agent' 'allowusers ubuntu'; do
-  grep -qxF "$want" <<<"$settings" || { log "error: sshd resolves a different value for: $want"; exit 1; }
+  [[ $'\n'$settings$'\n' == *$'\n'"$want"$'\n'* ]] || { log "error: sshd resolves a different value for: $want"; exit 1; }
 done
 
 if [[ -d /run/systemd/system ]]; then
