@@ -7,10 +7,12 @@
 # The resolver.
 
 # alive PID: the process exists and is not a zombie (an exited daemon may wait a while to be reaped).
-# nap: 10 ms without starting a process (a read that times out on a pipe nobody writes to).
+# nap SECONDS: a pause without starting a process (a read that times out on a pipe nobody writes
+# to): the watcher pauses between its looks, and a process costs tens of milliseconds on an
+# emulated VM.
 nap() {
   [[ -n ${nap_fd:-} ]] || exec {nap_fd}<> <(:)
-  read -rt 0.01 -u "$nap_fd" _ || true
+  read -rt "$1" -u "$nap_fd" _ || true
 }
 
 # (`read` rather than $(<file): a missing file there ends a non-interactive bash. 2>/dev/null
@@ -35,7 +37,7 @@ stop_pid() {
   kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 300; i++)); do
     alive "$pid" || break
-    nap
+    nap 0.01
   done
   ! alive "$pid" || { kill -9 "$pid" 2>/dev/null || true; sleep 0.05; }
   rm -f "$1"
@@ -233,7 +235,7 @@ start_proxy() {
   for ((i = 0; i < 500; i++)); do
     alive "$pid" || { log "the proxy exited at start (see $proxy_log)"; rm -f "$proxy_pid"; return 1; }
     proxy_listening && return 0
-    nap
+    nap 0.01
   done
   log "the proxy does not listen on 127.0.0.1:$proxy_tls_port and :$proxy_http_port after 5 s"
   return 1

@@ -46,8 +46,11 @@ live_state() {
 
 firewall_on() {
   [[ -s $expected_rules ]] || return 1
-  local expected
-  expected=$(cat "$expected_rules" 2>/dev/null) || return 1
+  local expected=
+  # read, not cat: the watcher asks every tick, and a process costs tens of milliseconds on an
+  # emulated VM. Trailing newlines go, as $(live_state) drops them.
+  IFS= read -rd '' expected 2>/dev/null <"$expected_rules" || [[ -n $expected ]] || return 1
+  while [[ $expected == *$'\n' ]]; do expected=${expected%$'\n'}; done
   [[ $(live_state) == "$expected" ]]
 }
 
