@@ -6,7 +6,6 @@
 # ---------------------------------------------------------------------------------------------
 # The resolver.
 
-# alive PID: the process exists and is not a zombie (an exited daemon may wait a while to be reaped).
 # nap SECONDS: a pause without starting a process (a read that times out on a pipe nobody writes
 # to): the watcher pauses between its looks, and a process costs tens of milliseconds on an
 # emulated VM.
@@ -15,6 +14,7 @@ nap() {
   read -rt "$1" -u "$nap_fd" _ || true
 }
 
+# alive PID: the process exists and is not a zombie (an exited daemon may wait a while to be reaped).
 # (`read` rather than $(<file): a missing file there ends a non-interactive bash. 2>/dev/null
 # comes first: redirections apply in order, so a failed `<` would be reported before it.)
 alive() {

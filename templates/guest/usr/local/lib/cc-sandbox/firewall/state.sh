@@ -44,12 +44,17 @@ live_state() {
   printf '%s\n' "${cmdline:-proxy not running}"
 }
 
+# firewall_on [EXPECTED]: the live state is the one up/apply recorded. EXPECTED: that record as
+# the caller already read it (the watcher, every tick); else it is read here, with read rather
+# than cat (a process costs tens of milliseconds on an emulated VM).
 firewall_on() {
-  [[ -s $expected_rules ]] || return 1
-  local expected=
-  # read, not cat: the watcher asks every tick, and a process costs tens of milliseconds on an
-  # emulated VM. Trailing newlines go, as $(live_state) drops them.
-  IFS= read -rd '' expected 2>/dev/null <"$expected_rules" || [[ -n $expected ]] || return 1
+  local expected=${1-}
+  if (($# == 0)); then
+    [[ -s $expected_rules ]] || return 1
+    IFS= read -rd '' expected 2>/dev/null <"$expected_rules" || true
+  fi
+  [[ -n $expected ]] || return 1
+  # Trailing newlines go, as $(live_state) drops them.
   while [[ $expected == *$'\n' ]]; do expected=${expected%$'\n'}; done
   [[ $(live_state) == "$expected" ]]
 }
