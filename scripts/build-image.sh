@@ -18,7 +18,8 @@
 #   DIR/initrd.img
 #   DIR/cmdline        kernel arguments to pass with them
 #   DIR/packages.txt   installed packages and versions
-#   DIR/image.json     what the image is: release, kernel, mirror, sha256 of each file
+#   DIR/image.json     what the image is: release, kernel, mirror, the guest files it carries (the
+#                      sha256 of their manifest, src/render/baked.ts), sha256 of each file
 # It boots two ways: by UEFI firmware (OVMF), as Multipass boots every image and as libvirt does
 # with `libvirt.firmware: uefi`; or by its kernel directly (`virt-install --boot
 # kernel=vmlinuz,initrd=initrd.img,kernel_args="$(cat cmdline)"`, a stack's libvirt.kernel, initrd
@@ -46,6 +47,12 @@
 #   firewall runs it as its name-checking proxy.
 # - Node.js from the npm registry (Ubuntu's nodejs is 18, older than the tools need) and
 #   @anthropic-ai/sandbox-runtime's `srt`, which runs a command in Claude Code's own sandbox.
+# - The guest files every stack shares (no template, root's, outside /home) are in the image, with
+#   their manifest at /usr/local/lib/cc-sandbox/baked-files: cloud-init then carries only a stack's
+#   own. Their units stay disabled until first boot's steps enable them; sshd's drop-in and the
+#   AppArmor profile apply from the first boot on, as they do once cloud-init has written them.
+#   systemd-resolved's drop-in is not baked: it would shut the stub before the firewall's resolver
+#   runs.
 # - The guest has no apt sources: cloud-init's package step (everything it names is
 #   preinstalled) has nothing to fetch.
 set -euo pipefail
@@ -98,8 +105,13 @@ done
 [[ $mirror =~ ^(https?|file)://[^[:space:]\"\'\`\$]+$ ]] || die "--mirror '$mirror' is not an http(s) or file URL"
 mirror=${mirror%/}
 [[ -z $claude || $claude =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] || die "--claude '$claude' is not a version"
-# The package list and versions live in this file, so hashing it and the options covers all.
-hash=$( { sha256sum <"${BASH_SOURCE[0]}"; echo "$mirror $claude"; } | sha256sum | cut -c1-16)
+command -v node >/dev/null || die "missing node (the guest files are taken from the project's templates with it)"
+# The guest files every stack shares (src/render/baked.ts), named by their manifest's sha256.
+guest_files=$(node "$script_dir/guest-files.mjs") || die "could not list the guest files"
+[[ $guest_files =~ ^[0-9a-f]{64}$ ]] || die "scripts/guest-files.mjs printed '$guest_files', not a sha256"
+# The package list and versions live in this file, so hashing it, the options and the guest files
+# covers all.
+hash=$( { sha256sum <"${BASH_SOURCE[0]}"; echo "$mirror $claude $guest_files"; } | sha256sum | cut -c1-16)
 image_dir=$cache_root/$hash
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (mmdebstrap root mode, mkfs -d keeps ownership)"
@@ -217,6 +229,10 @@ for unit in podman.socket podman-auto-update.timer podman-restart.service podman
   [[ ! -e $rootfs/usr/lib/systemd/system/$unit ]] || systemctl --root="$rootfs" disable "$unit" >&2
 done
 
+# The guest files every stack shares, with their manifest: a stack on this image leaves them out of
+# its cloud-config (image.json's guestFiles says which set), and first boot checks them.
+[[ $(node "$script_dir/guest-files.mjs" --out "$rootfs") == "$guest_files" ]] || die "the guest files changed while the image was built"
+
 unmount_below "$rootfs"
 
 kernel=$(find "$rootfs/boot" -maxdepth 1 -name 'vmlinuz-*' | sort | tail -n1)
@@ -267,8 +283,8 @@ rm -f "$disk"
 
 sums=$(cd "$out" && sha256sum disk.qcow2 vmlinuz initrd.img | jq -Rn '[inputs | capture("^(?<sha256>[0-9a-f]+)  (?<file>.+)$") | {(.file): .sha256}] | add')
 jq -n --arg release "ubuntu 24.04 ($SUITE)" --arg kernel "${kernel##*/vmlinuz-}" --arg mirror "$mirror" \
-  --arg key "$ARCHIVE_KEY" --arg claude "$claude" --argjson sha256 "$sums" \
-  '{release: $release, kernel: $kernel, mirror: $mirror, archiveKey: $key, claude: (if $claude == "" then null else $claude end), sha256: $sha256}' >"$out/image.json"
+  --arg key "$ARCHIVE_KEY" --arg claude "$claude" --arg guest "$guest_files" --argjson sha256 "$sums" \
+  '{release: $release, kernel: $kernel, mirror: $mirror, archiveKey: $key, claude: (if $claude == "" then null else $claude end), guestFiles: $guest, sha256: $sha256}' >"$out/image.json"
 
 touch "$out/.complete"
 rm -rf "$image_dir"

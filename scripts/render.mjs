@@ -4,6 +4,8 @@
 //   npm run render -- --config FILE        render from any stack file
 //   npm run render -- ... --out DIR        write DIR/user-data, DIR/meta-data, DIR/files/<guest path>
 import { argv } from 'zx'
+import fs from 'node:fs'
+import os from 'node:os'
 import { requireSrc, reportError } from './lib/project.mjs'
 
 const usage = 'usage: npm run render -- (--stack NAME | --config FILE) [--out DIR]'
@@ -19,8 +21,14 @@ function main() {
   const { renderGuest } = requireSrc('render')
   const { loadTemplates } = requireSrc('render/templates')
   const { writeRendered } = requireSrc('cli/render')
+  const { readBaseImage } = requireSrc('render/base-image')
+  const { libvirtDriver } = requireSrc('drivers/libvirt')
+  const { multipass } = requireSrc('drivers/multipass')
   const file = config ?? stackFile(stack)
-  const rendered = renderGuest(loadStackConfig(file, stack), loadTemplates())
+  const c = loadStackConfig(file, stack)
+  // As the program renders it: a baked base image's guest files stay out of the user-data.
+  const driver = c.hypervisor === 'multipass' ? multipass : libvirtDriver(os.homedir())
+  const rendered = renderGuest(c, loadTemplates(), readBaseImage(driver.localImage(c), (f) => fs.readFileSync(f, 'utf8')))
   if (out) writeRendered(rendered, out)
   else process.stdout.write(rendered.userData)
 }

@@ -4,6 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "crypto";
+import * as fs from "fs";
 import * as os from "os";
 import { ConfigError, loadConfig, missingHostFolders, rawConfigFromPulumi } from "./config/load";
 import { homeDir, hostContext, isDirectory } from "./config/stack";
@@ -12,6 +13,8 @@ import { libvirtDriver } from "./drivers/libvirt";
 import { multipass } from "./drivers/multipass";
 import { Driver } from "./drivers/types";
 import { renderGuest } from "./render";
+import { bakedId } from "./render/baked";
+import { readBaseImage } from "./render/base-image";
 import { loadTemplates } from "./render/templates";
 import { Sandbox } from "./sandbox";
 
@@ -32,7 +35,15 @@ const config = load();
 const home = homeDir();
 const driver: Driver = config.hypervisor === "multipass" ? multipass : libvirtDriver(home);
 const { uid, gid } = os.userInfo();
-const rendered = renderGuest(config, loadTemplates());
+const templates = loadTemplates();
+const image = readBaseImage(driver.localImage(config), (f) => fs.readFileSync(f, "utf8"));
+if (image.bakedFiles !== undefined && image.bakedFiles !== bakedId(templates)) {
+    pulumi.log.warn(
+        `the base image's guest files are another version's (${image.bakedFiles.slice(0, 12)}, these are ${bakedId(templates).slice(0, 12)}): ` +
+            "they go in the cloud-config instead, and first boot is slower; bake the image again (npm run bake)",
+    );
+}
+const rendered = renderGuest(config, templates, image);
 const sandbox = new Sandbox(config.vm.name, {
     config,
     rendered,

@@ -88,6 +88,8 @@ export interface SshTarget {
 export interface Driver {
     vmPlan(config: SandboxConfig, metaData: string): VmPlan;
     sshTarget(config: SandboxConfig): SshTarget;
+    /** The base image's file on this machine, when it is one (image.json beside it says what it holds). */
+    localImage(config: SandboxConfig): string | undefined;
     /** Mounts that are their own resources (Multipass); undefined where the VM definition carries them (libvirt). */
     mountPlan?(config: SandboxConfig, mount: Mount, host: HostIdentity): MountPlan;
     /** A project's shared folder, added to the running VM before its worker is added and taken away after it goes. */

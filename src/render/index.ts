@@ -8,6 +8,7 @@ import Handlebars from "handlebars";
 import { stringify } from "yaml";
 import { agentUid } from "../config/defaults";
 import { SandboxConfig } from "../config/types";
+import { bakedCheck, bakedFiles, bakedId } from "./baked";
 import { TemplateSet } from "./templates";
 import { guestView } from "./view";
 
@@ -83,14 +84,20 @@ function renderProjectSecureOps(config: SandboxConfig, templates: TemplateSet): 
     );
 }
 
-/** cloud-init `mounts` lines for drivers that share folders through virtio (libvirt). */
-function guestMounts(config: SandboxConfig): string[][] {
+/**
+ * /etc/fstab lines for drivers that share folders through virtio (libvirt). Appended by write_files
+ * and mounted by first boot's 08-mounts.sh, not by cloud-init's mounts module: that one has systemd
+ * reload every unit to mount them (3-7 s on an emulated VM). Later boots mount them from fstab.
+ */
+export function guestFstab(config: SandboxConfig): string[] {
     if (config.hypervisor !== "libvirt") return [];
     return config.mounts.map((m) => {
         const ro = m.readOnly ? ",ro" : "";
-        return config.libvirt.filesystem === "virtiofs"
-            ? [m.tag, m.guest, "virtiofs", `defaults,nofail${ro}`, "0", "0"]
-            : [m.tag, m.guest, "9p", `trans=virtio,version=9p2000.L,msize=262144,nofail${ro}`, "0", "0"];
+        const line =
+            config.libvirt.filesystem === "virtiofs"
+                ? [m.tag, m.guest, "virtiofs", `defaults,nofail${ro}`, "0", "0"]
+                : [m.tag, m.guest, "9p", `trans=virtio,version=9p2000.L,msize=262144,nofail${ro}`, "0", "0"];
+        return line.join(" ");
     });
 }
 
@@ -107,8 +114,19 @@ function fileContent(content: string, packed: boolean): { content: string; encod
     return gz.length < content.length ? { content: gz, encoding: "gz+b64" } : { content };
 }
 
-export function renderGuest(config: SandboxConfig, templates: TemplateSet): RenderedGuest {
+/** What the stack's base image already holds: the id of its baked guest files (image.json's `guestFiles`). */
+export interface BaseImage {
+    readonly bakedFiles?: string;
+}
+
+/**
+ * IMAGE: what the base image holds. When it carries this very set of guest files (src/render/baked.ts),
+ * the cloud-config leaves them out and first boot checks them before its steps.
+ */
+export function renderGuest(config: SandboxConfig, templates: TemplateSet, image: BaseImage = {}): RenderedGuest {
     const files = renderFiles(config, templates);
+    const id = image.bakedFiles === undefined ? undefined : bakedId(templates);
+    const baked = new Set(id !== undefined && id === image.bakedFiles ? bakedFiles(templates).map((f) => f.path) : []);
     const content = (p: string) => {
         const f = files.find((x) => x.path === p);
         if (f === undefined) throw new Error(`the guest templates have no ${p}`);
@@ -120,6 +138,7 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
     const inPlace = (f: GuestFile) => f.path === allowlistPath || f.path === secureOpsPath;
     const { agent, admin } = config.users;
     const keys = [...config.sshAuthorizedKeys];
+    const fstab = guestFstab(config);
 
     const cloudConfig = (withInPlaceFiles: boolean, packed: boolean) => ({
         hostname: config.vm.name,
@@ -143,21 +162,26 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet): Rend
         ssh_authorized_keys: keys,
         ssh_pwauth: false,
         disable_root: true,
-        write_files: files.map((f) => ({
-            path: f.path,
-            ...fileContent(withInPlaceFiles || !inPlace(f) ? f.content : "", packed),
-            owner: f.owner,
-            permissions: f.mode,
-            // Files owned by the agent wait until cloud-init has created the user.
-            ...(f.owner.startsWith("root:") ? {} : { defer: true }),
-        })),
-        ...(guestMounts(config).length > 0 ? { mounts: guestMounts(config) } : {}),
+        write_files: [
+            ...files
+                .filter((f) => !baked.has(f.path))
+                .map((f) => ({
+                    path: f.path,
+                    ...fileContent(withInPlaceFiles || !inPlace(f) ? f.content : "", packed),
+                    owner: f.owner,
+                    permissions: f.mode,
+                    // Files owned by the agent wait until cloud-init has created the user.
+                    ...(f.owner.startsWith("root:") ? {} : { defer: true }),
+                })),
+            ...(fstab.length > 0 ? [{ path: "/etc/fstab", content: fstab.map((l) => `${l}\n`).join(""), append: true }] : []),
+        ],
+
         // Multipass shares folders with sshfs from the multipass-sshfs snap, which it installs in the
         // guest on the first mount: after first boot, when the egress firewall has closed the snap
         // store. cloud-init's snap module runs before runcmd, while the network is still open. Every
         // Multipass VM has it, with stack shares or not: a project's folder may come later, in place.
         ...(config.hypervisor === "multipass" ? { snap: { commands: ["snap install multipass-sshfs"] } } : {}),
-        runcmd: [[bootRunner]],
+        runcmd: baked.size > 0 ? [["bash", "-c", bakedCheck(bootRunner), "cc-sandbox-baked", id]] : [[bootRunner]],
     });
 
     const render = (doc: object) => "#cloud-config\n" + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });

@@ -133,6 +133,11 @@ step("1. pulumi up creates the VM and waits for cloud-init, even when the first 
     expect(fs.statSync(consoleLog).mode & 0o077).toBe(0);
     // cloud-init's work is done, and kept out of later boots.
     expect((await inGuest("cloud-init status; test -e /etc/cloud/cloud-init.disabled && echo marked")).stdout).toBe("status: disabled\nmarked\n");
+    // The image is baked (scripts/build-image.sh): its guest files stayed out of the cloud-config,
+    // which carried the stack's own files and the check of the image's, a few kilobytes.
+    const seed = (await inGuest("sudo sh -c 'wc -c </var/lib/cloud/instance/user-data.txt; grep -c cc-sandbox-baked /var/lib/cloud/instance/user-data.txt'", { admin: true })).stdout.split("\n");
+    expect(Number(seed[0])).toBeLessThan(20_000);
+    expect(Number(seed[1])).toBeGreaterThan(0);
 });
 
 step("2. the stack's sshCommand logs in, and ~/code is the host's folder both ways", async () => {

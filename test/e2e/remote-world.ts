@@ -35,10 +35,16 @@ export class RemoteWorld extends World {
         fs.symlinkSync(this.home, path.join(this.hostState, "home"));
         this.copyProject();
         const doc = parse(fs.readFileSync(this.stackFile, "utf8"));
+        // The image named without its image.json: every guest file goes in the cloud-config, as
+        // with Ubuntu's own cloud image (written over the image's own copies); the local test
+        // boots it baked.
+        const stock = path.join(this.dir, "stock-image");
+        fs.mkdirSync(stock);
+        fs.symlinkSync(path.join(this.imageDir, "disk.qcow2"), path.join(stock, "disk.qcow2"));
         doc.config["cc-sandbox:libvirt"] = {
             ...doc.config["cc-sandbox:libvirt"],
             uri: remoteUri,
-            image: `file://${path.join(this.imageDir, "disk.qcow2")}`,
+            image: `file://${path.join(stock, "disk.qcow2")}`,
             storageDir: remoteDir,
             network: "ccsbx-remote",
         };

@@ -55,6 +55,10 @@ step("R1. pulumi up makes the sandbox on the host from nothing: pool, uploaded i
     expect(world.virsh("domblklist", "cc-ci").stdout).toContain(`${remoteDir}/cc-ci-seed.iso`);
     // Nothing of it on the workstation's side of the filesystem.
     expect(fs.existsSync(remoteDir)).toBe(false);
+    // Named without its image.json: every guest file came in the cloud-config, as with a stock image.
+    const seed = (await inGuest("sudo sh -c 'wc -c </var/lib/cloud/instance/user-data.txt; grep -c cc-sandbox-baked /var/lib/cloud/instance/user-data.txt || true'", { admin: true })).stdout.split("\n");
+    expect(Number(seed[0])).toBeGreaterThan(100_000);
+    expect(seed[1]).toBe("0");
 });
 
 step("R2. the sshCommand and the sshConfig block both log in, through the host", async () => {

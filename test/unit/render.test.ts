@@ -7,6 +7,10 @@ import { loadStackConfig, stackFile } from "../../src/config/stack";
 import { SandboxConfig } from "../../src/config/types";
 import { allowlistPath, renderGuest } from "../../src/render";
 import { loadTemplates } from "../../src/render/templates";
+import { bakedCheck, bakedFiles, bakedId } from "../../src/render/baked";
+import { readBaseImage } from "../../src/render/base-image";
+import { libvirtDriver } from "../../src/drivers/libvirt";
+import { multipass } from "../../src/drivers/multipass";
 import { gunzipSync } from "zlib";
 import { hostFor, root, tempDir, tempHome } from "../helpers";
 
@@ -102,16 +106,21 @@ describe("rendering", () => {
         expect(unpacked(agentFile)).toContain("name = Alice Example");
     });
 
-    test("libvirt stacks mount their shares from cloud-init; Multipass mounts from the host", () => {
-        const bob = parse(renderGuest(stack("bob"), templates).userData);
-        expect(bob.mounts).toEqual([
-            ["m0-code", "/home/agent/code", "virtiofs", "defaults,nofail", "0", "0"],
-            ["m1-datasets", "/home/agent/datasets", "virtiofs", "defaults,nofail,ro", "0", "0"],
+    test("libvirt stacks add their shares to fstab for first boot's mount step; Multipass mounts from the host", () => {
+        const fstab = (c: SandboxConfig) => {
+            const doc = parse(renderGuest(c, templates).userData);
+            // Not cloud-init's mounts module (a reload of every unit to mount them).
+            expect(doc.mounts).toBeUndefined();
+            return doc.write_files.filter((f: { path: string }) => f.path === "/etc/fstab");
+        };
+        expect(fstab(stack("bob"))).toEqual([
+            { path: "/etc/fstab", append: true, content: "m0-code /home/agent/code virtiofs defaults,nofail 0 0\nm1-datasets /home/agent/datasets virtiofs defaults,nofail,ro 0 0\n" },
         ]);
         const ci = stack("ci");
-        const ninep = parse(renderGuest({ ...ci, libvirt: { ...ci.libvirt, filesystem: "9p" } }, templates).userData);
-        expect(ninep.mounts[0].slice(0, 4)).toEqual(["m0-code", "/home/agent/code", "9p", "trans=virtio,version=9p2000.L,msize=262144,nofail"]);
-        expect(parse(renderGuest(stack("alice"), templates).userData).mounts).toBeUndefined();
+        expect(fstab({ ...ci, libvirt: { ...ci.libvirt, filesystem: "9p" } })[0].content).toBe("m0-code /home/agent/code 9p trans=virtio,version=9p2000.L,msize=262144,nofail 0 0\n");
+        expect(fstab(stack("alice"))).toEqual([]);
+        expect(fstab({ ...ci, mounts: [] })).toEqual([]);
+        expect(templates.files.map((t) => t.guestPath)).toContain("/usr/local/lib/cc-sandbox/boot.d/08-mounts.sh");
     });
 
     test("an allowlist-only change keeps the first-boot hash; any other change moves it", () => {
@@ -168,6 +177,86 @@ describe("rendering", () => {
             expect(fs.readFileSync(p, "utf8")).toBe(f.content);
             expect((fs.statSync(p).mode & 0o777).toString(8).padStart(4, "0")).toBe(f.mode);
         }
+    });
+});
+
+describe("a baked image (npm run bake)", () => {
+    const id = bakedId(templates);
+    const baked = new Set(bakedFiles(templates).map((f) => f.path));
+
+    test("holds the files every stack shares: no template, nothing of the agent's, not resolved's drop-in", () => {
+        const all = renderGuest(stack("alice"), templates).files;
+        expect(baked.size).toBeGreaterThan(40);
+        expect(baked).toContain("/usr/local/sbin/cc-sandbox-firewall");
+        expect(baked).toContain("/etc/sudoers.d/cc-sandbox");
+        for (const p of [allowlistPath, "/etc/cc-sandbox/sandbox.env", "/etc/cc-sandbox/secure-ops.conf", "/home/agent/.gitconfig", "/home/agent/.claude/settings.json", "/etc/systemd/resolved.conf.d/cc-sandbox.conf"]) {
+            expect(all.map((f) => f.path)).toContain(p);
+            expect(baked).not.toContain(p);
+        }
+        // The same bytes, mode and owner as every stack's rendering of them.
+        for (const f of bakedFiles(templates)) {
+            const r = all.find((x) => x.path === f.path)!;
+            expect([r.content, parseInt(r.mode, 8), r.owner]).toEqual([f.content, parseInt(f.mode, 8), f.owner]);
+        }
+        expect(bakedFiles(templates).find((f) => f.path === "/etc/sudoers.d/cc-sandbox")!.mode).toBe("440");
+    });
+
+    test("a stack on it carries only its own files and the check of the image's, then the runner", () => {
+        const full = renderGuest(stack("alice"), templates);
+        const r = renderGuest(stack("alice"), templates, { bakedFiles: id });
+        const doc = parse(r.userData);
+        const paths: string[] = doc.write_files.map((f: { path: string }) => f.path);
+        expect(paths).toEqual(full.files.map((f) => f.path).filter((p) => !baked.has(p)));
+        expect(paths).toContain(allowlistPath);
+        expect(r.userData.length).toBeLessThan(20_000);
+        expect(full.userData.length).toBeGreaterThan(100_000);
+        expect(doc.runcmd).toEqual([["bash", "-c", bakedCheck("/usr/local/lib/cc-sandbox/boot"), "cc-sandbox-baked", id]]);
+        // All the files are still what the program knows the guest by (in-place pushes, --out).
+        expect(r.files).toEqual(full.files);
+        // Another first boot: another instance.
+        expect(r.firstBootHash).not.toBe(full.firstBootHash);
+        const dir = tempDir("cc-schema-");
+        fs.writeFileSync(path.join(dir, "user-data"), r.userData);
+        expect(execFileSync("cloud-init", ["schema", "--config-file", path.join(dir, "user-data")], { encoding: "utf8" })).toMatch(/Valid (cloud-config|schema)/i);
+    });
+
+    test("an image with another version's files, or none named, gets every file as a stock image does", () => {
+        const full = renderGuest(stack("alice"), templates).userData;
+        expect(renderGuest(stack("alice"), templates, { bakedFiles: "0".repeat(64) }).userData).toBe(full);
+        expect(renderGuest(stack("alice"), templates, {}).userData).toBe(full);
+        // Any change to a baked file names another set.
+        const changed = { files: templates.files.map((t) => (t.guestPath === "/usr/local/sbin/cc-sandbox-firewall" ? { ...t, source: t.source + "\n" } : t)) };
+        expect(bakedId(changed)).not.toBe(id);
+        const chmodded = { files: templates.files.map((t) => (t.guestPath === "/etc/sudoers.d/cc-sandbox" ? { ...t, mode: "0644" } : t)) };
+        expect(bakedId(chmodded)).not.toBe(id);
+        expect(renderGuest(stack("alice"), changed, { bakedFiles: id }).userData).toBe(renderGuest(stack("alice"), changed).userData);
+    });
+
+    test("image.json beside a local image names the set; anything else is a stock image", () => {
+        const dir = tempDir("cc-image-");
+        const image = path.join(dir, "disk.qcow2");
+        const read = (f: string) => fs.readFileSync(f, "utf8");
+        expect(readBaseImage(image, read)).toEqual({});
+        expect(readBaseImage(undefined, read)).toEqual({});
+        fs.writeFileSync(path.join(dir, "image.json"), "{not json");
+        expect(readBaseImage(image, read)).toEqual({});
+        for (const guestFiles of [null, 7, "abc", id.toUpperCase(), `${id}\n`, undefined]) {
+            fs.writeFileSync(path.join(dir, "image.json"), JSON.stringify({ release: "ubuntu 24.04", guestFiles }));
+            expect(readBaseImage(image, read)).toEqual({});
+        }
+        fs.writeFileSync(path.join(dir, "image.json"), JSON.stringify({ release: "ubuntu 24.04", guestFiles: id }));
+        expect(readBaseImage(image, read)).toEqual({ bakedFiles: id });
+    });
+
+    test("the local image is a file:// one, or a path when libvirt runs on this machine", () => {
+        const lv = (libvirt: object) => libvirtDriver(home).localImage(loadConfig("bob", { hypervisor: "libvirt", libvirt }, host));
+        expect(lv({ image: "/srv/images/disk.qcow2" })).toBe("/srv/images/disk.qcow2");
+        expect(lv({ image: "file:///srv/images/disk.qcow2", uri: "qemu+ssh://root@host.example/system" })).toBe("/srv/images/disk.qcow2");
+        expect(lv({ image: "/srv/images/disk.qcow2", uri: "qemu+ssh://root@host.example/system" })).toBeUndefined();
+        expect(lv({ image: "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img" })).toBeUndefined();
+        const mp = (image: string) => multipass.localImage(loadConfig("bob", { vm: { image } }, host));
+        expect(mp(`file://${home}/cc-sandbox/images/x/disk.qcow2`)).toBe(`${home}/cc-sandbox/images/x/disk.qcow2`);
+        expect(mp("24.04")).toBeUndefined();
     });
 });
 

@@ -101,7 +101,8 @@ upload_image() { # local file, checked
     log "base image $vol is already in pool $pool"
   else
     log "uploading $file to pool $pool as $vol"
-    v vol-create-as "$pool" "$part" "$(stat -c %s "$file")" --format raw >/dev/null
+    # -L: the size of the image a link names, not of the link.
+    v vol-create-as "$pool" "$part" "$(stat -L -c %s "$file")" --format raw >/dev/null
     drop_part=$part
     trap 'v vol-delete --pool "$pool" "$drop_part" >/dev/null 2>&1 || true' EXIT
     v vol-upload --pool "$pool" "$part" "$file"

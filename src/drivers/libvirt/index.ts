@@ -2,6 +2,7 @@
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { isLocalLibvirt } from "../../config/host";
 import { projectMountTag } from "../../config/projects";
 import { Project, SandboxConfig } from "../../config/types";
 import { sshArgv } from "../ssh";
@@ -181,9 +182,17 @@ export function projectShare(c: SandboxConfig, p: Project): ShareSteps {
     return { attach: script("attach"), detach: script("detach") };
 }
 
+/** The base image's file on this machine: a `file://` one, or a path when the libvirt host is this machine. */
+export function localImage(c: SandboxConfig): string | undefined {
+    const image = c.libvirt.image;
+    if (isFileUrl(image)) return image.slice("file://".length);
+    return !isUrl(image) && isLocalLibvirt(c.libvirt.uri) ? image : undefined;
+}
+
 export function libvirtDriver(home: string): Driver {
     return {
         sshTarget: (c) => sshTarget(c, home),
+        localImage,
         projectShare,
         vmPlan(c: SandboxConfig, metaData: string): VmPlan {
             const virsh = ["virsh", "--connect", c.libvirt.uri];

@@ -47,6 +47,8 @@ export const multipass: Driver = {
     projectShare,
     // Multipass's guests are on this host's own network: the stack's key only.
     sshTarget: (c) => ({ identityFile: c.sshPrivateKeyPath, options: ["IdentitiesOnly=yes"] }),
+    // A `file://` image (npm run bake's); a release name is Multipass's own download.
+    localImage: (c) => (c.vm.image.startsWith("file://") ? c.vm.image.slice("file://".length) : undefined),
     vmPlan(c: SandboxConfig, metaData: string): VmPlan {
         return {
             name: c.vm.name,
