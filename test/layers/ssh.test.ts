@@ -62,6 +62,23 @@ test("40-ssh.sh passes on the rendered configuration", () => {
     expect(r.stderr).toMatch(/keys only/);
 });
 
+test("40-ssh.sh reloads a running sshd only when a file it reads was written after it started", () => {
+    // A stand-in sshd: its pid file, and what a reload (SIGHUP) does to it.
+    const daemon = `bash -c 'trap "echo reloaded >/run/hup; exit 0" HUP; while :; do sleep 0.05; done' & pid=$!; sleep 0.1; echo $pid >/run/sshd.pid; sleep 0.05`;
+    const after = `set +e; ${boot("40-ssh.sh")}; echo rc=$?; sleep 0.4; cat /run/hup 2>/dev/null || echo not-reloaded; kill $pid 2>/dev/null; true`;
+    // Started after every file (a baked image's drop-in, cloud-init's written before it started).
+    const fresh = inGuest(`rm -f /run/hup; ${lateDropIn}; sleep 0.05; ${daemon}; ${after}`);
+    expect(fresh.stderr).toMatch(/40-ssh: sshd started after its configuration was written: nothing to reload/);
+    expect(fresh.stdout).toBe("rc=0\nnot-reloaded\n");
+    // A drop-in written after it started (cloud-init's, or ours on a stock image): reloaded.
+    const changed = inGuest(`rm -f /run/hup; ${daemon}; ${lateDropIn}; ${after}`);
+    expect(changed.stderr).not.toMatch(/nothing to reload/);
+    expect(changed.stdout).toBe("rc=0\nreloaded\n");
+    // New host keys after it started: reloaded too.
+    const keys = inGuest(`rm -f /run/hup; ${lateDropIn}; sleep 0.05; ${daemon}; touch /etc/ssh/ssh_host_ed25519_key; ${after}`);
+    expect(keys.stdout).toBe("rc=0\nreloaded\n");
+});
+
 describe("attacks on a running sshd", () => {
     let out = "";
     const result = (name: string) => new RegExp(`^${name}=(\\d+) (.*)$`, "m").exec(out);

@@ -23,7 +23,20 @@ for want in 'passwordauthentication no' 'kbdinteractiveauthentication no' 'permi
   [[ $'\n'$settings$'\n' == *$'\n'"$want"$'\n'* ]] || { log "error: sshd resolves a different value for: $want"; exit 1; }
 done
 
-if [[ -d /run/systemd/system ]]; then
+# sshd reads its configuration and host keys when it starts: one that started after every such
+# file was last written (on a baked image, where the drop-in was there from the start) has them,
+# and a reload (a second on an emulated VM) is skipped.
+stale=0
+if [[ -e /run/sshd.pid ]]; then
+  for f in /etc/ssh/sshd_config /etc/ssh/sshd_config.d/* /etc/ssh/ssh_host_*; do
+    [[ ! $f -nt /run/sshd.pid ]] || stale=1
+  done
+else
+  stale=1
+fi
+if ((stale == 0)); then
+  log "sshd started after its configuration was written: nothing to reload"
+elif [[ -d /run/systemd/system ]]; then
   # Ubuntu 24.04 starts sshd through ssh.socket: a daemon that is not running reads the file when
   # it starts.
   systemctl try-reload-or-restart ssh.service
