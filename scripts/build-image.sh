@@ -223,11 +223,14 @@ systemctl --root="$rootfs" enable serial-getty@ttyS0.service >&2
 # The firewall runs HAProxy itself, as its name-checking proxy: the package's service stays off.
 systemctl --root="$rootfs" disable haproxy.service >&2
 # Rootless Podman (projects' containers) needs none of the root services the package enables: its
-# API socket, its auto-update timer, its restart and transient-storage clean-up at boot (8 s of an
-# emulated boot).
-for unit in podman.socket podman-auto-update.timer podman-restart.service podman-clean-transient.service; do
+# API socket, its auto-update timer and service (the service is wanted by default.target too, and
+# ran 6 s of every emulated boot looking for root's containers to update), its restart and
+# transient-storage clean-up at boot (8 s of an emulated boot).
+for unit in podman.socket podman-auto-update.timer podman-auto-update.service podman-restart.service podman-clean-transient.service; do
   [[ ! -e $rootfs/usr/lib/systemd/system/$unit ]] || systemctl --root="$rootfs" disable "$unit" >&2
 done
+left=$(find "$rootfs/etc/systemd/system" -name 'podman*' -printf '%P\n')
+[[ -z $left ]] || die "podman units still enabled: $left"
 
 # The guest files every stack shares, with their manifest: a stack on this image leaves them out of
 # its cloud-config (image.json's guestFiles says which set), and first boot checks them.
