@@ -70,6 +70,32 @@ describe("apply", () => {
         await h.root("cc-sandbox-firewall apply -", { input: next });
     });
 
+    test("the allowlist in force, applied again, switches nothing; with a live rule changed, the same allowlist switches and restores it", async () => {
+        const current = (await h.root("cat /etc/cc-sandbox/allowlist")).stdout;
+        const policy = (await h.root("cat /run/cc-sandbox/firewall/policy")).stdout.trim();
+        const resolver = async () => (await h.root("cat /run/cc-sandbox/firewall/dnsmasq.pid")).stdout;
+        const before = await resolver();
+        const same = await h.root("cc-sandbox-firewall apply -", { input: current });
+        expect(same.code).toBe(0);
+        expect(same.stderr).toBe(`cc-sandbox-firewall: applied: the allowlist is the one in force (policy ${policy}), nothing changed\n`);
+        // No switch: a switch starts the resolver again.
+        expect(await resolver()).toBe(before);
+        expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(new RegExp(`^ON \\(policy ${policy}; `));
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+        // One byte more is another allowlist: validated and switched (here: refused, a bad line).
+        const other = await h.root("cc-sandbox-firewall apply -", { input: `${current}x\n` });
+        expect(other.code).toBe(2);
+        expect(await resolver()).toBe(before);
+        // The live state is not the recorded one (root opened OUTPUT): the same allowlist switches.
+        await h.root("iptables -I OUTPUT 1 -j ACCEPT");
+        const repaired = await h.root("cc-sandbox-firewall apply -", { input: current });
+        expect(repaired.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
+        expect(await resolver()).not.toBe(before);
+        expect((await h.root("iptables -S OUTPUT 1")).stdout).not.toBe("-A OUTPUT -j ACCEPT\n");
+        expect((await h.root("cc-sandbox-firewall status")).code).toBe(0);
+        expect((await tls("removed.test.example", { connect: "198.51.100.10" })).stdout).toBe("");
+    });
+
     test("fail-closed: a malformed allowlist changes nothing and exits non-zero", async () => {
         const before = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
         // The host's plan for allowed.test.example with one more line, each bad in its own way.
@@ -197,6 +223,11 @@ describe("controls with the firewall down (the attacks above failed because of i
         } finally {
             await h.root("cat >/etc/cc-sandbox/allowlist", { input: good });
         }
+        // In LOCKDOWN no allowlist's policy is in force: the fixed one, applied, switches to it.
+        expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^ON \(policy unknown; /);
+        const applied = await h.root("cc-sandbox-firewall apply -", { input: good });
+        expect(applied.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
     });

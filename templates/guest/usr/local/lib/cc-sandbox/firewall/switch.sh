@@ -126,6 +126,8 @@ lockdown() {
   stop_resolver
   stop_proxy
   point_resolv_conf
+  # No allowlist's policy is in force (status says so, and apply of the same one switches again).
+  rm -f "$work/policy"
   if ((loaded)); then live_state >"$expected_rules"; else rm -f "$expected_rules"; fi
   ((loaded)) || return 1
   log "LOCKDOWN: only loopback, SSH in and DHCP are allowed until the allowlist is fixed and 'up' runs again"
