@@ -223,10 +223,11 @@ systemctl --root="$rootfs" enable serial-getty@ttyS0.service >&2
 # The firewall runs HAProxy itself, as its name-checking proxy: the package's service stays off.
 systemctl --root="$rootfs" disable haproxy.service >&2
 # Rootless Podman (projects' containers) needs none of the root services the package enables: its
-# API socket, its auto-update timer and service (the service is wanted by default.target too, and
-# ran 6 s of every emulated boot looking for root's containers to update), its restart and
-# transient-storage clean-up at boot (8 s of an emulated boot).
-for unit in podman.socket podman-auto-update.timer podman-auto-update.service podman-restart.service podman-clean-transient.service; do
+# API socket and service, its auto-update timer and service (both services are wanted by
+# default.target too; the auto-update one ran 6 s of every emulated boot looking for root's
+# containers to update), its restart and transient-storage clean-up at boot (8 s of an emulated
+# boot).
+for unit in podman.socket podman.service podman-auto-update.timer podman-auto-update.service podman-restart.service podman-clean-transient.service; do
   [[ ! -e $rootfs/usr/lib/systemd/system/$unit ]] || systemctl --root="$rootfs" disable "$unit" >&2
 done
 left=$(find "$rootfs/etc/systemd/system" -name 'podman*' -printf '%P\n')
