@@ -86,7 +86,7 @@ function renderProjectSecureOps(config: SandboxConfig, templates: TemplateSet): 
 
 /**
  * /etc/fstab lines for drivers that share folders through virtio (libvirt). Appended by write_files
- * and mounted by first boot's 08-mounts.sh, not by cloud-init's mounts module: that one has systemd
+ * and mounted by first boot's 12-mounts.sh, not by cloud-init's mounts module: that one has systemd
  * reload every unit to mount them (3-7 s on an emulated VM). Later boots mount them from fstab.
  */
 export function guestFstab(config: SandboxConfig): string[] {

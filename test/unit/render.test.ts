@@ -120,7 +120,7 @@ describe("rendering", () => {
         expect(fstab({ ...ci, libvirt: { ...ci.libvirt, filesystem: "9p" } })[0].content).toBe("m0-code /home/agent/code 9p trans=virtio,version=9p2000.L,msize=262144,nofail 0 0\n");
         expect(fstab(stack("alice"))).toEqual([]);
         expect(fstab({ ...ci, mounts: [] })).toEqual([]);
-        expect(templates.files.map((t) => t.guestPath)).toContain("/usr/local/lib/cc-sandbox/boot.d/08-mounts.sh");
+        expect(templates.files.map((t) => t.guestPath)).toContain("/usr/local/lib/cc-sandbox/boot.d/12-mounts.sh");
     });
 
     test("an allowlist-only change keeps the first-boot hash; any other change moves it", () => {

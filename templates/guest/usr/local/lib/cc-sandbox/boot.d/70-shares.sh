@@ -1,6 +1,6 @@
 #!/bin/bash
 # First boot: the shared folders' repositories get their git configuration and hooks pinned
-# read-only now (08-mounts.sh has mounted the folders), and the service that keeps doing
+# read-only now (12-mounts.sh has mounted the folders), and the service that keeps doing
 # so for repositories that appear later is enabled for this and every later boot.
 set -euo pipefail
 

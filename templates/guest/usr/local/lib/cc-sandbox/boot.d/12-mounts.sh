@@ -1,7 +1,8 @@
 #!/bin/bash
 # First boot: the stack's shared folders (libvirt's virtiofs or 9p), whose /etc/fstab lines the
-# cloud-config appended, mounted now, before the steps that look at the agent's home; later boots
-# mount them from fstab. Not cloud-init's mounts module: to mount them it has systemd reload every
+# cloud-config appended, mounted now; later boots mount them from fstab. After 10-users.sh: its
+# chown of root's files in the agent's home stays on the home's file system, but would take a
+# mount point itself, the host's folder, with it. Not cloud-init's mounts module: to mount them it has systemd reload every
 # unit, 3-7 s on an emulated VM. A shared folder that does not mount stops first boot: the agent
 # would otherwise work in an empty folder the host never sees. Multipass shares folders from the
 # host after first boot: no fstab line names them.
@@ -10,7 +11,7 @@ set -euo pipefail
 # shellcheck source=/dev/null
 . /etc/cc-sandbox/sandbox.env
 
-log() { printf '08-mounts: %s\n' "$*" >&2; }
+log() { printf '12-mounts: %s\n' "$*" >&2; }
 
 read -ra shares <<<"${CC_MOUNTS:-}"
 declare -A listed=()
