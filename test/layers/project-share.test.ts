@@ -80,7 +80,8 @@ ${standInMount}STANDIN
         # waiting: the mount made later reaches it (systemd's mounts are shared), the pins do not.
         mount --make-rshared /srv
         setsid ${asWeb} unshare -rm --propagation unchanged sh -c 'for i in $(seq 1 900); do if echo "[core] fsmonitor = echo PLANTED" >> /srv/cc-projects/web/code/repo/.git/config; then echo wrote > /home/cc-web/attack.out; exit; fi; sleep 0.1; done' </dev/null >/dev/null 2>&1 &
-        sleep 0.5
+        # Until it runs as cc-web (on a loaded machine its start can take longer than any fixed pause).
+        for i in $(seq 1 200); do pgrep -u cc-web -x sh >/dev/null && break; sleep 0.05; done
         try remounted '${tool} add web ${web} - <<< "${webSpec}" 2>/tmp/remount.err >/dev/null; ${tool} status web; grep -o "processes of cc-web ended" /tmp/remount.err'
         sleep 1
         try waiting-worker 'cat /home/cc-web/attack.out 2>/dev/null || echo none; pgrep -u cc-web -c || true'
