@@ -9,16 +9,17 @@ import { requireSrc } from './lib/project.mjs'
 
 const usage = 'usage: node scripts/guest-files.mjs [--out ROOT]'
 
-async function main() {
+function main() {
   const args = process.argv.slice(2)
   if (!(args.length === 0 || (args.length === 2 && args[0] === '--out' && args[1] !== ''))) {
     console.error(usage)
     process.exitCode = 1
     return
   }
-  const { bakedFiles, bakedManifest, bakedManifestPath } = requireSrc('render/baked')
+  const { bakedFiles, bakedId, bakedManifest, bakedManifestPath } = requireSrc('render/baked')
   const { loadTemplates } = requireSrc('render/templates')
-  const files = bakedFiles(loadTemplates())
+  const templates = loadTemplates()
+  const files = bakedFiles(templates)
   const manifest = bakedManifest(files)
   if (args.length === 2) {
     const root = path.resolve(args[1])
@@ -32,12 +33,11 @@ async function main() {
     for (const f of files) put(f.path, f.content, parseInt(f.mode, 8))
     put(bakedManifestPath, manifest, 0o644)
   }
-  const { createHash } = await import('node:crypto')
-  console.log(createHash('sha256').update(manifest).digest('hex'))
+  console.log(bakedId(templates))
 }
 
 try {
-  await main()
+  main()
 } catch (err) {
   console.error(`error: ${err && err.message ? err.message : err}`)
   process.exitCode = 1

@@ -89,15 +89,13 @@ function renderProjectSecureOps(config: SandboxConfig, templates: TemplateSet): 
  * and mounted by first boot's 12-mounts.sh, not by cloud-init's mounts module: that one has systemd
  * reload every unit to mount them (3-7 s on an emulated VM). Later boots mount them from fstab.
  */
-export function guestFstab(config: SandboxConfig): string[] {
+function guestFstab(config: SandboxConfig): string[] {
     if (config.hypervisor !== "libvirt") return [];
     return config.mounts.map((m) => {
         const ro = m.readOnly ? ",ro" : "";
-        const line =
-            config.libvirt.filesystem === "virtiofs"
-                ? [m.tag, m.guest, "virtiofs", `defaults,nofail${ro}`, "0", "0"]
-                : [m.tag, m.guest, "9p", `trans=virtio,version=9p2000.L,msize=262144,nofail${ro}`, "0", "0"];
-        return line.join(" ");
+        return config.libvirt.filesystem === "virtiofs"
+            ? `${m.tag} ${m.guest} virtiofs defaults,nofail${ro} 0 0`
+            : `${m.tag} ${m.guest} 9p trans=virtio,version=9p2000.L,msize=262144,nofail${ro} 0 0`;
     });
 }
 
@@ -175,7 +173,6 @@ export function renderGuest(config: SandboxConfig, templates: TemplateSet, image
                 })),
             ...(fstab.length > 0 ? [{ path: "/etc/fstab", content: fstab.map((l) => `${l}\n`).join(""), append: true }] : []),
         ],
-
         // Multipass shares folders with sshfs from the multipass-sshfs snap, which it installs in the
         // guest on the first mount: after first boot, when the egress firewall has closed the snap
         // store. cloud-init's snap module runs before runcmd, while the network is still open. Every
