@@ -261,6 +261,39 @@ describe("libvirt stack (bob)", () => {
     });
 });
 
+describe("a baked image (npm run bake)", () => {
+    const { bakedId } = require("../../src/render/baked") as typeof import("../../src/render/baked");
+    const { loadTemplates } = require("../../src/render/templates") as typeof import("../../src/render/templates");
+    const dir = path.join(home, "cc-sandbox", "images", "baked");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "disk.qcow2"), "");
+    const onImage = () => ({ ...stackConfig("alice"), "cc-sandbox:vm": { ...(stackConfig("alice")["cc-sandbox:vm"] as object), image: `file://${dir}/disk.qcow2` } });
+    const launched = async (guestFiles: string) => {
+        fs.writeFileSync(path.join(dir, "image.json"), JSON.stringify({ release: "ubuntu 24.04 (noble)", guestFiles }));
+        const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+        try {
+            const run = await runProgram("alice", onImage());
+            return { userData: byName(run, "-vm").inputs.stdin as string, warnings: warn.mock.calls.map((c) => String(c[0])) };
+        } finally {
+            warn.mockRestore();
+        }
+    };
+
+    test("holding this version's guest files: the user-data carries only the stack's own and the image's check", async () => {
+        const r = await launched(bakedId(loadTemplates()));
+        expect(r.userData.length).toBeLessThan(20_000);
+        expect(r.userData).toContain("cc-sandbox-baked");
+        expect(r.warnings.filter((w) => /base image/.test(w))).toEqual([]);
+    });
+
+    test("holding another version's: every file in the user-data, and a warning that says to bake again", async () => {
+        const r = await launched("0".repeat(64));
+        expect(r.userData.length).toBeGreaterThan(100_000);
+        expect(r.userData).not.toContain("cc-sandbox-baked");
+        expect(r.warnings).toEqual([expect.stringMatching(/the base image's guest files are another version's \(000000000000, these are [0-9a-f]{12}\).*bake the image again \(npm run bake\)/)]);
+    });
+});
+
 describe("what replaces the VM", () => {
     const vmOf = async (config: Record<string, unknown>) => byName(await runProgram("alice", config), "-vm").inputs;
     const allowlistOf = async (config: Record<string, unknown>) => byName(await runProgram("alice", config), "-allowlist").inputs;
