@@ -63,7 +63,8 @@ beforeAll(() => {
         # the bind do not.
         mount --make-rshared /srv
         setsid ${asWeb} unshare -rm --propagation unchanged sh -c 'for i in $(seq 1 900); do if echo "[core] fsmonitor = echo PLANTED" >> ${point}/repo/.git/config; then echo wrote > /home/cc-web/attack.out; exit; fi; sleep 0.1; done' </dev/null >/dev/null 2>/dev/null &
-        sleep 0.5
+        # Until it runs as cc-web (on a loaded machine its start can take longer than any fixed pause).
+        for i in $(seq 1 200); do pgrep -u cc-web -x sh >/dev/null && break; sleep 0.05; done
         host_mounts
         try status-stale '${tool} status web'
         try rebind '${tool} rebind && ${tool} status web && ls ${point}'
