@@ -1,11 +1,11 @@
 #!/bin/bash
 # First boot: the stack's shared folders (libvirt's virtiofs or 9p), whose /etc/fstab lines the
-# cloud-config appended, mounted now; later boots mount them from fstab. After 10-users.sh: its
-# chown of root's files in the agent's home stays on the home's file system, but would take a
-# mount point itself, the host's folder, with it. Not cloud-init's mounts module: to mount them it has systemd reload every
-# unit, 3-7 s on an emulated VM. A shared folder that does not mount stops first boot: the agent
-# would otherwise work in an empty folder the host never sees. Multipass shares folders from the
-# host after first boot: no fstab line names them.
+# cloud-config appended, mounted now; later boots mount them from fstab. Not cloud-init's mounts
+# module: to mount them it has systemd reload every unit, 3-7 s on an emulated VM. After
+# 10-users.sh: its chown of root's files in the agent's home stays on the home's file system, but
+# would take a mount point itself, the host's folder, with it. A shared folder that does not mount
+# stops first boot: the agent would otherwise work in an empty folder the host never sees.
+# Multipass shares folders from the host after first boot: no fstab line names them.
 set -euo pipefail
 
 # shellcheck source=/dev/null
