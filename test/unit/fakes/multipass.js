@@ -241,7 +241,8 @@ switch (cmd) {
             }
         }
         const line = command.join(" ");
-        if (line === "cloud-init status --wait --long") {
+        // The runner's wait for cloud-init: a shell script on stdin that ends in `status --long`.
+        if (line === "sh -s" && /^exec cloud-init status --long$/m.test(fs.readFileSync(0, "utf8"))) {
             // With the marker file, cloud-init reports "disabled" (exit 0), whatever its last run did.
             if (vm.cloudInitDisabled) {
                 process.stdout.write("status: disabled\n");
