@@ -91,6 +91,43 @@ describe("the allowed path", () => {
     });
 });
 
+describe("first boot's self-check (cc-sandbox-secure-ops check)", () => {
+    const check = () => bridge.run("root", "cc-sandbox-secure-ops check");
+
+    test("passes: the agent reaches the dispatcher, which refuses what is not allowed, and cannot read the owner's files", () => {
+        const r = check();
+        expect(r.status).toBe(0);
+        for (const ok of ["agent reaches the dispatcher", "the dispatcher refuses what is not allowed", "agent cannot read the secrets owner's files"]) {
+            expect(r.stderr).toContain(`check ok: ${ok}`);
+        }
+    });
+
+    test("fails when the bridge no longer accepts the agent's key", () => {
+        const keys = "/var/lib/cc-sandbox/secure-ops/ssh/authorized_keys";
+        bridge.run("root", `mv ${keys} ${keys}.held`);
+        try {
+            const r = check();
+            expect(r.stderr).toMatch(/check FAILED: agent cannot reach the dispatcher \(exit 255\)/);
+            expect(r.status).toBe(1);
+        } finally {
+            bridge.run("root", `mv ${keys}.held ${keys}`);
+        }
+        expect(check().status).toBe(0);
+    });
+
+    test("fails when the secrets owner's directory is opened to others", () => {
+        const modes = bridge.run("root", `stat -c %a ${secrets} ${secrets}/..`).stdout.trim().split("\n");
+        bridge.run("root", `chmod 0755 ${secrets} ${secrets}/..`);
+        try {
+            const r = check();
+            expect(r.stderr).toContain("check FAILED: agent can read the secrets owner's files");
+            expect(r.status).toBe(1);
+        } finally {
+            bridge.run("root", `chmod ${modes[0]} ${secrets} && chmod ${modes[1]} ${secrets}/..`);
+        }
+    });
+});
+
 describe("cc-sandbox-verify", () => {
     const checks = ["bridge-loopback", "bridge-dispatcher", "bridge-refuses", "bridge-secrets"];
 

@@ -61,3 +61,53 @@ test("a reload when one unit is stale or not found, when systemctl fails, or for
     expect(decide("fail").decision).toBe("reload");
     expect(decide("loaded", "mkdir -p /etc/systemd/system/getty@.service.d; touch /etc/systemd/system/getty@.service.d/new.conf").decision).toBe("reload");
 });
+
+/**
+ * The runner over stand-in steps (boot.d replaced in the namespace's overlay): 20-b.sh is marked
+ * alongside and takes 2 s; the others record whether it had ended when they began.
+ */
+function runSteps(b: string, c = "exit 0"): { status: number | null; log: string; stderr: string } {
+    const r = inGuest(`
+d=/usr/local/lib/cc-sandbox/boot.d; rm -rf "$d"; mkdir -p "$d"
+printf '%s\\n' '#!/bin/bash' 'echo a-ran' >"$d/10-a.sh"
+printf '%s\\n' '#!/bin/bash' '# Beside the others:' '# boot: alongside' 'sleep 2' ${JSON.stringify(b)} 'touch /run/b-ended' >"$d/20-b.sh"
+printf '%s\\n' '#!/bin/bash' '[[ -e /run/b-ended ]] && echo c-after-b || echo c-beside-b' ${JSON.stringify(c)} >"$d/30-c.sh"
+printf '%s\\n' '#!/bin/bash' '[[ -e /run/b-ended ]] && echo d-after-b || echo d-beside-b' >"$d/40-d.sh"
+rc=0; /usr/local/lib/cc-sandbox/boot 2>/run/stderr || rc=$?
+echo "rc=$rc"; cat /var/log/cc-sandbox-boot.log; echo ---; cat /run/stderr
+`);
+    const [out, stderr] = r.stdout.split("\n---\n");
+    return { status: Number(/^rc=(\d+)$/m.exec(out)?.[1]), log: out, stderr };
+}
+
+describe("a step marked alongside", () => {
+    test("runs beside the steps after it, and is waited for before the runner is done", () => {
+        const r = runSteps("echo b-ran");
+        expect(r.status).toBe(0);
+        expect(r.log).toMatch(/start 20-b\.sh \(beside the next steps\)/);
+        expect(r.log).toContain("c-beside-b");
+        expect(r.log).toContain("d-beside-b");
+        expect(r.log).toContain("b-ran");
+        // Its own end, with its own duration, and only then the runner's.
+        expect(r.log).toMatch(/done 20-b\.sh in 2\.\ds[\s\S]*all steps done/);
+        expect(r.log).toMatch(/done 40-d\.sh in [\d.]+s[\s\S]*done 20-b\.sh/);
+    });
+
+    test("its failure fails the boot once the others are done, with the log's tail", () => {
+        const r = runSteps("echo b-broke; exit 3");
+        expect(r.status).toBe(1);
+        expect(r.log).toContain("d-beside-b");
+        expect(r.log).toMatch(/FAILED 20-b\.sh after 2\.\ds/);
+        expect(r.log).not.toContain("all steps done");
+        expect(r.stderr).toContain("b-broke");
+    });
+
+    test("a step after it that fails stops the boot, once it has ended too", () => {
+        const r = runSteps("echo b-ran", "exit 4");
+        expect(r.status).toBe(1);
+        expect(r.log).toMatch(/FAILED 30-c\.sh/);
+        expect(r.log).not.toContain("40-d.sh");
+        expect(r.log).toMatch(/done 20-b\.sh in 2\.\ds/);
+        expect(r.log).not.toContain("all steps done");
+    });
+});

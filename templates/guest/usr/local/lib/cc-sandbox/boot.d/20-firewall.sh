@@ -55,5 +55,9 @@ fi
 # The boot runner has had systemd load every unit first boot wrote (a reload takes seconds on a
 # slow VM, and every `systemctl enable` would do one of its own without --no-reload).
 # One transaction: the watcher starts after the firewall (its After=). Starting it runs `up`,
-# which fails unless the firewall, the resolver and the proxy are all in place.
-systemctl enable --no-reload --now cc-sandbox-firewall.service cc-sandbox-firewall-watch.service
+# which fails unless the firewall, the resolver and the proxy are all in place. Not waited for
+# here: the next steps need no network and run while it comes up (seconds on a slow VM);
+# 90-started.sh waits for it, and first boot fails if it did not start. A step that needs the
+# network waits for it first (50-claude-code.sh).
+systemctl enable --no-reload --now --no-block cc-sandbox-firewall.service cc-sandbox-firewall-watch.service
+log "firewall starting (90-started.sh waits for it)"

@@ -41,6 +41,12 @@ done
 ((${#missing[@]} == 0)) ||
   die "missing ${missing[*]}: boot.d/05-packages.sh installs nodejs and npm (CC_CLAUDE_PACKAGES) to install Claude Code"
 
+# The registry is reached through the firewall, which 20-firewall.sh started without waiting: a
+# start of a unit whose start is under way waits for that one to end (and fails as it does).
+if [[ -d /run/systemd/system && ${CC_FIREWALL_ENABLED:-1} == 1 ]]; then
+  systemctl start cc-sandbox-firewall.service || die "the firewall did not start: see systemctl status cc-sandbox-firewall"
+fi
+
 # Ubuntu 24.04's Node is older than the package's engines field asks for; that field only guards
 # the install script, which runs on any Node >= 12, so it is a warning, not an error.
 if ! timeout 600 npm install --global --no-fund --no-audit --loglevel=error --engine-strict=false \

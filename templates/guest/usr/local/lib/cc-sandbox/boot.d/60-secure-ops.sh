@@ -1,7 +1,9 @@
 #!/bin/bash
 # First boot: the secure-ops bridge. Creates the secrets owner and its private home (secrets, sshd
 # host key, authorized_keys), generates the agent's bridge key and authorizes it for the dispatcher
-# only, pins the host key for secure_run, and starts the bridge's sshd.
+# only, pins the host key for secure_run, and starts the bridge's sshd. It needs only the users
+# (10-users.sh), and the steps after it nothing of its own:
+# boot: alongside
 set -euo pipefail
 export LC_ALL=C
 
@@ -18,15 +20,17 @@ getent passwd "$agent" >/dev/null || { log "agent user $agent does not exist"; e
 
 # The owner's login shell is the dispatcher itself (sshd runs it as `SHELL -c COMMAND`), so no
 # request ever starts a general shell first, and nothing that logs the owner in gets one.
-if ! getent passwd "$owner" >/dev/null; then
-  useradd --system --user-group --home-dir "$SECURE_OPS_HOME" --no-create-home \
-    --shell "$SECURE_OPS_DISPATCH" --comment "cc-sandbox secrets owner" "$owner"
-  log "created $owner"
-fi
 # '*' rather than '!': no password can ever match, yet sshd (without PAM) does not treat the
 # account as locked, so the bridge can log it in with the agent's key.
-usermod -p '*' -s "$SECURE_OPS_DISPATCH" "$owner"
-if id -nG "$agent" | tr ' ' '\n' | grep -qx "$owner"; then
+if ! getent passwd "$owner" >/dev/null; then
+  useradd --system --user-group --home-dir "$SECURE_OPS_HOME" --no-create-home \
+    --shell "$SECURE_OPS_DISPATCH" --password '*' --comment "cc-sandbox secrets owner" "$owner"
+  log "created $owner"
+else
+  usermod -p '*' -s "$SECURE_OPS_DISPATCH" "$owner"
+fi
+agent_groups=" $(id -nG "$agent") "
+if [[ $agent_groups == *" $owner "* ]]; then
   log "$agent must not be in group $owner"
   exit 1
 fi
@@ -38,6 +42,18 @@ host_key=$SECURE_OPS_SSH_DIR/host_ed25519_key
 if [ ! -f "$host_key" ]; then
   runuser -u "$owner" -- ssh-keygen -q -t ed25519 -N '' -C "secure-ops@$(hostname)" -f "$host_key"
   log "generated the bridge's host key"
+fi
+
+# The configuration checked as the user the service runs as (it must read the host key, and
+# root-only checks do not apply): by the unit's ExecStartPre under systemd, here otherwise.
+check_config() { runuser -u "$owner" -- /usr/sbin/sshd -t -f "$SECURE_OPS_SSHD_CONFIG"; }
+if [ -d /run/systemd/system ]; then
+  # Started now, not waited for: sshd takes a second or more to listen on an emulated VM, while
+  # the agent's key is made and authorized below (no key is accepted before that); the end of this
+  # step waits for it. The boot runner has had systemd load the unit.
+  systemctl enable --no-reload --now --no-block cc-sandbox-secure-ops.service
+else
+  check_config
 fi
 
 agent_home=$(getent passwd "$agent" | cut -d: -f6)
@@ -68,12 +84,13 @@ touch "$SECURE_OPS_LOG"
 chown "$owner:$owner" "$SECURE_OPS_LOG"
 chmod 0644 "$SECURE_OPS_LOG"
 
-# As the user the service runs as: it must read the host key, and root-only checks do not apply.
-runuser -u "$owner" -- /usr/sbin/sshd -t -f "$SECURE_OPS_SSHD_CONFIG"
-
 if [ -d /run/systemd/system ]; then
-  # The boot runner has had systemd load the unit.
-  systemctl enable --no-reload --now cc-sandbox-secure-ops.service
+  # A start of a unit whose start is under way waits for it, and fails as it does.
+  if ! systemctl start cc-sandbox-secure-ops.service; then
+    log "error: the bridge did not start; its configuration says:"
+    check_config || true
+    exit 1
+  fi
   /usr/local/sbin/cc-sandbox-secure-ops check
 else
   log "systemd is not running; start the bridge with: runuser -u $owner -- /usr/sbin/sshd -D -e -f $SECURE_OPS_SSHD_CONFIG"
