@@ -32,25 +32,35 @@ die() { log "error: $*"; exit 1; }
 # sudoers and sshd_config name the users; they are fixed by the program, check they still agree.
 [[ $agent == agent && $admin == ubuntu ]] ||
   die "users are $agent/$admin but /etc/sudoers.d/cc-sandbox and sshd's AllowUsers expect agent/ubuntu"
-id -u "$agent" >/dev/null 2>&1 || die "agent user $agent does not exist"
-id -u "$admin" >/dev/null 2>&1 || die "admin user $admin does not exist"
-[[ $(id -u "$agent") == "$agent_uid" ]] ||
-  die "agent user $agent has uid $(id -u "$agent"), but /etc/systemd/system/user@$agent_uid.service.d expects $agent_uid"
-
-# USER is in GROUP (one process, not three per group: seconds on a slow VM).
-member_of() { local groups; groups=" $(id -nG "$1") "; [[ $groups == *" $2 "* ]]; }
+# Each user's passwd entry read once (name:x:uid:gid:gecos:home:shell): a process costs tens of
+# milliseconds on an emulated VM, and this step used to run thirty.
+entry=$(getent passwd "$agent") || die "agent user $agent does not exist"
+IFS=: read -r _ _ uid _ _ agent_home agent_login <<<"$entry"
+entry=$(getent passwd "$admin") || die "admin user $admin does not exist"
+IFS=: read -r _ _ _ _ _ admin_home _ <<<"$entry"
+[[ $uid == "$agent_uid" ]] ||
+  die "agent user $agent has uid $uid, but /etc/systemd/system/user@$agent_uid.service.d expects $agent_uid"
 
 agent_groups=" $(id -nG "$agent") "
+admin_groups=" $(id -nG "$admin") "
 for group in "${privileged_groups[@]}"; do
   if [[ $agent_groups == *" $group "* ]]; then
     gpasswd -d "$agent" "$group" >/dev/null
     log "removed $agent from group $group"
   fi
 done
-if member_of "$agent" "$admin"; then gpasswd -d "$agent" "$admin" >/dev/null; log "removed $agent from group $admin"; fi
-if member_of "$admin" "$agent"; then gpasswd -d "$admin" "$agent" >/dev/null; log "removed $admin from group $agent"; fi
+if [[ $agent_groups == *" $admin "* ]]; then gpasswd -d "$agent" "$admin" >/dev/null; log "removed $agent from group $admin"; fi
+if [[ $admin_groups == *" $agent "* ]]; then gpasswd -d "$admin" "$agent" >/dev/null; log "removed $admin from group $agent"; fi
 
-passwd -l "$agent" >/dev/null
+# Locked: its password field starts with '!' (cloud-init's lock_passwd does that already).
+locked=0
+while IFS=: read -r name password _; do
+  if [[ $name == "$agent" ]]; then
+    [[ $password != '!'* ]] || locked=1
+    break
+  fi
+done </etc/shadow
+((locked)) || passwd -l "$agent" >/dev/null
 
 [[ -f /etc/sudoers.d/cc-sandbox ]] || die "/etc/sudoers.d/cc-sandbox is missing"
 chown root:root /etc/sudoers.d/cc-sandbox
@@ -60,24 +70,33 @@ if command -v visudo >/dev/null; then
 fi
 
 # pam_wheel right after pam_rootok: root may still su to anyone, other users only from group sudo.
-if [[ -f $su_pam ]] && ! grep -Eq '^[[:space:]]*auth[[:space:]]+required[[:space:]]+pam_wheel\.so' "$su_pam"; then
-  grep -Eq '^[[:space:]]*auth[[:space:]]+sufficient[[:space:]]+pam_rootok\.so' "$su_pam" ||
+# has_line RE: a line of su's PAM file matches RE (read by bash, not grep).
+has_line() {
+  local line
+  for line in "${su_lines[@]}"; do
+    [[ ! $line =~ $1 ]] || return 0
+  done
+  return 1
+}
+su_lines=()
+[[ ! -f $su_pam ]] || mapfile -t su_lines <"$su_pam"
+if [[ -f $su_pam ]] && ! has_line '^[[:space:]]*auth[[:space:]]+required[[:space:]]+pam_wheel\.so'; then
+  has_line '^[[:space:]]*auth[[:space:]]+sufficient[[:space:]]+pam_rootok\.so' ||
     die "$su_pam has no pam_rootok line to put pam_wheel after"
   sed -i -E '0,/^[[:space:]]*auth[[:space:]]+sufficient[[:space:]]+pam_rootok\.so.*$/s//&\nauth       required   pam_wheel.so use_uid group=sudo/' "$su_pam"
   log "su restricted to group sudo"
 fi
 
 # cloud-init's write_files creates missing parent directories (~/.claude) as root.
-agent_home=$(getent passwd "$agent" | cut -d: -f6)
 find "$agent_home" -xdev -uid 0 -exec chown "$agent:$agent" {} +
 
-for user in "$admin" "$agent"; do
-  home=$(getent passwd "$user" | cut -d: -f6)
-  [[ -d $home ]] || die "home of $user ($home) does not exist"
-  chmod 0750 "$home"
+for home in "$admin_home" "$agent_home"; do
+  [[ -d $home ]] || die "home $home does not exist"
 done
+chmod 0750 "$admin_home" "$agent_home"
 [[ -x $agent_shell ]] || die "$agent_shell is missing"
-usermod -s "$agent_shell" "$agent"
+# cloud-init gives it this shell already (the cloud-config names it).
+[[ $agent_login == "$agent_shell" ]] || usermod -s "$agent_shell" "$agent"
 
 podman_close || die "$podman_bin could not be made root's alone (dpkg-statoverride)"
 
