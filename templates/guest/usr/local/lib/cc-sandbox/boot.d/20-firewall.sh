@@ -47,9 +47,11 @@ for unit in dnsmasq.service haproxy.service; do
     systemctl stop "$unit" || true
   fi
 done
-# resolved reads its drop-in (no stub listener) only when restarted.
+# resolved reads its drop-in (no stub listener) only when restarted: not waited for either
+# (90-started.sh waits). The firewall finds the upstream servers in resolved's file, there while
+# it restarts; if it finds none, its watcher reloads it when they appear.
 if systemctl is-active --quiet systemd-resolved.service; then
-  systemctl restart systemd-resolved.service
+  systemctl restart --no-block systemd-resolved.service
 fi
 
 # The boot runner has had systemd load every unit first boot wrote (a reload takes seconds on a

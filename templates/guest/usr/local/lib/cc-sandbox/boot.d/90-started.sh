@@ -1,7 +1,8 @@
 #!/bin/bash
-# First boot, last step: waits for the units earlier steps started without waiting for them (the
-# firewall and its watcher, 20-firewall.sh), so first boot succeeds only if they run. A start of a
-# unit whose start is under way joins that job: it ends when the job does, and fails as it does.
+# First boot, last step: waits for the units earlier steps started or restarted without waiting
+# for them (20-firewall.sh: the firewall, its watcher, and systemd-resolved without its stub), so
+# first boot succeeds only if they run. A start of a unit whose start (or restart) is under way
+# joins that job: it ends when the job does, and fails as it does.
 set -euo pipefail
 
 log() { printf '90-started: %s\n' "$*" >&2; }
@@ -15,6 +16,12 @@ units=(cc-sandbox-firewall.service cc-sandbox-firewall-watch.service)
 if ! systemctl start "${units[@]}"; then
   log "error: the firewall did not start:"
   systemctl status --no-pager --lines=20 "${units[@]}" >&2 || true
+  exit 1
+fi
+# Where it runs (20-firewall.sh restarted it then; under way, it is neither active nor inactive).
+resolved=$(systemctl show -p ActiveState --value systemd-resolved.service 2>/dev/null) || true
+if [[ -n $resolved && $resolved != inactive ]] && ! systemctl start systemd-resolved.service; then
+  log "error: systemd-resolved did not start again without its stub listener"
   exit 1
 fi
 log "firewall and its watcher running"
