@@ -35,8 +35,9 @@ const consoleHint = (plan) => (plan.consoleLog ? ` (what its console printed: ${
  * processes every quarter second for the whole boot it waits on: on an emulated guest, a good part
  * of a CPU taken from that boot. This looks for the file cloud-init writes when done (result.json)
  * twice a second, and asks systemd every 5 s whether a cloud-init unit failed (then no result
- * comes, and `status` reports the failure). A guest cloud-init does not run in (the marker, a
- * generator that disabled it) gets its verdict at once.
+ * comes). It ends in cloud-init's own `status --wait --long`, which returns at once when the
+ * result is there or cloud-init does not run here (the marker, a generator that disabled it), and
+ * otherwise keeps cloud-init's own judgement of a failed unit (it waits on while cloud-final runs).
  */
 const cloudInitWait = `i=0
 while [ ! -e /run/cloud-init/result.json ]; do
@@ -48,7 +49,7 @@ while [ ! -e /run/cloud-init/result.json ]; do
   i=$((i + 1))
   sleep 0.5
 done
-exec cloud-init status --long
+exec cloud-init status --wait --long
 `;
 
 /** Waits for cloud-init; on failure throws with the tail of its output log and the boot log. */

@@ -1,9 +1,10 @@
 /**
  * The lifecycle runner's wait for cloud-init (src/drivers/runner.js, cloudInitWait): the shell script
  * it runs in the guest, run here by a POSIX shell in a guest namespace against stand-ins for
- * cloud-init and systemctl that log each call. It ends with cloud-init's own verdict when cloud-init's
- * result appears, at once where cloud-init does not run, and when one of cloud-init's units failed;
- * otherwise it keeps waiting, without running cloud-init, and asks systemd only every 5 s.
+ * cloud-init and systemctl that log each call. It hands over to cloud-init's own `status --wait`
+ * (which then returns at once) when cloud-init's result appears, at once where cloud-init does not
+ * run, and when one of cloud-init's units failed; otherwise it keeps waiting, without running
+ * cloud-init, and asks systemd only every 5 s.
  */
 import { inGuest, Run } from "./guest";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -36,8 +37,8 @@ describe("the runner's wait for cloud-init", () => {
     test("ends when cloud-init's result appears, with cloud-init's output and exit code", () => {
         const r = wait("(sleep 1.5; echo '{}' >/run/cloud-init/result.json) &", 10, "CI_STATUS=done CI_CODE=2");
         expect(r.stdout).toContain("status: done\nrc=2\n");
-        // cloud-init itself once, for its verdict; systemd not yet (every 5 s).
-        expect(calls(r)).toEqual(["cloud-init status --long"]);
+        // cloud-init itself once, for its verdict (its own wait returns at once); systemd not yet.
+        expect(calls(r)).toEqual(["cloud-init status --wait --long"]);
     });
 
     test("a result there already: cloud-init's verdict at once", () => {
@@ -53,10 +54,11 @@ describe("the runner's wait for cloud-init", () => {
         expect(r.stdout).toContain("status: disabled\nrc=0\n");
     });
 
-    test("a cloud-init unit that failed (no result ever comes): cloud-init's verdict within 5 s", () => {
+    test("a cloud-init unit that failed (no result ever comes): handed to cloud-init's own wait within 5 s", () => {
         const r = wait("touch /run/unit-failed", 10, "CI_STATUS=error CI_CODE=1");
         expect(r.stdout).toContain("status: error\nrc=1\n");
-        expect(calls(r)[0]).toMatch(/^systemctl is-failed --quiet .*cloud-init-local\.service .*cloud-final\.service$/);
+        // Its own wait judges the failure (and waits on while cloud-final still runs).
+        expect(calls(r)).toEqual([expect.stringMatching(/^systemctl is-failed --quiet .*cloud-init-local\.service .*cloud-final\.service$/), "cloud-init status --wait --long"]);
     });
 
     test("while cloud-init runs: still waiting, no cloud-init process, systemd asked every 5 s", () => {

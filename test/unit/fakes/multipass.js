@@ -242,7 +242,7 @@ switch (cmd) {
         }
         const line = command.join(" ");
         // The runner's wait for cloud-init: a shell script on stdin that ends in `status --long`.
-        if (line === "sh -s" && /^exec cloud-init status --long$/m.test(fs.readFileSync(0, "utf8"))) {
+        if (line === "sh -s" && /^exec cloud-init status --wait --long$/m.test(fs.readFileSync(0, "utf8"))) {
             // With the marker file, cloud-init reports "disabled" (exit 0), whatever its last run did.
             if (vm.cloudInitDisabled) {
                 process.stdout.write("status: disabled\n");

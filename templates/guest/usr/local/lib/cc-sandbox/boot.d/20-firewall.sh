@@ -50,7 +50,10 @@ done
 # resolved reads its drop-in (no stub listener) only when restarted: not waited for either
 # (90-started.sh waits). The firewall finds the upstream servers in resolved's file, there while
 # it restarts; if it finds none, its watcher reloads it when they appear.
+# The marker tells 90-started.sh (and 50-claude-code.sh) to wait for it: mid-restart, resolved is
+# briefly inactive, so its state cannot say.
 if systemctl is-active --quiet systemd-resolved.service; then
+  : >/run/cc-sandbox-boot.resolved
   systemctl restart --no-block systemd-resolved.service
 fi
 

@@ -43,8 +43,14 @@ done
 
 # The registry is reached through the firewall, which 20-firewall.sh started without waiting: a
 # start of a unit whose start is under way waits for that one to end (and fails as it does).
+# So is systemd-resolved's restart (its marker), whose file lists the upstream DNS servers: the
+# firewall, which may have started while resolved restarted, reloads with them.
 if [[ -d /run/systemd/system && ${CC_FIREWALL_ENABLED:-1} == 1 ]]; then
   systemctl start cc-sandbox-firewall.service || die "the firewall did not start: see systemctl status cc-sandbox-firewall"
+  if [[ -e /run/cc-sandbox-boot.resolved ]]; then
+    systemctl start systemd-resolved.service || die "systemd-resolved did not start again"
+    systemctl reload cc-sandbox-firewall.service || die "the firewall did not reload with resolved's upstream servers"
+  fi
 fi
 
 # Ubuntu 24.04's Node is older than the package's engines field asks for; that field only guards

@@ -18,9 +18,8 @@ if ! systemctl start "${units[@]}"; then
   systemctl status --no-pager --lines=20 "${units[@]}" >&2 || true
   exit 1
 fi
-# Where it runs (20-firewall.sh restarted it then; under way, it is neither active nor inactive).
-resolved=$(systemctl show -p ActiveState --value systemd-resolved.service 2>/dev/null) || true
-if [[ -n $resolved && $resolved != inactive ]] && ! systemctl start systemd-resolved.service; then
+# Where 20-firewall.sh restarted it (its marker).
+if [[ -e /run/cc-sandbox-boot.resolved ]] && ! systemctl start systemd-resolved.service; then
   log "error: systemd-resolved did not start again without its stub listener"
   exit 1
 fi
