@@ -16,7 +16,8 @@ log() { printf '60-secure-ops: %s\n' "$*" >&2; }
 
 agent=$CC_AGENT_USER
 owner=$SECURE_OPS_USER
-getent passwd "$agent" >/dev/null || { log "agent user $agent does not exist"; exit 1; }
+entry=$(getent passwd "$agent") || { log "agent user $agent does not exist"; exit 1; }
+IFS=: read -r _ _ _ _ _ agent_home _ <<<"$entry"
 
 # The owner's login shell is the dispatcher itself (sshd runs it as `SHELL -c COMMAND`), so no
 # request ever starts a general shell first, and nothing that logs the owner in gets one.
@@ -56,7 +57,6 @@ else
   check_config
 fi
 
-agent_home=$(getent passwd "$agent" | cut -d: -f6)
 agent_key=$agent_home/.ssh/$SECURE_OPS_KEY_NAME
 install -d -o "$agent" -g "$agent" -m 0700 "$agent_home/.ssh"
 if [ ! -f "$agent_key" ]; then
