@@ -136,8 +136,8 @@ async function benchProjects(lib, { projectUid, loadConfig, renderEgressPlan }, 
         runs[k].up.push(await timed(h, 'cc-sandbox-firewall up'))
         installed = installed === 'first' ? 'changed' : 'first'
         runs[k].apply.push(await timed(h, `cc-sandbox-firewall apply /root/${installed}-${k}`))
-        runs[k].stamps = Number((await h.root("iptables-save -t filter | grep -c -- '-j CONNMARK --set-xmark'")).stdout.trim())
-        runs[k].workers = Number((await h.root("iptables-save -t nat | grep -c -- '-A ccfw-snat '")).stdout.trim())
+        runs[k].stamps = Number((await h.root("iptables-legacy-save -t filter | grep -c -- '-j CONNMARK --set-xmark'")).stdout.trim())
+        runs[k].workers = Number((await h.root("iptables-legacy-save -t nat | grep -c -- '-A ccfw-snat '")).stdout.trim())
       }
     }
     const side = (k) => ({

@@ -105,17 +105,17 @@ describe("apply", () => {
         expect(await resolver()).toBe(settled);
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
         // The live state is not the recorded one (root opened OUTPUT): the same allowlist switches.
-        await h.root("iptables -I OUTPUT 1 -j ACCEPT");
+        await h.root("iptables-legacy -I OUTPUT 1 -j ACCEPT");
         const repaired = await h.root("cc-sandbox-firewall apply -", { input: current });
         expect(repaired.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
         expect(await resolver()).not.toBe(settled);
-        expect((await h.root("iptables -S OUTPUT 1")).stdout).not.toBe("-A OUTPUT -j ACCEPT\n");
+        expect((await h.root("iptables-legacy -S OUTPUT 1")).stdout).not.toBe("-A OUTPUT -j ACCEPT\n");
         expect((await h.root("cc-sandbox-firewall status")).code).toBe(0);
         expect((await tls("removed.test.example", { connect: "198.51.100.10" })).stdout).toBe("");
     });
 
     test("fail-closed: a malformed allowlist changes nothing and exits non-zero", async () => {
-        const before = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
+        const before = await h.root("iptables-legacy-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
         // The host's plan for allowed.test.example with one more line, each bad in its own way.
         const good = planOf("allowed.test.example 443\n");
         for (const bad of [
@@ -134,7 +134,7 @@ describe("apply", () => {
         }
         // An allowlist in the form the guest took before plans: refused as a whole.
         expect((await h.root("cc-sandbox-firewall apply -", { input: "allowed.test.example 443\nblocked.test.example 443\n" })).stderr).toMatch(/first line must be 'plan 1'/);
-        const after = await h.root("iptables-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
+        const after = await h.root("iptables-legacy-save -t filter | grep -v '^#' | sed 's/\\[[0-9:]*\\]//'; ipset list -n | sort; cat /etc/cc-sandbox/allowlist");
         expect(after.stdout).toBe(before.stdout);
         expect((await dig("blocked.test.example")).status).toBe("NXDOMAIN");
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
@@ -167,7 +167,7 @@ describe("the watcher and status", () => {
 
     test("OFF within seconds after root flushes the rules, ON again after up", async () => {
         expect(await state()).toBe("ON");
-        await h.root("iptables -F");
+        await h.root("iptables-legacy -F");
         expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
         expect((await h.root("cc-sandbox-firewall status")).code).toBe(3);
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
@@ -175,11 +175,11 @@ describe("the watcher and status", () => {
     });
 
     test("OFF after root sets an ACCEPT policy (IPv4 or IPv6)", async () => {
-        await h.root("iptables -P OUTPUT ACCEPT");
+        await h.root("iptables-legacy -P OUTPUT ACCEPT");
         expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
         await h.root("cc-sandbox-firewall up");
         expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
-        await h.root("ip6tables -P OUTPUT ACCEPT");
+        await h.root("ip6tables-legacy -P OUTPUT ACCEPT");
         expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
         await h.root("cc-sandbox-firewall up");
         expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
@@ -259,7 +259,7 @@ describe("controls with the firewall down (the attacks above failed because of i
             expect(r.code).not.toBe(0);
             expect(r.stderr).toMatch(/locking down without them/);
             expect(r.stderr).toMatch(/LOCKDOWN is in place/);
-            const rules = (await h.root("iptables-save -t filter")).stdout;
+            const rules = (await h.root("iptables-legacy-save -t filter")).stdout;
             expect(rules).toMatch(/^:OUTPUT DROP/m);
             expect(rules).not.toMatch(/match-set/);
             expect((await tls("198.51.100.10")).stdout).toBe("");

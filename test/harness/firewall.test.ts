@@ -192,7 +192,7 @@ describe("names that change", () => {
 
 describe("the agent against the firewall itself", () => {
     test("attack: the agent cannot flush rules, change policies or edit sets", async () => {
-        for (const cmd of ["iptables -F", "iptables -P OUTPUT ACCEPT", "ip6tables -P OUTPUT ACCEPT", "ipset flush ccfw-d-443", "ipset add ccfw-d-443 198.51.100.66"]) {
+        for (const cmd of ["iptables-legacy -F", "iptables-legacy -P OUTPUT ACCEPT", "ip6tables-legacy -P OUTPUT ACCEPT", "ipset flush ccfw-d-443", "ipset add ccfw-d-443 198.51.100.66"]) {
             const r = await h.exec(cmd);
             expect([cmd, r.code]).not.toEqual([cmd, 0]);
         }

@@ -67,3 +67,28 @@ test("a DHCP client rewriting /etc/resolv.conf (no systemd-resolved) is undone w
     expect((await h.exec("getent ahostsv4 blocked.test.example; echo rc=$?")).stdout).toMatch(/rc=2/);
     expect((await h.exec(`dig +time=2 +tries=1 @${h.dnsAddress} blocked.test.example; echo rc=$?`)).stdout).not.toMatch(/status: NOERROR/);
 });
+
+test("a proxy that cannot start fails `up` closed (LOCKDOWN), and the next `up` brings it", async () => {
+    await h.root("cc-sandbox-firewall down");
+    // Root's stand-in on the proxy's TLS port: HAProxy cannot bind it and exits at start.
+    const holder = 'require("net").createServer((s) => s.destroy()).listen(913, "127.0.0.1")';
+    await h.root(`setsid -f ${guestNode} -e '${holder}' </dev/null >/dev/null 2>&1`);
+    const held = async () => (await h.root("ss -Hltn 'sport = :913' | wc -l")).stdout.trim() === "1";
+    expect(await waitFor(held, 5000)).toBe(true);
+    const up = await h.root("cc-sandbox-firewall up");
+    expect(up.stderr).toMatch(/the proxy exited at start/);
+    expect(up.stderr).toMatch(/LOCKDOWN is in place/);
+    expect(up.code).not.toBe(0);
+    // Closed: the allowlisted site is not reached, by name or by its address.
+    const blocked = await h.exec("curl -sS --max-time 5 --connect-to allowed.test.example:443:198.51.100.10:443 https://allowed.test.example/; echo rc=$?");
+    expect(blocked.stdout).not.toMatch(/^ok /m);
+    expect(blocked.stdout).toMatch(/rc=[1-9]/);
+    await h.root(`pkill -f 'listen\\(913'`);
+    expect(await waitFor(async () => !(await held()), 5000)).toBe(true);
+    const again = await h.root("cc-sandbox-firewall up");
+    expect(again.stderr).toMatch(/up: /);
+    expect(again.code).toBe(0);
+    expect((await h.exec("curl -sS --max-time 5 https://allowed.test.example/")).stdout).toBe(
+        "ok 198.51.100.10 443 host=allowed.test.example sni=allowed.test.example\n",
+    );
+}, 60_000);

@@ -218,8 +218,8 @@ test("the rules follow the workers: a new worker is confined before it runs anyt
 
     // (its loopback rules: the egress rules the plan holds for it are the plan's business)
     const loRules = `grep -- '-A ccfw-lo' | grep -c -- '--uid-owner ${api} '`;
-    expect((await h.root(`iptables-save -t filter | ${loRules}`)).stdout.trim()).toBe("2");
-    const removed = await h.root(`cc-sandbox-project remove api && iptables-save -t filter | ${loRules}; ip6tables-save -t filter | ${loRules}`);
+    expect((await h.root(`iptables-legacy-save -t filter | ${loRules}`)).stdout.trim()).toBe("2");
+    const removed = await h.root(`cc-sandbox-project remove api && iptables-legacy-save -t filter | ${loRules}; ip6tables-legacy-save -t filter | ${loRules}`);
     expect(removed.stdout).toBe("0\n0\n");
     // status (and so cc-sandbox-verify's projects check) says when a worker's rules are missing:
     // here the registry and the rules are put out of step by hand.

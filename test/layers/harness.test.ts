@@ -69,14 +69,14 @@ test("the status line, as the agent: FW:ON with the firewall up, NNP under the w
 });
 
 test("attack: the agent cannot stop the firewall, and its status line still says ON", async () => {
-    const down = await h.exec("cc-sandbox-firewall down; iptables -F OUTPUT; sudo -n cc-sandbox-firewall down");
+    const down = await h.exec("cc-sandbox-firewall down; iptables -F OUTPUT; iptables-legacy -F OUTPUT; sudo -n cc-sandbox-firewall down");
     expect(down.code).not.toBe(0);
     const line = await h.exec(`cc-sandbox-statusline <<<'${json}'`);
     expect(line.stdout).toMatch(/FW:ON/);
 });
 
 test("attack: rules flushed (by root) -> FW:OFF within seconds, and verify fails", async () => {
-    const flush = await h.root("iptables -P OUTPUT ACCEPT && iptables -F OUTPUT");
+    const flush = await h.root("iptables-legacy -P OUTPUT ACCEPT && iptables-legacy -F OUTPUT");
     expect(flush.code).toBe(0);
     let line = "";
     const off = await waitFor(async () => {

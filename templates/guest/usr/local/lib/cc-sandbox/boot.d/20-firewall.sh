@@ -14,7 +14,7 @@ if [[ ${CC_FIREWALL_ENABLED:-1} != 1 ]]; then
 fi
 
 missing=()
-command -v iptables-restore >/dev/null || missing+=(iptables)
+command -v iptables-legacy-restore >/dev/null || missing+=(iptables)
 command -v ipset >/dev/null || missing+=(ipset)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 command -v haproxy >/dev/null || missing+=(haproxy)

@@ -99,8 +99,9 @@ restore_resolv_conf() {
 # connections as soon as they are established, refusals when they end.
 # HAProxy's own HTTP client (for Lua and the admin CLI) is not used here: told not to verify, it
 # loads no CA store at start, which is three quarters of the proxy's start-up (24 ms -> 6 ms).
+# Written in place, as the lists are: the proxy reads it only when it starts, under the lock.
 write_proxy_conf() {
-  local f tmp=$proxy_conf.new
+  local f
   local acl_tls="var(txn.key) -m str -f $proxy_dir/tls.exact" acl_tls_suffix="var(txn.key) -m end -f $proxy_dir/tls.suffix"
   local acl_http="var(txn.key) -m str -f $proxy_dir/http.exact" acl_http_suffix="var(txn.key) -m end -f $proxy_dir/http.suffix"
   local acl_none="src -f $proxy_dir/none.src"
@@ -164,8 +165,7 @@ write_proxy_conf() {
       '  default_backend out-http' \
       'backend out-tls' '  mode tcp' '  server out 0.0.0.0:0' \
       'backend out-http' '  mode http' '  http-reuse never' '  server out 0.0.0.0:0'
-  } >"$tmp"
-  mv -f "$tmp" "$proxy_conf"
+  } >"$proxy_conf"
 }
 
 # write_proxy_lists DIR: the plan's keys into DIR/tls.exact, tls.suffix, http.exact, http.suffix,
@@ -200,19 +200,16 @@ proxy_running() {
 }
 
 # proxy_listening: both its ports are listened on (by whom is the pid check's job; only root can
-# take ports below 1024).
+# take ports below 1024). The table is read in one go: the kernel walks every socket's hash bucket
+# for each read of /proc/net/tcp, and `read` line by line would make it do so many times.
 proxy_listening() {
-  local _ local_address _ _ st _ tls=0 http=0
-  local -i want_tls=$proxy_tls_port want_http=$proxy_http_port
-  local tls_hex http_hex
-  printf -v tls_hex '0100007F:%04X' "$want_tls"
-  printf -v http_hex '0100007F:%04X' "$want_http"
-  while read -r _ local_address _ st _; do
-    [[ $st == 0A ]] || continue
-    [[ $local_address != "$tls_hex" ]] || tls=1
-    [[ $local_address != "$http_hex" ]] || http=1
-  done </proc/net/tcp
-  ((tls && http))
+  local tls http table
+  local -a lines=()
+  printf -v tls ' 0100007F:%04X 00000000:0000 0A ' "$proxy_tls_port"
+  printf -v http ' 0100007F:%04X 00000000:0000 0A ' "$proxy_http_port"
+  mapfile -t lines </proc/net/tcp
+  table="${lines[*]} "
+  [[ $table == *"$tls"* && $table == *"$http"* ]]
 }
 
 stop_proxy() {
@@ -222,20 +219,35 @@ stop_proxy() {
 
 # start_proxy: (re)starts it from its configuration and lists, and waits until it listens.
 start_proxy() {
-  local pid i
+  launch_proxy && await_proxy
+}
+
+# launch_proxy: (re)starts it (its pid in PROXY_STARTING and its file); await_proxy then waits
+# for it, so that `up` builds everything else while the proxy starts.
+launch_proxy() {
   stop_proxy
   [[ -d /var/lib/haproxy ]] || install -d -m 0755 /var/lib/haproxy
   # Root's alone: it names where every user connected (the secrets owner's destinations too).
   [[ -e $proxy_log ]] || install -m 0600 /dev/null "$proxy_log"
-  chmod 0600 "$proxy_log"
   # In the foreground (its log is its stderr), in a session of its own, without the lock (fd 9).
   setsid haproxy -db -f "$proxy_conf" </dev/null >>"$proxy_log" 2>&1 9>&- &
-  pid=$!
-  printf '%s\n' "$pid" >"$proxy_pid"
-  for ((i = 0; i < 500; i++)); do
+  PROXY_STARTING=$!
+  printf '%s\n' "$PROXY_STARTING" >"$proxy_pid"
+  # (while it starts: a log an older version left readable becomes root's alone again)
+  chmod 0600 "$proxy_log"
+}
+
+# await_proxy: waits (5 s at most) until the proxy launch_proxy started listens on both ports.
+# The first sign looked for is its runtime socket, newer than the pid file: HAProxy makes it after
+# binding its ports, and looking costs no read of the kernel's socket table, which then confirms.
+await_proxy() {
+  local pid=$PROXY_STARTING i
+  for ((i = 0; i < 1000; i++)); do
     alive "$pid" || { log "the proxy exited at start (see $proxy_log)"; rm -f "$proxy_pid"; return 1; }
-    proxy_listening && return 0
-    nap 0.01
+    if [[ $proxy_sock -nt $proxy_pid ]] || ((i % 20 == 19)); then
+      proxy_listening && return 0
+    fi
+    nap 0.005
   done
   log "the proxy does not listen on 127.0.0.1:$proxy_tls_port and :$proxy_http_port after 5 s"
   return 1

@@ -178,15 +178,22 @@ load_plan() {
 # Upstream DNS servers: the ones the VM was given, never a loopback stub.
 
 # nameservers_in FILE: sets NS to the IPv4 nameservers of a resolv.conf, loopback left out, and
-# fails when FILE is missing or is our own.
+# fails when FILE is missing or is our own. Read by bash (no process: `up` reads one or two).
 nameservers_in() {
-  local found
+  local line key ns rest o
+  local -a octets
   NS=()
   [[ -r $1 ]] || return 1
-  found=$(awk -v marker="$resolv_marker" "$awk_rules"'
-    index($1 " " $2, marker) == 1 { exit 1 }
-    $1 == "nameserver" && $2 !~ /^127\./ && valid_cidr($2 "/32", 32) { print $2 }' "$1") || return 1
-  [[ -z $found ]] || mapfile -t NS <<<"$found"
+  while IFS= read -r line || [[ -n $line ]]; do
+    read -r key ns rest <<<"$line"
+    [[ "$key $ns" != "$resolv_marker"* ]] || return 1
+    [[ $key == nameserver && $ns =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ && $ns != 127.* ]] || continue
+    IFS=. read -ra octets <<<"$ns"
+    for o in "${octets[@]}"; do
+      if [[ $o == 0?* ]] || ((10#$o > 255)); then continue 2; fi
+    done
+    NS+=("$ns")
+  done <"$1"
   return 0
 }
 

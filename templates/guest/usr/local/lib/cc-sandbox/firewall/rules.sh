@@ -6,7 +6,7 @@
 # ---------------------------------------------------------------------------------------------
 # Building the new state: set names, set contents, rules and the resolver's config.
 
-# write_rules FILE [temp]: the complete IPv4 filter table for iptables-restore; with "temp", sets
+# write_rules FILE [temp]: the complete IPv4 filter table for iptables-legacy-restore; with "temp", sets
 # are referred to by their temporary names (to test the rules before the sets are swapped in).
 write_rules() {
   local use_tmp=${2:-}
@@ -199,7 +199,9 @@ confined_uids() {
   CONFINED_DONE=1
   CONFINED=()
   local u f line
-  if u=$(id -u "${CC_AGENT_USER:-agent}" 2>/dev/null) && ((u > 0 && u < 32768)); then
+  user_ids
+  u=$AGENT_UID
+  if [[ $u =~ ^[1-9][0-9]{0,4}$ ]] && ((u < 32768)); then
     CONFINED+=("$u")
   else
     log "warning: the agent user ${CC_AGENT_USER:-agent} has no uid below 32768: its loopback services are not confined"
@@ -262,11 +264,11 @@ list_sets() {
   live_sets=" ${names[*]} "
 }
 
-# write_set_restore FILE [temp]: the sets (under temporary names tmp_of[set] with "temp"), with the CIDRs and, for an
+# write_set_restore [temp]: the sets (under temporary names tmp_of[set] with "temp"), with the CIDRs and, for an
 # update in place, every current DNS address whose allowlist domain is still there, taken into the
 # sets of that domain's entries now (established work goes on; a removed name's addresses go).
 write_set_restore() {
-  local file=$1 temp=${2:-} s i=0
+  local temp=${1:-} s i=0
   declare -gA tmp_of=()
   for s in "${!set_ports[@]}"; do
     if [[ -n $temp ]]; then tmp_of[$s]="ccfw-tmp-$i"; i=$((i + 1)); else tmp_of[$s]=$s; fi
@@ -308,7 +310,7 @@ write_set_restore() {
           for (j = 1; j <= k; j++) if (!(t[j] in added)) { added[t[j]] = 1; printf "add %s %s\n", tmp[t[j]], live[i] }
         }
       }
-    }' >"$file"
+    }'
 }
 
 destroy_temp_sets() {
@@ -387,27 +389,32 @@ link_nets() {
 
 # ensure_base_sets: the sets every rule set refers to, lockdown's too; the VM's own networks are
 # loaded as they are now.
-ensure_base_sets() {
-  local n
-  {
-    printf 'create %s hash:net family inet hashsize 64 maxelem 256\n' "$never_set" "$link_set"
-    for n in $never_nets; do printf 'add %s %s\n' "$never_set" "$n"; done
-  } | ipset -exist restore || return 1
-  refresh_link_set force
+# base_set_cmds: the `ipset restore` commands that make the fixed sets and load the VM's own
+# networks into theirs (LINK_NETS, from the routing table), by one swap: never an empty moment.
+base_set_cmds() {
+  local n tmp=ccfw-tmp-link
+  printf 'create %s hash:net family inet hashsize 64 maxelem 256\n' "$never_set" "$link_set"
+  for n in $never_nets; do printf 'add %s %s\n' "$never_set" "$n"; done
+  link_nets
+  printf 'create %s hash:net family inet hashsize 64 maxelem 256\nflush %s\n' "$tmp" "$tmp"
+  for n in $LINK_NETS; do printf 'add %s %s\n' "$tmp" "$n"; done
+  printf 'swap %s %s\ndestroy %s\n' "$tmp" "$link_set" "$tmp"
 }
 
-# refresh_link_set [force]: reloads the VM's own networks into their set when they changed (one
-# swap: never an empty moment).
-refresh_link_set() {
-  local n tmp=ccfw-tmp-link
-  link_nets
-  [[ -n ${1:-} || $LINK_NETS != "${loaded_link_nets-}" ]] || return 0
-  {
-    printf 'create %s hash:net family inet hashsize 64 maxelem 256\nflush %s\n' "$tmp" "$tmp"
-    for n in $LINK_NETS; do printf 'add %s %s\n' "$tmp" "$n"; done
-    printf 'swap %s %s\ndestroy %s\n' "$tmp" "$link_set" "$tmp"
-  } | ipset -exist restore || { ipset destroy "$tmp" 2>/dev/null; return 1; }
+# ensure_base_sets: (a file, not a pipe: LINK_NETS is set in this shell, not in a subshell).
+ensure_base_sets() {
+  if ! base_set_cmds >"$work/base.sets" || ! ipset -exist restore <"$work/base.sets"; then
+    ipset destroy ccfw-tmp-link 2>/dev/null
+    return 1
+  fi
   loaded_link_nets=$LINK_NETS
+}
+
+# refresh_link_set: reloads the VM's own networks into their set when they changed.
+refresh_link_set() {
+  link_nets
+  [[ $LINK_NETS != "${loaded_link_nets-}" ]] || return 0
+  ensure_base_sets
 }
 
 

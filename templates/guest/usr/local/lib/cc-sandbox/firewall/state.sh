@@ -7,27 +7,37 @@
 
 # live_rules: the filter tables as iptables prints them, without comments and counters.
 live_rules() {
-  local line
   local -a lines=()
   # The three tables read side by side (two cores), then taken in order.
   local nat v6
-  exec {nat}< <(iptables-save -t nat 2>/dev/null 9>&-) {v6}< <(ip6tables-save -t filter 2>/dev/null 9>&-)
-  mapfile -t lines < <(iptables-save -t filter 2>/dev/null 9>&-)
+  exec {nat}< <(iptables-legacy-save -t nat 2>/dev/null 9>&-) {v6}< <(ip6tables-legacy-save -t filter 2>/dev/null 9>&-)
+  mapfile -t lines < <(iptables-legacy-save -t filter 2>/dev/null 9>&-)
   mapfile -t -O "${#lines[@]}" lines <&"$nat"
   mapfile -t -O "${#lines[@]}" lines <&"$v6"
   exec {nat}<&- {v6}<&-
-  for line in "${lines[@]}"; do
-    [[ $line == '#'* ]] || printf '%s\n' "${line% \[*:*\]}"
-  done
+  # Counters off every line, and each comment line (a date) made empty, in two expansions.
+  lines=("${lines[@]% \[*:*\]}")
+  printf '%s\n' "${lines[@]/#\#*/}"
 }
 
 # live_state: what ON means, as one text: the filter tables, the sets whose contents are fixed by
 # the policy (not the ones DNS answers fill), and the resolver's configuration with whether the
 # running resolver was started from it. Compared with what `up`/`apply` recorded.
 live_state() {
-  local conf='' pid cmdline=''
+  live_tables
+  live_daemons check
+}
+
+# live_tables: the tables and the fixed sets (live_state's first part).
+live_tables() {
   live_rules
   ipset save 2>/dev/null | awk -v never="$never_set" '($1 == "create" || $1 == "add") && ($2 == never || $2 ~ /^ccfw-([0-9]+-)?n-/)' | sort
+}
+
+# live_daemons check|proxy-listening: the resolver's configuration and which resolver and proxy
+# run (live_state's second part). "proxy-listening": its caller has just seen the proxy listen.
+live_daemons() {
+  local conf='' pid cmdline=''
   IFS= read -rd '' conf 2>/dev/null <"$resolver_conf" || true
   printf '%s' "$conf"
   local -a args=()
@@ -37,7 +47,7 @@ live_state() {
   fi
   printf '%s\n' "${cmdline:-resolver not running}"
   cmdline=
-  if proxy_running && proxy_listening && read -r pid 2>/dev/null <"$proxy_pid"; then
+  if proxy_running && { [[ $1 == proxy-listening ]] || proxy_listening; } && read -r pid 2>/dev/null <"$proxy_pid"; then
     mapfile -d '' args 2>/dev/null <"/proc/$pid/cmdline" || true
     cmdline="proxy running: ${args[*]}"
   fi
@@ -118,7 +128,7 @@ need_root() { ((EUID == 0)) || die "must be run as root (sudo cc-sandbox-firewal
 
 need_tools() {
   local t
-  for t in iptables-restore iptables-save ip6tables-restore ip6tables-save ipset dnsmasq haproxy socat; do
+  for t in iptables-legacy-restore iptables-legacy-save ip6tables-legacy-restore ip6tables-legacy-save ipset dnsmasq haproxy socat; do
     command -v "$t" >/dev/null || die "$t is not installed (packages: iptables ipset dnsmasq-base haproxy socat)"
   done
 }

@@ -5,6 +5,9 @@
 # ---------------------------------------------------------------------------------------------
 # Switching: the one path both `up` and `apply` take.
 
+# The background jobs switch_to started (lockdown waits for them).
+switch_jobs=()
+
 # switch_to ALLOWLIST_FILE: validate, build everything, test it, then swap in. Any failure before
 # the swap leaves the live state as it was.
 switch_to() {
@@ -24,16 +27,17 @@ switch_to() {
     # milliseconds to start; until the rules redirect to it, nothing reaches it).
     write_proxy_lists "$proxy_dir"
     write_proxy_conf
-    start_proxy &
-    proxy=$!
+    launch_proxy
+    proxy=$PROXY_STARTING
   fi
   write_rules "$rules"
   # IPv6's rules change only with the sandbox's users: load them alongside the rest (two cores).
   write_rules_v6 "$rules6"
-  ip6tables-restore <"$rules6" &
+  ip6tables-legacy-restore <"$rules6" &
   local v6=$!
-  ensure_base_sets || { log "building the base sets failed"; return 1; }
+  switch_jobs+=("$v6")
   if ((protect)); then
+    ensure_base_sets || { log "building the base sets failed"; return 1; }
     dnsmasq --test --conf-file="$conf" >/dev/null 2>&1 ||
       { dnsmasq --test --conf-file="$conf" || true; log "resolver config rejected"; return 1; }
     # The old resolver stops before the live addresses are carried over: an answer it gave during
@@ -44,59 +48,76 @@ switch_to() {
     undo() { list_sets; destroy_temp_sets; start_resolver || log "the previous resolver did not start again"; }
     list_sets
     destroy_temp_sets
-    write_set_restore "$set_file" temp
+    write_set_restore temp >"$set_file"
     ipset restore <"$set_file" || { undo; log "building the new sets failed"; return 1; }
     ensure_github_set || { undo; return 1; }
     write_rules "$work/rules.v4.test" temp
-    iptables-restore --test <"$work/rules.v4.test" ||
-      { undo; log "new rules rejected by iptables-restore --test"; return 1; }
+    iptables-legacy-restore --test <"$work/rules.v4.test" ||
+      { undo; log "new rules rejected by iptables-legacy-restore --test"; return 1; }
     # From here on, each step only narrows or switches: rules reference final set names.
     swap_sets | ipset restore
   else
     live_sets=' '
-    write_set_restore "$set_file"
-    ipset -exist restore <"$set_file" || { log "building the sets failed"; return 1; }
+    # The fixed sets and the policy's, in one restore.
+    if ! { base_set_cmds && write_set_restore; } >"$set_file" || ! ipset -exist restore <"$set_file"; then
+      ipset destroy ccfw-tmp-link 2>/dev/null
+      log "building the sets failed"
+      return 1
+    fi
+    loaded_link_nets=$LINK_NETS
     ensure_github_set || return 1
     # Nothing to protect: the resolver can start while the rules load (its sets exist).
-    [[ $conf == "$resolver_conf" ]] && { start_resolver & resolver=$!; }
+    [[ $conf == "$resolver_conf" ]] && { start_resolver & resolver=$!; switch_jobs+=("$resolver"); }
   fi
   # After a swap the old state is gone: a failure from here on is a half-made switch (3).
   local after=1
   ((protect == 0)) || after=3
-  iptables-restore <"$rules" || { log "loading the new rules failed"; return "$after"; }
+  iptables-legacy-restore <"$rules" || { log "loading the new rules failed"; return "$after"; }
   wait "$v6" || { log "loading IPv6 rules failed"; return "$after"; }
-  if ((protect)); then
-    destroy_unused_sets
-    mv -f "$conf" "$resolver_conf"
-  elif [[ $conf != "$resolver_conf" ]]; then
-    mv -f "$conf" "$resolver_conf"
-  fi
+  ((protect == 0)) || destroy_unused_sets
+  # The tables and the fixed sets are final from here: they are read back (the state ON is checked
+  # against) and the policy is hashed (the host can compute the same) while the resolver and the
+  # proxy start or take the new policy (two cores).
+  { live_tables >"$work/tables.new" 9>&-; } &
+  local reading=$!
+  { sha256sum <"$file" >"$work/policy.sum" 9>&-; } &
+  local hashing=$!
+  switch_jobs+=("$reading" "$hashing")
+  [[ $conf == "$resolver_conf" ]] || mv -f "$conf" "$resolver_conf"
   if [[ -n $resolver ]]; then
-    wait "$resolver" || { log "the resolver did not start: names will not resolve (still closed)"; return 1; }
+    wait "$resolver" || { wait "$reading" "$hashing" || true; log "the resolver did not start: names will not resolve (still closed)"; return 1; }
   else
-    start_resolver || { log "the resolver did not start: names will not resolve (still closed)"; return "$after"; }
+    start_resolver || { wait "$reading" "$hashing" || true; log "the resolver did not start: names will not resolve (still closed)"; return "$after"; }
   fi
+  point_resolv_conf
   # The proxy takes the new lists in place (a restart would cut every open connection), then
   # closes the connections they no longer allow. Not running: it starts with them.
+  local listening=check
   if [[ -n $proxy ]]; then
-    wait "$proxy" || { log "the proxy did not start: TLS and HTTP ports are closed"; return "$after"; }
+    await_proxy || { wait "$reading" "$hashing" || true; log "the proxy did not start: TLS and HTTP ports are closed"; return "$after"; }
+    listening='proxy-listening'
   elif write_proxy_lists "$proxy_dir" && proxy_running && update_proxy_lists; then
     cut_sessions || log "warning: could not close the connections the new allowlist no longer allows"
   else
     # A new proxy process: every connection the old one carried is gone with it.
     : >"$work/proxy.clients"
     write_proxy_conf
-    start_proxy || { log "the proxy did not start: TLS and HTTP ports are closed"; return "$after"; }
+    start_proxy || { wait "$reading" "$hashing" || true; log "the proxy did not start: TLS and HTTP ports are closed"; return "$after"; }
+    listening='proxy-listening'
   fi
   # Then the connections that went straight to an address (raw ports, root's own).
   ((protect == 0)) || cut_connections
-  point_resolv_conf
-  # The policy in force, by the hash of its allowlist (the host can compute the same).
-  # (hashed while the live state is read back: two cores). The state ON is checked against must be
-  # whole; a policy hash that could not be taken is only missing from `status`.
-  { sha256sum <"$file" >"$work/policy.sum" 9>&-; } &
-  local hashing=$! sum
-  live_state >"$expected_rules" || { wait "$hashing" || true; log "the live state could not be read back"; return "$after"; }
+  # The state ON is checked against must be whole; a policy hash that could not be taken is only
+  # missing from `status`.
+  local tables='' sum
+  if wait "$reading"; then IFS= read -rd '' tables <"$work/tables.new" || true; fi
+  if [[ -z $tables ]]; then
+    wait "$hashing" || true
+    log "the live state could not be read back"
+    return "$after"
+  fi
+  { printf '%s' "$tables"; live_daemons "$listening"; } >"$expected_rules" ||
+    { wait "$hashing" || true; log "the live state could not be recorded"; return "$after"; }
   if wait "$hashing" && read -r sum _ <"$work/policy.sum"; then
     printf '%s\n' "${sum:0:16}" >"$work/policy"
   else
@@ -108,8 +129,10 @@ switch_to() {
 # lockdown: loopback, SSH in and DHCP only. Fails (1) only when no rules could be loaded at all.
 lockdown() {
   local rules=$work/rules.v4.lockdown rules6=$work/rules.v6
-  # What a failed switch left starting in the background (resolver, proxy) finishes first.
-  wait 2>/dev/null || true
+  # What a failed switch left running in the background (loads, the resolver's start, read-backs)
+  # finishes first. (Not every child: a proxy it launched is one, until stop_proxy below.)
+  local job
+  for job in "${switch_jobs[@]}"; do wait "$job" 2>/dev/null || true; done
   write_rules_v6 "$rules6"
   local loaded=0
   if ensure_base_sets; then
@@ -118,7 +141,7 @@ lockdown() {
     log "the firewall's sets cannot be built: locking down without them (SSH in from anywhere)"
     write_rules_lockdown_without_sets "$rules"
   fi
-  if iptables-restore <"$rules" && ip6tables-restore <"$rules6"; then
+  if iptables-legacy-restore <"$rules" && ip6tables-legacy-restore <"$rules6"; then
     loaded=1
   else
     log "LOCKDOWN rules did not load; policies may still be whatever they were"
