@@ -200,8 +200,9 @@ proxy_running() {
 }
 
 # proxy_listening: both its ports are listened on (by whom is the pid check's job; only root can
-# take ports below 1024). The table is read in one go: the kernel walks every socket's hash bucket
-# for each read of /proc/net/tcp, and `read` line by line would make it do so many times.
+# take ports below 1024). Read from the kernel's socket table, which no rule can hide (a connection
+# to try them would hang while rules drop loopback), in one read: the kernel walks the table for
+# every read of /proc/net/tcp, so reading it line by line would walk it many times.
 proxy_listening() {
   local tls http table
   local -a lines=()
@@ -233,13 +234,12 @@ launch_proxy() {
   setsid haproxy -db -f "$proxy_conf" </dev/null >>"$proxy_log" 2>&1 9>&- &
   PROXY_STARTING=$!
   printf '%s\n' "$PROXY_STARTING" >"$proxy_pid"
-  # (while it starts: a log an older version left readable becomes root's alone again)
-  chmod 0600 "$proxy_log"
 }
 
 # await_proxy: waits (5 s at most) until the proxy launch_proxy started listens on both ports.
-# The first sign looked for is its runtime socket, newer than the pid file: HAProxy makes it after
-# binding its ports, and looking costs no read of the kernel's socket table, which then confirms.
+# The first sign looked for is its runtime socket, newer than the pid file (HAProxy makes it with
+# its ports), which costs no read of the socket table; then the table must show both ports
+# listened on. Each 100 ms the table is read whatever the sign.
 await_proxy() {
   local pid=$PROXY_STARTING i
   for ((i = 0; i < 1000; i++)); do

@@ -273,16 +273,11 @@ write_set_restore() {
   for s in "${!set_ports[@]}"; do
     if [[ -n $temp ]]; then tmp_of[$s]="ccfw-tmp-$i"; i=$((i + 1)); else tmp_of[$s]=$s; fi
   done
-  {
-    for s in "${!tmp_of[@]}"; do printf 'map %s %s\n' "$s" "${tmp_of[$s]}"; done
-    if [[ $live_sets =~ \ ccfw-([0-9]+-)?d- ]]; then
-      # Which allowlist domain each address last came from: the resolver logs every set insertion.
-      for f in "$resolver_log.1" "$resolver_log"; do
-        [[ ! -r $f ]] || awk '$5 == "ipset" && $6 == "add" { print "from", $8, $9 }' "$f"
-      done
-      ipset save 2>/dev/null | awk '$1 == "add" && $2 ~ /^ccfw-([0-9]+-)?d-/ { print "live", $3 }'
-    fi
-  } | awk -v domains="$work/plan.domains" -v cidrs="$work/plan.cidrs" '
+  local maps='' prog f
+  for s in "${!tmp_of[@]}"; do maps+="map $s ${tmp_of[$s]}"$'\n'; done
+  # (an awk program: its $ are awk's)
+  # shellcheck disable=SC2016
+  prog='
     BEGIN {
       while ((getline line < domains) > 0) { split(line, f, " "); sets_of[f[1]] = f[2] }
       while ((getline line < cidrs) > 0) { split(line, f, " "); cidr_in[++n_cidrs] = f[1] " " f[2] }
@@ -311,6 +306,19 @@ write_set_restore() {
         }
       }
     }'
+  if [[ $live_sets =~ \ ccfw-([0-9]+-)?d- ]]; then
+    {
+      printf '%s' "$maps"
+      # Which allowlist domain each address last came from: the resolver logs every set insertion.
+      for f in "$resolver_log.1" "$resolver_log"; do
+        [[ ! -r $f ]] || awk '$5 == "ipset" && $6 == "add" { print "from", $8, $9 }' "$f"
+      done
+      ipset save 2>/dev/null | awk '$1 == "add" && $2 ~ /^ccfw-([0-9]+-)?d-/ { print "live", $3 }'
+    } | awk -v domains="$work/plan.domains" -v cidrs="$work/plan.cidrs" "$prog"
+  else
+    # No address to carry over (from a clean state): the maps alone, without a pipe's process.
+    awk -v domains="$work/plan.domains" -v cidrs="$work/plan.cidrs" "$prog" <<<"$maps"
+  fi
 }
 
 destroy_temp_sets() {

@@ -84,12 +84,13 @@ switch_to() {
   local hashing=$!
   switch_jobs+=("$reading" "$hashing")
   [[ $conf == "$resolver_conf" ]] || mv -f "$conf" "$resolver_conf"
+  # Every lookup to the filtering resolver, already while it starts (until then, lookups fail).
+  point_resolv_conf
   if [[ -n $resolver ]]; then
     wait "$resolver" || { wait "$reading" "$hashing" || true; log "the resolver did not start: names will not resolve (still closed)"; return 1; }
   else
     start_resolver || { wait "$reading" "$hashing" || true; log "the resolver did not start: names will not resolve (still closed)"; return "$after"; }
   fi
-  point_resolv_conf
   # The proxy takes the new lists in place (a restart would cut every open connection), then
   # closes the connections they no longer allow. Not running: it starts with them.
   local listening=check
