@@ -4,11 +4,12 @@
 // firewall redirects every user but root and the proxy's own). The two sides alternate, medians
 // are reported:
 //   - connection set-up: TCP connect + TLS handshake (certificate checked) to a test server
-//   - a 200 MB download over HTTPS with curl, at the machine's own speed and over a 1 Gbit/s link
+//   - a 200 MB download over HTTPS with curl, at the machine's own speed and over links shaped to
+//     1, 2, 4, 6 and 8 Gbit/s (where the proxy's extra hop starts to tell)
 //   - the proxy's memory (resident, all threads) with 500 TLS connections open through it
 // Targets (issue: egress by name): set-up overhead <= 1 ms, download >= 0.9x direct, memory
 // <= 30 MB at 500 connections. Writes bench/results/proxy.json. Needs root.
-//   npm run bench -- --only proxy     (zx scripts/bench-proxy.mjs [--rounds 10] [--downloads 9] [--out FILE])
+//   npm run bench -- --only proxy     (zx scripts/bench-proxy.mjs [--rounds 10] [--downloads 9] [--rates 1gbit,...] [--out FILE])
 import { $, fs, minimist } from 'zx'
 import { createRequire } from 'node:module'
 import os from 'node:os'
@@ -17,8 +18,8 @@ import { stringify } from 'yaml'
 import { root } from './lib/project.mjs'
 
 const flags = minimist(process.argv.slice(2), {
-  string: ['out'],
-  default: { rounds: 10, downloads: 9, out: path.join(root, 'bench/results/proxy.json') },
+  string: ['out', 'rates'],
+  default: { rounds: 10, downloads: 9, rates: '1gbit,2gbit,4gbit,6gbit,8gbit', out: path.join(root, 'bench/results/proxy.json') },
 })
 const target = { setupOverheadMs: 1, downloadRatio: 0.9, memoryMiB: 30 }
 const name = 'bulk.test.example'
@@ -73,8 +74,8 @@ async function main() {
     const cpuTicks = async () => Number((await h.root("awk '{ print $14 + $15 }' /proc/$(cat /run/cc-sandbox/firewall/proxy.pid)/stat")).stdout.trim())
     const ticksPerSecond = Number((await h.root('getconf CLK_TCK')).stdout.trim())
     // Downloads, alternating sides: at the speed of this machine (the two cores that the client,
-    // the server and the proxy share are the limit), then over a link shaped to 1 Gbit/s (tbf on
-    // the internet side of the veth), a fast real link.
+    // the server and the proxy share are the limit), then over links shaped (tbf on the internet
+    // side of the veth) to the rates given: real links, up to where the proxy's extra hop tells.
     const downloads = async () => {
       const rate = { proxy: [], direct: [] }
       const cpu = []
@@ -92,9 +93,14 @@ async function main() {
     }
     const fast = await downloads()
     const veth = ok(await h.internet("ip -o link show type veth | awk -F'[ @:]+' '{ print $2; exit }'"), 'the veth').trim()
-    ok(await h.internet(`tc qdisc add dev ${veth} root tbf rate 1gbit burst 512k latency 20ms`), 'shaping the link')
-    const shaped = await downloads()
-    ok(await h.internet(`tc qdisc del dev ${veth} root`), 'unshaping the link')
+    const shaped = []
+    for (const rate of String(flags.rates).split(',').filter(Boolean)) {
+      if (!/^[0-9]+[gm]bit$/.test(rate)) throw new Error(`--rates: '${rate}' is not a rate like 1gbit or 500mbit`)
+      // The burst grows with the rate (a token bucket must hold more than one timer tick's worth).
+      ok(await h.internet(`tc qdisc replace dev ${veth} root tbf rate ${rate} burst 4m latency 20ms`), `shaping the link to ${rate}`)
+      shaped.push({ rate, ...(await downloads()) })
+    }
+    if (shaped.length > 0) ok(await h.internet(`tc qdisc del dev ${veth} root`), 'unshaping the link')
     const rss = async () => {
       const r = await h.root('grep VmRSS /proc/$(cat /run/cc-sandbox/firewall/proxy.pid)/status')
       return Number(/(\d+) kB/.exec(r.stdout)[1]) / 1024
@@ -117,13 +123,13 @@ async function main() {
       // The proxy's own CPU time per download: the client, the server and the proxy share this
       // machine's cores, so what the proxy spends is taken from the other two.
       download: { bytes: downloadBytes, runs: fast.runs, medianMBps: { proxy: round(fast.proxy, 1), direct: round(fast.direct, 1) }, ratio: round(fast.proxy / fast.direct, 2), target: target.downloadRatio, proxyCpuSeconds: round(fast.cpu, 2) },
-      downloadAt1Gbit: { bytes: downloadBytes, runs: shaped.runs, medianMBps: { proxy: round(shaped.proxy, 1), direct: round(shaped.direct, 1) }, ratio: round(shaped.proxy / shaped.direct, 2), target: target.downloadRatio },
+      downloadOverShapedLinks: shaped.map((d) => ({ rate: d.rate, bytes: downloadBytes, runs: d.runs, medianMBps: { proxy: round(d.proxy, 1), direct: round(d.direct, 1) }, ratio: round(d.proxy / d.direct, 2), target: target.downloadRatio })),
       memory: { idleMiB: round(idleMiB, 1), with500ConnectionsMiB: round(heldMiB, 1), target: target.memoryMiB },
     }
     fs.mkdirSync(path.dirname(flags.out), { recursive: true })
     fs.writeFileSync(flags.out, JSON.stringify(report, null, 2) + '\n')
     console.log(`connection set-up (TCP + TLS), median of ${setup.proxy.length}: proxy ${setupMs.proxy.toFixed(2)} ms, direct ${setupMs.direct.toFixed(2)} ms, overhead ${(setupMs.proxy - setupMs.direct).toFixed(2)} ms (target <= ${target.setupOverheadMs} ms)`)
-    for (const [what, d] of [['at this machine\'s speed', fast], ['over a 1 Gbit/s link', shaped]]) {
+    for (const [what, d] of [['at this machine\'s speed', fast], ...shaped.map((d) => [`over a link shaped to ${d.rate}`, d])]) {
       console.log(`200 MB download ${what}, median of ${d.runs}: proxy ${d.proxy.toFixed(0)} MB/s, direct ${d.direct.toFixed(0)} MB/s, ratio ${(d.proxy / d.direct).toFixed(2)} (target >= ${target.downloadRatio})`)
     }
     console.log(`the proxy's CPU per download at this machine's speed: ${fast.cpu.toFixed(2)} s`)
