@@ -285,3 +285,38 @@ describe("one owner's wildcard over another owner's raw ports", () => {
         expect(bad([], [{ name: "web", allowlist: { domains: ["*.example.org", { name: "git.example.org", ports: [22] }] } }])).toBe("");
     });
 });
+
+describe("the upstream DNS servers the guest's resolver forwards to, read from a resolv.conf", () => {
+    const planSh = path.join(root, "templates/guest/usr/local/lib/cc-sandbox/firewall/plan.sh");
+    /** nameservers_in on a file with TEXT (or on no file): its exit code and the servers it kept. */
+    function upstreams(text?: string): string {
+        const dir = fs.mkdtempSync(path.join(tempHome(), "resolv-"));
+        const file = path.join(dir, "resolv.conf");
+        if (text !== undefined) fs.writeFileSync(file, text);
+        const script = 'resolv_marker="# cc-sandbox-firewall:"; . "$1"; nameservers_in "$2"; echo "$? ${NS[*]}"';
+        const r = spawnSync("bash", ["-c", script, "_", planSh, file], { encoding: "utf8" });
+        return r.stdout.trim();
+    }
+    test("IPv4 servers in order; loopback, IPv6, malformed addresses and comments left out", () => {
+        const text = [
+            "# a comment",
+            "search example.org",
+            "nameserver 10.0.0.1",
+            "nameserver 127.0.0.53",
+            "nameserver ::1",
+            "nameserver 1.2.3.04",
+            "nameserver 300.1.1.1",
+            "nameserver 1.2.3",
+            "  nameserver 192.0.2.53   # the VM's own",
+            "options edns0",
+            "nameserver 198.51.100.1",
+        ].join("\n"); // the last line without its newline
+        expect(upstreams(text)).toBe("0 10.0.0.1 192.0.2.53 198.51.100.1");
+    });
+    test("its own file (the marker on any line) and a missing file are no source", () => {
+        expect(upstreams("# cc-sandbox-firewall: every lookup goes through the filtering resolver\nnameserver 127.0.0.1\n")).toBe("1");
+        expect(upstreams("nameserver 192.0.2.53\n#  cc-sandbox-firewall: marker\n")).toBe("1");
+        expect(upstreams()).toBe("1");
+        expect(upstreams("")).toBe("0");
+    });
+});

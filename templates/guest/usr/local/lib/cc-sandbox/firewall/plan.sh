@@ -186,7 +186,7 @@ nameservers_in() {
   [[ -r $1 ]] || return 1
   while IFS= read -r line || [[ -n $line ]]; do
     read -r key ns rest <<<"$line"
-    [[ "$key $ns" != "$resolv_marker"* ]] || return 1
+    [[ "$key $ns" != "$resolv_marker"* ]] || { NS=(); return 1; }
     [[ $key == nameserver && $ns =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ && $ns != 127.* ]] || continue
     IFS=. read -ra octets <<<"$ns"
     for o in "${octets[@]}"; do
