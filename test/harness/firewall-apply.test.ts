@@ -251,9 +251,14 @@ describe("controls with the firewall down (the attacks above failed because of i
     });
 
     test("fail-closed without ipset: up locks down with rules that need no set, SSH in still answers", async () => {
-        // An ipset that fails every call, as on a kernel without the ip_set module.
-        const stub = "mkdir -p /tmp/noipset && printf '#!/bin/sh\\necho ipset: no kernel support >&2; exit 1\\n' >/tmp/noipset/ipset && chmod 0755 /tmp/noipset/ipset";
+        // An ipset that fails every call, as on a kernel without the ip_set module; and a setsid
+        // that is slow to start the proxy, so that the switch fails before the proxy it launched
+        // is HAProxy yet (LOCKDOWN must end it all the same: no proxy left running unmanaged).
+        const stub =
+            "mkdir -p /tmp/noipset && printf '#!/bin/sh\\necho ipset: no kernel support >&2; exit 1\\n' >/tmp/noipset/ipset && chmod 0755 /tmp/noipset/ipset" +
+            " && printf '#!/bin/sh\\nsleep 0.5\\nexec /usr/bin/setsid \"$@\"\\n' >/tmp/noipset/setsid && chmod 0755 /tmp/noipset/setsid";
         await h.root(stub);
+        await h.root("cc-sandbox-firewall down");
         try {
             const r = await h.root("PATH=/tmp/noipset:$PATH cc-sandbox-firewall up");
             expect(r.code).not.toBe(0);
@@ -265,6 +270,9 @@ describe("controls with the firewall down (the attacks above failed because of i
             expect((await tls("198.51.100.10")).stdout).toBe("");
             const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
             expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
+            // Past the slow start: no proxy came up after the lockdown.
+            const proxies = await h.root("sleep 1; pgrep -c -x haproxy; ss -Hltn 'sport = :913' | wc -l");
+            expect(proxies.stdout.trim().split("\n")).toEqual(["0", "0"]);
         } finally {
             await h.root("rm -rf /tmp/noipset");
         }

@@ -31,7 +31,7 @@ live_state() {
 # live_tables: the tables and the fixed sets (live_state's first part).
 live_tables() {
   live_rules
-  ipset save 2>/dev/null | awk -v never="$never_set" '($1 == "create" || $1 == "add") && ($2 == never || $2 ~ /^ccfw-([0-9]+-)?n-/)' | sort
+  ipset save 2>/dev/null | awk -v never="$never_set" '($1 == "create" || $1 == "add") && ($2 == never || $2 ~ /^ccfw-([0-9]+-)?n-/)' | LC_ALL=C sort
 }
 
 # live_daemons check|proxy-listening: the resolver's configuration and which resolver and proxy

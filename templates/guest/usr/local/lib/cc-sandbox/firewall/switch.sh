@@ -33,7 +33,7 @@ switch_to() {
   write_rules "$rules"
   # IPv6's rules change only with the sandbox's users: load them alongside the rest (two cores).
   write_rules_v6 "$rules6"
-  ip6tables-legacy-restore <"$rules6" &
+  ip6tables-legacy-restore -w 5 <"$rules6" &
   local v6=$!
   switch_jobs+=("$v6")
   if ((protect)); then
@@ -52,7 +52,7 @@ switch_to() {
     ipset restore <"$set_file" || { undo; log "building the new sets failed"; return 1; }
     ensure_github_set || { undo; return 1; }
     write_rules "$work/rules.v4.test" temp
-    iptables-legacy-restore --test <"$work/rules.v4.test" ||
+    iptables-legacy-restore -w 5 --test <"$work/rules.v4.test" ||
       { undo; log "new rules rejected by iptables-legacy-restore --test"; return 1; }
     # From here on, each step only narrows or switches: rules reference final set names.
     swap_sets | ipset restore
@@ -69,10 +69,10 @@ switch_to() {
     # Nothing to protect: the resolver can start while the rules load (its sets exist).
     [[ $conf == "$resolver_conf" ]] && { start_resolver & resolver=$!; switch_jobs+=("$resolver"); }
   fi
-  # After a swap the old state is gone: a failure from here on is a half-made switch (3).
-  local after=1
-  ((protect == 0)) || after=3
-  iptables-legacy-restore <"$rules" || { log "loading the new rules failed"; return "$after"; }
+  # Once the new rules load (after a swap, the old state is gone; from a clean state, the rules
+  # are live), a failure is a half-made switch (3): `apply` locks down as `up` does.
+  local after=3
+  iptables-legacy-restore -w 5 <"$rules" || { log "loading the new rules failed"; return "$after"; }
   wait "$v6" || { log "loading IPv6 rules failed"; return "$after"; }
   ((protect == 0)) || destroy_unused_sets
   # The tables and the fixed sets are final from here: they are read back (the state ON is checked
@@ -87,7 +87,7 @@ switch_to() {
   # Every lookup to the filtering resolver, already while it starts (until then, lookups fail).
   point_resolv_conf
   if [[ -n $resolver ]]; then
-    wait "$resolver" || { wait "$reading" "$hashing" || true; log "the resolver did not start: names will not resolve (still closed)"; return 1; }
+    wait "$resolver" || { wait "$reading" "$hashing" || true; log "the resolver did not start: names will not resolve (still closed)"; return "$after"; }
   else
     start_resolver || { wait "$reading" "$hashing" || true; log "the resolver did not start: names will not resolve (still closed)"; return "$after"; }
   fi
@@ -134,6 +134,7 @@ lockdown() {
   # finishes first. (Not every child: a proxy it launched is one, until stop_proxy below.)
   local job
   for job in "${switch_jobs[@]}"; do wait "$job" 2>/dev/null || true; done
+  stop_launched_proxy
   write_rules_v6 "$rules6"
   local loaded=0
   if ensure_base_sets; then
@@ -142,7 +143,7 @@ lockdown() {
     log "the firewall's sets cannot be built: locking down without them (SSH in from anywhere)"
     write_rules_lockdown_without_sets "$rules"
   fi
-  if iptables-legacy-restore <"$rules" && ip6tables-legacy-restore <"$rules6"; then
+  if iptables-legacy-restore -w 5 <"$rules" && ip6tables-legacy-restore -w 5 <"$rules6"; then
     loaded=1
   else
     log "LOCKDOWN rules did not load; policies may still be whatever they were"
