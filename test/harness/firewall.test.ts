@@ -192,12 +192,26 @@ describe("names that change", () => {
 
 describe("the agent against the firewall itself", () => {
     test("attack: the agent cannot flush rules, change policies or edit sets", async () => {
-        for (const cmd of ["iptables-legacy -F", "iptables-legacy -P OUTPUT ACCEPT", "ip6tables-legacy -P OUTPUT ACCEPT", "ipset flush ccfw-d-443", "ipset add ccfw-d-443 198.51.100.66"]) {
+        for (const cmd of ["iptables-legacy -F", "iptables-legacy -P OUTPUT ACCEPT", "ip6tables-legacy -P OUTPUT ACCEPT", "iptables -I OUTPUT 1 -j ACCEPT", "ipset flush ccfw-d-443", "ipset add ccfw-d-443 198.51.100.66"]) {
             const r = await h.exec(cmd);
             expect([cmd, r.code]).not.toEqual([cmd, 0]);
         }
         expect((await h.root("cc-sandbox-firewall status")).code).toBe(0);
         expect((await tls("198.51.100.66")).stdout).toBe("");
+    });
+
+    test("rules root adds through nftables (the default `iptables`) open nothing the firewall closes", async () => {
+        // The firewall's rules are in the legacy tables; a packet passes both, so an ACCEPT or an
+        // open policy added the other way (by another tool) is no way around them.
+        const add = await h.root("iptables -I OUTPUT 1 -j ACCEPT && iptables -P OUTPUT ACCEPT && iptables -t nat -I OUTPUT 1 -j ACCEPT");
+        expect(add.code).toBe(0);
+        try {
+            expect((await tls("198.51.100.66")).stdout).toBe("");
+            expect((await tls("cotenant.test.example", { connect: "198.51.100.10" })).stdout).toBe("");
+            expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+        } finally {
+            await h.root("iptables -F OUTPUT; iptables -t nat -F OUTPUT");
+        }
     });
 
     test("attack: the agent cannot stop, reconfigure or replace the resolver", async () => {
