@@ -89,20 +89,33 @@ describe("apply", () => {
         // Other upstream DNS servers (a DHCP client rewrote /etc/resolv.conf; no systemd-resolved
         // here): the same allowlist switches to a resolver that asks them, and points the file back.
         // (A test server's address stands in for the new upstream; nothing is looked up meanwhile.)
+        // The watcher follows such a rewrite too (its own test: below): stopped meanwhile, so that
+        // what is seen here is this apply's doing, not the watcher's reload a tick before it.
         const resolvConf = async () => (await h.root("head -n 1 /etc/resolv.conf")).stdout;
-        await h.root("printf 'nameserver 198.51.100.10\\n' >/etc/resolv.conf");
-        const moved = await h.root("cc-sandbox-firewall apply -", { input: current });
-        expect(moved.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
-        expect((await h.root("grep -c '/198.51.100.10$' /run/cc-sandbox/firewall/dnsmasq.conf")).stdout).not.toBe("0\n");
-        expect(await resolvConf()).toMatch(/^# cc-sandbox-firewall:/);
-        await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
-        expect((await h.root("cc-sandbox-firewall apply -", { input: current })).stderr).toMatch(/applied: \d+ names/);
-        // The same servers written over ours again: nothing switches, the file is pointed back.
+        await h.stopWatcher();
+        try {
+            try {
+                await h.root("printf 'nameserver 198.51.100.10\\n' >/etc/resolv.conf");
+                const moved = await h.root("cc-sandbox-firewall apply -", { input: current });
+                expect(moved.stderr).toMatch(/^cc-sandbox-firewall: applied: \d+ names, \d+ wildcards, \d+ CIDRs\n$/);
+                expect((await h.root("grep -c '/198.51.100.10$' /run/cc-sandbox/firewall/dnsmasq.conf")).stdout).not.toBe("0\n");
+                expect(await resolvConf()).toMatch(/^# cc-sandbox-firewall:/);
+            } finally {
+                // Whatever failed above: the suite's own upstream again (the watcher, restarted
+                // below, reloads to it), for the tests after this one.
+                await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
+            }
+            expect((await h.root("cc-sandbox-firewall apply -", { input: current })).stderr).toMatch(/applied: \d+ names/);
+            // The same servers written over ours again: nothing switches, the file is pointed back.
+            const settled = await resolver();
+            await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
+            expect((await h.root("cc-sandbox-firewall apply -", { input: current })).stderr).toMatch(/nothing changed/);
+            expect(await resolvConf()).toMatch(/^# cc-sandbox-firewall:/);
+            expect(await resolver()).toBe(settled);
+        } finally {
+            await h.startWatcher();
+        }
         const settled = await resolver();
-        await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
-        expect((await h.root("cc-sandbox-firewall apply -", { input: current })).stderr).toMatch(/nothing changed/);
-        expect(await resolvConf()).toMatch(/^# cc-sandbox-firewall:/);
-        expect(await resolver()).toBe(settled);
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
         // The live state is not the recorded one (root opened OUTPUT): the same allowlist switches.
         await h.root("iptables-legacy -I OUTPUT 1 -j ACCEPT");

@@ -296,6 +296,19 @@ ${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sa
         if (r.code !== 0) throw new Error(`starting the watcher failed: ${r.stderr}`);
     }
 
+    /**
+     * Stops the watcher and waits out a reload it had started, for a test that must be the only one
+     * to act on a change the watcher also follows (/etc/resolv.conf rewritten); startWatcher brings
+     * it back.
+     */
+    async stopWatcher(): Promise<void> {
+        const r = await this.root(
+            "pkill -f 'sbin/cc-sandbox-firewall watc[h]'; " +
+                "for i in $(seq 200); do pgrep -f 'sbin/cc-sandbox-firewall (watc[h]|appl[y])' >/dev/null || exit 0; sleep 0.05; done; exit 1",
+        );
+        if (r.code !== 0) throw new Error("the watcher, or a reload it started, did not end within 10 s");
+    }
+
     /** Runs a bash command in the guest as `user` (default `agent`), with a login-like environment. */
     exec(command: string, opts: RunOptions = {}): Promise<RunResult> {
         const user = opts.user ?? "agent";
