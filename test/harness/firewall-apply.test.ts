@@ -176,6 +176,8 @@ describe("the watcher and status", () => {
     test("the resolver is restarted if it dies", async () => {
         await h.root("kill $(cat /run/cc-sandbox/firewall/dnsmasq.pid)");
         expect(await waitFor(async () => (await dig("allowed.test.example")).answers.includes("198.51.100.10"), 8000)).toBe(true);
+        // A tick that saw it dead recorded OFF; the one after its restart records ON again.
+        expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
     });
 
     test("OFF within seconds after root flushes the rules, ON again after up", async () => {

@@ -62,7 +62,9 @@ test("a DHCP client rewriting /etc/resolv.conf (no systemd-resolved) is undone w
     await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
     const pointedBack = async () => (await h.root("head -n 1 /etc/resolv.conf")).stdout.startsWith("# cc-sandbox-firewall:");
     expect(await waitFor(pointedBack, 10_000)).toBe(true);
-    expect((await h.exec("getent ahostsv4 allowed.test.example | head -n 1")).stdout).toMatch(/^198\.51\.100\.10 /);
+    // The reload points the file back before its resolver has started: the name answers within seconds.
+    const allowed = async () => (await h.exec("getent ahostsv4 allowed.test.example | head -n 1")).stdout;
+    expect(await waitFor(async () => /^198\.51\.100\.10 /.test(await allowed()), 5000)).toBe(true);
     // Attack: the name off the allowlist still resolves nowhere, and the rewritten server is no way out.
     expect((await h.exec("getent ahostsv4 blocked.test.example; echo rc=$?")).stdout).toMatch(/rc=2/);
     expect((await h.exec(`dig +time=2 +tries=1 @${h.dnsAddress} blocked.test.example; echo rc=$?`)).stdout).not.toMatch(/status: NOERROR/);

@@ -159,7 +159,7 @@ beforeAll(() => {
           try script-binds-bridge-port "${asWeb} secure_run bind.sh"
           # Purged while one of its scripts runs: nothing of the bridge is left, the worker stays.
           setpriv --reuid=cc-web --regid=cc-web --init-groups --reset-env -- env HOME=/home/cc-web PATH=/usr/local/bin:/usr/bin:/bin SECURE_RUN_MUX=0 secure_run hold.sh >/dev/null 2>&1 &
-          sleep 1
+          for i in $(seq 100); do pgrep -u ccs-web >/dev/null && break; sleep 0.1; done
           echo "web-owner-procs-before=$(pgrep -u ccs-web | wc -l)"
           ${ops} --project web purge 2>&1 | tail -1
           echo "purged=procs:$(pgrep -u ccs-web 2>/dev/null | wc -l) user:$(getent passwd ccs-web | wc -l) group:$(getent group ccs-web | wc -l) home:$(ls -d /var/lib/cc-sandbox/project-secrets/web 2>/dev/null | wc -l) etc:$(ls -d /etc/cc-sandbox/secure-ops.d/web 2>/dev/null | wc -l) log:$(ls /var/log/cc-sandbox/secure-ops.d/web.* 2>/dev/null | wc -l) key:$(ls /home/cc-web/.ssh/cc-sandbox-secure-ops* 2>/dev/null | wc -l) worker:$(getent passwd cc-web | wc -l) tmp:$(ls /tmp/left-by-ccs-web 2>/dev/null | wc -l) tmp-api:$(ls /tmp/left-by-ccs-api 2>/dev/null | wc -l)"

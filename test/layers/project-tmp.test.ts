@@ -84,7 +84,7 @@ broken mode chmod 0711 $inst/var-tmp
 # A process of the worker that holds the machine's /tmp (started as the worker without either).
 setpriv --reuid=cc-web --regid=cc-web --clear-groups -- sleep 100 </dev/null >/dev/null 2>&1 &
 leak=$!
-sleep 0.3
+for i in $(seq 60); do [ "$(ps -o user= -p $leak)" = cc-web ] && break; sleep 0.05; done
 echo "status-leak=$(${tool} status 2>&1 | grep -m1 "FAIL    web" | tr -d "\n") rc=$(${tool} status >/dev/null 2>&1; echo $?)"
 kill $leak
 wait $leak 2>/dev/null

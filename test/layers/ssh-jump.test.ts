@@ -71,7 +71,8 @@ ${block}CONFIG
           rm -f "$d/home/.ssh/known_hosts.cc-sandbox.cc-jt"
           try again ${q(printed)} echo again
           # Someone else answering as the host: another host key, where the host was known.
-          kill "$(cat "$d/jump.pid")"; sleep 0.2
+          kill "$(cat "$d/jump.pid")"
+          for i in $(seq 100); do [ -n "$(ss -Hltn "sport = :2201")" ] || break; sleep 0.05; done
           jump other
           try impostor ${q(printed)} echo through-an-impostor
           kill "$(cat "$d/jump.pid")" "$(cat "$d/guest.pid")"
