@@ -395,34 +395,39 @@ link_nets() {
   done </proc/net/route
 }
 
-# ensure_base_sets: the sets every rule set refers to, lockdown's too; the VM's own networks are
-# loaded as they are now.
 # base_set_cmds: the `ipset restore` commands that make the fixed sets and load the VM's own
-# networks into theirs (LINK_NETS, from the routing table), by one swap: never an empty moment.
+# networks into theirs (LINK_NETS: the caller reads them with link_nets first), by one swap: never
+# an empty moment.
 base_set_cmds() {
-  local n tmp=ccfw-tmp-link
+  local n
   printf 'create %s hash:net family inet hashsize 64 maxelem 256\n' "$never_set" "$link_set"
   for n in $never_nets; do printf 'add %s %s\n' "$never_set" "$n"; done
-  link_nets
-  printf 'create %s hash:net family inet hashsize 64 maxelem 256\nflush %s\n' "$tmp" "$tmp"
-  for n in $LINK_NETS; do printf 'add %s %s\n' "$tmp" "$n"; done
-  printf 'swap %s %s\ndestroy %s\n' "$tmp" "$link_set" "$tmp"
+  printf 'create %s hash:net family inet hashsize 64 maxelem 256\nflush %s\n' "$link_tmp_set" "$link_tmp_set"
+  for n in $LINK_NETS; do printf 'add %s %s\n' "$link_tmp_set" "$n"; done
+  printf 'swap %s %s\ndestroy %s\n' "$link_tmp_set" "$link_set" "$link_tmp_set"
 }
 
-# ensure_base_sets: (a file, not a pipe: LINK_NETS is set in this shell, not in a subshell).
-ensure_base_sets() {
+# load_base_sets: builds the sets every rule set refers to, lockdown's too, with the VM's own
+# networks as LINK_NETS holds them.
+load_base_sets() {
   if ! base_set_cmds >"$work/base.sets" || ! ipset -exist restore <"$work/base.sets"; then
-    ipset destroy ccfw-tmp-link 2>/dev/null
+    ipset destroy "$link_tmp_set" 2>/dev/null
     return 1
   fi
   loaded_link_nets=$LINK_NETS
 }
 
-# refresh_link_set: reloads the VM's own networks into their set when they changed.
+# ensure_base_sets: the same, with the VM's own networks as they are now.
+ensure_base_sets() {
+  link_nets
+  load_base_sets
+}
+
+# refresh_link_set: reloads the VM's own networks into their set when they changed (read once).
 refresh_link_set() {
   link_nets
   [[ $LINK_NETS != "${loaded_link_nets-}" ]] || return 0
-  ensure_base_sets
+  load_base_sets
 }
 
 

@@ -59,8 +59,9 @@ switch_to() {
   else
     live_sets=' '
     # The fixed sets and the policy's, in one restore.
+    link_nets
     if ! { base_set_cmds && write_set_restore; } >"$set_file" || ! ipset -exist restore <"$set_file"; then
-      ipset destroy ccfw-tmp-link 2>/dev/null
+      ipset destroy "$link_tmp_set" 2>/dev/null
       log "building the sets failed"
       return 1
     fi
