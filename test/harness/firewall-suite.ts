@@ -56,12 +56,8 @@ export function firewallSuite() {
     });
     return {
         h: late(() => s.h),
-        /** Connects over TCP as the agent; resolves with the banner line (empty when refused) and timing. */
-        async tcp(host: string, port: number, user = "agent"): Promise<RunResult & { ms: number }> {
-            const start = Date.now();
-            const r = await s.h.exec(`timeout 5 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`, { user });
-            return { ...r, ms: Date.now() - start };
-        },
+        /** Connects over TCP as the agent; resolves with the banner line (empty when refused). */
+        tcp: (host: string, port: number, user = "agent"): Promise<RunResult> => s.h.exec(`timeout 5 bash -c 'exec 3<>/dev/tcp/${host}/${port} && head -1 <&3'`, { user }),
         /** A TLS connection on 443 as the agent (test/harness/tls-client.js): the banner, "" when refused. */
         tls: (host: string, opts: Parameters<Harness["tls"]>[1] = {}) => s.h.tls(host, opts),
         udp: (host: string, port: number): Promise<RunResult> => s.h.exec(`exec 3<>/dev/udp/${host}/${port} && echo probe >&3 && timeout 2 head -1 <&3`),

@@ -19,8 +19,8 @@ describe("IPv4 hosts outside the allowlist", () => {
         const r = await tcp("198.51.100.66", 443);
         expect(r.code).not.toBe(0);
         expect(r.stdout).toBe("");
+        // Refused (a reset), not dropped: a dropped connection ends in bash's own timeout instead.
         expect(r.stderr).toMatch(/Connection refused/);
-        expect(r.ms).toBeLessThan(2000);
     });
 
     test("attack: UDP to a host that is not allowlisted gets no answer", async () => {
@@ -63,7 +63,6 @@ describe("IPv6", () => {
     test("attack: TCP over IPv6 is refused at once", async () => {
         const r = await tcp(h.internetAddress6, 443);
         expect(r.stderr).toMatch(/Connection refused|Permission denied/);
-        expect(r.ms).toBeLessThan(2000);
         expect((await tls(h.internetAddress6)).stdout).toBe("");
         const named = await tls("allowed.test.example", { connect: "fd00:ccf1::10" });
         expect(named.stdout).toBe("");

@@ -327,7 +327,7 @@ ${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sa
      * A TLS connection from the guest as `user` (default agent) with test/harness/tls-client.js:
      * stdout is the server's banner line ("ok 198.51.100.10 443 sni=NAME\n"), "" when refused.
      */
-    async tls(host: string, opts: RunOptions & { port?: number; sni?: string | null; connect?: string; insecure?: boolean; hold?: string; ready?: string } = {}): Promise<RunResult & { ms: number }> {
+    async tls(host: string, opts: RunOptions & { port?: number; sni?: string | null; connect?: string; insecure?: boolean; hold?: string; ready?: string } = {}): Promise<RunResult> {
         const args = [host, String(opts.port ?? 443)];
         if (opts.sni === null) args.push("--no-sni");
         else if (opts.sni !== undefined) args.push("--sni", opts.sni);
@@ -336,9 +336,7 @@ ${bringUp ? "/usr/local/lib/cc-sandbox/boot" : "for step in /usr/local/lib/cc-sa
         if (opts.insecure ?? (isIP(host) !== 0 && !opts.sni)) args.push("--insecure");
         if (opts.hold) args.push("--hold", opts.hold, "--timeout", "60000");
         if (opts.ready) args.push("--ready", opts.ready);
-        const start = Date.now();
-        const r = await this.exec(`${guestNode} ${guestTools}/tls-client.js ${args.map((a) => `'${a}'`).join(" ")}`, opts);
-        return { ...r, ms: Date.now() - start };
+        return this.exec(`${guestNode} ${guestTools}/tls-client.js ${args.map((a) => `'${a}'`).join(" ")}`, opts);
     }
 
     root(command: string, opts: Omit<RunOptions, "user"> = {}): Promise<RunResult> {

@@ -31,10 +31,8 @@ async function serve(user: string, address: string, port: number): Promise<void>
 }
 
 /** What USER reads from ADDRESS:PORT: the server's line, or bash's error (within 4 s). */
-async function reach(user: string, address: string, port: number): Promise<RunResult & { ms: number }> {
-    const start = Date.now();
-    const r = await h.exec(`timeout 4 bash -c 'exec 3<>/dev/tcp/${address}/${port} && head -1 <&3' 2>&1`, { user });
-    return { ...r, ms: Date.now() - start };
+function reach(user: string, address: string, port: number): Promise<RunResult> {
+    return h.exec(`timeout 4 bash -c 'exec 3<>/dev/tcp/${address}/${port} && head -1 <&3' 2>&1`, { user });
 }
 
 const web = projectUid("web");
@@ -87,9 +85,8 @@ test("attack: a worker reaches neither the agent's loopback services (IPv4, IPv6
         ["cc-api", h.guestAddress, 3101],
     ] as const) {
         const r = await reach(user, address, port);
+        // A reset, not a wait on a dropped connection (that ends in the probe's own timeout).
         expect(`${user} -> ${address}:${port}: ${r.stdout}`).toMatch(/Connection refused/);
-        // A reset after the first retry, not a wait on a dropped connection.
-        expect(r.ms).toBeLessThan(3500);
     }
     // No server saw a connection: the handshake never completed.
     expect((await h.root(hits)).stdout).toBe(before);
