@@ -189,6 +189,19 @@ describe("the watcher and status", () => {
         expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
     });
 
+    test("OFF after root widens a CIDR entry's set or empties the proxy's redirects (nat); ON again after up", async () => {
+        const cidrSet = (await h.root("ipset list -n | grep -E '^ccfw-([0-9]+-)?n-' | head -n 1")).stdout.trim();
+        expect(cidrSet).not.toBe("");
+        for (const cmd of [`ipset add ${cidrSet} 0.0.0.0/1`, "iptables-legacy -t nat -F"]) {
+            expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
+            await h.root(cmd);
+            expect([cmd, await waitFor(async () => (await state()) === "OFF", 6000)]).toEqual([cmd, true]);
+            expect((await h.root("cc-sandbox-firewall status")).code).toBe(3);
+            expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        }
+        expect(await waitFor(async () => (await state()) === "ON", 6000)).toBe(true);
+    });
+
     test("OFF after root sets an ACCEPT policy (IPv4 or IPv6)", async () => {
         await h.root("iptables-legacy -P OUTPUT ACCEPT");
         expect(await waitFor(async () => (await state()) === "OFF", 6000)).toBe(true);
@@ -263,6 +276,45 @@ describe("controls with the firewall down (the attacks above failed because of i
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+    });
+
+    test("fail-closed without iptables' legacy tables: up locks down by routing, SSH in still answers, the watcher keeps it", async () => {
+        // Loaders that fail as on a kernel built without the legacy tables (no rule loads at all,
+        // LOCKDOWN's neither).
+        const fail = "#!/bin/sh\necho \"iptables-restore v1.8: can't initialize iptables table 'filter': Table does not exist\" >&2\nexit 1\n";
+        await h.root("mkdir -p /tmp/nolegacy && cat >/tmp/nolegacy/iptables-legacy-restore && chmod 0755 /tmp/nolegacy/iptables-legacy-restore", { input: fail });
+        await h.root("cp /tmp/nolegacy/iptables-legacy-restore /tmp/nolegacy/ip6tables-legacy-restore");
+        await h.root("cc-sandbox-firewall down");
+        const routed = async () => (await h.root("ip -4 rule show priority 77; ip -6 rule show priority 77")).stdout;
+        try {
+            const r = await h.root("PATH=/tmp/nolegacy:$PATH cc-sandbox-firewall up");
+            expect(r.code).not.toBe(0);
+            expect(r.stderr).toMatch(/LOCKDOWN by routing instead/);
+            expect(await routed()).toMatch(/^77:\s+from all uidrange 1-4294967294 prohibit\n77:\s+from all uidrange 1-4294967294 prohibit\n$/);
+            // The agent: no way out by name, by address, over IPv6; the open network's host refused.
+            expect((await tls("198.51.100.10")).stdout).toBe("");
+            expect((await tcp("198.51.100.66", 443)).stderr).toMatch(/Permission denied/);
+            expect((await tcp(h.internetAddress6, 443)).stdout).toBe("");
+            expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^OFF \(no rules loaded; LOCKDOWN by routing/);
+            // SSH in still answers (sshd's sockets are root's), and so does loopback (the agent's own server).
+            const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
+            expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
+            const own = await h.exec(
+                "socat TCP-LISTEN:4000,bind=127.0.0.1,reuseaddr SYSTEM:'echo mine' </dev/null >/dev/null 2>&1 & " +
+                    "for i in $(seq 50); do r=$(timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4000 && head -1 <&3' 2>/dev/null) && break; sleep 0.1; done; kill $! 2>/dev/null; echo \"$r\"",
+            );
+            expect(own.stdout).toBe("mine\n");
+            // Root removes the rule: the watcher puts it back within a tick or two.
+            await h.root("ip -4 rule del priority 77");
+            expect(await waitFor(async () => /uidrange/.test((await h.root("ip -4 rule show priority 77")).stdout), 8000)).toBe(true);
+        } finally {
+            await h.root("rm -rf /tmp/nolegacy");
+        }
+        // Rules that load again take its place: the rule is gone and allowed work goes on.
+        expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
+        expect(await routed()).toBe("");
+        expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
+        expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^ON /);
     });
 
     test("fail-closed without ipset: up locks down with rules that need no set, SSH in still answers", async () => {

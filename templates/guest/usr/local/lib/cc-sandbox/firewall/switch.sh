@@ -75,6 +75,7 @@ switch_to() {
   local after=3
   iptables-legacy-restore -w 5 <"$rules" || { log "loading the new rules failed"; return "$after"; }
   wait "$v6" || { log "loading IPv6 rules failed"; return "$after"; }
+  [[ ! -e $route_lock_mark ]] || route_lockdown_off
   ((protect == 0)) || destroy_unused_sets
   # The tables and the fixed sets are final from here: they are read back (the state ON is checked
   # against) and the policy is hashed (the host can compute the same) while the resolver and the
@@ -146,8 +147,11 @@ lockdown() {
   fi
   if iptables-legacy-restore -w 5 <"$rules" && ip6tables-legacy-restore -w 5 <"$rules6"; then
     loaded=1
+    [[ ! -e $route_lock_mark ]] || route_lockdown_off
+  elif route_lockdown; then
+    log "LOCKDOWN rules did not load: LOCKDOWN by routing instead (no route out for any user but root; loopback and SSH in still answer)"
   else
-    log "LOCKDOWN rules did not load; policies may still be whatever they were"
+    log "LOCKDOWN rules did not load, nor LOCKDOWN by routing; policies may still be whatever they were"
   fi
   stop_resolver
   stop_proxy
@@ -157,6 +161,33 @@ lockdown() {
   if ((loaded)); then live_state >"$expected_rules"; else rm -f "$expected_rules"; fi
   ((loaded)) || return 1
   log "LOCKDOWN: only loopback, SSH in and DHCP are allowed until the allowlist is fixed and 'up' runs again"
+}
+
+# route_lockdown: when no rules load at all (a kernel without iptables' legacy tables), a policy
+# routing rule gives every user but root no route (EACCES), IPv4 and IPv6: sockets by uid, as the
+# kernel stamps them at creation. Loopback and the VM's own addresses are in the local table, whose
+# rule comes first; SSH in still answers (sshd's sockets are root's). Coarser than LOCKDOWN's
+# rules: root's own traffic is not held, nor are connections to loopback between users. Kept in
+# place by the watcher, removed once rules load (or by down).
+route_lockdown() {
+  local v ok=0
+  : >"$route_lock_mark" || return 1
+  for v in -4 -6; do
+    if [[ -z $(ip "$v" rule show priority "$route_lock_priority" 2>/dev/null) ]]; then
+      ip "$v" rule add priority "$route_lock_priority" uidrange 1-4294967294 prohibit || continue
+    fi
+    [[ $v == -6 ]] || ok=1
+  done
+  # IPv6 may be off in the kernel (nothing to route then); IPv4 must be held.
+  ((ok))
+}
+
+route_lockdown_off() {
+  local v
+  for v in -4 -6; do
+    while ip "$v" rule del priority "$route_lock_priority" 2>/dev/null; do :; done
+  done
+  rm -f "$route_lock_mark"
 }
 
 # selfcheck: the resolver is listening and refuses a name outside the allowlist; another user
