@@ -18,6 +18,8 @@ const privateTargets = {
     "rfc1918c.wild.test.example": "192.168.255.10",
     "cgnat.wild.test.example": "100.127.255.250",
     "zero.wild.test.example": "0.0.0.10",
+    "ietf.wild.test.example": "192.0.0.10",
+    "reserved.wild.test.example": "240.0.0.10",
 } as const;
 /** A network the test adds to the guest's own link after start: the VM's own subnet. */
 const linkNet = { guest: "198.18.200.2", peer: "198.18.200.1", prefix: 24 };

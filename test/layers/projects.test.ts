@@ -58,8 +58,11 @@ const attempts: Record<string, string> = {
     "web-list-admin-home": `${asWeb} ls /home/ubuntu`,
     "agent-list-web-home": `${asAgent} ls /home/cc-web`,
     // root, and the other worker
+    // (with cloud-init's sudoers granting cc-web NOPASSWD sudo, and cc-api given a password web knows)
     "web-sudo": `${asWeb} sudo -n true`,
-    "web-su-api": `${asWeb} su cc-api -c true </dev/null`,
+    "web-su-api": `${asWeb} su cc-api -c true <<<api-password`,
+    "helper-sudo": `setpriv --reuid=helper --regid=helper --init-groups --reset-env -- sudo -n true`,
+    "helper-su-api": `setpriv --reuid=helper --regid=helper --init-groups --reset-env -- su cc-api -c "echo in" <<<api-password`,
     "web-runs-tool": `${asWeb} ${tool} remove api`,
     "web-edit-registry": `${asWeb} sh -c 'echo uid=0 > /etc/cc-sandbox/projects.d/web'`,
 };
@@ -88,7 +91,13 @@ beforeAll(() => {
           ${tool} enter api -- sh -c "exec sleep 300" &
           for i in $(seq 50); do pid=$(pgrep -u cc-api -x sleep || true); [[ -z $pid ]] || break; sleep 0.1; done
           echo "$pid" > /tmp/api-pid
+          # The mistakes the by-name deny and pam_wheel must hold against, undone after the tries.
+          useradd --create-home --groups sudo helper
+          printf "%s ALL=(ALL) NOPASSWD:ALL\\n" cc-web helper >> /etc/sudoers.d/90-cloud-init-users
+          echo "cc-api:api-password" | chpasswd
           ${tries.replace(/'/g, "'\\''")}
+          sed -i "/^cc-web /d; /^helper /d" /etc/sudoers.d/90-cloud-init-users
+          usermod -p "!" cc-api
           echo "status-before=$(${tool} status >/dev/null 2>&1; echo $?)"
           echo "verify-before=$(cc-sandbox-verify --only projects 2>&1 | tr "\n" " ")"
           chmod 0755 /home/cc-api
@@ -161,8 +170,16 @@ test("the agent, the admin and the workers keep out of each other's homes", () =
 });
 
 test("a worker gets no root, no other worker, and cannot run or rewrite the tool", () => {
+    // sudo denied by name though cloud-init's sudoers grants it; su closed though web knows the password.
     expect(result("web-sudo").rc).not.toBe(0);
+    // (sudo -n: a rule that denies without NOPASSWD asks for a password before it says no)
+    expect(result("web-sudo").out).toMatch(/not allowed|a password is required/);
     expect(result("web-su-api").rc).not.toBe(0);
+    expect(result("web-su-api").out).toMatch(/Permission denied/);
+    // (the grant is read: the same line for another user works; a member of sudo, with the same
+    // password, gets in: the password was right)
+    expect(result("helper-sudo").rc).toBe(0);
+    expect(result("helper-su-api")).toEqual({ rc: 0, out: "Password: in " });
     expect(result("web-runs-tool")).toMatchObject({ out: expect.stringMatching(/must be run as root/) });
     expect(result("web-runs-tool").rc).not.toBe(0);
     expect(result("web-edit-registry").rc).not.toBe(0);
