@@ -285,16 +285,19 @@ describe("controls with the firewall down (the attacks above failed because of i
         await h.root("mkdir -p /tmp/nolegacy && cat >/tmp/nolegacy/iptables-legacy-restore && chmod 0755 /tmp/nolegacy/iptables-legacy-restore", { input: fail });
         await h.root("cp /tmp/nolegacy/iptables-legacy-restore /tmp/nolegacy/ip6tables-legacy-restore");
         await h.root("cc-sandbox-firewall down");
-        const routed = async () => (await h.root("ip -4 rule show priority 77; ip -6 rule show priority 77")).stdout;
+        const routed = async () => (await h.root("for v in -4 -6; do ip $v rule show priority 76; ip $v rule show priority 77; done")).stdout;
         try {
             const r = await h.root("PATH=/tmp/nolegacy:$PATH cc-sandbox-firewall up");
             expect(r.code).not.toBe(0);
             expect(r.stderr).toMatch(/LOCKDOWN by routing instead/);
-            expect(await routed()).toMatch(/^77:\s+from all uidrange 1-4294967294 prohibit\n77:\s+from all uidrange 1-4294967294 prohibit\n$/);
+            expect((await routed()).match(/uidrange 0-4294967294 prohibit/g)).toHaveLength(2);
             // The agent: no way out by name, by address, over IPv6; the open network's host refused.
             expect((await tls("198.51.100.10")).stdout).toBe("");
             expect((await tcp("198.51.100.66", 443)).stderr).toMatch(/Permission denied/);
             expect((await tcp(h.internetAddress6, 443)).stdout).toBe("");
+            // Nor root (a daemon the agent can drive would be a way out), from any source port but 22's.
+            expect((await tcp("198.51.100.66", 443, "root")).stderr).toMatch(/Permission denied/);
+            expect((await h.root("timeout 5 bash -c 'exec 3<>/dev/udp/198.51.100.66/9999 && echo probe >&3' 2>&1; echo rc=$?")).stdout).toMatch(/Permission denied\n(.*\n)*rc=1\n$/);
             expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^OFF \(no rules loaded; LOCKDOWN by routing/);
             // SSH in still answers (sshd's sockets are root's), and so does loopback (the agent's own server).
             const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
@@ -304,9 +307,10 @@ describe("controls with the firewall down (the attacks above failed because of i
                     "for i in $(seq 50); do r=$(timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4000 && head -1 <&3' 2>/dev/null) && break; sleep 0.1; done; kill $! 2>/dev/null; echo \"$r\"",
             );
             expect(own.stdout).toBe("mine\n");
-            // Root removes the rule: the watcher puts it back within a tick or two.
+            // Root removes the rules: the watcher puts them back within a tick or two.
             await h.root("ip -4 rule del priority 77");
             expect(await waitFor(async () => /uidrange/.test((await h.root("ip -4 rule show priority 77")).stdout), 8000)).toBe(true);
+            expect((await h.root("ip -4 rule show priority 76")).stdout.match(/lookup main/g)).toHaveLength(2);
         } finally {
             await h.root("rm -rf /tmp/nolegacy");
         }

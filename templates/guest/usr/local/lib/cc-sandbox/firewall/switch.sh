@@ -149,7 +149,7 @@ lockdown() {
     loaded=1
     [[ ! -e $route_lock_mark ]] || route_lockdown_off
   elif route_lockdown; then
-    log "LOCKDOWN rules did not load: LOCKDOWN by routing instead (no route out for any user but root; loopback and SSH in still answer)"
+    log "LOCKDOWN rules did not load: LOCKDOWN by routing instead (no route out but SSH's replies and DHCP; loopback still answers)"
   else
     log "LOCKDOWN rules did not load, nor LOCKDOWN by routing; policies may still be whatever they were"
   fi
@@ -163,18 +163,25 @@ lockdown() {
   log "LOCKDOWN: only loopback, SSH in and DHCP are allowed until the allowlist is fixed and 'up' runs again"
 }
 
-# route_lockdown: when no rules load at all (a kernel without iptables' legacy tables), a policy
-# routing rule gives every user but root no route (EACCES), IPv4 and IPv6: sockets by uid, as the
-# kernel stamps them at creation. Loopback and the VM's own addresses are in the local table, whose
-# rule comes first; SSH in still answers (sshd's sockets are root's). Coarser than LOCKDOWN's
-# rules: root's own traffic is not held, nor are connections to loopback between users. Kept in
-# place by the watcher, removed once rules load (or by down).
+# route_lockdown: when no rules load at all (a kernel without iptables' legacy tables), policy
+# routing rules leave every user, root too, no route out but SSH's replies (source port 22, which
+# only root can bind) and the DHCP client's: loopback and the VM's own addresses are in the local
+# table, whose rule comes first. By socket, as the kernel stamps them: IPv4 and IPv6. Coarser than
+# LOCKDOWN's rules: loopback between users is not held, and the VM's own networks are no more
+# reachable than the rest. Kept in place by the watcher, removed once rules load (or by down).
 route_lockdown() {
-  local v ok=0
+  local v ok=0 dhcp
   : >"$route_lock_mark" || return 1
   for v in -4 -6; do
-    if [[ -z $(ip "$v" rule show priority "$route_lock_priority" 2>/dev/null) ]]; then
-      ip "$v" rule add priority "$route_lock_priority" uidrange 1-4294967294 prohibit || continue
+    if [[ -z $(ip "$v" rule show priority "$((route_lock_priority + 1))" 2>/dev/null) ]]; then
+      while ip "$v" rule del priority "$route_lock_priority" 2>/dev/null; do :; done
+      if [[ $v == -4 ]]; then dhcp='sport 68 dport 67'; else dhcp='sport 546 dport 547'; fi
+      # shellcheck disable=SC2086 # the ports' words
+      if ! { ip "$v" rule add priority "$route_lock_priority" ipproto tcp sport 22 lookup main &&
+        ip "$v" rule add priority "$route_lock_priority" ipproto udp $dhcp lookup main &&
+        ip "$v" rule add priority "$((route_lock_priority + 1))" uidrange 0-4294967294 prohibit; }; then
+        continue
+      fi
     fi
     [[ $v == -6 ]] || ok=1
   done
@@ -183,9 +190,11 @@ route_lockdown() {
 }
 
 route_lockdown_off() {
-  local v
+  local v p
   for v in -4 -6; do
-    while ip "$v" rule del priority "$route_lock_priority" 2>/dev/null; do :; done
+    for p in "$((route_lock_priority + 1))" "$route_lock_priority"; do
+      while ip "$v" rule del priority "$p" 2>/dev/null; do :; done
+    done
   done
   rm -f "$route_lock_mark"
 }
