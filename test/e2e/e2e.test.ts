@@ -560,7 +560,7 @@ step("5. a second pulumi up with nothing changed changes nothing", async () => {
     expect(summary(r)).not.toMatch(/updated|replaced|created|deleted/);
 });
 
-step("6. after a reboot the firewall is up before the network and SSH", async () => {
+step("6. after a reboot the firewall is up before the network and SSH, the shares' first pass before anyone logs in", async () => {
     const before = (await inGuest("cat /proc/sys/kernel/random/boot_id")).stdout;
     await inGuest("sudo systemctl reboot", { admin: true, timeoutMs: 30_000 });
     const back = await timed("reboot until SSH answers", () => world.newBoot(sshCommand, before));
@@ -571,7 +571,7 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
     // cloud-init stayed out of this boot (its stages are oneshot units that stay active once run).
     const ci = await inGuest("systemctl is-active cloud-init-local.service cloud-config.service cloud-final.service; cloud-init status", { admin: true });
     expect(ci.stdout).toBe("inactive\ninactive\ninactive\nstatus: disabled\n");
-    const units = "cc-sandbox-firewall.service systemd-networkd.service ssh.socket";
+    const units = "cc-sandbox-firewall.service systemd-networkd.service ssh.socket cc-sandbox-shares.service ssh.service systemd-user-sessions.service";
     const r = ok(await inGuest(`systemctl show -p Id -p ActiveEnterTimestampMonotonic -p InactiveExitTimestampMonotonic ${units}`, { admin: true }), "systemctl show");
     const at = Object.fromEntries(
         r.stdout.trim().split("\n\n").map((block) => {
@@ -583,6 +583,15 @@ step("6. after a reboot the firewall is up before the network and SSH", async ()
     expect(firewall.up).toBeGreaterThan(0);
     expect(firewall.up).toBeLessThanOrEqual(at["systemd-networkd.service"].starting);
     expect(firewall.up).toBeLessThanOrEqual(at["ssh.socket"].starting);
+    // The shares' first pass (the unit is up once it ran) came before sshd (socket-activated: the
+    // test's own login started it) and user sessions; cron (not in this image) is ordered after it.
+    const shares = at["cc-sandbox-shares.service"];
+    expect(shares.up).toBeGreaterThan(0);
+    for (const unit of ["ssh.service", "systemd-user-sessions.service"]) {
+        expect([unit, at[unit].starting > 0]).toEqual([unit, true]);
+        expect([unit, shares.up <= at[unit].starting]).toEqual([unit, true]);
+    }
+    expect(ok(await inGuest("systemctl show -p Before --value cc-sandbox-shares.service", { admin: true }), "systemctl show").stdout.split(/\s+/)).toContain("cron.service");
     // Ubuntu's network stack came up behind it: netplan's config from cloud-init, rendered for
     // systemd-networkd, with the VM's address and its DHCP routes to the test's hosts.
     const net = ok(await inGuest("ls /etc/netplan; networkctl list --no-legend; ip -4 route", { admin: true }), "networkctl");
