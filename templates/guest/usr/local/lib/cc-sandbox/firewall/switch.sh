@@ -149,7 +149,7 @@ lockdown() {
     loaded=1
     [[ ! -e $route_lock_mark ]] || route_lockdown_off
   elif route_lockdown; then
-    log "LOCKDOWN rules did not load: LOCKDOWN by routing instead (no route out but SSH's replies and DHCP; loopback still answers)"
+    log "LOCKDOWN rules did not load: LOCKDOWN by routing instead, a last resort (routes refused but for SSH's replies and DHCP; a socket bound to the interface still reaches the VM's own network)"
   else
     log "LOCKDOWN rules did not load, nor LOCKDOWN by routing; policies may still be whatever they were"
   fi
@@ -164,11 +164,13 @@ lockdown() {
 }
 
 # route_lockdown: when no rules load at all (a kernel without iptables' legacy tables), policy
-# routing rules leave every user, root too, no route out but SSH's replies (source port 22, which
-# only root can bind) and the DHCP client's: loopback and the VM's own addresses are in the local
-# table, whose rule comes first. By socket, as the kernel stamps them: IPv4 and IPv6. Coarser than
-# LOCKDOWN's rules: loopback between users is not held, and the VM's own networks are no more
-# reachable than the rest. Kept in place by the watcher, removed once rules load (or by down).
+# routing rules refuse a route to every user, root too, but for SSH's replies (source port 22,
+# which only root can bind) and the DHCP client's: loopback and the VM's own addresses are in the
+# local table, whose rule comes first. By socket, as the kernel stamps them: IPv4 and IPv6. A last
+# resort that leaks (README): a socket bound to the interface skips the refusal and reaches the VM's
+# own network, broadcast and IPv6 multicast go out, loopback between users is not held, and
+# systemd-networkd deletes foreign rules when it configures a link. Put back by the watcher,
+# removed once rules load (or by down).
 route_lockdown() {
   local v ok=0 dhcp
   : >"$route_lock_mark" || return 1
