@@ -107,11 +107,11 @@ describe("apply", () => {
             }
             expect((await h.root("cc-sandbox-firewall apply -", { input: current })).stderr).toMatch(/applied: \d+ names/);
             // The same servers written over ours again: nothing switches, the file is pointed back.
-            const settled = await resolver();
+            const kept = await resolver();
             await h.root(`printf 'nameserver ${h.dnsAddress}\\n' >/etc/resolv.conf`);
             expect((await h.root("cc-sandbox-firewall apply -", { input: current })).stderr).toMatch(/nothing changed/);
             expect(await resolvConf()).toMatch(/^# cc-sandbox-firewall:/);
-            expect(await resolver()).toBe(settled);
+            expect(await resolver()).toBe(kept);
         } finally {
             await h.startWatcher();
         }
