@@ -143,7 +143,13 @@ export class World {
             r = await this.inGuest(sshCommand, "agent", "cat /proc/sys/kernel/random/boot_id", { timeoutMs: 20_000 });
             return r.code === 0 && r.stdout !== before;
         }, 500_000, 5000);
-        if (!back || !r) throw new Error("the guest did not come back within 500 s");
+        if (!back || !r) {
+            // What a hang looks like from outside: the last login's answer, and the guest's console
+            // (a stop job still running, a boot stuck on a unit, an emergency shell).
+            const last = r ? `exit ${r.code}: ${r.stderr.trim().split("\n").slice(-3).join(" | ")}` : "no attempt";
+            const screen = fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "utf8").trimEnd().split("\n").slice(-25).join("\n") : "(no console log)";
+            throw new Error(`the guest did not come back within 500 s (last login ${last})\n--- console ---\n${screen}\n--- hypervisor ---\n${this.diagnose()}`);
+        }
         return r;
     }
 
