@@ -82,7 +82,7 @@ readonly PACKAGES=(
   cloud-init python3 locales netplan.io cloud-guest-utils fdisk shim-signed
   openssh-server
   iproute2 netbase
-  iptables ipset dnsmasq-base haproxy
+  iptables ipset dnsmasq-base haproxy nftables
   sudo bubblewrap socat bash-builtins util-linux apparmor ripgrep libstdc++6
   podman slirp4netns acl
   curl netcat-openbsd iputils-ping ca-certificates

@@ -7,7 +7,8 @@ import { SandboxConfig } from "../config/types";
 export function guestPackages(config: SandboxConfig): string[] {
     return [
         // haproxy: the name-checking proxy in front of TLS and HTTP ports (cc-sandbox-firewall).
-        ...(config.firewall.enabled ? ["iptables", "ipset", "dnsmasq-base", "haproxy"] : []),
+        // nftables: LOCKDOWN's table when iptables' legacy tables load nothing.
+        ...(config.firewall.enabled ? ["iptables", "ipset", "dnsmasq-base", "haproxy", "nftables"] : []),
         "bubblewrap",
         "socat",
         // bash's loadable builtins: the credential bridge checks a script's owner and mode on every

@@ -278,27 +278,36 @@ describe("controls with the firewall down (the attacks above failed because of i
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
     });
 
-    test("fail-closed without iptables' legacy tables: up locks down by routing, SSH in still answers, the watcher keeps it", async () => {
+    test("fail-closed without iptables' legacy tables: up locks down in nftables, even a socket bound to the interface; SSH in still answers; the watcher keeps it; down removes it", async () => {
         // Loaders that fail as on a kernel built without the legacy tables (no rule loads at all,
         // LOCKDOWN's neither).
         const fail = "#!/bin/sh\necho \"iptables-restore v1.8: can't initialize iptables table 'filter': Table does not exist\" >&2\nexit 1\n";
         await h.root("mkdir -p /tmp/nolegacy && cat >/tmp/nolegacy/iptables-legacy-restore && chmod 0755 /tmp/nolegacy/iptables-legacy-restore", { input: fail });
         await h.root("cp /tmp/nolegacy/iptables-legacy-restore /tmp/nolegacy/ip6tables-legacy-restore");
         await h.root("cc-sandbox-firewall down");
+        // A server on the VM's own network (the gateway's side of its link), and a client whose
+        // socket is bound to the VM's interface: what routing rules cannot stop.
+        const listener = h.internet(`timeout 120 socat TCP-LISTEN:4471,bind=${h.gatewayAddress},reuseaddr,fork SYSTEM:'echo reached' </dev/null >/dev/null 2>&1`);
+        const bound = async (user = "agent") =>
+            (await h.exec(`dev=$(ip -o -4 route show default | awk '{ print $5; exit }'); timeout 5 socat -u TCP:${h.gatewayAddress}:4471,so-bindtodevice=$dev,connect-timeout=4 - 2>&1; echo rc=$?`, { user })).stdout;
+        expect(await waitFor(async () => /^reached$/m.test(await bound()), 10000)).toBe(true);
+        const table = async () => (await h.root("nft list table inet cc_sandbox_lockdown 2>&1")).stdout;
         const routed = async () => (await h.root("for v in -4 -6; do ip $v rule show priority 76; ip $v rule show priority 77; done")).stdout;
         try {
             const r = await h.root("PATH=/tmp/nolegacy:$PATH cc-sandbox-firewall up");
             expect(r.code).not.toBe(0);
-            expect(r.stderr).toMatch(/LOCKDOWN by routing instead/);
-            expect((await routed()).match(/uidrange 0-4294967294 prohibit/g)).toHaveLength(2);
-            // The agent: no way out by name, by address, over IPv6; the open network's host refused.
+            expect(r.stderr).toMatch(/LOCKDOWN by nftables instead/);
+            expect(await table()).toMatch(/hook output priority filter - 10; policy drop;/);
+            expect(await routed()).toBe("");
+            // The agent: no way out by name, by address, over IPv6, nor bound to the interface.
             expect((await tls("198.51.100.10")).stdout).toBe("");
-            expect((await tcp("198.51.100.66", 443)).stderr).toMatch(/Permission denied/);
+            expect((await tcp("198.51.100.66", 443)).stdout).toBe("");
             expect((await tcp(h.internetAddress6, 443)).stdout).toBe("");
+            expect(await bound()).not.toMatch(/reached/);
             // Nor root (a daemon the agent can drive would be a way out), from any source port but 22's.
-            expect((await tcp("198.51.100.66", 443, "root")).stderr).toMatch(/Permission denied/);
-            expect((await h.root("timeout 5 bash -c 'exec 3<>/dev/udp/198.51.100.66/9999 && echo probe >&3' 2>&1; echo rc=$?")).stdout).toMatch(/Permission denied\n(.*\n)*rc=1\n$/);
-            expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^OFF \(no rules loaded; LOCKDOWN by routing/);
+            expect((await tcp("198.51.100.66", 443, "root")).stdout).toBe("");
+            expect(await bound("root")).not.toMatch(/reached/);
+            expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^OFF \(no rules loaded in iptables' legacy tables; LOCKDOWN by nftables/);
             // SSH in still answers (sshd's sockets are root's), and so does loopback (the agent's own server).
             const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
             expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
@@ -307,16 +316,45 @@ describe("controls with the firewall down (the attacks above failed because of i
                     "for i in $(seq 50); do r=$(timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4000 && head -1 <&3' 2>/dev/null) && break; sleep 0.1; done; kill $! 2>/dev/null; echo \"$r\"",
             );
             expect(own.stdout).toBe("mine\n");
-            // Root removes the rules: the watcher puts them back within a tick or two.
+            // Root deletes the table, then opens its output chain: the watcher loads it again each time.
+            await h.root("nft delete table inet cc_sandbox_lockdown");
+            expect(await waitFor(async () => /policy drop/.test(await table()), 8000)).toBe(true);
+            await h.root("nft add rule inet cc_sandbox_lockdown output accept");
+            expect(await waitFor(async () => !/^\s*accept$/m.test(await table()), 8000)).toBe(true);
+            expect(await bound()).not.toMatch(/reached/);
+            // down, on such a kernel: the table goes, and the network is open (nothing was left closed).
+            const down = await h.root("PATH=/tmp/nolegacy:$PATH cc-sandbox-firewall down");
+            expect([down.code, down.stderr]).toEqual([0, expect.stringMatching(/down: the network is open/)]);
+            expect(await table()).toMatch(/No such file or directory/);
+            expect(await bound()).toMatch(/^reached$/m);
+
+            // Without nftables too: LOCKDOWN by routing, the last resort, with the leak the README
+            // names (a socket bound to the interface reaches the VM's own network).
+            await h.root("printf '#!/bin/sh\\necho nft: no kernel support >&2\\nexit 1\\n' >/tmp/nolegacy/nft && chmod 0755 /tmp/nolegacy/nft");
+            const routedUp = await h.root("PATH=/tmp/nolegacy:$PATH cc-sandbox-firewall up");
+            expect(routedUp.code).not.toBe(0);
+            expect(routedUp.stderr).toMatch(/LOCKDOWN by routing instead/);
+            expect((await routed()).match(/uidrange 0-4294967294 prohibit/g)).toHaveLength(2);
+            expect((await tcp("198.51.100.66", 443)).stderr).toMatch(/Permission denied/);
+            expect((await tcp("198.51.100.66", 443, "root")).stderr).toMatch(/Permission denied/);
+            expect((await h.root("timeout 5 bash -c 'exec 3<>/dev/udp/198.51.100.66/9999 && echo probe >&3' 2>&1; echo rc=$?")).stdout).toMatch(/Permission denied\n(.*\n)*rc=1\n$/);
+            expect(await bound()).toMatch(/^reached$/m);
+            expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^OFF \(no rules loaded; LOCKDOWN by routing/);
+            const sshRouted = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
+            expect(sshRouted.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
+            // Root removes a rule: the watcher puts it back within a tick or two.
             await h.root("ip -4 rule del priority 77");
             expect(await waitFor(async () => /uidrange/.test((await h.root("ip -4 rule show priority 77")).stdout), 8000)).toBe(true);
             expect((await h.root("ip -4 rule show priority 76")).stdout.match(/lookup main/g)).toHaveLength(2);
         } finally {
             await h.root("rm -rf /tmp/nolegacy");
+            await h.internet("pkill -f 'TCP-LISTEN:4471' || true");
+            await listener;
         }
-        // Rules that load again take its place: the rule is gone and allowed work goes on.
+        // Rules that load again take their place: no table, no routing rule, and allowed work goes on.
         expect((await h.root("cc-sandbox-firewall up")).code).toBe(0);
         expect(await routed()).toBe("");
+        expect(await table()).toMatch(/No such file or directory/);
         expect((await tls("allowed.test.example")).stdout).toBe("ok 198.51.100.10 443 sni=allowed.test.example\n");
         expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^ON /);
     });

@@ -56,7 +56,7 @@ describe("rendering", () => {
             const env = r.files.find((f) => f.path === "/etc/cc-sandbox/sandbox.env")!.content;
             return new RegExp(`^${key}='([a-z0-9 .+-]*)'$`, "m").exec(env)![1].split(" ").filter(Boolean);
         };
-        const base = ["iptables", "ipset", "dnsmasq-base", "haproxy", "bubblewrap", "socat", "bash-builtins", "podman", "slirp4netns", "acl"];
+        const base = ["iptables", "ipset", "dnsmasq-base", "haproxy", "nftables", "bubblewrap", "socat", "bash-builtins", "podman", "slirp4netns", "acl"];
         expect(packages(stack("alice"))).toEqual(base);
         expect(packages(stack("alice"), "CC_CLAUDE_PACKAGES")).toEqual(["nodejs", "npm"]);
         expect(packages(stack("ci"))).toEqual(base);

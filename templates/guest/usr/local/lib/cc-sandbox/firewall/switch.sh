@@ -75,7 +75,7 @@ switch_to() {
   local after=3
   iptables-legacy-restore -w 5 <"$rules" || { log "loading the new rules failed"; return "$after"; }
   wait "$v6" || { log "loading IPv6 rules failed"; return "$after"; }
-  [[ ! -e $route_lock_mark ]] || route_lockdown_off
+  fallbacks_off
   ((protect == 0)) || destroy_unused_sets
   # The tables and the fixed sets are final from here: they are read back (the state ON is checked
   # against) and the policy is hashed (the host can compute the same) while the resolver and the
@@ -147,9 +147,12 @@ lockdown() {
   fi
   if iptables-legacy-restore -w 5 <"$rules" && ip6tables-legacy-restore -w 5 <"$rules6"; then
     loaded=1
+    fallbacks_off
+  elif nft_lockdown; then
+    log "LOCKDOWN rules did not load in iptables' legacy tables: LOCKDOWN by nftables instead (loopback, SSH in and DHCP; loopback is not held between users)"
     [[ ! -e $route_lock_mark ]] || route_lockdown_off
   elif route_lockdown; then
-    log "LOCKDOWN rules did not load: LOCKDOWN by routing instead, a last resort (routes refused but for SSH's replies and DHCP; a socket bound to the interface still reaches the VM's own network)"
+    log "LOCKDOWN rules did not load, in iptables' legacy tables or nftables: LOCKDOWN by routing instead, a last resort (routes refused but for SSH's replies and DHCP; a socket bound to the interface still reaches the VM's own network)"
   else
     log "LOCKDOWN rules did not load, nor LOCKDOWN by routing; policies may still be whatever they were"
   fi
@@ -161,6 +164,58 @@ lockdown() {
   if ((loaded)); then live_state >"$expected_rules"; else rm -f "$expected_rules"; fi
   ((loaded)) || return 1
   log "LOCKDOWN: only loopback, SSH in and DHCP are allowed until the allowlist is fixed and 'up' runs again"
+}
+
+# nft_lockdown: when iptables' legacy tables load nothing (a kernel built without them, their lock
+# held past its wait), LOCKDOWN as a table of its own in nftables, replaced whole in one transaction:
+# loopback, SSH in (and its replies, from the root-only port 22, also for sessions conntrack does
+# not know), DHCP; IPv6 nothing but loopback. Its hooks see every packet the VM sends or receives,
+# whatever route or device a socket chose. Coarser than LOCKDOWN's own rules: loopback is not held
+# between users, SSH in is taken from anywhere. What the table reads once loaded is kept in the
+# mark: the watcher loads it again when it reads otherwise; removed once rules load (or by down).
+nft_lockdown() {
+  command -v nft >/dev/null || return 1
+  nft -f - <<EOF || return 1
+table inet $nft_lock_table
+delete table inet $nft_lock_table
+table inet $nft_lock_table {
+  chain input {
+    type filter hook input priority -10; policy drop;
+    iif "lo" accept
+    meta nfproto ipv4 ct state established,related accept
+    meta nfproto ipv4 tcp dport 22 accept
+    meta nfproto ipv4 udp sport 67 udp dport 68 accept
+  }
+  chain forward {
+    type filter hook forward priority -10; policy drop;
+  }
+  chain output {
+    type filter hook output priority -10; policy drop;
+    oif "lo" accept
+    meta nfproto ipv4 ct state established,related accept
+    meta nfproto ipv4 tcp sport 22 tcp flags & (fin|syn|rst|ack) != syn accept
+    meta nfproto ipv4 udp sport 68 udp dport 67 accept
+  }
+}
+EOF
+  nft list table inet "$nft_lock_table" >"$nft_lock_mark.new" && mv -f "$nft_lock_mark.new" "$nft_lock_mark"
+}
+
+# nft_lockdown_held: the table reads as it did when loaded.
+nft_lockdown_held() {
+  local live kept
+  live=$(nft list table inet "$nft_lock_table" 2>/dev/null) && kept=$(<"$nft_lock_mark") && [[ $live == "$kept" ]]
+}
+
+nft_lockdown_off() {
+  if nft list table inet "$nft_lock_table" >/dev/null 2>&1; then nft delete table inet "$nft_lock_table" || return 1; fi
+  rm -f "$nft_lock_mark"
+}
+
+# fallbacks_off: the LOCKDOWN fallbacks removed, once rules in the legacy tables hold.
+fallbacks_off() {
+  [[ ! -e $nft_lock_mark ]] || nft_lockdown_off || log "warning: the nftables LOCKDOWN table could not be removed"
+  [[ ! -e $route_lock_mark ]] || route_lockdown_off
 }
 
 # route_lockdown: when no rules load at all (a kernel without iptables' legacy tables), policy
