@@ -300,6 +300,7 @@ describe("controls with the firewall down (the attacks above failed because of i
             expect(await table()).toMatch(/hook output priority filter - 10; policy drop;/);
             expect(await routed()).toBe("");
             // The agent: no way out by name, by address, over IPv6, nor bound to the interface.
+            expect((await tls("allowed.test.example")).stdout).toBe("");
             expect((await tls("198.51.100.10")).stdout).toBe("");
             expect((await tcp("198.51.100.66", 443)).stdout).toBe("");
             expect((await tcp(h.internetAddress6, 443)).stdout).toBe("");
@@ -307,7 +308,14 @@ describe("controls with the firewall down (the attacks above failed because of i
             // Nor root (a daemon the agent can drive would be a way out), from any source port but 22's.
             expect((await tcp("198.51.100.66", 443, "root")).stdout).toBe("");
             expect(await bound("root")).not.toMatch(/reached/);
-            expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^OFF \(no rules loaded in iptables' legacy tables; LOCKDOWN by nftables/);
+            // Nor a datagram, root's or the agent's, to the VM's own network.
+            const datagrams = h.internet(`timeout 6 socat -u UDP-RECV:4472,bind=${h.gatewayAddress} - 2>&1; true`);
+            await h.root(`sleep 1; for i in 1 2 3; do echo from-root | socat -u - UDP:${h.gatewayAddress}:4472 2>/dev/null; done; true`);
+            await h.exec(`for i in 1 2 3; do echo from-agent | socat -u - UDP:${h.gatewayAddress}:4472 2>/dev/null; done; true`);
+            expect((await datagrams).stdout).toBe("");
+            // SSH over loopback, to the VM's own address, is refused as LOCKDOWN's own rules do.
+            expect((await tcp(h.guestAddress, 22)).stderr).toMatch(/Connection refused/);
+            expect((await h.root("cc-sandbox-firewall status")).stdout).toMatch(/^OFF \(LOCKDOWN's rules did not load in iptables' legacy tables; LOCKDOWN by nftables/);
             // SSH in still answers (sshd's sockets are root's), and so does loopback (the agent's own server).
             const ssh = await h.internet(`timeout 3 bash -c 'exec 3<>/dev/tcp/${h.guestAddress}/22 && head -1 <&3'`);
             expect(ssh.stdout).toMatch(/^SSH-2\.0-OpenSSH/);
@@ -327,6 +335,9 @@ describe("controls with the firewall down (the attacks above failed because of i
             expect([down.code, down.stderr]).toEqual([0, expect.stringMatching(/down: the network is open/)]);
             expect(await table()).toMatch(/No such file or directory/);
             expect(await bound()).toMatch(/^reached$/m);
+            const open = h.internet(`timeout 4 socat -u UDP-RECV:4472,bind=${h.gatewayAddress} - 2>&1; true`);
+            await h.exec(`sleep 1; echo from-agent | socat -u - UDP:${h.gatewayAddress}:4472`);
+            expect((await open).stdout).toBe("from-agent\n");
 
             // Without nftables too: LOCKDOWN by routing, the last resort, with the leak the README
             // names (a socket bound to the interface reaches the VM's own network).

@@ -75,7 +75,7 @@ switch_to() {
   local after=3
   iptables-legacy-restore -w 5 <"$rules" || { log "loading the new rules failed"; return "$after"; }
   wait "$v6" || { log "loading IPv6 rules failed"; return "$after"; }
-  fallbacks_off
+  fallbacks_off || { log "the nftables LOCKDOWN table could not be removed"; return "$after"; }
   ((protect == 0)) || destroy_unused_sets
   # The tables and the fixed sets are final from here: they are read back (the state ON is checked
   # against) and the policy is hashed (the host can compute the same) while the resolver and the
@@ -147,7 +147,7 @@ lockdown() {
   fi
   if iptables-legacy-restore -w 5 <"$rules" && ip6tables-legacy-restore -w 5 <"$rules6"; then
     loaded=1
-    fallbacks_off
+    fallbacks_off || log "warning: the nftables LOCKDOWN table could not be removed (it stays, closed)"
   elif nft_lockdown; then
     log "LOCKDOWN rules did not load in iptables' legacy tables: LOCKDOWN by nftables instead (loopback, SSH in and DHCP; loopback is not held between users)"
     [[ ! -e $route_lock_mark ]] || route_lockdown_off
@@ -169,18 +169,21 @@ lockdown() {
 # nft_lockdown: when iptables' legacy tables load nothing (a kernel built without them, their lock
 # held past its wait), LOCKDOWN as a table of its own in nftables, replaced whole in one transaction:
 # loopback, SSH in (and its replies, from the root-only port 22, also for sessions conntrack does
-# not know), DHCP; IPv6 nothing but loopback. Its hooks see every packet the VM sends or receives,
-# whatever route or device a socket chose. Coarser than LOCKDOWN's own rules: loopback is not held
-# between users, SSH in is taken from anywhere. What the table reads once loaded is kept in the
-# mark: the watcher loads it again when it reads otherwise; removed once rules load (or by down).
+# not know), DHCP; IPv6 nothing but loopback. Its hooks see what the VM's sockets send, whatever
+# route or device a socket chose. Coarser than LOCKDOWN's own rules: loopback is not held between
+# users, SSH in is taken from anywhere. The mark is written before the table is loaded (a table
+# never stands without it: what removes the fallbacks looks at the mark alone) and holds what the
+# table reads once loaded: the watcher loads it again when it reads otherwise.
 nft_lockdown() {
   command -v nft >/dev/null || return 1
-  nft -f - <<EOF || return 1
+  [[ -e $nft_lock_mark ]] || : >"$nft_lock_mark" || return 1
+  nft -f - <<EOF || { [[ -s $nft_lock_mark ]] || rm -f "$nft_lock_mark"; return 1; }
 table inet $nft_lock_table
 delete table inet $nft_lock_table
 table inet $nft_lock_table {
   chain input {
     type filter hook input priority -10; policy drop;
+    iif "lo" tcp dport 22 reject with tcp reset
     iif "lo" accept
     meta nfproto ipv4 ct state established,related accept
     meta nfproto ipv4 tcp dport 22 accept
@@ -193,7 +196,7 @@ table inet $nft_lock_table {
     type filter hook output priority -10; policy drop;
     oif "lo" accept
     meta nfproto ipv4 ct state established,related accept
-    meta nfproto ipv4 tcp sport 22 tcp flags & (fin|syn|rst|ack) != syn accept
+    meta nfproto ipv4 tcp sport 22 tcp flags & (fin|syn|rst|ack) != syn meta skuid 0 accept
     meta nfproto ipv4 udp sport 68 udp dport 67 accept
   }
 }
@@ -212,10 +215,11 @@ nft_lockdown_off() {
   rm -f "$nft_lock_mark"
 }
 
-# fallbacks_off: the LOCKDOWN fallbacks removed, once rules in the legacy tables hold.
+# fallbacks_off: the LOCKDOWN fallbacks removed, once rules in the legacy tables hold. Fails (1)
+# when the nftables table stays.
 fallbacks_off() {
-  [[ ! -e $nft_lock_mark ]] || nft_lockdown_off || log "warning: the nftables LOCKDOWN table could not be removed"
   [[ ! -e $route_lock_mark ]] || route_lockdown_off
+  [[ ! -e $nft_lock_mark ]] || nft_lockdown_off
 }
 
 # route_lockdown: when no rules load at all (a kernel without iptables' legacy tables), policy
