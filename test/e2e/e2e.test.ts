@@ -340,7 +340,8 @@ rm -rf "$d"`;
 step("3c. Ubuntu 24.04: bubblewrap and Claude Code's sandbox work for the agent because of the AppArmor profile, and not without it", async () => {
     expect((await inGuest("cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns /etc/os-release")).stdout).toMatch(/^1\n[^]*VERSION_ID="24\.04"/);
     const loaded = await inGuest(sandboxProbe);
-    expect(loaded.stdout).toMatch(/^nnp=1$/m);
+    // (with its stderr and exit: a probe that prints nothing says why)
+    expect(`${loaded.stdout}--- stderr (exit ${loaded.code}, ${loaded.seconds} s) ---\n${loaded.stderr.slice(-600)}`).toMatch(/^nnp=1$/m);
     expect(loaded.stdout).toMatch(/^bwrap=ok$/m);
     expect(loaded.stdout).toMatch(/^srt=ok$/m);
 

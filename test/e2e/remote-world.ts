@@ -16,6 +16,12 @@ export const remoteUri = `qemu+ssh://root@${remoteHost}/system`;
 export const remoteDir = "/var/lib/libvirt/cc-vms";
 /** The host's isolated network (test/libvirt-host.sh). */
 export const remoteSubnet = "198.18.10";
+/**
+ * The remote VM's name: not the local e2e's cc-ci, which runs beside it in CI. Two libvirt daemons
+ * on one machine without systemd name a domain's cgroup by its id and name alone
+ * (machine/qemu-1-cc-ci.libvirt-qemu), so two VMs of one name would share one.
+ */
+export const remoteVm = "cc-remote";
 const hostScript = path.join(root, "test/libvirt-host.sh");
 
 export class RemoteWorld extends World {
@@ -48,6 +54,7 @@ export class RemoteWorld extends World {
             storageDir: remoteDir,
             network: "ccsbx-remote",
         };
+        doc.config["cc-sandbox:vm"] = { ...doc.config["cc-sandbox:vm"], name: remoteVm };
         // Shares are of the host's folders; this host has none to give.
         doc.config["cc-sandbox:mounts"] = [];
         fs.writeFileSync(this.stackFile, stringify(doc));
@@ -78,8 +85,8 @@ export class RemoteWorld extends World {
     /** What the host and this HOME still hold of the VM. */
     leftovers(): string[] {
         const found = this.volumes().map((v) => `volume ${v}`);
-        if (this.virsh("dominfo", "cc-ci").code === 0) found.push("domain cc-ci");
-        const knownHosts = path.join(this.home, ".ssh", "known_hosts.cc-sandbox.cc-ci");
+        if (this.virsh("dominfo", remoteVm).code === 0) found.push(`domain ${remoteVm}`);
+        const knownHosts = path.join(this.home, ".ssh", `known_hosts.cc-sandbox.${remoteVm}`);
         if (fs.existsSync(knownHosts)) found.push(`file ${knownHosts}`);
         return found;
     }

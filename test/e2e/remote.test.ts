@@ -10,7 +10,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { root } from "../helpers";
-import { remoteDir, remoteSubnet, RemoteWorld } from "./remote-world";
+import { remoteDir, remoteSubnet, remoteVm, RemoteWorld } from "./remote-world";
 import { steps } from "./steps";
 import { Run } from "./world";
 
@@ -48,11 +48,11 @@ step("R1. pulumi up makes the sandbox on the host from nothing: pool, uploaded i
     expect(summary(r)).toMatch(/\+ \d+ created/);
     expect(r.stdout + r.stderr).toMatch(/uploading .*disk\.qcow2 to pool cc-sandbox-[0-9a-f]{8}/);
     await readOutputs();
-    expect(outputs).toMatchObject({ name: "cc-ci", hypervisor: "libvirt", state: "running" });
+    expect(outputs).toMatchObject({ name: remoteVm, hypervisor: "libvirt", state: "running" });
     expect(String(outputs.ip)).toMatch(new RegExp(`^${remoteSubnet.replace(/\./g, "\\.")}\\.1\\d\\d$`));
     const vols = world.volumes().map((v) => v.replace(/^[^:]+: /, "")).sort();
-    expect(vols).toEqual(["cc-ci-seed.iso", "cc-ci.qcow2", expect.stringMatching(/^cc-sandbox-base-[0-9a-f]{64}\.qcow2$/)]);
-    expect(world.virsh("domblklist", "cc-ci").stdout).toContain(`${remoteDir}/cc-ci-seed.iso`);
+    expect(vols).toEqual([`${remoteVm}-seed.iso`, `${remoteVm}.qcow2`, expect.stringMatching(/^cc-sandbox-base-[0-9a-f]{64}\.qcow2$/)]);
+    expect(world.virsh("domblklist", remoteVm).stdout).toContain(`${remoteDir}/${remoteVm}-seed.iso`);
     // Nothing of it on the workstation's side of the filesystem.
     expect(fs.existsSync(remoteDir)).toBe(false);
     // Named without its image.json: every guest file came in the cloud-config, as with a stock image.
@@ -66,7 +66,7 @@ step("R2. the sshCommand and the sshConfig block both log in, through the host",
     expect((await inGuest("id -un")).stdout).toBe("agent\n");
     const config = path.join(world.home, ".ssh", "config.cc-sandbox");
     fs.writeFileSync(config, String(outputs.sshConfig));
-    const r = await world.shell("ssh -F /root/.ssh/config.cc-sandbox -o BatchMode=yes cc-ci -- id -un");
+    const r = await world.shell(`ssh -F /root/.ssh/config.cc-sandbox -o BatchMode=yes ${remoteVm} -- id -un`);
     expect(r.stderr).not.toMatch(/Permission denied|Host key verification failed/);
     expect(r.stdout).toBe("agent\n");
 });
@@ -83,7 +83,9 @@ step("R3. an allowlist change applies in place: no replacement, the same boot", 
     const before = String(outputs.policy);
     await readOutputs();
     expect(outputs.policy).not.toBe(before);
-    expect((await inGuest("sudo cc-sandbox-firewall status", { admin: true })).stdout).toContain(`ON (policy ${outputs.policy}; `);
+    // (with its stderr and exit: a status that prints nothing says why)
+    const status = await inGuest("sudo cc-sandbox-firewall status", { admin: true });
+    expect(`${status.stdout}--- stderr (exit ${status.code}) ---\n${status.stderr.slice(-600)}`).toContain(`ON (policy ${outputs.policy}; `);
 });
 
 step("R4. pulumi destroy leaves no domain and no volume on the host, and no known_hosts or state here", async () => {
