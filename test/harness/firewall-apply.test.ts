@@ -359,7 +359,8 @@ describe("controls with the firewall down (the attacks above failed because of i
             expect((await h.root("ip -4 rule show priority 76")).stdout.match(/lookup main/g)).toHaveLength(2);
         } finally {
             await h.root("rm -rf /tmp/nolegacy");
-            await h.internet("pkill -f 'TCP-LISTEN:4471' || true");
+            // Only this harness's listener (its gateway address is its own): another run's is left alone.
+            await h.internet(`pkill -f 'TCP-LISTEN:4471,bind=${h.gatewayAddress},' || true`);
             await listener;
         }
         // Rules that load again take their place: no table, no routing rule, and allowed work goes on.
